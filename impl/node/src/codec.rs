@@ -1,0 +1,215 @@
+//! Bytes ↔ values on every TCP connection: length-delimited frames (4-byte big-endian length,
+//! a hard size limit) carrying postcard-encoded values, and the versioned handshake.
+//!
+//! Why a handshake: a master or proxy that dials the wrong cluster (a copy-pasted address) or
+//! runs an incompatible build must be refused at the door with a logged reason, not be allowed
+//! to exchange protocol messages that would be misread. Why a frame limit: a garbage length
+//! prefix must cost an error, never a multi-gigabyte allocation.
+//!
+//! Wire order on a connection: the dialer sends one [`Hello`]; the listener answers one
+//! [`HelloReply`]; from then on both sides send protocol values (`vigil_core::Message`).
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// Bumped whenever the encoding of `Hello`, `HelloReply` or any protocol message changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default limit on one frame. A `CatchUp` with a snapshot is the largest message.
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+
+/// Who is dialing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DialerRole {
+    /// A master of the cluster, with its node id.
+    Master(u64),
+    /// A proxy that will send `Propose`.
+    Proxy,
+    /// A client that will send `Request` to a proxy.
+    Client,
+}
+
+/// The first frame on every connection, from the dialer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal the listener's [`PROTOCOL_VERSION`].
+    pub protocol_version: u32,
+    /// The cluster the dialer belongs to (masters, proxies); clients send an empty name since
+    /// each request names its cluster.
+    pub cluster: String,
+    /// Who is dialing.
+    pub role: DialerRole,
+}
+
+/// The listener's answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// The connection is open for protocol messages.
+    Welcome,
+    /// The connection is refused and will be closed; `reason` says why, for the dialer's log.
+    Refused {
+        /// Human-readable reason.
+        reason: String,
+    },
+}
+
+/// Why a frame could not be read or written. Each variant maps to a `reason` label of the
+/// `vigil_bad_frames_total` counter.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The connection failed, or the length prefix was above the frame limit, or the peer closed
+    /// in the middle of a frame.
+    #[error("frame: {0}")]
+    Frame(#[from] std::io::Error),
+    /// The frame's bytes are not a value of the expected type (garbage or an unknown message type).
+    #[error("undecodable frame of {bytes} bytes: {reason}")]
+    Decode {
+        /// Frame size.
+        bytes: usize,
+        /// Postcard's error.
+        reason: String,
+    },
+    /// A value could not be encoded, or is above the frame limit.
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+impl CodecError {
+    /// A short label for metrics.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            CodecError::Frame(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                "oversized"
+            }
+            CodecError::Frame(error)
+                if error.kind() == std::io::ErrorKind::UnexpectedEof
+                    || error.to_string().contains("bytes remaining") =>
+            {
+                "truncated"
+            }
+            CodecError::Frame(_) => "io",
+            CodecError::Decode { .. } => "undecodable",
+            CodecError::Encode(_) => "encode",
+        }
+    }
+}
+
+/// The length-delimited codec with our frame limit.
+pub fn frame_codec(frame_bytes_max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(frame_bytes_max)
+        .new_codec()
+}
+
+/// Reads frames from one half of a connection.
+pub type FrameReader<R> = FramedRead<R, LengthDelimitedCodec>;
+/// Writes frames to one half of a connection.
+pub type FrameWriter<W> = FramedWrite<W, LengthDelimitedCodec>;
+
+/// Wraps the two halves of a connection in frame readers and writers.
+pub fn framed<R: AsyncRead, W: AsyncWrite>(
+    read_half: R,
+    write_half: W,
+    frame_bytes_max: usize,
+) -> (FrameReader<R>, FrameWriter<W>) {
+    (
+        FramedRead::new(read_half, frame_codec(frame_bytes_max)),
+        FramedWrite::new(write_half, frame_codec(frame_bytes_max)),
+    )
+}
+
+/// Encodes one value as a frame payload.
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
+    postcard::to_allocvec(value)
+        .map(Bytes::from)
+        .map_err(|error| CodecError::Encode(error.to_string()))
+}
+
+/// Decodes one frame payload.
+pub fn decode<T: DeserializeOwned>(frame: &BytesMut) -> Result<T, CodecError> {
+    postcard::from_bytes(frame).map_err(|error| CodecError::Decode {
+        bytes: frame.len(),
+        reason: error.to_string(),
+    })
+}
+
+/// Reads the next value; `Ok(None)` when the peer closed cleanly between frames.
+pub async fn read_value<T, R>(reader: &mut FrameReader<R>) -> Result<Option<T>, CodecError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    match reader.next().await {
+        None => Ok(None),
+        Some(Err(error)) => Err(CodecError::Frame(error)),
+        Some(Ok(frame)) => decode(&frame).map(Some),
+    }
+}
+
+/// Writes one value and flushes it.
+pub async fn write_value<T, W>(writer: &mut FrameWriter<W>, value: &T) -> Result<(), CodecError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    writer.send(encode(value)?).await.map_err(CodecError::Frame)
+}
+
+/// Writes one value without flushing (for batches; call `flush_values` after).
+pub async fn feed_value<T, W>(writer: &mut FrameWriter<W>, value: &T) -> Result<(), CodecError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    writer.feed(encode(value)?).await.map_err(CodecError::Frame)
+}
+
+/// Flushes values written with `feed_value`.
+pub async fn flush_values<W: AsyncWrite + Unpin>(
+    writer: &mut FrameWriter<W>,
+) -> Result<(), CodecError> {
+    SinkExt::<Bytes>::flush(writer)
+        .await
+        .map_err(CodecError::Frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn round_trip_and_limits() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (client_read, client_write) = tokio::io::split(client);
+        let (server_read, server_write) = tokio::io::split(server);
+        let (_unused_reader, mut writer) = framed(client_read, client_write, 64);
+        let (mut reader, _unused_writer) = framed(server_read, server_write, 64);
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: "local".into(),
+            role: DialerRole::Master(3),
+        };
+        write_value(&mut writer, &hello).await.unwrap();
+        let read: Hello = read_value(&mut reader).await.unwrap().unwrap();
+        assert_eq!(read, hello);
+        // A length prefix above the limit is refused without allocating.
+        let raw = writer.get_mut();
+        raw.write_all(&1000u32.to_be_bytes()).await.unwrap();
+        raw.flush().await.unwrap();
+        let error = read_value::<Hello, _>(&mut reader).await.unwrap_err();
+        assert_eq!(error.reason_label(), "oversized", "{error}");
+    }
+
+    #[test]
+    fn unknown_variant_is_undecodable() {
+        let frame = BytesMut::from(&[200u8, 1, 2][..]);
+        let error = decode::<HelloReply>(&frame).unwrap_err();
+        assert_eq!(error.reason_label(), "undecodable");
+    }
+}

@@ -1,0 +1,459 @@
+//! TCP between masters, and from proxies to masters and clients to proxies: the accept loop
+//! (a semaphore caps connections), the listener's side of the handshake, and outbound links
+//! with a bounded send queue and reconnect with capped exponential backoff.
+//!
+//! Why bounded queues that drop: the incident's follower was frozen for seconds while its
+//! leader kept producing heartbeats and accepts for it. Anything queued for a peer that does
+//! not read must be bounded, or a slow peer turns into memory growth on a healthy one. Paxos
+//! tolerates lost messages (every message is retried by a timer or superseded), so dropping
+//! and counting is safe where blocking or growing is not.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello, HelloReply};
+use crate::metrics as names;
+
+/// Limits of a listening server.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Open connections at most; the accept loop waits for one to close beyond it.
+    pub connections_max: usize,
+    /// Largest frame accepted.
+    pub frame_bytes_max: usize,
+    /// Time a dialer has to send its `Hello`; a silent connection must not hold a permit forever.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> ServerLimits {
+        ServerLimits {
+            connections_max: 1024,
+            frame_bytes_max: codec::FRAME_BYTES_MAX_DEFAULT,
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, calling `on_connection` in a task of
+/// its own for each. Holds a semaphore permit per connection (mini-redis style), so at most
+/// `connections_max` are served at once; a listener error is logged and accepting continues.
+pub async fn accept_connections<F, Fut>(
+    listener: TcpListener,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+    server_label: &'static str,
+    on_connection: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.connections_max));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, address) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(server = server_label, %error, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        metrics::counter!(names::CONNECTIONS_ACCEPTED, "server" => server_label).increment(1);
+        let gauge = metrics::gauge!(names::CONNECTIONS_OPEN, "server" => server_label);
+        gauge.increment(1.0);
+        let connection = on_connection(stream, address);
+        let connection_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection_shutdown.cancelled() => {}
+                _ = connection => {}
+            }
+            gauge.decrement(1.0);
+            drop(permit);
+        });
+    }
+}
+
+/// Why a listener refused a dialer. Logged and counted; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The dialer sent nothing within the handshake timeout.
+    #[error("no Hello within {0:?}")]
+    Timeout(Duration),
+    /// The dialer closed before saying hello.
+    #[error("closed before Hello")]
+    Closed,
+    /// The first frame was not a readable `Hello`.
+    #[error("bad Hello: {0}")]
+    BadFrame(#[from] CodecError),
+    /// The dialer speaks another protocol version.
+    #[error("protocol version {theirs}, this node speaks {ours}")]
+    Version {
+        /// The dialer's version.
+        theirs: u32,
+        /// Ours.
+        ours: u32,
+    },
+    /// The dialer belongs to another cluster.
+    #[error("cluster {theirs:?}, this node serves {ours:?}")]
+    Cluster {
+        /// The dialer's cluster.
+        theirs: String,
+        /// Ours.
+        ours: String,
+    },
+    /// The dialer's role may not connect here (e.g. a client dialing a master).
+    #[error("role {0:?} not accepted here")]
+    Role(DialerRole),
+    /// The listener refused us (dialer side).
+    #[error("refused by the listener: {0}")]
+    Refused(String),
+}
+
+impl HandshakeError {
+    fn reason_label(&self) -> &'static str {
+        match self {
+            HandshakeError::Timeout(_) => "timeout",
+            HandshakeError::Closed => "closed",
+            HandshakeError::BadFrame(_) => "bad_frame",
+            HandshakeError::Version { .. } => "version",
+            HandshakeError::Cluster { .. } => "cluster",
+            HandshakeError::Role(_) => "role",
+            HandshakeError::Refused(_) => "refused",
+        }
+    }
+}
+
+/// What a listener expects of dialers.
+#[derive(Clone, Debug)]
+pub struct HandshakePolicy {
+    /// The cluster dialers must belong to; `None` accepts any (a proxy serving clients).
+    pub cluster: Option<String>,
+    /// Whether masters may dial.
+    pub accept_masters: bool,
+    /// Whether proxies may dial.
+    pub accept_proxies: bool,
+    /// Whether clients may dial.
+    pub accept_clients: bool,
+}
+
+/// The listener's side of the handshake: reads the `Hello`, checks it against `policy`,
+/// answers, and on refusal logs the reason and counts it. The caller closes on `Err`.
+pub async fn accept_hello(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    writer: &mut FrameWriter<OwnedWriteHalf>,
+    policy: &HandshakePolicy,
+    timeout: Duration,
+    peer_address: SocketAddr,
+) -> Result<DialerRole, HandshakeError> {
+    let result = match tokio::time::timeout(timeout, codec::read_value::<Hello, _>(reader)).await {
+        Err(_) => Err(HandshakeError::Timeout(timeout)),
+        Ok(Ok(None)) => Err(HandshakeError::Closed),
+        Ok(Err(error)) => Err(HandshakeError::BadFrame(error)),
+        Ok(Ok(Some(hello))) => check_hello(hello, policy),
+    };
+    match result {
+        Ok(role) => {
+            codec::write_value(writer, &HelloReply::Welcome).await?;
+            Ok(role)
+        }
+        Err(error) => {
+            tracing::warn!(peer = %peer_address, reason = %error, "handshake refused; closing the connection");
+            metrics::counter!(names::HANDSHAKE_REJECTIONS, "reason" => error.reason_label())
+                .increment(1);
+            let refusal = HelloReply::Refused {
+                reason: error.to_string(),
+            };
+            // Best effort: the dialer may already be gone.
+            let _ = tokio::time::timeout(timeout, codec::write_value(writer, &refusal)).await;
+            Err(error)
+        }
+    }
+}
+
+fn check_hello(hello: Hello, policy: &HandshakePolicy) -> Result<DialerRole, HandshakeError> {
+    if hello.protocol_version != codec::PROTOCOL_VERSION {
+        return Err(HandshakeError::Version {
+            theirs: hello.protocol_version,
+            ours: codec::PROTOCOL_VERSION,
+        });
+    }
+    if let Some(cluster) = &policy.cluster {
+        if &hello.cluster != cluster {
+            return Err(HandshakeError::Cluster {
+                theirs: hello.cluster,
+                ours: cluster.clone(),
+            });
+        }
+    }
+    let accepted = match hello.role {
+        DialerRole::Master(_) => policy.accept_masters,
+        DialerRole::Proxy => policy.accept_proxies,
+        DialerRole::Client => policy.accept_clients,
+    };
+    if accepted {
+        Ok(hello.role)
+    } else {
+        Err(HandshakeError::Role(hello.role))
+    }
+}
+
+/// Counts and logs a frame that could not be read; the caller then closes the connection.
+pub fn record_bad_frame(server_label: &'static str, peer_address: SocketAddr, error: &CodecError) {
+    tracing::warn!(server = server_label, peer = %peer_address, reason = %error, "bad frame; closing the connection");
+    metrics::counter!(names::BAD_FRAMES, "server" => server_label, "reason" => error.reason_label())
+        .increment(1);
+}
+
+/// How an outbound link dials and retries.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    /// Messages waiting for the peer at most; beyond it new messages are dropped and counted.
+    pub queue_messages_max: usize,
+    /// Largest frame sent or received.
+    pub frame_bytes_max: usize,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Reconnect delay cap.
+    pub backoff_max: Duration,
+    /// Time allowed for connect + handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for LinkSettings {
+    fn default() -> LinkSettings {
+        LinkSettings {
+            queue_messages_max: 1024,
+            frame_bytes_max: codec::FRAME_BYTES_MAX_DEFAULT,
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a message was not queued to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The peer's queue is full (slow or unreachable peer): the message is dropped.
+    #[error("peer queue full")]
+    QueueFull,
+    /// The link was cut on purpose (fault injection) or has shut down.
+    #[error("link down")]
+    LinkDown,
+}
+
+/// The sending end of an outbound link: cheap to clone, never blocks.
+#[derive(Debug)]
+pub struct LinkSender<Out> {
+    queue: mpsc::Sender<Out>,
+    cut: Arc<AtomicBool>,
+    /// Peer label for metrics and logs.
+    peer: Arc<str>,
+}
+
+impl<Out> Clone for LinkSender<Out> {
+    fn clone(&self) -> Self {
+        LinkSender {
+            queue: self.queue.clone(),
+            cut: self.cut.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+impl<Out> LinkSender<Out> {
+    /// Queues `message` for the peer, or drops it (counted) if the queue is full or the link cut.
+    pub fn send(&self, message: Out) -> Result<(), SendError> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Err(SendError::LinkDown);
+        }
+        self.queue.try_send(message).map_err(|error| {
+            let reason = match error {
+                mpsc::error::TrySendError::Full(_) => SendError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => SendError::LinkDown,
+            };
+            metrics::counter!(names::PEER_SEND_DROPS, "peer" => self.peer.to_string()).increment(1);
+            reason
+        })
+    }
+
+    /// Fault injection: while cut, everything sent on this link is lost (`protocol.md` §11 `Drop`).
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+    }
+}
+
+/// Spawns an outbound link to `address`: dials, says `hello`, then writes queued messages.
+/// Values the peer sends back on this connection are decoded and delivered to `inbound`
+/// (a proxy's replies from a master); a bad frame closes the connection and redials.
+pub fn spawn_link<Out, In>(
+    address: String,
+    hello: Hello,
+    settings: LinkSettings,
+    inbound: Option<mpsc::Sender<In>>,
+    shutdown: CancellationToken,
+) -> LinkSender<Out>
+where
+    Out: Serialize + Send + Sync + 'static,
+    In: DeserializeOwned + Send + 'static,
+{
+    let (queue, receiver) = mpsc::channel(settings.queue_messages_max);
+    let sender = LinkSender {
+        queue,
+        cut: Arc::new(AtomicBool::new(false)),
+        peer: Arc::from(address.as_str()),
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = run_link(address, hello, settings, receiver, inbound) => {}
+        }
+    });
+    sender
+}
+
+async fn run_link<Out, In>(
+    address: String,
+    hello: Hello,
+    settings: LinkSettings,
+    mut outbound: mpsc::Receiver<Out>,
+    inbound: Option<mpsc::Sender<In>>,
+) where
+    Out: Serialize + Send + Sync + 'static,
+    In: DeserializeOwned + Send + 'static,
+{
+    let mut backoff = settings.backoff_initial;
+    loop {
+        let connected =
+            tokio::time::timeout(settings.connect_timeout, dial(&address, &hello, &settings)).await;
+        match connected {
+            Ok(Ok((reader, writer))) => {
+                backoff = settings.backoff_initial;
+                tracing::debug!(peer = %address, "link connected");
+                let closed = serve_link(reader, writer, &mut outbound, inbound.as_ref()).await;
+                if closed {
+                    return; // every sender dropped: the owner is gone
+                }
+                tracing::debug!(peer = %address, "link lost; reconnecting");
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %address, %error, "dial failed");
+                metrics::counter!(names::RECONNECTS).increment(1);
+            }
+            Err(_) => metrics::counter!(names::RECONNECTS).increment(1),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.backoff_max);
+    }
+}
+
+/// Why dialing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// TCP connect failed.
+    #[error("connect: {0}")]
+    Connect(#[from] std::io::Error),
+    /// The handshake failed or was refused.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+}
+
+/// Connects to `address` and performs the dialer's side of the handshake.
+pub async fn dial(
+    address: &str,
+    hello: &Hello,
+    settings: &LinkSettings,
+) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter<OwnedWriteHalf>), DialError> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let (read_half, write_half) = stream.into_split();
+    let (mut reader, mut writer) = codec::framed(read_half, write_half, settings.frame_bytes_max);
+    codec::write_value(&mut writer, hello)
+        .await
+        .map_err(HandshakeError::from)?;
+    match codec::read_value::<HelloReply, _>(&mut reader).await {
+        Ok(Some(HelloReply::Welcome)) => Ok((reader, writer)),
+        Ok(Some(HelloReply::Refused { reason })) => {
+            tracing::warn!(peer = %address, %reason, "handshake refused by the peer");
+            Err(HandshakeError::Refused(reason).into())
+        }
+        Ok(None) => Err(HandshakeError::Closed.into()),
+        Err(error) => Err(HandshakeError::BadFrame(error).into()),
+    }
+}
+
+/// Writes queued messages and reads replies until the connection fails (returns false) or
+/// every sender is gone (returns true).
+async fn serve_link<Out, In>(
+    mut reader: FrameReader<OwnedReadHalf>,
+    mut writer: FrameWriter<OwnedWriteHalf>,
+    outbound: &mut mpsc::Receiver<Out>,
+    inbound: Option<&mpsc::Sender<In>>,
+) -> bool
+where
+    Out: Serialize,
+    In: DeserializeOwned,
+{
+    /// Messages written before one flush: batches under load without unbounded buffering.
+    const BATCH_MESSAGES_MAX: usize = 64;
+    loop {
+        tokio::select! {
+            message = outbound.recv() => {
+                let Some(message) = message else { return true };
+                if codec::feed_value(&mut writer, &message).await.is_err() {
+                    return false;
+                }
+                let mut batched = 1;
+                while batched < BATCH_MESSAGES_MAX {
+                    let Ok(message) = outbound.try_recv() else { break };
+                    if codec::feed_value(&mut writer, &message).await.is_err() {
+                        return false;
+                    }
+                    batched += 1;
+                }
+                if codec::flush_values(&mut writer).await.is_err() {
+                    return false;
+                }
+            }
+            value = codec::read_value::<In, _>(&mut reader) => match (value, inbound) {
+                (Ok(Some(value)), Some(inbound)) => {
+                    if inbound.send(value).await.is_err() {
+                        return true;
+                    }
+                }
+                (Ok(Some(_)), None) => {
+                    tracing::warn!("unexpected frame on an outbound link; reconnecting");
+                    return false;
+                }
+                (Ok(None), _) => return false,
+                (Err(error), _) => {
+                    tracing::warn!(%error, "bad frame on an outbound link; reconnecting");
+                    metrics::counter!(names::BAD_FRAMES, "server" => "link", "reason" => error.reason_label()).increment(1);
+                    return false;
+                }
+            }
+        }
+    }
+}
