@@ -1,4 +1,70 @@
-//! vigil's sans-IO protocol core: a Multi-Paxos master and the proxy as pure state machines.
+//! vigil's sans-IO protocol core: a Multi-Paxos master and the proxy as pure state machines
+//! (`docs/protocol.md`).
 //!
-//! No tokio, no clock, no randomness, no I/O: the host drives it with `tick`, `step` and
-//! `propose`, and drains a `Ready` batch. See `docs/architecture.md`.
+//! No tokio, no clock, no randomness, no I/O. The host drives a [`Master`] with
+//! [`Master::tick`] (logical time), [`Master::step`] (a message received) and
+//! [`Master::propose`], and drains its output with [`Master::ready`] — durable writes, then
+//! messages that may only leave after them, then other messages, then replies to proxies, then
+//! trace events — before calling [`Master::advance`] (the full contract is on [`Ready`]).
+//! A [`Proxy`] is driven the same way with [`Proxy::handle_request`], [`Proxy::step`],
+//! [`Proxy::tick`] and [`Proxy::ready`]; its [`ledger`] answers every request exactly once.
+//!
+//! Layout: `types.rs` (vocabulary), `message.rs` (the messages and their printer),
+//! `config.rs`, `master.rs` (shared state and the driving API), role files `follower.rs`,
+//! `candidate/election.rs`, `leader.rs`, `log.rs`, `kv.rs` (the state machine and snapshots),
+//! `ready.rs` (the output contract), `proxy.rs` + `ledger.rs`, `trace.rs`.
+//!
+//! A minimal host loop for one master:
+//!
+//! ```
+//! use vigil_core::{Config, DurableState, Master, Peer};
+//!
+//! let config = Config { masters: 1, ..Config::default() };
+//! let mut storage = DurableState::default();
+//! let mut master = Master::new(0, config, storage.clone()).expect("valid config");
+//! for _ in 0..20 {
+//!     master.tick();
+//!     while master.has_ready() {
+//!         let ready = master.ready();
+//!         if let Some(write) = &ready.durable {
+//!             storage.apply(write); // then fsync; on error: stop the node
+//!         }
+//!         // close ready.close_links, send ready.messages_after_persist, ready.messages,
+//!         // ready.replies, hand ready.trace to the sink — in this order
+//!         master.advance(ready);
+//!     }
+//! }
+//! assert_eq!(master.role(), vigil_core::Role::Leader);
+//! master.propose(7, 1, vigil_core::Operation::Get { key: b"k".to_vec() });
+//! let ready = master.ready();
+//! master.advance(ready);
+//! let replies = master.ready().replies;
+//! assert_eq!(replies[0].to, Peer::Proxy(7));
+//! ```
+
+mod candidate;
+pub mod config;
+mod follower;
+pub mod kv;
+mod leader;
+pub mod ledger;
+mod log;
+pub mod master;
+pub mod message;
+pub mod proxy;
+pub mod ready;
+pub mod trace;
+pub mod types;
+
+pub use config::{validate_cluster_name, Config, ConfigError};
+pub use kv::{KvStore, Snapshot, Versioned};
+pub use ledger::{Ledger, LedgerCounters, PendingRequest};
+pub use master::{Master, MasterCounters, MasterStatus, StepError};
+pub use message::{Envelope, Message};
+pub use proxy::{ClientEnvelope, Proxy, ProxyEnvelope, ProxyReady, ProxyStepError};
+pub use ready::{DurableState, DurableWrite, Ready};
+pub use trace::{Endpoint, MasterPostState, Origin, PostState, Timer, TraceEvent, TraceKind};
+pub use types::{
+    Ballot, ClientError, ClientId, Command, Entry, MasterError, NodeId, Operation, OperationResult,
+    Peer, ProposeOutcome, ProxyId, ReplyOutcome, RequestId, Role, Slot,
+};

@@ -1,0 +1,208 @@
+//! The protocol's configuration (`docs/protocol.md` §12) and its validation.
+//!
+//! One struct serves masters and proxies: the host reads it from TOML (serde) and calls
+//! [`Config::validate`] at start, which names the offending field so an operator can fix it.
+
+use serde::{Deserialize, Serialize};
+
+/// Every limit of §12. All durations are in ticks; the host maps ticks to time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// N, the size of the static configuration; the quorum is `masters / 2 + 1`.
+    pub masters: u64,
+    /// The leader's heartbeat period.
+    pub heartbeat_interval_ticks: u64,
+    /// Consecutive missed heartbeats before a follower is evicted.
+    pub eviction_threshold: u64,
+    /// Follower silence before `ElectionTimeout`; also the check-quorum window.
+    pub election_timeout_ticks: u64,
+    /// Accepted but uncommitted slots at the leader.
+    pub pipeline_slots_max: u64,
+    /// Proposals waiting for a pipeline slot; beyond it a proposal is refused `Overloaded`.
+    pub proposals_queued_max: u64,
+    /// Committed entries above the snapshot before the log is compacted.
+    pub snapshot_threshold_entries: u64,
+    /// Proxy requests forwarded and not completed; beyond it `Overloaded`.
+    pub in_flight_max: u64,
+    /// `NotLeader` redirects a proxy follows per request before `NoLeader`.
+    pub redirects_max: u64,
+    /// The proxy's deadline per request.
+    pub request_timeout_ticks: u64,
+    /// Clusters in the proxy's leader cache.
+    pub leader_cache_max: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            masters: 5,
+            heartbeat_interval_ticks: 1,
+            eviction_threshold: 3,
+            election_timeout_ticks: 10,
+            pipeline_slots_max: 64,
+            proposals_queued_max: 1024,
+            snapshot_threshold_entries: 10_000,
+            in_flight_max: 10_000,
+            redirects_max: 3,
+            request_timeout_ticks: 50,
+            leader_cache_max: 1024,
+        }
+    }
+}
+
+/// A configuration that the protocol cannot run with; the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A field that must be at least 1 is 0.
+    #[error("config field `{field}` must be at least 1")]
+    Zero {
+        /// The field's name as in `protocol.md` §12.
+        field: &'static str,
+    },
+    /// A master id outside `0..masters`.
+    #[error("config field `masters` is {masters}: node id {node} is not in 0..{masters}")]
+    NodeOutOfRange {
+        /// The id given to the master.
+        node: u64,
+        /// The configured number of masters.
+        masters: u64,
+    },
+    /// `eviction_threshold * heartbeat_interval_ticks < election_timeout_ticks` does not hold.
+    #[error(
+        "config field `eviction_threshold` ({eviction_threshold}) times `heartbeat_interval_ticks` \
+         ({heartbeat_interval_ticks}) must be below `election_timeout_ticks` \
+         ({election_timeout_ticks}): a follower must be evicted before a healthy leader is suspected"
+    )]
+    EvictionNotBeforeElection {
+        /// The configured threshold.
+        eviction_threshold: u64,
+        /// The configured heartbeat period.
+        heartbeat_interval_ticks: u64,
+        /// The configured election timeout.
+        election_timeout_ticks: u64,
+    },
+    /// A cluster name a proxy is configured with is not valid.
+    #[error("cluster name {name:?} is invalid: {reason}")]
+    ClusterName {
+        /// The name as configured.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A cluster configured at a proxy lists no master, or one master twice.
+    #[error("cluster {name:?}: {reason}")]
+    ClusterMasters {
+        /// The cluster's name.
+        name: String,
+        /// What is wrong with its master list.
+        reason: &'static str,
+    },
+}
+
+/// The longest cluster name a proxy accepts in its configuration.
+pub const CLUSTER_NAME_LENGTH_MAX: usize = 64;
+
+impl Config {
+    /// Checks every rule of §12; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("masters", self.masters),
+            ("heartbeat_interval_ticks", self.heartbeat_interval_ticks),
+            ("eviction_threshold", self.eviction_threshold),
+            ("election_timeout_ticks", self.election_timeout_ticks),
+            ("pipeline_slots_max", self.pipeline_slots_max),
+            (
+                "snapshot_threshold_entries",
+                self.snapshot_threshold_entries,
+            ),
+            ("in_flight_max", self.in_flight_max),
+            ("request_timeout_ticks", self.request_timeout_ticks),
+            ("leader_cache_max", self.leader_cache_max),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Zero { field });
+        }
+        let eviction_ticks = self
+            .eviction_threshold
+            .saturating_mul(self.heartbeat_interval_ticks);
+        if eviction_ticks >= self.election_timeout_ticks {
+            return Err(ConfigError::EvictionNotBeforeElection {
+                eviction_threshold: self.eviction_threshold,
+                heartbeat_interval_ticks: self.heartbeat_interval_ticks,
+                election_timeout_ticks: self.election_timeout_ticks,
+            });
+        }
+        Ok(())
+    }
+
+    /// A majority of the full static configuration (§1): never changes.
+    pub fn quorum(&self) -> u64 {
+        self.masters / 2 + 1
+    }
+
+    /// `election_timeout_ticks + node * election_timeout_ticks / masters` (§6.1): a
+    /// deterministic stagger in place of randomness.
+    pub fn election_timeout_ticks_for(&self, node: u64) -> u64 {
+        self.election_timeout_ticks + node * self.election_timeout_ticks / self.masters.max(1)
+    }
+}
+
+/// Checks a cluster name a proxy is configured with: 1 to 64 bytes of ASCII letters, digits,
+/// `-`, `_` or `.`. (A request naming any other string is simply an unknown cluster.)
+pub fn validate_cluster_name(name: &str) -> Result<(), ConfigError> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > CLUSTER_NAME_LENGTH_MAX {
+        Some("it is longer than 64 bytes")
+    } else if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    {
+        Some("only ASCII letters, digits, '-', '_' and '.' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ConfigError::ClusterName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::default().quorum(), 3);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let config = Config {
+            pipeline_slots_max: 0,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("`pipeline_slots_max`"), "{message}");
+        let config = Config {
+            eviction_threshold: 10,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("`eviction_threshold`"), "{message}");
+    }
+
+    #[test]
+    fn cluster_names() {
+        assert!(validate_cluster_name("local").is_ok());
+        assert!(validate_cluster_name("").is_err());
+        assert!(validate_cluster_name("a b").is_err());
+        assert!(validate_cluster_name(&"x".repeat(65)).is_err());
+    }
+}

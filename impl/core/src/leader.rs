@@ -1,0 +1,362 @@
+//! The leader (`docs/protocol.md` §4, §5, §6.3–§6.4, §9.3): proposals and phase 2 with bounded
+//! pipelining, the commit index, heartbeats and eviction, check-quorum, rejoin and readmission.
+//!
+//! The quorum is always a majority of the static configuration; eviction only changes whom the
+//! leader replicates to and whose acknowledgements it counts (§5.3).
+
+use crate::master::{Leadership, Master, ProposalOwner, RoleState};
+use crate::message::Message;
+use crate::trace::{Timer, TraceKind};
+use crate::types::{
+    Ballot, Command, Entry, MasterError, NodeId, Operation, ProxyId, RequestId, Slot,
+};
+
+impl Master {
+    fn leadership(&self) -> Option<&Leadership> {
+        match &self.role {
+            RoleState::Leader(leadership) => Some(leadership),
+            _ => None,
+        }
+    }
+
+    fn leadership_mut(&mut self) -> Option<&mut Leadership> {
+        match &mut self.role {
+            RoleState::Leader(leadership) => Some(leadership),
+            _ => None,
+        }
+    }
+
+    /// The leadership if this master leads `ballot`.
+    fn leadership_of(&mut self, ballot: Ballot) -> Option<&mut Leadership> {
+        self.leadership_mut()
+            .filter(|leadership| leadership.ballot == ballot)
+    }
+
+    /// `Propose { request_id, operation }` (§9.3): a Leader with room starts phase 2 (or queues
+    /// it); otherwise `NotLeader` or `Overloaded`.
+    pub(crate) fn handle_propose(
+        &mut self,
+        proxy: ProxyId,
+        request_id: RequestId,
+        operation: Operation,
+    ) {
+        let owner = ProposalOwner { proxy, request_id };
+        let commit_index = self.commit_index;
+        let pipeline_slots_max = self.config.pipeline_slots_max;
+        let proposals_queued_max = self.config.proposals_queued_max;
+        let Some(leadership) = self.leadership_mut() else {
+            let leader_hint = self.leader.map(|ballot| ballot.node);
+            self.reply(owner, Err(MasterError::NotLeader { leader_hint }));
+            return;
+        };
+        let in_pipeline = leadership.next_slot - 1 - commit_index;
+        if in_pipeline < pipeline_slots_max {
+            let slot = leadership.next_slot;
+            leadership.owners.insert(slot, owner);
+            self.counters.proposals += 1;
+            self.start_phase_two(slot, command_of(owner, operation));
+        } else if (leadership.queue.len() as u64) < proposals_queued_max {
+            leadership.queue.push_back((owner, operation));
+            self.counters.proposals += 1;
+        } else {
+            self.reply(owner, Err(MasterError::Overloaded));
+        }
+    }
+
+    /// Phase 2 for `slot` (§4.1): accept it here (durably) and send `Accept` to the active set.
+    pub(crate) fn start_phase_two(&mut self, slot: Slot, command: Command) {
+        let commit_index = self.commit_index;
+        let Some(leadership) = self.leadership_mut() else {
+            unreachable!("only a Leader runs phase 2");
+        };
+        let ballot = leadership.ballot;
+        assert!(slot > commit_index, "phase 2 only for uncommitted slots");
+        leadership.next_slot = leadership.next_slot.max(slot + 1);
+        leadership.acks.entry(slot).or_default();
+        let active: Vec<NodeId> = leadership.active.iter().copied().collect();
+        self.persist_entry(Entry {
+            slot,
+            ballot,
+            command: command.clone(),
+        });
+        for node in active {
+            self.send_after_persist(
+                node,
+                Message::Accept {
+                    ballot,
+                    slot,
+                    command: command.clone(),
+                    commit_index,
+                },
+            );
+        }
+    }
+
+    /// `Accepted { ballot, slot }` (§4.3): counts only from an active follower, for the current
+    /// ballot.
+    pub(crate) fn handle_accepted(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
+        let commit_index = self.commit_index;
+        let Some(leadership) = self.leadership_of(ballot) else {
+            return;
+        };
+        let counts = leadership.active.contains(&from) || cfg!(feature = "bug-evicted-ack-counts");
+        if !counts {
+            return;
+        }
+        note_heard(leadership, from);
+        if slot > commit_index && slot < leadership.next_slot {
+            leadership.acks.entry(slot).or_default().insert(from);
+        }
+        self.maybe_commit();
+    }
+
+    /// §4.4: advance the commit index over the chosen prefix, apply, answer owned proposals,
+    /// tell the followers, and refill the pipeline from the queue.
+    pub(crate) fn maybe_commit(&mut self) {
+        let start = self.commit_index;
+        loop {
+            let next = self.commit_index + 1;
+            let quorum = self.quorum();
+            let Some(leadership) = self.leadership_mut() else {
+                return;
+            };
+            if next >= leadership.next_slot {
+                break;
+            }
+            let acknowledgements = leadership.acks.get(&next).map_or(0, |acks| {
+                acks.iter()
+                    .filter(|node| {
+                        leadership.active.contains(node) || cfg!(feature = "bug-evicted-ack-counts")
+                    })
+                    .count() as u64
+            });
+            if acknowledgements + 1 < quorum {
+                break;
+            }
+            leadership.acks.remove(&next);
+            let owner = leadership.owners.remove(&next);
+            let result = self.commit_slot(next);
+            if let (Some(owner), Some(result)) = (owner, result) {
+                self.reply(owner, Ok(result));
+            }
+        }
+        if self.commit_index == start {
+            return;
+        }
+        self.after_commit_advance(start);
+        self.broadcast_commit();
+        self.refill_pipeline();
+    }
+
+    fn broadcast_commit(&mut self) {
+        let commit_index = self.commit_index;
+        let Some(leadership) = self.leadership() else {
+            return;
+        };
+        let ballot = leadership.ballot;
+        let active: Vec<NodeId> = leadership.active.iter().copied().collect();
+        for node in active {
+            self.send(
+                node,
+                Message::Commit {
+                    ballot,
+                    commit_index,
+                },
+            );
+        }
+    }
+
+    fn refill_pipeline(&mut self) {
+        let pipeline_slots_max = self.config.pipeline_slots_max;
+        loop {
+            let commit_index = self.commit_index;
+            let Some(leadership) = self.leadership_mut() else {
+                return;
+            };
+            if leadership.next_slot - 1 - commit_index >= pipeline_slots_max {
+                return;
+            }
+            let Some((owner, operation)) = leadership.queue.pop_front() else {
+                return;
+            };
+            let slot = leadership.next_slot;
+            leadership.owners.insert(slot, owner);
+            self.start_phase_two(slot, command_of(owner, operation));
+        }
+    }
+
+    /// `HeartbeatAck { ballot, commit_index }` (§5.1): the follower is alive.
+    pub(crate) fn handle_heartbeat_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        _commit_index: Slot,
+    ) {
+        let Some(leadership) = self.leadership_of(ballot) else {
+            return;
+        };
+        if leadership.active.contains(&from) {
+            note_heard(leadership, from);
+        }
+    }
+
+    /// `HeartbeatTimeout` (§5.1): count missed heartbeats, evict at the threshold, otherwise
+    /// send `Heartbeat`.
+    pub(crate) fn on_heartbeat_timeout(&mut self) {
+        self.trace.record(|| TraceKind::Timeout {
+            timer: Timer::Heartbeat,
+        });
+        let commit_index = self.commit_index;
+        let eviction_threshold = self.config.eviction_threshold;
+        let Some(leadership) = self.leadership_mut() else {
+            return;
+        };
+        let ballot = leadership.ballot;
+        let mut evicted = Vec::new();
+        let mut beating = Vec::new();
+        for node in leadership.active.iter().copied() {
+            let progress = leadership.progress.entry(node).or_default();
+            if progress.acknowledged {
+                progress.missed_heartbeats = 0;
+            } else {
+                progress.missed_heartbeats += 1;
+            }
+            progress.acknowledged = false;
+            if progress.missed_heartbeats >= eviction_threshold {
+                evicted.push(node);
+            } else {
+                beating.push(node);
+            }
+        }
+        for node in evicted {
+            self.evict(node);
+        }
+        for node in beating {
+            self.counters.heartbeats_sent += 1;
+            self.send(
+                node,
+                Message::Heartbeat {
+                    ballot,
+                    commit_index,
+                },
+            );
+        }
+    }
+
+    /// `Evict` (§5.1): out of the active set, into the evicted set, channel closed.
+    fn evict(&mut self, follower: NodeId) {
+        let Some(leadership) = self.leadership_mut() else {
+            return;
+        };
+        assert!(
+            leadership.active.remove(&follower),
+            "only an active follower is evicted"
+        );
+        leadership.evicted.insert(follower);
+        leadership.heard_in_window.remove(&follower);
+        for acks in leadership.acks.values_mut() {
+            acks.remove(&follower);
+        }
+        self.counters.evictions += 1;
+        self.output.close_links.push(follower);
+        self.trace.record(|| TraceKind::Evict { follower });
+    }
+
+    /// `CheckQuorumTimeout` (§5.4): step down unless `quorum - 1` active followers were heard
+    /// during the window.
+    pub(crate) fn on_check_quorum_timeout(&mut self) {
+        self.trace.record(|| TraceKind::Timeout {
+            timer: Timer::CheckQuorum,
+        });
+        let quorum = self.quorum();
+        let Some(leadership) = self.leadership_mut() else {
+            return;
+        };
+        leadership.check_quorum_elapsed_ticks = 0;
+        let heard = leadership
+            .heard_in_window
+            .iter()
+            .filter(|node| leadership.active.contains(node))
+            .count() as u64;
+        leadership.heard_in_window.clear();
+        if heard + 1 < quorum {
+            self.become_follower(None);
+        }
+    }
+
+    /// `Rejoin { ballot, commit_index }` (§6.3): answer `CatchUp` with the committed entries
+    /// above the follower's commit index (or the snapshot if it is behind the compaction point),
+    /// plus the accepted, not yet committed entries.
+    pub(crate) fn handle_rejoin(&mut self, from: NodeId, ballot: Ballot, commit_index: Slot) {
+        let leader_commit_index = self.commit_index;
+        if self.leadership_of(ballot).is_none() {
+            return;
+        }
+        let snapshot = self.log.snapshot();
+        let (snapshot, above) = if commit_index < snapshot.slot {
+            (Some(snapshot.clone()), snapshot.slot)
+        } else {
+            (None, commit_index)
+        };
+        let entries = self.log.entries_above(above);
+        self.send_after_persist(
+            from,
+            Message::CatchUp {
+                ballot,
+                commit_index: leader_commit_index,
+                snapshot,
+                entries,
+            },
+        );
+    }
+
+    /// `CatchUpAck { ballot, commit_index }` (§6.4): readmit the follower (a no-op if it is
+    /// active) and send it `Accept` for every uncommitted slot so its acceptance counts.
+    pub(crate) fn handle_catch_up_ack(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        _commit_index: Slot,
+    ) {
+        let commit_index = self.commit_index;
+        let Some(leadership) = self.leadership_of(ballot) else {
+            return;
+        };
+        let was_evicted = leadership.evicted.remove(&from);
+        leadership.active.insert(from);
+        let progress = leadership.progress.entry(from).or_default();
+        progress.missed_heartbeats = 0;
+        note_heard(leadership, from);
+        let uncommitted: Vec<Slot> = (commit_index + 1..leadership.next_slot).collect();
+        if was_evicted {
+            self.counters.rejoins += 1;
+            self.trace.record(|| TraceKind::Readmit { follower: from });
+        }
+        for slot in uncommitted {
+            let Some(entry) = self.log.get(slot) else {
+                continue;
+            };
+            let message = Message::Accept {
+                ballot,
+                slot,
+                command: entry.command.clone(),
+                commit_index,
+            };
+            self.send_after_persist(from, message);
+        }
+    }
+}
+
+/// An active follower acknowledged this ballot: it counts for §5.1 and §5.4.
+fn note_heard(leadership: &mut Leadership, from: NodeId) {
+    leadership.progress.entry(from).or_default().acknowledged = true;
+    leadership.heard_in_window.insert(from);
+}
+
+fn command_of(owner: ProposalOwner, operation: Operation) -> Command {
+    Command::Operation {
+        proxy: owner.proxy,
+        request_id: owner.request_id,
+        operation,
+    }
+}

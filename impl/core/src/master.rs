@@ -1,0 +1,741 @@
+//! The master: one member of the static configuration, as a pure state machine
+//! (`docs/protocol.md` §2–§8).
+//!
+//! This file holds the state shared by all roles, the driving API (`tick`, `step`, `propose`,
+//! `ready`, `advance`), the status accessors and the helpers every role uses (send, persist,
+//! commit, step down). The handlers live with their role: `follower.rs` (what any master does when
+//! a leader or candidate talks to it), `candidate/election.rs` (timers, pre-vote, phase 1) and
+//! `leader.rs` (phase 2, heartbeats, eviction, check-quorum, rejoin).
+//!
+//! The master never reads a clock, draws a random number or does I/O: time is [`Master::tick`],
+//! input is [`Master::step`], output is [`Master::ready`] (see `ready.rs` for the order in which
+//! the host must handle it).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError};
+use crate::kv::{KvStore, Snapshot};
+use crate::log::Log;
+use crate::message::{Envelope, Message};
+use crate::ready::{DurableState, DurableWrite, Ready};
+use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
+use crate::types::{
+    Ballot, Command, Entry, MasterError, NodeId, Operation, OperationResult, Peer, ProxyId,
+    RequestId, Role, Slot,
+};
+
+/// An input the master refuses: a host bug (wrong routing), never a protocol event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The message is not one a master handles (`Request`/`Reply` go to a proxy; a
+    /// `ProposeReply` goes to a proxy; `Propose` only comes from a proxy).
+    #[error("a master does not handle {message} from {from}")]
+    NotForMaster {
+        /// The message's name.
+        message: &'static str,
+        /// Who sent it.
+        from: Peer,
+    },
+    /// A master-to-master message from a master outside `0..masters`, or from itself.
+    #[error("message from unknown master m{from}")]
+    UnknownMaster {
+        /// The claimed sender.
+        from: NodeId,
+    },
+}
+
+/// Counters for metrics and status. They only ever grow (a restart resets them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterCounters {
+    /// Times the leader this master follows or is changed to a new ballot.
+    pub leader_changes: u64,
+    /// Followers this master evicted as leader (§5.1).
+    pub evictions: u64,
+    /// Evicted followers this master readmitted as leader (§6.4).
+    pub rejoins: u64,
+    /// `Propose`s received as leader.
+    pub proposals: u64,
+    /// `Heartbeat`s sent as leader.
+    pub heartbeats_sent: u64,
+    /// Slots this master committed (and applied).
+    pub slots_committed: u64,
+}
+
+/// A read-only summary of a master for a status endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterStatus {
+    /// This master.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its promised ballot.
+    pub promised: Ballot,
+    /// The leader ballot it follows or owns, if known.
+    pub leader: Option<Ballot>,
+    /// Its commit index.
+    pub commit_index: Slot,
+    /// Its highest accepted slot.
+    pub last_slot: Slot,
+    /// The slot its snapshot covers.
+    pub snapshot_slot: Slot,
+    /// Active followers (leader only).
+    pub active: Vec<NodeId>,
+    /// Evicted followers (leader only).
+    pub evicted: Vec<NodeId>,
+    /// Its counters.
+    pub counters: MasterCounters,
+}
+
+/// A PreCandidate's pre-vote round (§6.1).
+#[derive(Debug)]
+pub(crate) struct PreVoteRound {
+    pub(crate) ballot: Ballot,
+    pub(crate) grants: BTreeSet<NodeId>,
+}
+
+/// What one master reported in its `Promise`.
+#[derive(Debug)]
+pub(crate) struct PromiseReport {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) snapshot: Option<Snapshot>,
+}
+
+/// A Candidate's phase 1 (§3).
+#[derive(Debug)]
+pub(crate) struct Campaign {
+    pub(crate) ballot: Ballot,
+    pub(crate) promises: BTreeMap<NodeId, PromiseReport>,
+}
+
+/// The leader's view of one follower (§5.1).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FollowerProgress {
+    /// Consecutive heartbeat periods without an acknowledgement.
+    pub(crate) missed_heartbeats: u64,
+    /// Whether it acknowledged since the previous heartbeat.
+    pub(crate) acknowledged: bool,
+}
+
+/// A proposal the leader owns: who to answer once its slot is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProposalOwner {
+    pub(crate) proxy: ProxyId,
+    pub(crate) request_id: RequestId,
+}
+
+/// A Leader's state (§4, §5): lost on step-down.
+#[derive(Debug)]
+pub(crate) struct Leadership {
+    pub(crate) ballot: Ballot,
+    pub(crate) active: BTreeSet<NodeId>,
+    pub(crate) evicted: BTreeSet<NodeId>,
+    pub(crate) progress: BTreeMap<NodeId, FollowerProgress>,
+    /// Followers that accepted each uncommitted slot in this ballot.
+    pub(crate) acks: BTreeMap<Slot, BTreeSet<NodeId>>,
+    /// The next free slot.
+    pub(crate) next_slot: Slot,
+    /// Proposals waiting for a pipeline slot (bounded by `proposals_queued_max`).
+    pub(crate) queue: VecDeque<(ProposalOwner, Operation)>,
+    /// Proposals in the pipeline, by slot.
+    pub(crate) owners: BTreeMap<Slot, ProposalOwner>,
+    pub(crate) heartbeat_elapsed_ticks: u64,
+    pub(crate) check_quorum_elapsed_ticks: u64,
+    /// Active followers heard from in the current check-quorum window.
+    pub(crate) heard_in_window: BTreeSet<NodeId>,
+}
+
+/// The role with its role-specific state.
+#[derive(Debug)]
+pub(crate) enum RoleState {
+    Follower,
+    PreCandidate(PreVoteRound),
+    Candidate(Campaign),
+    Leader(Leadership),
+}
+
+/// Output accumulated since the last [`Master::ready`].
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) durable: DurableWrite,
+    pub(crate) close_links: Vec<NodeId>,
+    pub(crate) messages_after_persist: Vec<Envelope>,
+    pub(crate) messages: Vec<Envelope>,
+    pub(crate) replies: Vec<Envelope>,
+}
+
+/// A master of the static configuration (`protocol.md` §1).
+///
+/// Driving contract (see `ready.rs` for the details of each field):
+/// - build it with [`Master::new`] from what storage holds ([`DurableState::default`] the first
+///   time);
+/// - call [`Master::tick`] once per tick, [`Master::step`] for each message received (a
+///   `Propose` from a proxy too, or [`Master::propose`]); a paused host that resumes must call
+///   `tick` for every overdue tick **before** stepping any queued message (§7.2);
+/// - after inputs, while [`Master::has_ready`]: take [`Master::ready`], persist, send in the
+///   documented order, then [`Master::advance`];
+/// - on a storage error stop the node: never step a master whose writes were lost.
+#[derive(Debug)]
+pub struct Master {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) promised: Ballot,
+    pub(crate) log: Log,
+    pub(crate) commit_index: Slot,
+    /// The state machine after applying slots `1..=commit_index`.
+    pub(crate) store: KvStore,
+    /// The leader ballot this master follows (or owns as Leader).
+    pub(crate) leader: Option<Ballot>,
+    /// The highest round seen in any ballot, for the next election's ballot.
+    pub(crate) round_seen_max: u64,
+    pub(crate) role: RoleState,
+    pub(crate) election_elapsed_ticks: u64,
+    /// Ticks since this master last heard from a leader (for pre-vote, §6.2).
+    pub(crate) leader_silence_ticks: u64,
+    /// A `Rejoin` is outstanding (bounds them to one per leader until its `CatchUp`).
+    pub(crate) rejoin_requested: bool,
+    pub(crate) counters: MasterCounters,
+    pub(crate) output: Output,
+    pub(crate) trace: TraceBuffer,
+    inputs_handled: u64,
+}
+
+impl Master {
+    /// A master starting (or restarting, §8) from its durable state: Follower, no known leader,
+    /// `commit_index` at the snapshot's slot.
+    pub fn new(id: NodeId, config: Config, durable: DurableState) -> Result<Master, ConfigError> {
+        config.validate()?;
+        if id >= config.masters {
+            return Err(ConfigError::NodeOutOfRange {
+                node: id,
+                masters: config.masters,
+            });
+        }
+        let round_seen_max = durable
+            .log
+            .iter()
+            .map(|entry| entry.ballot.round)
+            .chain([durable.promised.round])
+            .max()
+            .unwrap_or(0);
+        let commit_index = durable.snapshot.slot;
+        let store = durable.snapshot.store.clone();
+        let leader_silence_ticks = config.election_timeout_ticks;
+        Ok(Master {
+            id,
+            config,
+            promised: durable.promised,
+            log: Log::restore(durable.snapshot, durable.log),
+            commit_index,
+            store,
+            leader: None,
+            round_seen_max,
+            role: RoleState::Follower,
+            election_elapsed_ticks: 0,
+            leader_silence_ticks,
+            rejoin_requested: false,
+            counters: MasterCounters::default(),
+            output: Output::default(),
+            trace: TraceBuffer::default(),
+            inputs_handled: 0,
+        })
+    }
+
+    /// Turns trace events on or off. Turned on before the first input, it records a `Restart`
+    /// event with the starting state.
+    pub fn set_tracing(&mut self, enabled: bool) {
+        self.trace.enabled = enabled;
+        if enabled && self.inputs_handled == 0 {
+            self.trace.record(|| TraceKind::Restart);
+            self.finish_input();
+        }
+    }
+
+    /// One tick of logical time: fires the timers that are due (§5.1, §5.4, §6.1).
+    pub fn tick(&mut self) {
+        self.leader_silence_ticks = self.leader_silence_ticks.saturating_add(1);
+        if let RoleState::Leader(leadership) = &mut self.role {
+            leadership.heartbeat_elapsed_ticks += 1;
+            leadership.check_quorum_elapsed_ticks += 1;
+            let heartbeat_due =
+                leadership.heartbeat_elapsed_ticks >= self.config.heartbeat_interval_ticks;
+            if heartbeat_due {
+                leadership.heartbeat_elapsed_ticks = 0;
+                self.on_heartbeat_timeout();
+            }
+            let check_due = match &mut self.role {
+                RoleState::Leader(leadership) => {
+                    leadership.check_quorum_elapsed_ticks >= self.config.election_timeout_ticks
+                }
+                _ => false,
+            };
+            if check_due {
+                self.on_check_quorum_timeout();
+            }
+        } else {
+            self.election_elapsed_ticks += 1;
+            if self.election_elapsed_ticks >= self.config.election_timeout_ticks_for(self.id) {
+                self.on_election_timeout();
+            }
+        }
+        self.finish_input();
+    }
+
+    /// Handles one message (`protocol.md` §11: one `handle_*` per message).
+    pub fn step(&mut self, from: Peer, message: Message) -> Result<(), StepError> {
+        let result = self.dispatch(from, message);
+        self.finish_input();
+        result
+    }
+
+    /// A `Propose` from `proxy` (the same as stepping `Message::Propose` from it).
+    pub fn propose(&mut self, proxy: ProxyId, request_id: RequestId, operation: Operation) {
+        self.propose_from_step(proxy, request_id, operation);
+        self.finish_input();
+    }
+
+    fn dispatch(&mut self, from: Peer, message: Message) -> Result<(), StepError> {
+        let node = match from {
+            Peer::Proxy(proxy) => {
+                return match message {
+                    Message::Propose {
+                        request_id,
+                        operation,
+                    } => {
+                        self.propose_from_step(proxy, request_id, operation);
+                        Ok(())
+                    }
+                    other => Err(StepError::NotForMaster {
+                        message: other.name(),
+                        from,
+                    }),
+                };
+            }
+            Peer::Master(node) => node,
+        };
+        if node >= self.config.masters || node == self.id {
+            return Err(StepError::UnknownMaster { from: node });
+        }
+        self.record_receive(from, &message);
+        if let Some(ballot) = message.ballot() {
+            self.round_seen_max = self.round_seen_max.max(ballot.round);
+        }
+        self.dispatch_master_message(node, message)
+    }
+
+    fn propose_from_step(&mut self, proxy: ProxyId, request_id: RequestId, operation: Operation) {
+        self.record_receive(
+            Peer::Proxy(proxy),
+            &Message::Propose {
+                request_id,
+                operation: operation.clone(),
+            },
+        );
+        self.handle_propose(proxy, request_id, operation);
+    }
+
+    fn dispatch_master_message(&mut self, from: NodeId, message: Message) -> Result<(), StepError> {
+        match message {
+            Message::PreVote { ballot } => self.handle_pre_vote(from, ballot),
+            Message::PreVoteReply {
+                ballot,
+                granted,
+                leader,
+            } => self.handle_pre_vote_reply(from, ballot, granted, leader),
+            Message::Prepare {
+                ballot,
+                commit_index,
+            } => self.handle_prepare(from, ballot, commit_index),
+            Message::Promise {
+                ballot,
+                commit_index: _,
+                entries,
+                snapshot,
+            } => self.handle_promise(from, ballot, entries, snapshot),
+            Message::Accept {
+                ballot,
+                slot,
+                command,
+                commit_index,
+            } => self.handle_accept(from, ballot, slot, command, commit_index),
+            Message::Accepted { ballot, slot } => self.handle_accepted(from, ballot, slot),
+            Message::Nack { ballot, promised } => self.handle_nack(from, ballot, promised),
+            Message::Commit {
+                ballot,
+                commit_index,
+            } => self.handle_commit(from, ballot, commit_index),
+            Message::Heartbeat {
+                ballot,
+                commit_index,
+            } => self.handle_heartbeat(from, ballot, commit_index),
+            Message::HeartbeatAck {
+                ballot,
+                commit_index,
+            } => self.handle_heartbeat_ack(from, ballot, commit_index),
+            Message::Rejoin {
+                ballot,
+                commit_index,
+            } => self.handle_rejoin(from, ballot, commit_index),
+            Message::CatchUp {
+                ballot,
+                commit_index,
+                snapshot,
+                entries,
+            } => self.handle_catch_up(from, ballot, commit_index, snapshot, entries),
+            Message::CatchUpAck {
+                ballot,
+                commit_index,
+            } => self.handle_catch_up_ack(from, ballot, commit_index),
+            other => {
+                return Err(StepError::NotForMaster {
+                    message: other.name(),
+                    from: Peer::Master(from),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// True if [`Master::ready`] has something to hand out.
+    pub fn has_ready(&self) -> bool {
+        !self.output.durable.is_empty()
+            || !self.output.close_links.is_empty()
+            || !self.output.messages_after_persist.is_empty()
+            || !self.output.messages.is_empty()
+            || !self.output.replies.is_empty()
+            || !self.trace.finished.is_empty()
+    }
+
+    /// Takes the output accumulated since the last call; handle it in field order (`ready.rs`),
+    /// then call [`Master::advance`].
+    pub fn ready(&mut self) -> Ready {
+        let output = std::mem::take(&mut self.output);
+        Ready {
+            durable: (!output.durable.is_empty()).then_some(output.durable),
+            close_links: output.close_links,
+            messages_after_persist: output.messages_after_persist,
+            messages: output.messages,
+            replies: output.replies,
+            trace: std::mem::take(&mut self.trace.finished),
+        }
+    }
+
+    /// Tells the master that `ready` was handled: its durable write is durable and its messages
+    /// were handed to the transport. A leader whose own acceptance completes a quorum (a
+    /// one-master configuration) commits here.
+    pub fn advance(&mut self, ready: Ready) {
+        drop(ready);
+        if matches!(self.role, RoleState::Leader(_)) {
+            self.maybe_commit();
+            self.finish_input();
+        }
+    }
+
+    // ----- status -----
+
+    /// This master's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate(_) => Role::PreCandidate,
+            RoleState::Candidate(_) => Role::Candidate,
+            RoleState::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The highest ballot it promised or accepted in.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// The leader ballot it follows or owns, if it knows one.
+    pub fn leader(&self) -> Option<Ballot> {
+        self.leader
+    }
+
+    /// Its commit index.
+    pub fn commit_index(&self) -> Slot {
+        self.commit_index
+    }
+
+    /// Its highest accepted slot (the snapshot's slot if nothing is above it).
+    pub fn last_slot(&self) -> Slot {
+        self.log.last_slot()
+    }
+
+    /// The slot its snapshot covers.
+    pub fn snapshot_slot(&self) -> Slot {
+        self.log.snapshot().slot
+    }
+
+    /// The entry it accepted in `slot`, unless compacted.
+    pub fn entry(&self, slot: Slot) -> Option<&Entry> {
+        self.log.get(slot)
+    }
+
+    /// The state machine after applying slots `1..=commit_index`.
+    pub fn store(&self) -> &KvStore {
+        &self.store
+    }
+
+    /// The leader's active set, in id order (empty unless Leader).
+    pub fn active_set(&self) -> Vec<NodeId> {
+        match &self.role {
+            RoleState::Leader(leadership) => leadership.active.iter().copied().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The leader's evicted set, in id order (empty unless Leader).
+    pub fn evicted_set(&self) -> Vec<NodeId> {
+        match &self.role {
+            RoleState::Leader(leadership) => leadership.evicted.iter().copied().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Its counters.
+    pub fn counters(&self) -> MasterCounters {
+        self.counters
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Everything a status endpoint shows.
+    pub fn status(&self) -> MasterStatus {
+        MasterStatus {
+            id: self.id,
+            role: self.role(),
+            promised: self.promised,
+            leader: self.leader,
+            commit_index: self.commit_index,
+            last_slot: self.last_slot(),
+            snapshot_slot: self.snapshot_slot(),
+            active: self.active_set(),
+            evicted: self.evicted_set(),
+            counters: self.counters,
+        }
+    }
+
+    // ----- helpers shared by the roles -----
+
+    pub(crate) fn quorum(&self) -> u64 {
+        self.config.quorum()
+    }
+
+    /// Every other master of the static configuration.
+    pub(crate) fn other_masters(&self) -> Vec<NodeId> {
+        (0..self.config.masters)
+            .filter(|node| *node != self.id)
+            .collect()
+    }
+
+    fn finish_input(&mut self) {
+        self.inputs_handled += 1;
+        if !self.trace.has_open() {
+            return;
+        }
+        let post = PostState::Master(MasterPostState {
+            role: self.role(),
+            promised: self.promised,
+            leader: self.leader,
+            commit_index: self.commit_index,
+            last_slot: self.last_slot(),
+            active: self.active_set(),
+            evicted: self.evicted_set(),
+        });
+        self.trace.finish(Origin::Master(self.id), post);
+    }
+
+    fn record_receive(&mut self, from: Peer, message: &Message) {
+        self.trace.record(|| TraceKind::Receive {
+            from: endpoint(from),
+            message: message.clone(),
+        });
+    }
+
+    fn record_send(&mut self, to: Peer, message: &Message) {
+        self.trace.record(|| TraceKind::Send {
+            to: endpoint(to),
+            message: message.clone(),
+        });
+    }
+
+    /// Sends a message that depends on nothing unpersisted.
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.record_send(Peer::Master(to), &message);
+        self.output.messages.push(Envelope {
+            to: Peer::Master(to),
+            message,
+        });
+    }
+
+    /// Sends a message that may only leave once this `Ready`'s durable write is durable.
+    pub(crate) fn send_after_persist(&mut self, to: NodeId, message: Message) {
+        self.record_send(Peer::Master(to), &message);
+        self.output.messages_after_persist.push(Envelope {
+            to: Peer::Master(to),
+            message,
+        });
+    }
+
+    /// Answers a proxy's proposal.
+    pub(crate) fn reply(
+        &mut self,
+        owner: ProposalOwner,
+        outcome: Result<OperationResult, MasterError>,
+    ) {
+        let message = Message::ProposeReply {
+            request_id: owner.request_id,
+            outcome,
+        };
+        self.record_send(Peer::Proxy(owner.proxy), &message);
+        self.output.replies.push(Envelope {
+            to: Peer::Proxy(owner.proxy),
+            message,
+        });
+    }
+
+    /// `promised = ballot`, durably (§2). Never moves backwards (§8).
+    pub(crate) fn persist_promised(&mut self, ballot: Ballot) {
+        assert!(ballot >= self.promised, "promised never moves backwards");
+        self.promised = ballot;
+        self.round_seen_max = self.round_seen_max.max(ballot.round);
+        self.output.durable.promised = Some(ballot);
+    }
+
+    /// Stores an accepted entry, durably.
+    pub(crate) fn persist_entry(&mut self, entry: Entry) {
+        if self.log.insert(entry.clone()) {
+            self.output.durable.entries.push(entry);
+        }
+    }
+
+    /// Installs a snapshot received from another master (§6.3, §3.2) if it is ahead of this
+    /// master's commit index: the state machine jumps to it, durably.
+    pub(crate) fn install_snapshot(&mut self, snapshot: Snapshot) {
+        if snapshot.slot <= self.commit_index {
+            return;
+        }
+        let from = self.commit_index;
+        self.commit_index = snapshot.slot;
+        self.store = snapshot.store.clone();
+        self.log.compact(snapshot.clone());
+        self.output.durable.snapshot = Some(snapshot);
+        let to = self.commit_index;
+        self.trace.record(|| TraceKind::CommitAdvance { from, to });
+    }
+
+    /// Commits and applies `slot`, which must be `commit_index + 1` and accepted here; returns
+    /// the result of its command (None for `Noop`).
+    pub(crate) fn commit_slot(&mut self, slot: Slot) -> Option<OperationResult> {
+        assert_eq!(slot, self.commit_index + 1, "slots commit in order");
+        let entry = self
+            .log
+            .get(slot)
+            .expect("a committed slot has an accepted entry");
+        let result = match &entry.command {
+            Command::Operation { operation, .. } => Some(self.store.apply(operation)),
+            Command::Noop => None,
+        };
+        self.commit_index = slot;
+        self.counters.slots_committed += 1;
+        result
+    }
+
+    /// Records `CommitAdvance` and compacts the log once it is long enough (§7.4).
+    pub(crate) fn after_commit_advance(&mut self, from: Slot) {
+        let to = self.commit_index;
+        if to == from {
+            return;
+        }
+        self.trace.record(|| TraceKind::CommitAdvance { from, to });
+        let committed_above_snapshot = self.commit_index - self.log.snapshot().slot;
+        if committed_above_snapshot > self.config.snapshot_threshold_entries {
+            let snapshot = Snapshot {
+                slot: self.commit_index,
+                store: self.store.clone(),
+            };
+            self.log.compact(snapshot.clone());
+            self.output.durable.snapshot = Some(snapshot);
+        }
+    }
+
+    /// Becomes (or stays) Follower of `leader`. A Leader stepping down answers every proposal
+    /// it owns `LeaderChanged` (§9.3).
+    pub(crate) fn become_follower(&mut self, leader: Option<Ballot>) {
+        let previous = std::mem::replace(&mut self.role, RoleState::Follower);
+        let was_follower = matches!(previous, RoleState::Follower);
+        if let RoleState::Leader(leadership) = previous {
+            self.answer_owned_proposals(leadership);
+        }
+        if leader != self.leader {
+            if leader.is_some() {
+                self.counters.leader_changes += 1;
+            }
+            self.leader = leader;
+            self.rejoin_requested = false;
+        } else if was_follower {
+            return;
+        }
+        self.election_elapsed_ticks = 0;
+        self.trace.record(|| TraceKind::BecomeFollower { leader });
+    }
+
+    fn answer_owned_proposals(&mut self, leadership: Leadership) {
+        let queued = leadership.queue.into_iter().map(|(owner, _)| owner);
+        let owners: Vec<ProposalOwner> = leadership.owners.into_values().chain(queued).collect();
+        for owner in owners {
+            self.reply(owner, Err(MasterError::LeaderChanged));
+        }
+    }
+
+    /// Any message from the leader of `ballot` (`ballot >= promised`): follow it and reset the
+    /// election timer.
+    pub(crate) fn follow(&mut self, ballot: Ballot) {
+        debug_assert!(ballot >= self.promised);
+        let following = matches!(self.role, RoleState::Follower) && self.leader == Some(ballot);
+        if !following {
+            self.become_follower(Some(ballot));
+        }
+        self.election_elapsed_ticks = 0;
+        self.leader_silence_ticks = 0;
+    }
+
+    /// `Nack { ballot, promised }` (§3.5, §4.6): a master promised a newer ballot than the one
+    /// this master is using, which then stops using it.
+    pub(crate) fn handle_nack(&mut self, _from: NodeId, ballot: Ballot, promised: Ballot) {
+        self.round_seen_max = self.round_seen_max.max(promised.round);
+        if promised <= ballot {
+            return;
+        }
+        let own_ballot = match &self.role {
+            RoleState::Follower => return,
+            RoleState::PreCandidate(round) => round.ballot,
+            RoleState::Candidate(campaign) => campaign.ballot,
+            RoleState::Leader(leadership) => leadership.ballot,
+        };
+        if own_ballot == ballot {
+            self.become_follower(None);
+        }
+    }
+}
+
+fn endpoint(peer: Peer) -> Endpoint {
+    match peer {
+        Peer::Master(node) => Endpoint::Master {
+            node,
+            cluster: None,
+        },
+        Peer::Proxy(proxy) => Endpoint::Proxy(proxy),
+    }
+}

@@ -1,0 +1,486 @@
+//! The proxy as a pure state machine (`docs/protocol.md` §9.4): clients name a cluster, the
+//! proxy validates the name, forwards the operation to that cluster's leader (a bounded leader
+//! cache, `NotLeader` redirects bounded by `redirects_max`), and answers every request exactly
+//! once through the request ledger (`ledger.rs`), with a per-request timeout in ticks.
+//!
+//! The host owns sockets: it calls [`Proxy::handle_request`] for each client `Request`,
+//! [`Proxy::step`] for each master's `ProposeReply`, [`Proxy::tick`] once per tick, and drains
+//! [`Proxy::ready`]: messages to masters, then replies to clients, then trace events.
+//! The proxy keeps nothing that must survive a crash (§1).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{validate_cluster_name, Config, ConfigError};
+use crate::ledger::{Ledger, LedgerCounters, PendingRequest};
+use crate::message::Message;
+use crate::trace::{Endpoint, Origin, PostState, Timer, TraceBuffer, TraceEvent, TraceKind};
+use crate::types::{
+    ClientError, ClientId, MasterError, NodeId, Operation, ProposeOutcome, ProxyId, RequestId,
+};
+
+/// A message from the proxy to a master of a named cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyEnvelope {
+    /// The cluster.
+    pub cluster: String,
+    /// The master of that cluster.
+    pub to: NodeId,
+    /// The message (a `Propose`).
+    pub message: Message,
+}
+
+/// A `Reply` to a client connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    /// The client connection.
+    pub to: ClientId,
+    /// The message (a `Reply`).
+    pub message: Message,
+}
+
+/// One batch of the proxy's output, handled in field order. Nothing here needs to be durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyReady {
+    /// `Propose`s to masters.
+    pub messages: Vec<ProxyEnvelope>,
+    /// `Reply`s to clients: exactly one per accepted request over the proxy's life.
+    pub replies: Vec<ClientEnvelope>,
+    /// Trace events (empty unless tracing is on).
+    pub trace: Vec<TraceEvent>,
+}
+
+/// An input the proxy refuses: a host bug (wrong routing), never a protocol event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyStepError {
+    /// Only `ProposeReply` comes to a proxy from a master.
+    #[error("a proxy does not handle {message} from a master")]
+    NotForProxy {
+        /// The message's name.
+        message: &'static str,
+    },
+    /// The master's cluster is not one this proxy serves.
+    #[error("message from cluster {cluster:?}, which this proxy does not serve")]
+    UnknownCluster {
+        /// The cluster named by the host.
+        cluster: String,
+    },
+}
+
+/// A request forwarded to a master and not completed.
+#[derive(Debug)]
+struct Forwarded {
+    pending: PendingRequest,
+    cluster: String,
+    operation: Operation,
+    target: NodeId,
+    redirects: u64,
+    deadline_ticks: u64,
+}
+
+/// A bounded cluster → leader cache; the oldest entry leaves first (`leader_cache_max`).
+#[derive(Debug)]
+struct LeaderCache {
+    leaders: BTreeMap<String, NodeId>,
+    order: VecDeque<String>,
+    entries_max: usize,
+}
+
+impl LeaderCache {
+    fn get(&self, cluster: &str) -> Option<NodeId> {
+        self.leaders.get(cluster).copied()
+    }
+
+    fn insert(&mut self, cluster: &str, leader: NodeId) {
+        if self.leaders.insert(cluster.to_string(), leader).is_none() {
+            self.order.push_back(cluster.to_string());
+            while self.order.len() > self.entries_max {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.leaders.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, cluster: &str) {
+        if self.leaders.remove(cluster).is_some() {
+            self.order.retain(|name| name != cluster);
+        }
+    }
+}
+
+/// The proxy state machine. Clusters are fixed at construction (name → master ids).
+#[derive(Debug)]
+pub struct Proxy {
+    id: ProxyId,
+    config: Config,
+    clusters: BTreeMap<String, Vec<NodeId>>,
+    leader_cache: LeaderCache,
+    /// Next master to try per cluster when the cache misses (§9.4.4: "masters in turn").
+    probe_next: BTreeMap<String, usize>,
+    ledger: Ledger,
+    forwarded: BTreeMap<RequestId, Forwarded>,
+    deadlines: BTreeSet<(u64, RequestId)>,
+    next_request_id: RequestId,
+    now_ticks: u64,
+    messages: Vec<ProxyEnvelope>,
+    replies: Vec<ClientEnvelope>,
+    trace: TraceBuffer,
+}
+
+impl Proxy {
+    /// A proxy serving `clusters` (name → master ids). Names and master lists are validated.
+    pub fn new(
+        id: ProxyId,
+        config: Config,
+        clusters: BTreeMap<String, Vec<NodeId>>,
+    ) -> Result<Proxy, ConfigError> {
+        config.validate()?;
+        for (name, masters) in &clusters {
+            validate_cluster_name(name)?;
+            let distinct: BTreeSet<&NodeId> = masters.iter().collect();
+            let reason = if masters.is_empty() {
+                Some("it lists no master")
+            } else if distinct.len() != masters.len() {
+                Some("it lists a master twice")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::ClusterMasters {
+                    name: name.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(Proxy {
+            id,
+            leader_cache: LeaderCache {
+                leaders: BTreeMap::new(),
+                order: VecDeque::new(),
+                entries_max: usize::try_from(config.leader_cache_max).unwrap_or(usize::MAX),
+            },
+            probe_next: BTreeMap::new(),
+            ledger: Ledger::new(config.in_flight_max),
+            config,
+            clusters,
+            forwarded: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            next_request_id: 1,
+            now_ticks: 0,
+            messages: Vec::new(),
+            replies: Vec::new(),
+            trace: TraceBuffer::default(),
+        })
+    }
+
+    /// Turns trace events on or off.
+    pub fn set_tracing(&mut self, enabled: bool) {
+        self.trace.enabled = enabled;
+    }
+
+    /// A client's `Request { request_id, cluster, operation }` (§9.4): accepted into the ledger,
+    /// then completed at once (`UnknownCluster`, `Overloaded`) or forwarded.
+    pub fn handle_request(
+        &mut self,
+        client: ClientId,
+        request_id: RequestId,
+        cluster: &str,
+        operation: Operation,
+    ) {
+        self.trace.record(|| TraceKind::Receive {
+            from: Endpoint::Client(client),
+            message: Message::Request {
+                request_id,
+                cluster: cluster.to_string(),
+                operation: operation.clone(),
+            },
+        });
+        self.admit(client, request_id, cluster, operation);
+        self.finish_input();
+    }
+
+    fn admit(
+        &mut self,
+        client: ClientId,
+        request_id: RequestId,
+        cluster: &str,
+        operation: Operation,
+    ) {
+        let pending = self.ledger.accept(client, request_id);
+        self.trace
+            .record(|| TraceKind::RequestAccepted { client, request_id });
+        if !self.clusters.contains_key(cluster) {
+            if cfg!(feature = "bug-error-path-leak") {
+                // Planted bug: the incident's early return. The pending value is leaked without
+                // completing, so the client never hears back and `in_flight` never comes down.
+                std::mem::forget(pending);
+                return;
+            }
+            pending.complete(Err(ClientError::UnknownCluster));
+            return;
+        }
+        if self.ledger.is_full_besides(1) {
+            pending.complete(Err(ClientError::Overloaded));
+            return;
+        }
+        let forward_id = self.next_request_id;
+        self.next_request_id += 1;
+        let deadline_ticks = self.now_ticks + self.config.request_timeout_ticks;
+        let target = self.target_for(cluster);
+        self.deadlines.insert((deadline_ticks, forward_id));
+        self.forwarded.insert(
+            forward_id,
+            Forwarded {
+                pending,
+                cluster: cluster.to_string(),
+                operation,
+                target,
+                redirects: 0,
+                deadline_ticks,
+            },
+        );
+        self.send_propose(forward_id);
+    }
+
+    /// The cached leader of `cluster`, or the next master in turn.
+    fn target_for(&mut self, cluster: &str) -> NodeId {
+        if let Some(leader) = self.leader_cache.get(cluster) {
+            return leader;
+        }
+        self.next_in_turn(cluster)
+    }
+
+    fn next_in_turn(&mut self, cluster: &str) -> NodeId {
+        let masters = &self.clusters[cluster];
+        let next = self.probe_next.entry(cluster.to_string()).or_insert(0);
+        let target = masters[*next % masters.len()];
+        *next = (*next + 1) % masters.len();
+        target
+    }
+
+    fn send_propose(&mut self, forward_id: RequestId) {
+        let forwarded = &self.forwarded[&forward_id];
+        let envelope = ProxyEnvelope {
+            cluster: forwarded.cluster.clone(),
+            to: forwarded.target,
+            message: Message::Propose {
+                request_id: forward_id,
+                operation: forwarded.operation.clone(),
+            },
+        };
+        self.trace.record(|| TraceKind::Send {
+            to: Endpoint::Master {
+                node: envelope.to,
+                cluster: Some(envelope.cluster.clone()),
+            },
+            message: envelope.message.clone(),
+        });
+        self.messages.push(envelope);
+    }
+
+    /// A message from master `from` of `cluster`: only `ProposeReply` is expected.
+    pub fn step(
+        &mut self,
+        cluster: &str,
+        from: NodeId,
+        message: Message,
+    ) -> Result<(), ProxyStepError> {
+        if !self.clusters.contains_key(cluster) {
+            return Err(ProxyStepError::UnknownCluster {
+                cluster: cluster.to_string(),
+            });
+        }
+        let Message::ProposeReply {
+            request_id,
+            outcome,
+        } = message
+        else {
+            return Err(ProxyStepError::NotForProxy {
+                message: message.name(),
+            });
+        };
+        self.trace.record(|| TraceKind::Receive {
+            from: Endpoint::Master {
+                node: from,
+                cluster: Some(cluster.to_string()),
+            },
+            message: Message::ProposeReply {
+                request_id,
+                outcome: outcome.clone(),
+            },
+        });
+        self.handle_propose_reply(cluster, from, request_id, outcome);
+        self.finish_input();
+        Ok(())
+    }
+
+    /// `ProposeReply { request_id, outcome }` (§9.4.5–6): complete, or follow a redirect; a
+    /// reply for a completed request is a late reply, ignored.
+    fn handle_propose_reply(
+        &mut self,
+        cluster: &str,
+        from: NodeId,
+        request_id: RequestId,
+        outcome: ProposeOutcome,
+    ) {
+        let Some(mut forwarded) = self.forwarded.remove(&request_id) else {
+            self.ledger.record_late_reply();
+            self.trace.record(|| TraceKind::LateReply { request_id });
+            return;
+        };
+        let outcome = match outcome {
+            Ok(result) => {
+                self.leader_cache.insert(cluster, from);
+                Ok(result)
+            }
+            Err(MasterError::NotLeader { leader_hint }) => {
+                if forwarded.redirects >= self.config.redirects_max {
+                    self.leader_cache.remove(cluster);
+                    Err(ClientError::NoLeader)
+                } else {
+                    forwarded.redirects += 1;
+                    forwarded.target = match leader_hint {
+                        Some(leader) if leader != from && self.is_master(cluster, leader) => {
+                            self.leader_cache.insert(cluster, leader);
+                            leader
+                        }
+                        _ => {
+                            self.leader_cache.remove(cluster);
+                            self.next_in_turn(cluster)
+                        }
+                    };
+                    self.forwarded.insert(request_id, forwarded);
+                    self.send_propose(request_id);
+                    return;
+                }
+            }
+            Err(MasterError::Overloaded) => Err(ClientError::Overloaded),
+            Err(MasterError::LeaderChanged) => {
+                self.leader_cache.remove(cluster);
+                Err(ClientError::LeaderChanged)
+            }
+        };
+        self.deadlines
+            .remove(&(forwarded.deadline_ticks, request_id));
+        forwarded.pending.complete(outcome);
+    }
+
+    fn is_master(&self, cluster: &str, node: NodeId) -> bool {
+        self.clusters
+            .get(cluster)
+            .is_some_and(|masters| masters.contains(&node))
+    }
+
+    /// One tick: requests past `request_timeout_ticks` complete with `Timeout` (§9.4.6).
+    pub fn tick(&mut self) {
+        self.now_ticks += 1;
+        while let Some(&(deadline_ticks, request_id)) = self.deadlines.first() {
+            if deadline_ticks > self.now_ticks {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.on_request_timeout(request_id);
+        }
+        self.finish_input();
+    }
+
+    /// `RequestTimeout` for one forwarded request.
+    fn on_request_timeout(&mut self, request_id: RequestId) {
+        self.trace.record(|| TraceKind::Timeout {
+            timer: Timer::Request,
+        });
+        if cfg!(feature = "bug-double-complete") {
+            // Planted bug: the timeout answers the client but leaves the request pending, so a
+            // late reply completes it a second time.
+            if let Some(forwarded) = self.forwarded.get_mut(&request_id) {
+                forwarded
+                    .pending
+                    .record_without_consuming(Err(ClientError::Timeout));
+            }
+            return;
+        }
+        if let Some(forwarded) = self.forwarded.remove(&request_id) {
+            forwarded.pending.complete(Err(ClientError::Timeout));
+        }
+    }
+
+    /// True if [`Proxy::ready`] has something to hand out.
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty() || !self.replies.is_empty() || !self.trace.finished.is_empty()
+    }
+
+    /// Takes the output accumulated since the last call.
+    pub fn ready(&mut self) -> ProxyReady {
+        ProxyReady {
+            messages: std::mem::take(&mut self.messages),
+            replies: std::mem::take(&mut self.replies),
+            trace: std::mem::take(&mut self.trace.finished),
+        }
+    }
+
+    /// The ledger's counters (§9.4.7).
+    pub fn ledger(&self) -> LedgerCounters {
+        self.ledger.counters()
+    }
+
+    /// This proxy's id.
+    pub fn id(&self) -> ProxyId {
+        self.id
+    }
+
+    /// The cached leader of `cluster`, if any.
+    pub fn cached_leader(&self, cluster: &str) -> Option<NodeId> {
+        self.leader_cache.get(cluster)
+    }
+
+    /// The clusters served, name → master ids.
+    pub fn clusters(&self) -> &BTreeMap<String, Vec<NodeId>> {
+        &self.clusters
+    }
+
+    /// Ends an input: completions become replies and `RequestCompleted` events, and the ledger
+    /// balance is asserted (unless a planted bug is compiled in, which conformance must catch).
+    fn finish_input(&mut self) {
+        for completion in self.ledger.drain_completions() {
+            let message = Message::Reply {
+                request_id: completion.request_id,
+                outcome: completion.outcome.clone(),
+            };
+            self.trace.record(|| TraceKind::RequestCompleted {
+                client: completion.client,
+                request_id: completion.request_id,
+                outcome: completion.outcome.clone(),
+            });
+            self.trace.record(|| TraceKind::Send {
+                to: Endpoint::Client(completion.client),
+                message: message.clone(),
+            });
+            self.replies.push(ClientEnvelope {
+                to: completion.client,
+                message,
+            });
+        }
+        let counters = self.ledger.counters();
+        let planted_bug = cfg!(any(
+            feature = "bug-error-path-leak",
+            feature = "bug-double-complete"
+        ));
+        if !planted_bug {
+            assert!(
+                counters.is_balanced(),
+                "ledger out of balance: {counters:?}"
+            );
+            assert!(
+                counters.in_flight <= self.config.in_flight_max,
+                "in_flight above in_flight_max: {counters:?}"
+            );
+            assert_eq!(counters.in_flight, self.forwarded.len() as u64);
+        }
+        if self.trace.has_open() {
+            self.trace
+                .finish(Origin::Proxy(self.id), PostState::Proxy(counters));
+        }
+    }
+}
