@@ -1,7 +1,20 @@
 //! vigil's tokio host: runs `vigil-core` state machines over TCP with durable storage,
 //! the proxy server, metrics, and the client library used by the CLI, benchmarks and tests.
+//!
+//! Layers, bottom up: `storage` (checksummed log, atomic files) and `durable` (a master's
+//! durable state on it); `codec` (frames, handshake) and `transport` (accept loop, links);
+//! `wire` (what travels after the handshake); `master` and `proxy` (the tasks that own the
+//! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
+//! `config` and `metrics`.
 
+pub mod client;
+pub mod cluster;
 pub mod codec;
+pub mod config;
+pub mod durable;
+pub mod master;
 pub mod metrics;
+pub mod proxy;
 pub mod storage;
 pub mod transport;
+pub mod wire;

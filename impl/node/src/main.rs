@@ -1,6 +1,373 @@
-//! `vigil`: the coordination service's command line (masters, proxy, client commands).
+//! `vigil`: the coordination service's command line — run masters and proxies (one per process
+//! from config files, or all in one process with `vigil cluster`), and talk to a proxy as a
+//! client (`put`, `get`, `cas`, `delete`, `status`). The subcommand names are a contract used
+//! by the docs and checks.
 
-fn main() {
-    eprintln!("vigil: the service is not built yet (issue 4)");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use vigil::client::{describe_result, Client};
+use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::config::{MasterConfig, ProxyConfig};
+use vigil::master::{self, MasterSettings};
+use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil_core::{Operation, ReplyOutcome};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigil",
+    version,
+    about = "A Paxos coordination service: masters, proxy, client"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// N masters and one proxy in this process on loopback (cluster `local`), until Ctrl-C.
+    Cluster {
+        /// Number of masters.
+        #[arg(long, default_value_t = 5)]
+        masters: usize,
+        /// Data directory (default: a fresh temporary directory, removed on exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where the proxy listens.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        proxy_listen: SocketAddr,
+        /// Where Prometheus metrics are served (none by default).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// One master, from a config file.
+    Master {
+        /// TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// One proxy, from a config file.
+    Proxy {
+        /// TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a key.
+    Put(KeyValueArguments),
+    /// Read a key.
+    Get(KeyArguments),
+    /// Write a key only if its version is `--version`.
+    Cas {
+        #[command(flatten)]
+        target: KeyValueArguments,
+        /// The version the key must have (0: never written).
+        #[arg(long)]
+        version: u64,
+    },
+    /// Remove a key.
+    Delete(KeyArguments),
+    /// Leader, ballot, commit index, active and evicted masters, and the proxy's ledger.
+    Status(Target),
+}
+
+#[derive(clap::Args, Debug)]
+struct Target {
+    /// The proxy's address.
+    #[arg(long)]
+    proxy: String,
+    /// The cluster's name.
+    #[arg(long)]
+    cluster: String,
+    /// How long to wait for an answer, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeyArguments {
+    #[command(flatten)]
+    target: Target,
+    /// The key.
+    key: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeyValueArguments {
+    #[command(flatten)]
+    target: Target,
+    /// The key.
+    key: String,
+    /// The value.
+    value: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vigil: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vigil: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Cluster {
+            masters,
+            data_dir,
+            proxy_listen,
+            metrics_listen,
+        } => run_cluster(masters, data_dir, proxy_listen, metrics_listen).await,
+        Command::Master { config } => run_master(config).await,
+        Command::Proxy { config } => run_proxy(config).await,
+        Command::Put(arguments) => {
+            let operation = Operation::Put {
+                key: arguments.key.into_bytes(),
+                value: arguments.value.into_bytes(),
+            };
+            run_operation(&arguments.target, operation).await
+        }
+        Command::Get(arguments) => {
+            let operation = Operation::Get {
+                key: arguments.key.into_bytes(),
+            };
+            run_operation(&arguments.target, operation).await
+        }
+        Command::Cas { target, version } => {
+            let operation = Operation::Cas {
+                key: target.key.into_bytes(),
+                expected_version: version,
+                value: target.value.into_bytes(),
+            };
+            run_operation(&target.target, operation).await
+        }
+        Command::Delete(arguments) => {
+            let operation = Operation::Delete {
+                key: arguments.key.into_bytes(),
+            };
+            run_operation(&arguments.target, operation).await
+        }
+        Command::Status(target) => run_status(&target).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn run_cluster(
+    masters: usize,
+    data_dir: Option<PathBuf>,
+    proxy_listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    if masters == 0 {
+        bail!("--masters must be at least 1");
+    }
+    if let Some(address) = metrics_listen {
+        vigil::metrics::install_exporter(address)?;
+    }
+    let temporary = match &data_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("creating a temporary data directory")?),
+    };
+    let data_dir =
+        data_dir.unwrap_or_else(|| temporary.as_ref().expect("set above").path().to_path_buf());
+    let mut options = ClusterOptions::local(masters, data_dir.clone());
+    options.proxy_listen = proxy_listen;
+    let cluster = LocalCluster::start(options).await?;
+    println!(
+        "cluster {} with {masters} masters; data in {}",
+        cluster.name(),
+        data_dir.display()
+    );
+    for (node, address) in cluster.master_addresses().iter().enumerate() {
+        println!("master {node}: {address}");
+    }
+    println!("proxy: {}", cluster.proxy_address());
+    println!(
+        "try: vigil put --proxy {} --cluster {} greeting hello",
+        cluster.proxy_address(),
+        cluster.name()
+    );
+    termination().await;
+    tracing::info!("shutting down");
+    cluster.shutdown().await?;
+    Ok(())
+}
+
+async fn run_master(path: PathBuf) -> anyhow::Result<()> {
+    let config = MasterConfig::load(&path)?;
+    if let Some(address) = config.metrics_listen {
+        vigil::metrics::install_exporter(address)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen: binding {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let handle = master::spawn(listener, MasterSettings::from(&config), shutdown.clone())?;
+    println!(
+        "master {} of cluster {} listening on {}",
+        config.node_id, config.cluster, handle.address
+    );
+    tokio::select! {
+        _ = termination() => {}
+        _ = wait_finished(&handle) => {}
+    }
+    handle.stop().await?;
+    Ok(())
+}
+
+async fn wait_finished(handle: &master::MasterHandle) {
+    while !handle.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
+    let config = ProxyConfig::load(&path)?;
+    if let Some(address) = config.metrics_listen {
+        vigil::metrics::install_exporter(address)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen: binding {}", config.listen))?;
+    println!("proxy listening on {}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(proxy::run(
+        listener,
+        ProxySettings::from(&config),
+        shutdown.clone(),
+        Arc::new(LedgerView::default()),
+    ));
+    termination().await;
+    shutdown.cancel();
+    task.await.context("proxy task")??;
+    Ok(())
+}
+
+async fn run_operation(target: &Target, operation: Operation) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(target.timeout_ms);
+    let mut client = Client::connect(&target.proxy, timeout).await?;
+    match client.call(&target.cluster, operation).await? {
+        ReplyOutcome::Ok(vigil_core::OperationResult::VersionMismatch { current_version }) => {
+            bail!("version mismatch: the key's current version is {current_version}")
+        }
+        ReplyOutcome::Ok(result) => {
+            println!("{}", describe_result(&result));
+            Ok(())
+        }
+        ReplyOutcome::Err(error) => bail!("{}", describe_error(&target.cluster, &error)),
+    }
+}
+
+fn describe_error(cluster: &str, error: &vigil_core::ClientError) -> String {
+    use vigil_core::ClientError;
+    match error {
+        ClientError::UnknownCluster => {
+            format!("unknown cluster {cluster:?} (the proxy does not serve it)")
+        }
+        ClientError::Overloaded => {
+            "overloaded: the proxy or the leader is at its limit; retry later".into()
+        }
+        ClientError::NoLeader => format!("no leader: cluster {cluster:?} has no reachable leader"),
+        ClientError::Timeout => {
+            "timeout: no answer in time; the operation may or may not have been applied".into()
+        }
+        ClientError::LeaderChanged => {
+            "leader changed: the operation may or may not have been applied".into()
+        }
+    }
+}
+
+async fn run_status(target: &Target) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(target.timeout_ms);
+    let mut client = Client::connect(&target.proxy, timeout).await?;
+    let status = client.status(&target.cluster).await?;
+    let leader = status
+        .masters
+        .iter()
+        .flatten()
+        .find(|master| master.role == vigil_core::Role::Leader);
+    println!("cluster: {}", status.cluster);
+    match leader {
+        Some(leader) => {
+            println!("leader: master {} (ballot {})", leader.id, leader.promised);
+            println!("commit_index: {}", leader.commit_index);
+            println!("active: {:?}", leader.active);
+            println!("evicted: {:?}", leader.evicted);
+        }
+        None => println!("leader: none"),
+    }
+    for (node, master) in status.masters.iter().enumerate() {
+        match master {
+            Ok(master) => println!(
+                "master {node}: {} promised={} commit_index={} last_slot={}",
+                master.role, master.promised, master.commit_index, master.last_slot
+            ),
+            Err(reason) => println!("master {node}: {reason}"),
+        }
+    }
+    let ledger = status.ledger;
+    println!(
+        "ledger: accepted={} completed_ok={} completed_err={} in_flight={} late_replies={} dropped_unanswered={}",
+        ledger.accepted, ledger.completed_ok, ledger.completed_err, ledger.in_flight, ledger.late_replies, ledger.dropped_unanswered
+    );
+    Ok(())
 }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello, HelloReply};
@@ -269,6 +269,7 @@ pub enum SendError {
 pub struct LinkSender<Out> {
     queue: mpsc::Sender<Out>,
     cut: Arc<AtomicBool>,
+    reset: Arc<Notify>,
     /// Peer label for metrics and logs.
     peer: Arc<str>,
 }
@@ -278,6 +279,7 @@ impl<Out> Clone for LinkSender<Out> {
         LinkSender {
             queue: self.queue.clone(),
             cut: self.cut.clone(),
+            reset: self.reset.clone(),
             peer: self.peer.clone(),
         }
     }
@@ -299,10 +301,26 @@ impl<Out> LinkSender<Out> {
         })
     }
 
+    /// Closes the connection and discards everything queued on it (an eviction, `protocol.md`
+    /// §5.1: what was in flight on that link is lost). The link then redials.
+    pub fn reset(&self) {
+        self.reset.notify_one();
+    }
+
     /// Fault injection: while cut, everything sent on this link is lost (`protocol.md` §11 `Drop`).
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::Relaxed);
     }
+}
+
+/// Where values read from an outbound link go: a shared channel, tagged with the link's index
+/// so one receiver can serve many links (a proxy's links to every master of every cluster).
+#[derive(Debug)]
+pub struct LinkInbound<In> {
+    /// The shared channel.
+    pub sender: mpsc::Sender<(usize, In)>,
+    /// This link's tag.
+    pub tag: usize,
 }
 
 /// Spawns an outbound link to `address`: dials, says `hello`, then writes queued messages.
@@ -312,7 +330,7 @@ pub fn spawn_link<Out, In>(
     address: String,
     hello: Hello,
     settings: LinkSettings,
-    inbound: Option<mpsc::Sender<In>>,
+    inbound: Option<LinkInbound<In>>,
     shutdown: CancellationToken,
 ) -> LinkSender<Out>
 where
@@ -323,12 +341,14 @@ where
     let sender = LinkSender {
         queue,
         cut: Arc::new(AtomicBool::new(false)),
+        reset: Arc::new(Notify::new()),
         peer: Arc::from(address.as_str()),
     };
+    let reset = sender.reset.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = run_link(address, hello, settings, receiver, inbound) => {}
+            _ = run_link(address, hello, settings, receiver, inbound, reset) => {}
         }
     });
     sender
@@ -339,7 +359,8 @@ async fn run_link<Out, In>(
     hello: Hello,
     settings: LinkSettings,
     mut outbound: mpsc::Receiver<Out>,
-    inbound: Option<mpsc::Sender<In>>,
+    inbound: Option<LinkInbound<In>>,
+    reset: Arc<Notify>,
 ) where
     Out: Serialize + Send + Sync + 'static,
     In: DeserializeOwned + Send + 'static,
@@ -352,8 +373,18 @@ async fn run_link<Out, In>(
             Ok(Ok((reader, writer))) => {
                 backoff = settings.backoff_initial;
                 tracing::debug!(peer = %address, "link connected");
-                let closed = serve_link(reader, writer, &mut outbound, inbound.as_ref()).await;
-                if closed {
+                let ended = tokio::select! {
+                    ended = serve_link(reader, writer, &mut outbound, inbound.as_ref()) => ended,
+                    _ = reset.notified() => {
+                        let mut discarded = 0u64;
+                        while outbound.try_recv().is_ok() {
+                            discarded += 1;
+                        }
+                        tracing::info!(peer = %address, discarded, "link closed on request; queue discarded");
+                        false
+                    }
+                };
+                if ended {
                     return; // every sender dropped: the owner is gone
                 }
                 tracing::debug!(peer = %address, "link lost; reconnecting");
@@ -410,7 +441,7 @@ async fn serve_link<Out, In>(
     mut reader: FrameReader<OwnedReadHalf>,
     mut writer: FrameWriter<OwnedWriteHalf>,
     outbound: &mut mpsc::Receiver<Out>,
-    inbound: Option<&mpsc::Sender<In>>,
+    inbound: Option<&LinkInbound<In>>,
 ) -> bool
 where
     Out: Serialize,
@@ -439,7 +470,7 @@ where
             }
             value = codec::read_value::<In, _>(&mut reader) => match (value, inbound) {
                 (Ok(Some(value)), Some(inbound)) => {
-                    if inbound.send(value).await.is_err() {
+                    if inbound.sender.send((inbound.tag, value)).await.is_err() {
                         return true;
                     }
                 }

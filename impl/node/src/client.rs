@@ -1,0 +1,199 @@
+//! `vigil::client`: the Rust client the CLI, tests and benchmarks use to talk to a proxy.
+//!
+//! Why one library: every consumer then exercises the same handshake, framing and error
+//! mapping, so a test passing through `Client` says something about what `vigil put` does.
+//! A client may pipeline (`send_request` many times, then `next_reply`); the proxy answers each
+//! request exactly once, in completion order, matched by `request_id`.
+
+use std::time::Duration;
+
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use vigil_core::{Operation, OperationResult, ReplyOutcome, RequestId};
+
+use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello};
+use crate::transport::{self, DialError, LinkSettings};
+use crate::wire::{ClientFrame, ClusterStatus, ProxyFrame};
+
+/// What can go wrong between a client and its proxy (not the outcome of an operation).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Connecting or the handshake failed.
+    #[error("connecting to the proxy: {0}")]
+    Dial(#[from] DialError),
+    /// The connection failed or sent something unreadable.
+    #[error("connection to the proxy: {0}")]
+    Connection(#[from] CodecError),
+    /// The proxy closed the connection.
+    #[error("the proxy closed the connection")]
+    Closed,
+    /// No answer within the client's timeout.
+    #[error("no answer from the proxy within {0:?}")]
+    Timeout(Duration),
+    /// The proxy answered something that does not match what was asked.
+    #[error("unexpected answer from the proxy: {0}")]
+    Unexpected(String),
+    /// The proxy refused a status query.
+    #[error("{0}")]
+    Status(String),
+}
+
+/// A connection to a proxy.
+#[derive(Debug)]
+pub struct Client {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+    next_request_id: RequestId,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects to the proxy at `address` (`host:port`); calls time out after `timeout`.
+    pub async fn connect(address: &str, timeout: Duration) -> Result<Client, CallError> {
+        let hello = Hello {
+            protocol_version: codec::PROTOCOL_VERSION,
+            cluster: String::new(),
+            role: DialerRole::Client,
+        };
+        let settings = LinkSettings::default();
+        let (reader, writer) =
+            tokio::time::timeout(timeout, transport::dial(address, &hello, &settings))
+                .await
+                .map_err(|_| CallError::Timeout(timeout))??;
+        Ok(Client {
+            reader,
+            writer,
+            next_request_id: 1,
+            timeout,
+        })
+    }
+
+    /// Sends a request without waiting for its reply; returns its id.
+    pub async fn send_request(
+        &mut self,
+        cluster: &str,
+        operation: Operation,
+    ) -> Result<RequestId, CallError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let frame = ClientFrame::Request {
+            request_id,
+            cluster: cluster.to_string(),
+            operation,
+        };
+        codec::write_value(&mut self.writer, &frame).await?;
+        Ok(request_id)
+    }
+
+    /// Waits for the next reply, whichever request it answers.
+    pub async fn next_reply(&mut self) -> Result<(RequestId, ReplyOutcome), CallError> {
+        match self.next_frame().await? {
+            ProxyFrame::Reply {
+                request_id,
+                outcome,
+            } => Ok((request_id, outcome)),
+            other => Err(CallError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn call(
+        &mut self,
+        cluster: &str,
+        operation: Operation,
+    ) -> Result<ReplyOutcome, CallError> {
+        let request_id = self.send_request(cluster, operation).await?;
+        let (answered, outcome) = self.next_reply().await?;
+        if answered != request_id {
+            return Err(CallError::Unexpected(format!(
+                "reply to request {answered}, expected {request_id}"
+            )));
+        }
+        Ok(outcome)
+    }
+
+    /// `Put`.
+    pub async fn put(
+        &mut self,
+        cluster: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<ReplyOutcome, CallError> {
+        let operation = Operation::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        self.call(cluster, operation).await
+    }
+
+    /// `Get`.
+    pub async fn get(&mut self, cluster: &str, key: &[u8]) -> Result<ReplyOutcome, CallError> {
+        self.call(cluster, Operation::Get { key: key.to_vec() })
+            .await
+    }
+
+    /// `Cas` on `expected_version`.
+    pub async fn cas(
+        &mut self,
+        cluster: &str,
+        key: &[u8],
+        expected_version: u64,
+        value: &[u8],
+    ) -> Result<ReplyOutcome, CallError> {
+        let operation = Operation::Cas {
+            key: key.to_vec(),
+            expected_version,
+            value: value.to_vec(),
+        };
+        self.call(cluster, operation).await
+    }
+
+    /// `Delete`.
+    pub async fn delete(&mut self, cluster: &str, key: &[u8]) -> Result<ReplyOutcome, CallError> {
+        self.call(cluster, Operation::Delete { key: key.to_vec() })
+            .await
+    }
+
+    /// The cluster's masters and the proxy's ledger. Do not call with requests outstanding.
+    pub async fn status(&mut self, cluster: &str) -> Result<ClusterStatus, CallError> {
+        let query_id = 1;
+        let frame = ClientFrame::StatusQuery {
+            query_id,
+            cluster: cluster.to_string(),
+        };
+        codec::write_value(&mut self.writer, &frame).await?;
+        match self.next_frame().await? {
+            ProxyFrame::Status { result, .. } => result.map_err(CallError::Status),
+            other => Err(CallError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<ProxyFrame, CallError> {
+        let read = tokio::time::timeout(self.timeout, codec::read_value(&mut self.reader));
+        match read.await {
+            Err(_) => Err(CallError::Timeout(self.timeout)),
+            Ok(Ok(Some(frame))) => Ok(frame),
+            Ok(Ok(None)) => Err(CallError::Closed),
+            Ok(Err(error)) => Err(error.into()),
+        }
+    }
+}
+
+/// One line for a result, as the CLI prints it.
+pub fn describe_result(result: &OperationResult) -> String {
+    match result {
+        OperationResult::Value {
+            value: Some(value),
+            version,
+        } => format!("{} (version {version})", String::from_utf8_lossy(value)),
+        OperationResult::Value {
+            value: None,
+            version,
+        } => format!("(absent) (version {version})"),
+        OperationResult::Written { version } => format!("written (version {version})"),
+        OperationResult::VersionMismatch { current_version } => {
+            format!("version mismatch (current version {current_version})")
+        }
+        OperationResult::Deleted { version: 0 } => "deleted (key was absent)".to_string(),
+        OperationResult::Deleted { version } => format!("deleted (version {version})"),
+    }
+}

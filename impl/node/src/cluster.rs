@@ -1,0 +1,322 @@
+//! N masters and one proxy in one process on loopback: `vigil cluster`, and the handle that
+//! tests, conformance and fault schedules drive.
+//!
+//! Why the handle has fault controls: the failures vigil must survive (a follower frozen by a
+//! long pause, a leader crash, a lost link; `docs/protocol.md` §11 `Pause`, `Crash`, `Restart`,
+//! `Drop`) have to be reproducible on demand, on real sockets, without sleeping and hoping.
+//! Everything binds 127.0.0.1 only.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::{MasterStatus, NodeId, Role};
+
+use crate::config::HostSettings;
+use crate::master::{self, Control, MasterError, MasterHandle, MasterSettings};
+use crate::proxy::{self, LedgerView, ProxyError, ProxySettings};
+
+/// The cluster name of the embedded default.
+pub const LOCAL_CLUSTER: &str = "local";
+
+/// How to build an in-process cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of masters.
+    pub masters: usize,
+    /// Parent directory; master `i` keeps its data in `master-i/` under it.
+    pub data_dir: PathBuf,
+    /// Where the proxy listens (`127.0.0.1:0` picks a free port).
+    pub proxy_listen: SocketAddr,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Protocol limits (`masters` is set from `masters` above).
+    pub protocol: vigil_core::Config,
+    /// Time and transport settings.
+    pub host: HostSettings,
+}
+
+impl ClusterOptions {
+    /// Five masters (or `masters`), cluster `local`, proxy on a free loopback port.
+    pub fn local(masters: usize, data_dir: PathBuf) -> ClusterOptions {
+        ClusterOptions {
+            masters,
+            data_dir,
+            proxy_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cluster: LOCAL_CLUSTER.to_string(),
+            protocol: vigil_core::Config::default(),
+            host: HostSettings::default(),
+        }
+    }
+}
+
+/// Errors of the in-process cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Binding a loopback listener failed.
+    #[error("binding {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A master failed.
+    #[error("master {node}: {source}")]
+    Master {
+        /// Which master.
+        node: NodeId,
+        /// Why.
+        source: MasterError,
+    },
+    /// No such master, or it is not running.
+    #[error("master {0} is not running")]
+    NotRunning(NodeId),
+    /// The proxy failed.
+    #[error("proxy: {0}")]
+    Proxy(#[from] ProxyError),
+    /// A wait ran out.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+}
+
+/// A running in-process cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    options: ClusterOptions,
+    addresses: Vec<SocketAddr>,
+    masters: Vec<Option<MasterHandle>>,
+    proxy_address: SocketAddr,
+    proxy_task: JoinHandle<Result<(), ProxyError>>,
+    ledger: Arc<LedgerView>,
+    shutdown: CancellationToken,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, ClusterError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| ClusterError::Bind { address, source })
+}
+
+impl LocalCluster {
+    /// Binds every listener, then starts the masters and the proxy.
+    pub async fn start(mut options: ClusterOptions) -> Result<LocalCluster, ClusterError> {
+        options.protocol.masters = options.masters as u64;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut listeners = Vec::new();
+        for _ in 0..options.masters {
+            listeners.push(bind(loopback).await?);
+        }
+        let addresses: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|listener| {
+                listener
+                    .local_addr()
+                    .expect("bound listener has an address")
+            })
+            .collect();
+        let shutdown = CancellationToken::new();
+        let mut cluster = LocalCluster {
+            proxy_address: loopback,
+            proxy_task: tokio::spawn(async { Ok(()) }),
+            ledger: Arc::new(LedgerView::default()),
+            masters: Vec::new(),
+            addresses,
+            options,
+            shutdown,
+        };
+        for (node, listener) in listeners.into_iter().enumerate() {
+            let handle = cluster.spawn_master(node as NodeId, listener)?;
+            cluster.masters.push(Some(handle));
+        }
+        let proxy_listener = bind(cluster.options.proxy_listen).await?;
+        cluster.proxy_address =
+            proxy_listener
+                .local_addr()
+                .map_err(|source| ClusterError::Bind {
+                    address: cluster.options.proxy_listen,
+                    source,
+                })?;
+        let settings = ProxySettings {
+            clusters: BTreeMap::from([(
+                cluster.options.cluster.clone(),
+                cluster.addresses.iter().map(ToString::to_string).collect(),
+            )]),
+            protocol: cluster.options.protocol.clone(),
+            host: cluster.options.host.clone(),
+        };
+        cluster.proxy_task = tokio::spawn(proxy::run(
+            proxy_listener,
+            settings,
+            cluster.shutdown.child_token(),
+            cluster.ledger.clone(),
+        ));
+        Ok(cluster)
+    }
+
+    fn spawn_master(
+        &self,
+        node: NodeId,
+        listener: TcpListener,
+    ) -> Result<MasterHandle, ClusterError> {
+        let settings = MasterSettings {
+            cluster: self.options.cluster.clone(),
+            node_id: node,
+            masters: self.addresses.iter().map(ToString::to_string).collect(),
+            data_dir: self.options.data_dir.join(format!("master-{node}")),
+            protocol: self.options.protocol.clone(),
+            host: self.options.host.clone(),
+        };
+        let address = self.addresses[node as usize];
+        master::spawn(listener, settings, self.shutdown.child_token())
+            .map_err(|source| ClusterError::Bind { address, source })
+    }
+
+    /// The proxy's address (what clients connect to).
+    pub fn proxy_address(&self) -> SocketAddr {
+        self.proxy_address
+    }
+
+    /// The masters' addresses, by id.
+    pub fn master_addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.options.cluster
+    }
+
+    /// The proxy's ledger as last published.
+    pub fn ledger(&self) -> vigil_core::LedgerCounters {
+        self.ledger.counters()
+    }
+
+    fn handle(&self, node: NodeId) -> Result<&MasterHandle, ClusterError> {
+        self.masters
+            .get(node as usize)
+            .and_then(Option::as_ref)
+            .ok_or(ClusterError::NotRunning(node))
+    }
+
+    /// A master's status (`None` if it is stopped or paused: a paused master answers nothing).
+    pub async fn status(&self, node: NodeId) -> Option<MasterStatus> {
+        let handle = self.handle(node).ok()?;
+        tokio::time::timeout(Duration::from_millis(500), handle.status())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Freezes a master's event loop (a stop-the-world pause, `protocol.md` §7.1).
+    pub async fn pause(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.handle(node)?.control(Control::Pause).await;
+        Ok(())
+    }
+
+    /// Thaws a paused master.
+    pub async fn resume(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.handle(node)?.control(Control::Resume).await;
+        Ok(())
+    }
+
+    /// Cuts (or restores) the link between two masters in both directions.
+    pub async fn cut_link(&self, a: NodeId, b: NodeId, cut: bool) -> Result<(), ClusterError> {
+        self.handle(a)?
+            .control(Control::CutLink { peer: b, cut })
+            .await;
+        self.handle(b)?
+            .control(Control::CutLink { peer: a, cut })
+            .await;
+        Ok(())
+    }
+
+    /// Crashes a master: its task and connections end, its volatile state is lost, its data
+    /// directory stays.
+    pub async fn kill(&mut self, node: NodeId) -> Result<(), ClusterError> {
+        let handle = self
+            .masters
+            .get_mut(node as usize)
+            .and_then(Option::take)
+            .ok_or(ClusterError::NotRunning(node))?;
+        handle
+            .stop()
+            .await
+            .map_err(|source| ClusterError::Master { node, source })
+    }
+
+    /// Restarts a killed master from its data directory on its old address.
+    pub async fn restart(&mut self, node: NodeId) -> Result<(), ClusterError> {
+        let address = self.addresses[node as usize];
+        // The old listener's port may linger briefly; retry within a deadline.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(address).await {
+                Ok(listener) => break listener,
+                Err(source) if Instant::now() >= deadline => {
+                    return Err(ClusterError::Bind { address, source })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let handle = self.spawn_master(node, listener)?;
+        self.masters[node as usize] = Some(handle);
+        Ok(())
+    }
+
+    /// The leader that a quorum of running masters follows, if any.
+    pub async fn leader(&self) -> Option<NodeId> {
+        let mut statuses = Vec::new();
+        for node in 0..self.masters.len() as NodeId {
+            if let Some(status) = self.status(node).await {
+                statuses.push(status);
+            }
+        }
+        let leader = statuses.iter().find(|status| status.role == Role::Leader)?;
+        let ballot = leader.leader?;
+        let followers = statuses
+            .iter()
+            .filter(|status| status.leader == Some(ballot))
+            .count();
+        (followers as u64 >= self.options.protocol.quorum()).then_some(leader.id)
+    }
+
+    /// Waits until a leader is followed by a quorum (polling the masters, with a deadline).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ClusterError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout(timeout, "a leader"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops everything and waits for the masters to close their storage.
+    pub async fn shutdown(mut self) -> Result<(), ClusterError> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        for (node, handle) in self.masters.iter_mut().enumerate() {
+            if let Some(handle) = handle.take() {
+                if let Err(source) = handle.stop().await {
+                    first_error.get_or_insert(ClusterError::Master {
+                        node: node as NodeId,
+                        source,
+                    });
+                }
+            }
+        }
+        if let Ok(Err(error)) = (&mut self.proxy_task).await {
+            first_error.get_or_insert(ClusterError::Proxy(error));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,652 @@
+//! One master process: the task that owns the `vigil_core::Master`, its listener, its links to
+//! the other masters, and the persist task that owns its storage.
+//!
+//! Why a separate persist task: heartbeats must never wait behind a disk (the incident's
+//! follower was evicted for silence). The driver feeds the core ticks and messages, sends each
+//! `Ready`'s independent `messages` at once, and hands the durable write, together with the
+//! messages and replies that depend on it, to the persist task, which fsyncs and then sends them,
+//! in FIFO order. The driver calls `advance` for a `Ready` only when the persist task reports it
+//! done. A storage error stops the master (`ready.rs`: never step a master whose writes were
+//! lost; restarting from storage is always safe).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vigil_core::{
+    DurableWrite, Envelope, Master, MasterCounters, MasterStatus, Message, NodeId, Peer, ProxyId,
+    Ready, Role,
+};
+
+use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
+use crate::config::{HostSettings, MasterConfig};
+use crate::durable::MasterStorage;
+use crate::metrics as names;
+use crate::storage::StorageError;
+use crate::transport::{self, HandshakePolicy, LinkSender};
+use crate::wire::PeerFrame;
+
+/// Messages waiting in a master's inbox at most; readers wait (TCP pushes back) beyond it.
+const INBOX_MESSAGES_MAX: usize = 4096;
+/// Ready batches handed to the persist task and not yet advanced, at most.
+const PERSIST_PENDING_MAX: usize = 64;
+/// Frames queued to one proxy connection at most; beyond it replies are dropped (the proxy's
+/// request timeout answers its client).
+const PROXY_QUEUE_FRAMES_MAX: usize = 4096;
+/// Proposals whose start time is kept for the commit latency histogram.
+const PROPOSAL_TIMINGS_MAX: usize = 65_536;
+
+/// What a master needs to run, from its config file or from the in-process cluster.
+#[derive(Clone, Debug)]
+pub struct MasterSettings {
+    /// Cluster name checked in every handshake.
+    pub cluster: String,
+    /// This master's id.
+    pub node_id: NodeId,
+    /// Addresses of all masters by id (this one's is unused).
+    pub masters: Vec<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Protocol limits.
+    pub protocol: vigil_core::Config,
+    /// Time and transport settings.
+    pub host: HostSettings,
+}
+
+impl From<&MasterConfig> for MasterSettings {
+    fn from(config: &MasterConfig) -> MasterSettings {
+        MasterSettings {
+            cluster: config.cluster.clone(),
+            node_id: config.node_id,
+            masters: config.masters.iter().map(|m| m.address.clone()).collect(),
+            data_dir: config.data_dir.clone(),
+            protocol: config.protocol.clone(),
+            host: config.host.clone(),
+        }
+    }
+}
+
+/// Why a master stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// Storage failed: the master stops rather than run without durability.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The protocol configuration was refused by the core.
+    #[error("configuration: {0}")]
+    Config(#[from] vigil_core::ConfigError),
+    /// The persist task ended unexpectedly (it panicked).
+    #[error("the persist task ended unexpectedly")]
+    PersistTask,
+}
+
+/// Commands from the in-process cluster handle (tests, conformance, fault injection).
+#[derive(Debug)]
+pub enum Control {
+    /// Freeze the event loop: no tick, no message, nothing sent (`protocol.md` §7.1).
+    Pause,
+    /// Thaw it: overdue ticks fire before queued messages (§7.2).
+    Resume,
+    /// Report the core's status.
+    Status(oneshot::Sender<MasterStatus>),
+    /// Cut (or restore) this master's outbound link to another master (messages are lost).
+    CutLink {
+        /// The other master.
+        peer: NodeId,
+        /// Cut when true, restore when false.
+        cut: bool,
+    },
+}
+
+/// A running master, as seen by whoever started it.
+#[derive(Debug)]
+pub struct MasterHandle {
+    /// The address it listens on.
+    pub address: SocketAddr,
+    control: mpsc::Sender<Control>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), MasterError>>,
+}
+
+impl MasterHandle {
+    /// Sends a control command; `false` if the master has stopped.
+    pub async fn control(&self, command: Control) -> bool {
+        self.control.send(command).await.is_ok()
+    }
+
+    /// The core's status, or `None` if the master has stopped.
+    pub async fn status(&self) -> Option<MasterStatus> {
+        let (reply, answer) = oneshot::channel();
+        if !self.control(Control::Status(reply)).await {
+            return None;
+        }
+        answer.await.ok()
+    }
+
+    /// True once the master's task has ended (stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the master (a crash, as far as the protocol knows: volatile state is lost) and
+    /// waits until its storage is closed, so it can be restarted from the same directory.
+    pub async fn stop(self) -> Result<(), MasterError> {
+        self.shutdown.cancel();
+        self.task.await.unwrap_or(Err(MasterError::PersistTask))
+    }
+}
+
+/// Starts a master on `listener`; it runs until `shutdown` is cancelled or storage fails.
+pub fn spawn(
+    listener: TcpListener,
+    settings: MasterSettings,
+    shutdown: CancellationToken,
+) -> std::io::Result<MasterHandle> {
+    let address = listener.local_addr()?;
+    let (control, control_receiver) = mpsc::channel(16);
+    let task = tokio::spawn(run(listener, settings, shutdown.clone(), control_receiver));
+    Ok(MasterHandle {
+        address,
+        control,
+        shutdown,
+        task,
+    })
+}
+
+/// Runs a master: opens storage, starts the listener and links, drives the core.
+pub async fn run(
+    listener: TcpListener,
+    settings: MasterSettings,
+    shutdown: CancellationToken,
+    control: mpsc::Receiver<Control>,
+) -> Result<(), MasterError> {
+    let data_dir = settings.data_dir.clone();
+    let storage = tokio::task::spawn_blocking(move || MasterStorage::open(&data_dir))
+        .await
+        .map_err(|_| MasterError::PersistTask)??;
+    let mut master = Master::new(
+        settings.node_id,
+        settings.protocol.clone(),
+        storage.state().clone(),
+    )?;
+    master.set_tracing(false);
+    // Everything this master spawns stops with it, even if the caller's token lives on.
+    let local_shutdown = shutdown.child_token();
+    let _stop_children = local_shutdown.clone().drop_guard();
+    let router = Arc::new(Router::connect(&settings, &local_shutdown));
+    let (inbox, inbox_receiver) = mpsc::channel(INBOX_MESSAGES_MAX);
+    let context = Arc::new(ConnectionContext {
+        policy: HandshakePolicy {
+            cluster: Some(settings.cluster.clone()),
+            accept_masters: true,
+            accept_proxies: true,
+            accept_clients: false,
+        },
+        settings: settings.clone(),
+        inbox,
+        router: router.clone(),
+        next_proxy_id: AtomicU64::new(1),
+    });
+    tokio::spawn(accept_loop(listener, context, local_shutdown.clone()));
+    let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
+    let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
+    let persist_task = {
+        let router = router.clone();
+        tokio::task::spawn_blocking(move || {
+            persist_loop(storage, job_receiver, done_sender, router)
+        })
+    };
+    tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
+    let mut driver = Driver::new(master, router, jobs, done, &settings);
+    let result = driver
+        .run(inbox_receiver, control, local_shutdown.clone())
+        .await;
+    drop(driver); // closes the job queue: the persist task finishes what it has and ends
+    let _ = persist_task.await;
+    match &result {
+        Ok(()) => tracing::info!(node = settings.node_id, "master stopped"),
+        Err(error) => tracing::error!(node = settings.node_id, %error, "master stopped on error"),
+    }
+    result
+}
+
+/// An input for the driver from a connection.
+#[derive(Debug)]
+enum Inbound {
+    Protocol { from: Peer, message: Message },
+    StatusQuery { proxy: ProxyId, query_id: u64 },
+}
+
+/// Routes the core's envelopes to links (masters) and connection queues (proxies).
+#[derive(Debug)]
+struct Router {
+    links: BTreeMap<NodeId, LinkSender<PeerFrame>>,
+    proxies: Mutex<HashMap<ProxyId, mpsc::Sender<PeerFrame>>>,
+}
+
+impl Router {
+    fn connect(settings: &MasterSettings, shutdown: &CancellationToken) -> Router {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: settings.cluster.clone(),
+            role: DialerRole::Master(settings.node_id),
+        };
+        let links = (0..settings.masters.len() as NodeId)
+            .filter(|node| *node != settings.node_id)
+            .map(|node| {
+                let sender = transport::spawn_link::<PeerFrame, PeerFrame>(
+                    settings.masters[node as usize].clone(),
+                    hello.clone(),
+                    settings.host.link_settings(),
+                    None,
+                    shutdown.clone(),
+                );
+                (node, sender)
+            })
+            .collect();
+        Router {
+            links,
+            proxies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn send(&self, envelope: Envelope) {
+        let is_heartbeat = matches!(envelope.message, Message::Heartbeat { .. });
+        let sent = match envelope.to {
+            Peer::Master(node) => match self.links.get(&node) {
+                Some(link) => link.send(PeerFrame::Protocol(envelope.message)).is_ok(),
+                None => false,
+            },
+            Peer::Proxy(proxy) => self.send_to_proxy(proxy, PeerFrame::Protocol(envelope.message)),
+        };
+        if !sent && is_heartbeat {
+            metrics::counter!(names::HEARTBEAT_SEND_FAILURES).increment(1);
+        }
+    }
+
+    fn send_to_proxy(&self, proxy: ProxyId, frame: PeerFrame) -> bool {
+        let proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = proxies
+            .get(&proxy)
+            .is_some_and(|queue| queue.try_send(frame).is_ok());
+        if !sent {
+            metrics::counter!(names::PEER_SEND_DROPS, "peer" => "proxy").increment(1);
+        }
+        sent
+    }
+
+    fn link(&self, node: NodeId) -> Option<&LinkSender<PeerFrame>> {
+        self.links.get(&node)
+    }
+}
+
+/// A durable write and what may only leave after it.
+#[derive(Debug)]
+struct PersistJob {
+    write: Option<DurableWrite>,
+    after_persist: Vec<Envelope>,
+    /// Start times of the proposals answered by this job's replies (commit latency).
+    replies_started: Vec<Instant>,
+}
+
+/// The persist task: owns the storage; fsyncs each job's write, then sends what depended on it.
+fn persist_loop(
+    mut storage: MasterStorage,
+    mut jobs: mpsc::Receiver<PersistJob>,
+    done: mpsc::Sender<Result<(), StorageError>>,
+    router: Arc<Router>,
+) {
+    while let Some(job) = jobs.blocking_recv() {
+        if let Some(write) = &job.write {
+            if let Err(error) = storage.persist(write) {
+                let _ = done.blocking_send(Err(error));
+                return;
+            }
+        }
+        for envelope in job.after_persist {
+            router.send(envelope);
+        }
+        for started in job.replies_started {
+            metrics::histogram!(names::COMMIT_LATENCY_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+        }
+        if done.blocking_send(Ok(())).is_err() {
+            return;
+        }
+    }
+}
+
+/// The one task that owns the core.
+struct Driver {
+    master: Master,
+    router: Arc<Router>,
+    jobs: mpsc::Sender<PersistJob>,
+    done: mpsc::Receiver<Result<(), StorageError>>,
+    /// Ready batches handed to the persist task, oldest first, waiting for `advance`.
+    pending: VecDeque<Ready>,
+    paused: bool,
+    tick_interval: std::time::Duration,
+    proposal_started: HashMap<(ProxyId, u64), Instant>,
+    counters: MasterCounters,
+    node: NodeId,
+}
+
+impl Driver {
+    fn new(
+        master: Master,
+        router: Arc<Router>,
+        jobs: mpsc::Sender<PersistJob>,
+        done: mpsc::Receiver<Result<(), StorageError>>,
+        settings: &MasterSettings,
+    ) -> Driver {
+        Driver {
+            master,
+            router,
+            jobs,
+            done,
+            pending: VecDeque::new(),
+            paused: false,
+            tick_interval: settings.host.tick_interval(),
+            proposal_started: HashMap::new(),
+            counters: MasterCounters::default(),
+            node: settings.node_id,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut inbox: mpsc::Receiver<Inbound>,
+        mut control: mpsc::Receiver<Control>,
+        shutdown: CancellationToken,
+    ) -> Result<(), MasterError> {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        // A paused master's overdue ticks all fire on resume, before queued messages (§7.2).
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                command = control.recv() => match command {
+                    Some(command) => self.handle_control(command),
+                    None => return Ok(()),
+                },
+                persisted = self.done.recv(), if !self.paused => {
+                    self.advance(persisted)?;
+                }
+                _ = ticker.tick(), if !self.paused => self.master.tick(),
+                inbound = inbox.recv(), if !self.paused => match inbound {
+                    Some(inbound) => self.handle_inbound(inbound),
+                    None => return Ok(()),
+                },
+            }
+            self.drain_ready().await?;
+        }
+    }
+
+    fn handle_control(&mut self, command: Control) {
+        match command {
+            Control::Pause => {
+                tracing::warn!(node = self.node, "paused");
+                self.paused = true;
+            }
+            Control::Resume => {
+                tracing::warn!(node = self.node, "resumed");
+                self.paused = false;
+            }
+            Control::Status(reply) => {
+                let _ = reply.send(self.master.status());
+            }
+            Control::CutLink { peer, cut } => {
+                if let Some(link) = self.router.link(peer) {
+                    link.set_cut(cut);
+                }
+            }
+        }
+    }
+
+    fn handle_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Protocol { from, message } => {
+                if let (Peer::Proxy(proxy), Message::Propose { request_id, .. }) = (from, &message)
+                {
+                    if self.proposal_started.len() >= PROPOSAL_TIMINGS_MAX {
+                        self.proposal_started.clear();
+                    }
+                    self.proposal_started
+                        .insert((proxy, *request_id), Instant::now());
+                }
+                if let Err(error) = self.master.step(from, message) {
+                    tracing::warn!(node = self.node, %error, "message refused by the core");
+                }
+            }
+            Inbound::StatusQuery { proxy, query_id } => {
+                let status = self.master.status();
+                self.router
+                    .send_to_proxy(proxy, PeerFrame::Status { query_id, status });
+            }
+        }
+    }
+
+    /// Handles every `Ready` the core has, in the contract's order (`vigil_core` `ready.rs`).
+    async fn drain_ready(&mut self) -> Result<(), MasterError> {
+        while self.master.has_ready() {
+            let mut ready = self.master.ready();
+            for node in ready.close_links.drain(..) {
+                tracing::warn!(
+                    node = self.node,
+                    follower = node,
+                    "evicted a follower; closing its link"
+                );
+                if let Some(link) = self.router.link(node) {
+                    link.reset();
+                }
+            }
+            // Independent messages (heartbeats among them) leave now, not behind the disk.
+            for envelope in ready.messages.drain(..) {
+                self.router.send(envelope);
+            }
+            let mut after_persist = std::mem::take(&mut ready.messages_after_persist);
+            let replies_started = self.reply_timings(&ready.replies);
+            after_persist.append(&mut ready.replies);
+            let job = PersistJob {
+                write: ready.durable.take(),
+                after_persist,
+                replies_started,
+            };
+            if job.write.is_none() && job.after_persist.is_empty() && self.pending.is_empty() {
+                self.master.advance(ready);
+                continue;
+            }
+            while self.pending.len() >= PERSIST_PENDING_MAX {
+                let persisted = self.done.recv().await;
+                self.advance(persisted)?;
+            }
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| MasterError::PersistTask)?;
+            self.pending.push_back(ready);
+        }
+        self.record_metrics();
+        Ok(())
+    }
+
+    fn advance(&mut self, persisted: Option<Result<(), StorageError>>) -> Result<(), MasterError> {
+        match persisted {
+            Some(Ok(())) => {
+                if let Some(ready) = self.pending.pop_front() {
+                    self.master.advance(ready);
+                }
+                Ok(())
+            }
+            Some(Err(error)) => Err(MasterError::Storage(error)),
+            None => Err(MasterError::PersistTask),
+        }
+    }
+
+    fn reply_timings(&mut self, replies: &[Envelope]) -> Vec<Instant> {
+        replies
+            .iter()
+            .filter_map(|envelope| match (&envelope.to, &envelope.message) {
+                (Peer::Proxy(proxy), Message::ProposeReply { request_id, .. }) => {
+                    self.proposal_started.remove(&(*proxy, *request_id))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn record_metrics(&mut self) {
+        let counters = self.master.counters();
+        let previous = std::mem::replace(&mut self.counters, counters);
+        let node = self.node.to_string();
+        let deltas = [
+            (
+                names::LEADER_CHANGES,
+                counters.leader_changes - previous.leader_changes,
+            ),
+            (names::EVICTIONS, counters.evictions - previous.evictions),
+            (names::REJOINS, counters.rejoins - previous.rejoins),
+            (names::PROPOSALS, counters.proposals - previous.proposals),
+        ];
+        for (name, delta) in deltas {
+            if delta > 0 {
+                metrics::counter!(name, "node" => node.clone()).increment(delta);
+            }
+        }
+        let role = match self.master.role() {
+            Role::Follower => 0.0,
+            Role::PreCandidate => 1.0,
+            Role::Candidate => 2.0,
+            Role::Leader => 3.0,
+        };
+        metrics::gauge!(names::MASTER_ROLE, "node" => node.clone()).set(role);
+        metrics::gauge!(names::COMMIT_INDEX, "node" => node).set(self.master.commit_index() as f64);
+    }
+}
+
+/// What every connection of this master shares.
+struct ConnectionContext {
+    policy: HandshakePolicy,
+    settings: MasterSettings,
+    inbox: mpsc::Sender<Inbound>,
+    router: Arc<Router>,
+    next_proxy_id: AtomicU64,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+) {
+    let limits = context.settings.host.server_limits();
+    transport::accept_connections(listener, limits, shutdown, "master", move |stream, peer| {
+        serve_connection(stream, peer, context.clone())
+    })
+    .await;
+}
+
+/// One inbound connection: handshake, then frames into the inbox until it closes or misbehaves.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
+    let host = &context.settings.host;
+    let (read_half, write_half) = stream.into_split();
+    let (mut reader, mut writer) = codec::framed(read_half, write_half, host.frame_bytes_max);
+    let timeout = host.server_limits().handshake_timeout;
+    let Ok(role) =
+        transport::accept_hello(&mut reader, &mut writer, &context.policy, timeout, peer).await
+    else {
+        return;
+    };
+    let from = match role {
+        DialerRole::Master(node)
+            if node < context.settings.masters.len() as NodeId
+                && node != context.settings.node_id =>
+        {
+            Peer::Master(node)
+        }
+        DialerRole::Proxy => Peer::Proxy(context.next_proxy_id.fetch_add(1, Ordering::Relaxed)),
+        other => {
+            tracing::warn!(%peer, role = ?other, "dialer claims a node id outside the configuration; closing");
+            metrics::counter!(names::HANDSHAKE_REJECTIONS, "reason" => "node_id").increment(1);
+            return;
+        }
+    };
+    let writer_task = match from {
+        Peer::Proxy(proxy) => {
+            let (queue, mut frames) = mpsc::channel::<PeerFrame>(PROXY_QUEUE_FRAMES_MAX);
+            context
+                .router
+                .proxies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(proxy, queue);
+            Some(tokio::spawn(async move {
+                while let Some(frame) = frames.recv().await {
+                    if codec::write_value(&mut writer, &frame).await.is_err() {
+                        return;
+                    }
+                }
+            }))
+        }
+        Peer::Master(_) => None,
+    };
+    read_frames(&mut reader, from, peer, &context).await;
+    if let Peer::Proxy(proxy) = from {
+        let mut proxies = context
+            .router
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        proxies.remove(&proxy);
+    }
+    if let Some(task) = writer_task {
+        task.abort();
+    }
+}
+
+async fn read_frames(
+    reader: &mut codec::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    from: Peer,
+    peer: SocketAddr,
+    context: &ConnectionContext,
+) {
+    loop {
+        let frame = match codec::read_value::<PeerFrame, _>(reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                transport::record_bad_frame("master", peer, &error);
+                return;
+            }
+        };
+        let inbound = match (from, frame) {
+            (Peer::Master(_), PeerFrame::Protocol(message)) if message.ballot().is_some() => {
+                Inbound::Protocol { from, message }
+            }
+            (Peer::Proxy(_), PeerFrame::Protocol(message @ Message::Propose { .. })) => {
+                Inbound::Protocol { from, message }
+            }
+            (Peer::Proxy(proxy), PeerFrame::StatusQuery { query_id }) => {
+                Inbound::StatusQuery { proxy, query_id }
+            }
+            (_, frame) => {
+                let error = codec::CodecError::Decode {
+                    bytes: 0,
+                    reason: format!("unexpected frame from {from}: {frame:?}"),
+                };
+                transport::record_bad_frame("master", peer, &error);
+                return;
+            }
+        };
+        if context.inbox.send(inbound).await.is_err() {
+            return;
+        }
+    }
+}

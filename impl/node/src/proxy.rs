@@ -1,0 +1,502 @@
+//! The proxy server: accepts client connections, serves every cluster of its config, and
+//! drives the `vigil_core::Proxy` state machine, whose ledger answers each request exactly once.
+//!
+//! Why this shape: the incident was a proxy that leaked one object per request on an error
+//! path, under a flood of requests naming a wrong cluster. Here the state machine owns every
+//! pending request (`vigil_core` `ledger.rs`); the host only moves bytes. Everything the host
+//! holds per client is bounded too: each connection has at most `requests_per_connection_max`
+//! requests outstanding (a semaphore permit per request, released when its reply is written),
+//! so its reply queue can never overflow and no reply is ever dropped for lack of room.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use vigil_core::{
+    ClientId, LedgerCounters, MasterStatus, Message, NodeId, Operation, Proxy, ProxyReady,
+    RequestId,
+};
+
+use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
+use crate::config::{HostSettings, ProxyConfig};
+use crate::metrics as names;
+use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
+use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
+
+/// Requests (and status queries) one client connection may have outstanding.
+pub const REQUESTS_PER_CONNECTION_MAX: usize = 4096;
+/// Inputs waiting for the proxy task at most; connection readers wait beyond it.
+const INBOX_MAX: usize = 8192;
+/// Status queries collecting answers at once; more are refused.
+const STATUS_QUERIES_MAX: usize = 64;
+/// How long a status query waits for masters to answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a proxy needs to run.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    /// Cluster name → master addresses by node id.
+    pub clusters: BTreeMap<String, Vec<String>>,
+    /// Proxy limits (`in_flight_max`, `redirects_max`, `request_timeout_ticks`, …).
+    pub protocol: vigil_core::Config,
+    /// Time and transport settings.
+    pub host: HostSettings,
+}
+
+impl From<&ProxyConfig> for ProxySettings {
+    fn from(config: &ProxyConfig) -> ProxySettings {
+        ProxySettings {
+            clusters: config
+                .clusters
+                .iter()
+                .map(|cluster| (cluster.name.clone(), cluster.masters.clone()))
+                .collect(),
+            protocol: config.protocol.clone(),
+            host: config.host.clone(),
+        }
+    }
+}
+
+/// Why a proxy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The core refused the configuration.
+    #[error("configuration: {0}")]
+    Config(#[from] vigil_core::ConfigError),
+}
+
+/// The proxy's ledger as last published, readable from outside the proxy task.
+#[derive(Debug, Default)]
+pub struct LedgerView(Mutex<LedgerCounters>);
+
+impl LedgerView {
+    /// A copy of the counters.
+    pub fn counters(&self) -> LedgerCounters {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An input for the proxy task.
+#[derive(Debug)]
+enum Input {
+    Request {
+        client: ClientId,
+        request_id: RequestId,
+        cluster: String,
+        operation: Operation,
+    },
+    Status {
+        client: ClientId,
+        query_id: u64,
+        cluster: String,
+    },
+}
+
+/// A reply on its way to a client, with the permit its request held.
+type Outgoing = (ProxyFrame, Option<OwnedSemaphorePermit>);
+
+/// Client connections' reply queues, and the permits their outstanding requests hold.
+#[derive(Debug, Default)]
+struct Clients {
+    queues: HashMap<ClientId, mpsc::UnboundedSender<Outgoing>>,
+    permits: HashMap<(ClientId, u64), OwnedSemaphorePermit>,
+}
+
+/// A status query collecting its masters' answers.
+#[derive(Debug)]
+struct StatusCollection {
+    client: ClientId,
+    query_id: u64,
+    cluster: String,
+    answers: Vec<Option<MasterStatus>>,
+    deadline: Instant,
+}
+
+/// Runs a proxy on `listener` until `shutdown` is cancelled. `ledger`, if given, is kept up to
+/// date for whoever started the proxy (tests, the in-process cluster).
+pub async fn run(
+    listener: TcpListener,
+    settings: ProxySettings,
+    shutdown: CancellationToken,
+    ledger: Arc<LedgerView>,
+) -> Result<(), ProxyError> {
+    let clusters = settings
+        .clusters
+        .iter()
+        .map(|(name, masters)| (name.clone(), (0..masters.len() as NodeId).collect()))
+        .collect();
+    let mut proxy = Proxy::new(1, settings.protocol.clone(), clusters)?;
+    proxy.set_tracing(false);
+    let local_shutdown = shutdown.child_token();
+    let _stop_children = local_shutdown.clone().drop_guard();
+    let (replies_sender, replies) = mpsc::channel(INBOX_MAX);
+    let links = connect_links(&settings, replies_sender, &local_shutdown);
+    let (inbox, inputs) = mpsc::channel(INBOX_MAX);
+    let clients = Arc::new(Mutex::new(Clients::default()));
+    let context = Arc::new(ClientContext {
+        inbox,
+        clients: clients.clone(),
+        next_client: AtomicU64::new(1),
+        host: settings.host.clone(),
+    });
+    let limits = settings.host.server_limits();
+    tokio::spawn(transport::accept_connections(
+        listener,
+        limits,
+        local_shutdown.clone(),
+        "proxy",
+        move |stream, peer| serve_client(stream, peer, context.clone()),
+    ));
+    tracing::info!(clusters = settings.clusters.len(), "proxy started");
+    let mut driver = ProxyDriver {
+        proxy,
+        links,
+        clients,
+        ledger,
+        statuses: HashMap::new(),
+        next_status: 1,
+        tick_interval: settings.host.tick_interval(),
+    };
+    driver.run(inputs, replies, local_shutdown).await;
+    tracing::info!("proxy stopped");
+    Ok(())
+}
+
+/// Links to every master of every cluster, by (cluster, node); tag = index in the returned list.
+type Links = Vec<(String, NodeId, LinkSender<PeerFrame>)>;
+
+fn connect_links(
+    settings: &ProxySettings,
+    replies: mpsc::Sender<(usize, PeerFrame)>,
+    shutdown: &CancellationToken,
+) -> Links {
+    let mut links = Vec::new();
+    for (cluster, masters) in &settings.clusters {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: cluster.clone(),
+            role: DialerRole::Proxy,
+        };
+        for (node, address) in masters.iter().enumerate() {
+            let inbound = LinkInbound {
+                sender: replies.clone(),
+                tag: links.len(),
+            };
+            let link = transport::spawn_link::<PeerFrame, PeerFrame>(
+                address.clone(),
+                hello.clone(),
+                settings.host.link_settings(),
+                Some(inbound),
+                shutdown.clone(),
+            );
+            links.push((cluster.clone(), node as NodeId, link));
+        }
+    }
+    links
+}
+
+/// The one task that owns the proxy state machine.
+struct ProxyDriver {
+    proxy: Proxy,
+    links: Links,
+    clients: Arc<Mutex<Clients>>,
+    ledger: Arc<LedgerView>,
+    statuses: HashMap<u64, StatusCollection>,
+    next_status: u64,
+    tick_interval: Duration,
+}
+
+impl ProxyDriver {
+    async fn run(
+        &mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut replies: mpsc::Receiver<(usize, PeerFrame)>,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    self.proxy.tick();
+                    self.expire_statuses();
+                }
+                Some((tag, frame)) = replies.recv() => self.handle_master_frame(tag, frame),
+                Some(input) = inputs.recv() => self.handle_input(input),
+            }
+            while self.proxy.has_ready() {
+                let ready = self.proxy.ready();
+                self.handle_ready(ready);
+            }
+            self.publish_ledger();
+        }
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Request {
+                client,
+                request_id,
+                cluster,
+                operation,
+            } => self
+                .proxy
+                .handle_request(client, request_id, &cluster, operation),
+            Input::Status {
+                client,
+                query_id,
+                cluster,
+            } => self.start_status(client, query_id, cluster),
+        }
+    }
+
+    fn handle_master_frame(&mut self, tag: usize, frame: PeerFrame) {
+        let Some((cluster, node, _)) = self.links.get(tag) else {
+            return;
+        };
+        let (cluster, node) = (cluster.clone(), *node);
+        match frame {
+            PeerFrame::Protocol(message) => {
+                if let Err(error) = self.proxy.step(&cluster, node, message) {
+                    tracing::warn!(%cluster, node, %error, "master frame refused");
+                }
+            }
+            PeerFrame::Status { query_id, status } => {
+                if let Some(collection) = self.statuses.get_mut(&query_id) {
+                    if let Some(answer) = collection.answers.get_mut(node as usize) {
+                        *answer = Some(status);
+                    }
+                    if collection.answers.iter().all(Option::is_some) {
+                        self.finish_status(query_id);
+                    }
+                }
+            }
+            PeerFrame::StatusQuery { .. } => {
+                tracing::warn!(%cluster, node, "unexpected status query from a master");
+            }
+        }
+    }
+
+    fn handle_ready(&mut self, ready: ProxyReady) {
+        for envelope in ready.messages {
+            let link = self
+                .links
+                .iter()
+                .find(|(cluster, node, _)| *cluster == envelope.cluster && *node == envelope.to);
+            if let Some((_, _, link)) = link {
+                // A lost Propose is answered by the request's timeout.
+                let _ = link.send(PeerFrame::Protocol(envelope.message));
+            }
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        for envelope in ready.replies {
+            let Message::Reply {
+                request_id,
+                outcome,
+            } = envelope.message
+            else {
+                continue;
+            };
+            let permit = clients.permits.remove(&(envelope.to, request_id));
+            if let Some(queue) = clients.queues.get(&envelope.to) {
+                // The queue is unbounded in type but bounded in fact: one entry per permit.
+                let _ = queue.send((
+                    ProxyFrame::Reply {
+                        request_id,
+                        outcome,
+                    },
+                    permit,
+                ));
+            }
+        }
+    }
+
+    fn publish_ledger(&self) {
+        let counters = self.proxy.ledger();
+        *self.ledger.0.lock().unwrap_or_else(|p| p.into_inner()) = counters;
+        metrics::counter!(names::PROXY_ACCEPTED).absolute(counters.accepted);
+        metrics::counter!(names::PROXY_COMPLETED_OK).absolute(counters.completed_ok);
+        metrics::counter!(names::PROXY_COMPLETED_ERR).absolute(counters.completed_err);
+        metrics::counter!(names::PROXY_LATE_REPLIES).absolute(counters.late_replies);
+        metrics::gauge!(names::PROXY_IN_FLIGHT).set(counters.in_flight as f64);
+    }
+
+    fn start_status(&mut self, client: ClientId, query_id: u64, cluster: String) {
+        let masters = self
+            .links
+            .iter()
+            .filter(|(name, _, _)| *name == cluster)
+            .count();
+        let refusal = if masters == 0 {
+            Some(format!("unknown cluster {cluster:?}"))
+        } else if self.statuses.len() >= STATUS_QUERIES_MAX {
+            Some("too many status queries at once".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.send_status(client, query_id, Err(reason));
+            return;
+        }
+        let internal = self.next_status;
+        self.next_status += 1;
+        for (_, _, link) in self.links.iter().filter(|(name, _, _)| *name == cluster) {
+            let _ = link.send(PeerFrame::StatusQuery { query_id: internal });
+        }
+        self.statuses.insert(
+            internal,
+            StatusCollection {
+                client,
+                query_id,
+                cluster,
+                answers: vec![None; masters],
+                deadline: Instant::now() + STATUS_TIMEOUT,
+            },
+        );
+    }
+
+    fn expire_statuses(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .statuses
+            .iter()
+            .filter(|(_, collection)| collection.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.finish_status(id);
+        }
+    }
+
+    fn finish_status(&mut self, internal: u64) {
+        let Some(collection) = self.statuses.remove(&internal) else {
+            return;
+        };
+        let status = ClusterStatus {
+            cluster: collection.cluster,
+            masters: collection
+                .answers
+                .into_iter()
+                .map(|answer| answer.ok_or_else(|| "no answer".to_string()))
+                .collect(),
+            ledger: self.proxy.ledger(),
+        };
+        self.send_status(collection.client, collection.query_id, Ok(status));
+    }
+
+    fn send_status(&self, client: ClientId, query_id: u64, result: Result<ClusterStatus, String>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let permit = clients.permits.remove(&(client, u64::MAX - query_id));
+        if let Some(queue) = clients.queues.get(&client) {
+            let _ = queue.send((ProxyFrame::Status { query_id, result }, permit));
+        }
+    }
+}
+
+/// What every client connection shares.
+struct ClientContext {
+    inbox: mpsc::Sender<Input>,
+    clients: Arc<Mutex<Clients>>,
+    next_client: AtomicU64,
+    host: HostSettings,
+}
+
+/// One client connection: handshake, then requests in, replies out.
+async fn serve_client(stream: TcpStream, peer: SocketAddr, context: Arc<ClientContext>) {
+    let (read_half, write_half) = stream.into_split();
+    let (mut reader, mut writer) =
+        codec::framed(read_half, write_half, context.host.frame_bytes_max);
+    let policy = HandshakePolicy {
+        cluster: None,
+        accept_masters: false,
+        accept_proxies: false,
+        accept_clients: true,
+    };
+    let timeout = context.host.server_limits().handshake_timeout;
+    if transport::accept_hello(&mut reader, &mut writer, &policy, timeout, peer)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let client = context.next_client.fetch_add(1, Ordering::Relaxed);
+    let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+    lock(&context.clients).queues.insert(client, queue);
+    let writer_task = tokio::spawn(async move {
+        while let Some((frame, permit)) = outgoing.recv().await {
+            let written = codec::write_value(&mut writer, &frame).await;
+            drop(permit);
+            if written.is_err() {
+                return;
+            }
+        }
+    });
+    read_requests(&mut reader, client, peer, &context).await;
+    // Replies still owed to this client are completed by the ledger and discarded here.
+    let mut clients = lock(&context.clients);
+    clients.queues.remove(&client);
+    clients.permits.retain(|(owner, _), _| *owner != client);
+    drop(clients);
+    writer_task.abort();
+}
+
+fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
+    clients.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn read_requests(
+    reader: &mut codec::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    client: ClientId,
+    peer: SocketAddr,
+    context: &ClientContext,
+) {
+    let permits = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION_MAX));
+    loop {
+        let frame = match codec::read_value::<ClientFrame, _>(reader).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                transport::record_bad_frame("proxy", peer, &error);
+                return;
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (key, input) = match frame {
+            ClientFrame::Request {
+                request_id,
+                cluster,
+                operation,
+            } => (
+                request_id,
+                Input::Request {
+                    client,
+                    request_id,
+                    cluster,
+                    operation,
+                },
+            ),
+            // Status queries use the top of the id space so they never collide with requests.
+            ClientFrame::StatusQuery { query_id, cluster } => (
+                u64::MAX - query_id,
+                Input::Status {
+                    client,
+                    query_id,
+                    cluster,
+                },
+            ),
+        };
+        lock(&context.clients).permits.insert((client, key), permit);
+        if context.inbox.send(input).await.is_err() {
+            return;
+        }
+    }
+}
