@@ -133,7 +133,9 @@ impl Master {
             self.commit_slot(self.commit_index + 1);
         }
         self.after_commit_advance(start.max(from_commit_index));
-        self.rejoin_requested = self.commit_index < commit_index;
+        if self.commit_index >= commit_index {
+            self.rejoin_wait_ticks = 0;
+        }
         let own_commit_index = self.commit_index;
         self.send_after_persist(
             from,
@@ -146,7 +148,7 @@ impl Master {
 
     /// §4.5: commit slots up to the leader's `commit_index` whose entry was accepted in the
     /// leader's ballot; a gap or an older entry below it asks the leader for catch-up (`Rejoin`,
-    /// at most one outstanding).
+    /// at most one per election timeout, so a lost `Rejoin` or `CatchUp` is asked again).
     pub(crate) fn learn_commit_index(&mut self, ballot: Ballot, commit_index: Slot) {
         if !matches!(self.role, RoleState::Follower) {
             return;
@@ -166,8 +168,8 @@ impl Master {
             }
         }
         self.after_commit_advance(start);
-        if gap && !self.rejoin_requested {
-            self.rejoin_requested = true;
+        if gap && self.rejoin_wait_ticks == 0 {
+            self.rejoin_wait_ticks = self.config.election_timeout_ticks;
             let own_commit_index = self.commit_index;
             self.send(
                 ballot.node,

@@ -231,15 +231,54 @@ impl Master {
         for node in evicted {
             self.evict(node);
         }
-        for node in beating {
+        for node in &beating {
             self.counters.heartbeats_sent += 1;
             self.send(
-                node,
+                *node,
                 Message::Heartbeat {
                     ballot,
                     commit_index,
                 },
             );
+        }
+        self.resend_stalled_accepts(&beating);
+    }
+
+    /// protocol.md has no retransmission, but a host may lose messages (a closed connection, a
+    /// full bounded queue) and a slot that never gathers a quorum blocks the commit index. So
+    /// when the commit index did not move for a whole heartbeat period while slots are
+    /// uncommitted, each active follower gets the `Accept`s it has not acknowledged again
+    /// (at most `pipeline_slots_max` per follower and period).
+    fn resend_stalled_accepts(&mut self, followers: &[NodeId]) {
+        let commit_index = self.commit_index;
+        let Some(leadership) = self.leadership_mut() else {
+            return;
+        };
+        let stalled = leadership.commit_index_at_heartbeat == commit_index;
+        leadership.commit_index_at_heartbeat = commit_index;
+        if !stalled || leadership.next_slot <= commit_index + 1 {
+            return;
+        }
+        let ballot = leadership.ballot;
+        let mut resend = Vec::new();
+        for node in followers {
+            for (slot, acks) in &leadership.acks {
+                if !acks.contains(node) {
+                    resend.push((*node, *slot));
+                }
+            }
+        }
+        for (node, slot) in resend {
+            let Some(entry) = self.log.get(slot) else {
+                continue;
+            };
+            let message = Message::Accept {
+                ballot,
+                slot,
+                command: entry.command.clone(),
+                commit_index,
+            };
+            self.send_after_persist(node, message);
         }
     }
 

@@ -141,6 +141,9 @@ pub(crate) struct Leadership {
     /// Proposals in the pipeline, by slot.
     pub(crate) owners: BTreeMap<Slot, ProposalOwner>,
     pub(crate) heartbeat_elapsed_ticks: u64,
+    /// The commit index at the previous heartbeat: if it did not move while slots are
+    /// uncommitted, the heartbeat re-sends their `Accept`s (a message was lost).
+    pub(crate) commit_index_at_heartbeat: Slot,
     pub(crate) check_quorum_elapsed_ticks: u64,
     /// Active followers heard from in the current check-quorum window.
     pub(crate) heard_in_window: BTreeSet<NodeId>,
@@ -193,8 +196,9 @@ pub struct Master {
     pub(crate) election_elapsed_ticks: u64,
     /// Ticks since this master last heard from a leader (for pre-vote, §6.2).
     pub(crate) leader_silence_ticks: u64,
-    /// A `Rejoin` is outstanding (bounds them to one per leader until its `CatchUp`).
-    pub(crate) rejoin_requested: bool,
+    /// Ticks before another `Rejoin` may be sent (0: may send now). Bounds them to one per
+    /// election timeout while still retrying when a `Rejoin` or its `CatchUp` is lost.
+    pub(crate) rejoin_wait_ticks: u64,
     pub(crate) counters: MasterCounters,
     pub(crate) output: Output,
     pub(crate) trace: TraceBuffer,
@@ -234,7 +238,7 @@ impl Master {
             role: RoleState::Follower,
             election_elapsed_ticks: 0,
             leader_silence_ticks,
-            rejoin_requested: false,
+            rejoin_wait_ticks: 0,
             counters: MasterCounters::default(),
             output: Output::default(),
             trace: TraceBuffer::default(),
@@ -255,6 +259,7 @@ impl Master {
     /// One tick of logical time: fires the timers that are due (§5.1, §5.4, §6.1).
     pub fn tick(&mut self) {
         self.leader_silence_ticks = self.leader_silence_ticks.saturating_add(1);
+        self.rejoin_wait_ticks = self.rejoin_wait_ticks.saturating_sub(1);
         if let RoleState::Leader(leadership) = &mut self.role {
             leadership.heartbeat_elapsed_ticks += 1;
             leadership.check_quorum_elapsed_ticks += 1;
@@ -318,7 +323,13 @@ impl Master {
             return Err(StepError::UnknownMaster { from: node });
         }
         self.record_receive(from, &message);
-        if let Some(ballot) = message.ballot() {
+        // Pre-vote ballots are hypothetical (§6.1): only real ballots raise the next round.
+        let seen = match &message {
+            Message::PreVote { .. } => None,
+            Message::PreVoteReply { leader, .. } => *leader,
+            other => other.ballot(),
+        };
+        if let Some(ballot) = seen {
             self.round_seen_max = self.round_seen_max.max(ballot.round);
         }
         self.dispatch_master_message(node, message)
@@ -683,7 +694,7 @@ impl Master {
                 self.counters.leader_changes += 1;
             }
             self.leader = leader;
-            self.rejoin_requested = false;
+            self.rejoin_wait_ticks = 0;
         } else if was_follower {
             return;
         }

@@ -402,6 +402,10 @@ impl Proxy {
             return;
         }
         if let Some(forwarded) = self.forwarded.remove(&request_id) {
+            // The cached leader did not answer in time: ask the masters in turn next time.
+            if self.leader_cache.get(&forwarded.cluster) == Some(forwarded.target) {
+                self.leader_cache.remove(&forwarded.cluster);
+            }
             forwarded.pending.complete(Err(ClientError::Timeout));
         }
     }

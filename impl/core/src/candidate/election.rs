@@ -26,7 +26,7 @@ impl Master {
             grants: BTreeSet::new(),
         });
         self.leader = None;
-        self.rejoin_requested = false;
+        self.rejoin_wait_ticks = 0;
         self.election_elapsed_ticks = 0;
         self.trace
             .record(|| TraceKind::BecomePreCandidate { ballot });
@@ -101,7 +101,7 @@ impl Master {
             return;
         }
         self.become_follower(Some(leader));
-        self.rejoin_requested = true;
+        self.rejoin_wait_ticks = self.config.election_timeout_ticks;
         let commit_index = self.commit_index;
         self.send(
             leader.node,
@@ -202,6 +202,7 @@ impl Master {
             queue: Default::default(),
             owners: BTreeMap::new(),
             heartbeat_elapsed_ticks: 0,
+            commit_index_at_heartbeat: self.commit_index,
             check_quorum_elapsed_ticks: 0,
             heard_in_window: BTreeSet::new(),
         });

@@ -1,0 +1,494 @@
+//! A deterministic in-memory cluster for the golden scenario tests and the property test: N
+//! masters, one proxy serving the cluster `local`, and a network that is a plain list of
+//! in-flight messages the test controls (deliver, drop, pause, crash), as in etcd-io/raft's
+//! interaction tests.
+//!
+//! The harness is also a reference host: it handles every `Ready` in the documented order
+//! (durable write into a `DurableState`, close links, messages, replies) before `advance`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use vigil_core::{
+    ClientId, Config, DurableState, Master, Message, NodeId, Operation, Peer, Proxy, Ready,
+    TraceKind,
+};
+
+/// The proxy's id towards the masters.
+pub const PROXY: u64 = 0;
+/// The cluster the proxy serves.
+pub const CLUSTER: &str = "local";
+
+/// An endpoint of the in-memory network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Address {
+    /// A master.
+    Master(NodeId),
+    /// The proxy.
+    Proxy,
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Master(node) => write!(formatter, "m{node}"),
+            Address::Proxy => write!(formatter, "p{PROXY}"),
+        }
+    }
+}
+
+/// A message on its way.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    /// The sender.
+    pub from: Address,
+    /// The receiver.
+    pub to: Address,
+    /// The message.
+    pub message: Message,
+}
+
+impl std::fmt::Display for InFlight {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}->{} {}", self.from, self.to, self.message)
+    }
+}
+
+/// Which in-flight messages a command applies to.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only from this endpoint.
+    pub from: Option<Address>,
+    /// Only to this endpoint.
+    pub to: Option<Address>,
+    /// Only messages of this name.
+    pub name: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, message: &InFlight) -> bool {
+        self.from.is_none_or(|from| from == message.from)
+            && self.to.is_none_or(|to| to == message.to)
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|name| name == message.message.name())
+    }
+}
+
+/// What a master slot of the cluster holds.
+pub enum Host {
+    /// Running.
+    Up(Box<Master>),
+    /// Paused: takes no step; `overdue_ticks` fire on resume before any message (§7.2).
+    Paused {
+        /// The frozen master.
+        master: Box<Master>,
+        /// Ticks that passed while paused.
+        overdue_ticks: u64,
+    },
+    /// Crashed: only its storage remains.
+    Down,
+}
+
+/// The in-memory cluster.
+pub struct Cluster {
+    /// The configuration of every master and the proxy.
+    pub config: Config,
+    /// The masters by id.
+    pub hosts: BTreeMap<NodeId, Host>,
+    /// Each master's durable state, as its storage holds it.
+    pub storage: BTreeMap<NodeId, DurableState>,
+    /// The proxy.
+    pub proxy: Proxy,
+    /// In-flight messages, oldest first.
+    pub network: Vec<InFlight>,
+    /// Replies received by clients: (client, message).
+    pub client_replies: Vec<(ClientId, Message)>,
+    /// Every commit seen, slot → command text, to check agreement across masters.
+    pub chosen: BTreeMap<u64, String>,
+    /// Agreement violations found (slot, first command, second command).
+    pub violations: Vec<String>,
+    /// Lines printed by the current command.
+    pub output: String,
+    /// Whether deliveries are printed.
+    pub verbose: bool,
+}
+
+impl Cluster {
+    /// `masters` fresh masters and a proxy, with `config` (whose `masters` is overwritten).
+    pub fn new(masters: u64, mut config: Config) -> Cluster {
+        config.masters = masters;
+        let mut hosts = BTreeMap::new();
+        let mut storage = BTreeMap::new();
+        for node in 0..masters {
+            let durable = DurableState::default();
+            let mut master =
+                Master::new(node, config.clone(), durable.clone()).expect("valid config");
+            master.set_tracing(true);
+            hosts.insert(node, Host::Up(Box::new(master)));
+            storage.insert(node, durable);
+        }
+        let clusters = BTreeMap::from([(CLUSTER.to_string(), (0..masters).collect())]);
+        let mut proxy = Proxy::new(PROXY, config.clone(), clusters).expect("valid proxy config");
+        proxy.set_tracing(true);
+        let mut cluster = Cluster {
+            config,
+            hosts,
+            storage,
+            proxy,
+            network: Vec::new(),
+            client_replies: Vec::new(),
+            chosen: BTreeMap::new(),
+            violations: Vec::new(),
+            output: String::new(),
+            verbose: true,
+        };
+        for node in 0..masters {
+            cluster.drain_master(node);
+        }
+        cluster.output.clear();
+        cluster
+    }
+
+    /// The master `node` if it is up.
+    pub fn master(&self, node: NodeId) -> Option<&Master> {
+        match self.hosts.get(&node) {
+            Some(Host::Up(master)) | Some(Host::Paused { master, .. }) => Some(master),
+            _ => None,
+        }
+    }
+
+    fn running(&mut self, node: NodeId) -> Option<&mut Master> {
+        match self.hosts.get_mut(&node) {
+            Some(Host::Up(master)) => Some(master),
+            _ => None,
+        }
+    }
+
+    /// Every master id.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.hosts.keys().copied().collect()
+    }
+
+    /// Handles every `Ready` of `node` the way a host must, printing its named events.
+    pub fn drain_master(&mut self, node: NodeId) {
+        loop {
+            let Some(master) = self.running(node) else {
+                return;
+            };
+            if !master.has_ready() {
+                return;
+            }
+            let ready = master.ready();
+            let commit_before = master.commit_index();
+            self.handle_ready(node, &ready);
+            let master = self.running(node).expect("still running");
+            master.advance(ready);
+            let _ = commit_before;
+        }
+    }
+
+    fn handle_ready(&mut self, node: NodeId, ready: &Ready) {
+        if let Some(write) = &ready.durable {
+            self.storage.get_mut(&node).expect("storage").apply(write);
+        }
+        for follower in &ready.close_links {
+            let (a, b) = (Address::Master(node), Address::Master(*follower));
+            self.network.retain(|message| {
+                !((message.from == a && message.to == b) || (message.from == b && message.to == a))
+            });
+        }
+        let envelopes = ready
+            .messages_after_persist
+            .iter()
+            .chain(&ready.messages)
+            .chain(&ready.replies);
+        for envelope in envelopes {
+            let to = match envelope.to {
+                Peer::Master(to) => Address::Master(to),
+                Peer::Proxy(_) => Address::Proxy,
+            };
+            self.network.push(InFlight {
+                from: Address::Master(node),
+                to,
+                message: envelope.message.clone(),
+            });
+        }
+        for event in &ready.trace {
+            self.note_event(node, &event.kind);
+        }
+    }
+
+    fn note_event(&mut self, node: NodeId, kind: &TraceKind) {
+        match kind {
+            TraceKind::Send { .. } | TraceKind::Receive { .. } => {}
+            TraceKind::Timeout {
+                timer: vigil_core::Timer::Heartbeat,
+            } => {}
+            TraceKind::CommitAdvance { from, to } => {
+                self.check_agreement(node, *from, *to);
+                let _ = writeln!(self.output, "m{node} {kind}");
+            }
+            _ => {
+                let _ = writeln!(self.output, "m{node} {kind}");
+            }
+        }
+    }
+
+    fn check_agreement(&mut self, node: NodeId, from: u64, to: u64) {
+        let Some(master) = self.master(node) else {
+            return;
+        };
+        let mut seen = Vec::new();
+        for slot in from + 1..=to {
+            if let Some(entry) = master.entry(slot) {
+                seen.push((slot, entry.command.to_string()));
+            }
+        }
+        for (slot, command) in seen {
+            match self.chosen.get(&slot) {
+                Some(previous) if *previous != command => self.violations.push(format!(
+                    "slot {slot}: m{node} committed {command}, another committed {previous}"
+                )),
+                Some(_) => {}
+                None => {
+                    self.chosen.insert(slot, command);
+                }
+            }
+        }
+    }
+
+    /// Handles the proxy's output: proposals go on the network, replies to clients.
+    pub fn drain_proxy(&mut self) {
+        let ready = self.proxy.ready();
+        for envelope in ready.messages {
+            self.network.push(InFlight {
+                from: Address::Proxy,
+                to: Address::Master(envelope.to),
+                message: envelope.message,
+            });
+        }
+        for reply in ready.replies {
+            let _ = writeln!(self.output, "p{PROXY}->c{} {}", reply.to, reply.message);
+            self.client_replies.push((reply.to, reply.message));
+        }
+        for event in ready.trace {
+            if let TraceKind::Timeout { .. } | TraceKind::LateReply { .. } = event.kind {
+                let _ = writeln!(self.output, "p{PROXY} {}", event.kind);
+            }
+        }
+    }
+
+    /// One tick for the listed masters (all if empty) and the proxy; paused masters accumulate
+    /// overdue ticks.
+    pub fn tick(&mut self, nodes: &[NodeId], proxy: bool) {
+        let nodes = if nodes.is_empty() {
+            self.nodes()
+        } else {
+            nodes.to_vec()
+        };
+        for node in nodes {
+            match self.hosts.get_mut(&node) {
+                Some(Host::Up(master)) => master.tick(),
+                Some(Host::Paused { overdue_ticks, .. }) => *overdue_ticks += 1,
+                _ => continue,
+            }
+            self.drain_master(node);
+        }
+        if proxy {
+            self.proxy.tick();
+            self.drain_proxy();
+        }
+    }
+
+    /// True if `message` can be delivered now (its receiver is not paused).
+    fn deliverable(&self, message: &InFlight) -> bool {
+        match message.to {
+            Address::Master(node) => !matches!(self.hosts.get(&node), Some(Host::Paused { .. })),
+            Address::Proxy => true,
+        }
+    }
+
+    /// Delivers every in-flight message matching `filter` (except to paused masters); messages
+    /// they cause wait for the next delivery. Returns how many were delivered.
+    pub fn deliver(&mut self, filter: &Filter) -> usize {
+        let network = std::mem::take(&mut self.network);
+        let (selected, kept): (Vec<InFlight>, Vec<InFlight>) = network
+            .into_iter()
+            .partition(|message| filter.matches(message) && self.deliverable(message));
+        self.network = kept;
+        let count = selected.len();
+        for message in selected {
+            self.deliver_one(message);
+        }
+        count
+    }
+
+    /// Delivers one message now.
+    pub fn deliver_one(&mut self, message: InFlight) {
+        if self.verbose {
+            let _ = writeln!(self.output, "{message}");
+        }
+        let from = match message.from {
+            Address::Master(node) => Peer::Master(node),
+            Address::Proxy => Peer::Proxy(PROXY),
+        };
+        match message.to {
+            Address::Master(node) => {
+                let Some(master) = self.running(node) else {
+                    return; // crashed: the message is lost
+                };
+                master
+                    .step(from, message.message)
+                    .expect("routable message");
+                self.drain_master(node);
+            }
+            Address::Proxy => {
+                let Peer::Master(node) = from else {
+                    return;
+                };
+                self.proxy
+                    .step(CLUSTER, node, message.message)
+                    .expect("routable message");
+                self.drain_proxy();
+            }
+        }
+    }
+
+    /// Delivers until nothing deliverable is in flight (bounded).
+    pub fn stabilize(&mut self, filter: &Filter) {
+        for _ in 0..10_000 {
+            if self.deliver(filter) == 0 {
+                return;
+            }
+        }
+        panic!("the network did not stabilize within 10000 rounds");
+    }
+
+    /// Drops every in-flight message matching `filter`, printing each.
+    pub fn drop_messages(&mut self, filter: &Filter) {
+        let network = std::mem::take(&mut self.network);
+        for message in network {
+            if filter.matches(&message) {
+                let _ = writeln!(self.output, "dropped {message}");
+            } else {
+                self.network.push(message);
+            }
+        }
+    }
+
+    /// Freezes a running master.
+    pub fn pause(&mut self, node: NodeId) {
+        if let Some(Host::Up(master)) = self.hosts.remove(&node) {
+            self.hosts.insert(
+                node,
+                Host::Paused {
+                    master,
+                    overdue_ticks: 0,
+                },
+            );
+        }
+    }
+
+    /// Thaws a paused master: its overdue ticks fire first (§7.2).
+    pub fn resume(&mut self, node: NodeId) {
+        let Some(Host::Paused {
+            master,
+            overdue_ticks,
+        }) = self.hosts.remove(&node)
+        else {
+            return;
+        };
+        self.hosts.insert(node, Host::Up(master));
+        for _ in 0..overdue_ticks {
+            self.running(node).expect("resumed").tick();
+            self.drain_master(node);
+        }
+    }
+
+    /// Crashes a master: its volatile state is lost, in-flight messages to it will be lost.
+    pub fn crash(&mut self, node: NodeId) {
+        self.hosts.insert(node, Host::Down);
+        let _ = writeln!(self.output, "m{node} crashed");
+    }
+
+    /// Restarts a crashed master from its storage (§8).
+    pub fn restart(&mut self, node: NodeId) {
+        if !matches!(self.hosts.get(&node), Some(Host::Down)) {
+            return;
+        }
+        let durable = self.storage[&node].clone();
+        let mut master = Master::new(node, self.config.clone(), durable).expect("valid config");
+        master.set_tracing(true);
+        self.hosts.insert(node, Host::Up(Box::new(master)));
+        self.drain_master(node);
+    }
+
+    /// A client request to the proxy.
+    pub fn request(
+        &mut self,
+        client: ClientId,
+        request_id: u64,
+        cluster: &str,
+        operation: Operation,
+    ) {
+        self.proxy
+            .handle_request(client, request_id, cluster, operation);
+        self.drain_proxy();
+    }
+
+    /// Takes the printed output.
+    pub fn take_output(&mut self) -> String {
+        std::mem::take(&mut self.output)
+    }
+
+    /// One status line per master, then the proxy's ledger.
+    pub fn status(&self) -> String {
+        let mut out = String::new();
+        for (node, host) in &self.hosts {
+            let master = match host {
+                Host::Up(master) => master,
+                Host::Paused { master, .. } => {
+                    let _ = write!(out, "(paused) ");
+                    master
+                }
+                Host::Down => {
+                    let _ = writeln!(out, "m{node} down");
+                    continue;
+                }
+            };
+            let status = master.status();
+            let leader = status
+                .leader
+                .map_or("none".to_string(), |ballot| ballot.to_string());
+            let _ = writeln!(
+                out,
+                "m{node} {} promised={} leader={leader} commit={} last={} snapshot={} active={:?} evicted={:?} evictions={} rejoins={}",
+                status.role,
+                status.promised,
+                status.commit_index,
+                status.last_slot,
+                status.snapshot_slot,
+                status.active,
+                status.evicted,
+                status.counters.evictions,
+                status.counters.rejoins,
+            );
+        }
+        let ledger = self.proxy.ledger();
+        let _ = writeln!(
+            out,
+            "p{PROXY} accepted={} completed_ok={} completed_err={} in_flight={} late_replies={} dropped_unanswered={}",
+            ledger.accepted,
+            ledger.completed_ok,
+            ledger.completed_err,
+            ledger.in_flight,
+            ledger.late_replies,
+            ledger.dropped_unanswered
+        );
+        out
+    }
+}

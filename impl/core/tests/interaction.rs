@@ -1,0 +1,243 @@
+//! Golden scenario tests in the etcd-io/raft interaction style: each file under
+//! `tests/testdata/` is a script of commands, each followed by the output the canonical printer
+//! produces. `REWRITE=1 cargo nextest run -p vigil-core` regenerates the expected output for
+//! review.
+//!
+//! Commands (master ids are bare words, e.g. `pause 2`):
+//! - `add-masters 3 [heartbeat=1] [eviction=3] [election=10] [pipeline=64] [queued=1024]
+//!   [snapshot=10000] [in-flight=10000] [redirects=3] [timeout=50]`
+//! - `tick [n=1] [0 1 ...] [no-proxy] [stabilize]`: tick masters (all if none listed) and the
+//!   proxy n times; with `stabilize`, deliver everything after each tick (deliveries not printed)
+//! - `deliver-msgs [from=m0|p0] [to=m1|p0] [type=Name]`: deliver what is in flight now
+//! - `stabilize [quiet]`: deliver until nothing deliverable is in flight
+//! - `drop [from=] [to=] [type=]`, `network`
+//! - `pause 2`, `resume 2`, `crash 2`, `restart 2`
+//! - `request op=put|get|cas|delete key=k [value=v] [version=n] [cluster=local] [client=1]
+//!   [n=1]`: client requests to the proxy (n of them, request ids counting up)
+//! - `status`, `kv 0`, `log 0`
+
+mod harness;
+
+use datadriven::TestCase;
+use harness::{Address, Cluster, Filter, CLUSTER};
+use vigil_core::{Config, Operation};
+
+struct Script {
+    cluster: Option<Cluster>,
+    next_request_id: u64,
+}
+
+fn flag(case: &mut TestCase, name: &str) -> bool {
+    case.args.remove(name).is_some()
+}
+
+fn value<T: std::str::FromStr>(case: &mut TestCase, name: &str) -> Option<T> {
+    let values = case.args.remove(name)?;
+    let first = values.first()?;
+    first.parse().ok()
+}
+
+/// The bare numeric words of the directive line (master ids), in ascending order.
+fn nodes(case: &mut TestCase) -> Vec<u64> {
+    let mut ids: Vec<u64> = case
+        .args
+        .iter()
+        .filter(|(_, values)| values.is_empty())
+        .filter_map(|(name, _)| name.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    for id in &ids {
+        case.args.remove(&id.to_string());
+    }
+    ids
+}
+
+fn address(text: &str) -> Address {
+    if let Some(node) = text.strip_prefix('m') {
+        Address::Master(node.parse().expect("master id"))
+    } else {
+        Address::Proxy
+    }
+}
+
+fn filter(case: &mut TestCase) -> Filter {
+    Filter {
+        from: value::<String>(case, "from").map(|text| address(&text)),
+        to: value::<String>(case, "to").map(|text| address(&text)),
+        name: value(case, "type"),
+    }
+}
+
+fn config(case: &mut TestCase) -> Config {
+    let mut config = Config::default();
+    let fields: [(&str, &mut u64); 9] = [
+        ("heartbeat", &mut config.heartbeat_interval_ticks),
+        ("eviction", &mut config.eviction_threshold),
+        ("election", &mut config.election_timeout_ticks),
+        ("pipeline", &mut config.pipeline_slots_max),
+        ("queued", &mut config.proposals_queued_max),
+        ("snapshot", &mut config.snapshot_threshold_entries),
+        ("in-flight", &mut config.in_flight_max),
+        ("redirects", &mut config.redirects_max),
+        ("timeout", &mut config.request_timeout_ticks),
+    ];
+    for (name, field) in fields {
+        if let Some(parsed) = value(case, name) {
+            *field = parsed;
+        }
+    }
+    config
+}
+
+fn operation(case: &mut TestCase) -> Operation {
+    let key = value::<String>(case, "key").expect("key=").into_bytes();
+    let text = || -> Vec<u8> { Vec::new() };
+    let value_bytes = value::<String>(case, "value").map_or_else(text, String::into_bytes);
+    match value::<String>(case, "op").expect("op=").as_str() {
+        "get" => Operation::Get { key },
+        "put" => Operation::Put {
+            key,
+            value: value_bytes,
+        },
+        "cas" => Operation::Cas {
+            key,
+            expected_version: value(case, "version").expect("version="),
+            value: value_bytes,
+        },
+        "delete" => Operation::Delete { key },
+        other => panic!("unknown op {other}"),
+    }
+}
+
+impl Script {
+    fn cluster(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("add-masters first")
+    }
+
+    fn run(&mut self, case: &mut TestCase) -> String {
+        let directive = case.directive.clone();
+        match directive.as_str() {
+            "add-masters" => {
+                let count = nodes(case)[0];
+                let config = config(case);
+                config.validate().expect("valid config");
+                self.cluster = Some(Cluster::new(count, config));
+                self.cluster().status()
+            }
+            "tick" => self.tick(case),
+            "deliver-msgs" => {
+                let filter = filter(case);
+                self.cluster().deliver(&filter);
+                self.cluster().take_output()
+            }
+            "stabilize" => {
+                let quiet = flag(case, "quiet");
+                let filter = filter(case);
+                let cluster = self.cluster();
+                cluster.verbose = !quiet;
+                cluster.stabilize(&filter);
+                cluster.verbose = true;
+                cluster.take_output()
+            }
+            "drop" => {
+                let filter = filter(case);
+                self.cluster().drop_messages(&filter);
+                self.cluster().take_output()
+            }
+            "network" => {
+                let lines: Vec<String> = self
+                    .cluster()
+                    .network
+                    .iter()
+                    .map(|message| format!("{message}\n"))
+                    .collect();
+                lines.concat()
+            }
+            "pause" | "resume" | "crash" | "restart" => {
+                for node in nodes(case) {
+                    let cluster = self.cluster();
+                    match directive.as_str() {
+                        "pause" => cluster.pause(node),
+                        "resume" => cluster.resume(node),
+                        "crash" => cluster.crash(node),
+                        _ => cluster.restart(node),
+                    }
+                }
+                self.cluster().take_output()
+            }
+            "request" => self.request(case),
+            "status" => self.cluster().status(),
+            "kv" => {
+                let node = nodes(case)[0];
+                let master = self.cluster().master(node).expect("master up");
+                format!("{}\n", master.store())
+            }
+            "log" => {
+                let node = nodes(case)[0];
+                let master = self.cluster().master(node).expect("master up");
+                let mut out = String::new();
+                for slot in master.snapshot_slot() + 1..=master.last_slot() {
+                    if let Some(entry) = master.entry(slot) {
+                        out.push_str(&format!("{entry}\n"));
+                    }
+                }
+                out
+            }
+            other => panic!("unknown directive {other}"),
+        }
+    }
+
+    fn tick(&mut self, case: &mut TestCase) -> String {
+        let count = value(case, "n").unwrap_or(1);
+        let stabilize = flag(case, "stabilize");
+        let proxy = !flag(case, "no-proxy");
+        let nodes = nodes(case);
+        let cluster = self.cluster();
+        for _ in 0..count {
+            cluster.tick(&nodes, proxy);
+            if stabilize {
+                cluster.verbose = false;
+                cluster.stabilize(&Filter::default());
+                cluster.verbose = true;
+            }
+        }
+        cluster.take_output()
+    }
+
+    fn request(&mut self, case: &mut TestCase) -> String {
+        let count = value(case, "n").unwrap_or(1u64);
+        let cluster_name = value::<String>(case, "cluster").unwrap_or(CLUSTER.to_string());
+        let client = value(case, "client").unwrap_or(1);
+        let operation = operation(case);
+        for _ in 0..count {
+            self.next_request_id += 1;
+            let request_id = self.next_request_id;
+            let cluster = self.cluster.as_mut().expect("add-masters first");
+            cluster.request(client, request_id, &cluster_name, operation.clone());
+        }
+        self.cluster().take_output()
+    }
+}
+
+#[test]
+fn interaction_scripts() {
+    datadriven::walk("tests/testdata", |file| {
+        let mut script = Script {
+            cluster: None,
+            next_request_id: 0,
+        };
+        file.run(|case| {
+            let output = script.run(case);
+            let unused: Vec<&String> = case.args.keys().collect();
+            assert!(unused.is_empty(), "unused arguments {unused:?}");
+            if let Some(cluster) = &script.cluster {
+                assert!(
+                    cluster.violations.is_empty(),
+                    "agreement violated: {:?}",
+                    cluster.violations
+                );
+            }
+            output
+        });
+    });
+}
