@@ -11,7 +11,8 @@
 //! - `deliver-msgs [from=m0|p0] [to=m1|p0] [type=Name]`: deliver what is in flight now
 //! - `stabilize [quiet]`: deliver until nothing deliverable is in flight
 //! - `drop [from=] [to=] [type=]`, `network`
-//! - `pause 2`, `resume 2`, `crash 2`, `restart 2`
+//! - `pause 2`, `resume 2`, `crash 2`, `restart 2`, `isolate 0` / `heal 0` (messages from or
+//!   to an isolated master are dropped on delivery)
 //! - `request op=put|get|cas|delete key=k [value=v] [version=n] [cluster=local] [client=1]
 //!   [n=1]`: client requests to the proxy (n of them, request ids counting up)
 //! - `status`, `kv 0`, `log 0`
@@ -20,7 +21,7 @@ mod harness;
 
 use datadriven::TestCase;
 use harness::{Address, Cluster, Filter, CLUSTER};
-use vigil_core::{Config, Operation};
+use vigil_core::{Config, Message, Operation};
 
 struct Script {
     cluster: Option<Cluster>,
@@ -153,6 +154,17 @@ impl Script {
                     .collect();
                 lines.concat()
             }
+            "isolate" | "heal" => {
+                for node in nodes(case) {
+                    let cluster = self.cluster();
+                    if directive == "isolate" {
+                        cluster.isolated.insert(node);
+                    } else {
+                        cluster.isolated.remove(&node);
+                    }
+                }
+                String::new()
+            }
             "pause" | "resume" | "crash" | "restart" => {
                 for node in nodes(case) {
                     let cluster = self.cluster();
@@ -209,14 +221,44 @@ impl Script {
         let cluster_name = value::<String>(case, "cluster").unwrap_or(CLUSTER.to_string());
         let client = value(case, "client").unwrap_or(1);
         let operation = operation(case);
+        let summarise = count > 1;
+        let replies_before = self.cluster().client_replies.len();
         for _ in 0..count {
             self.next_request_id += 1;
             let request_id = self.next_request_id;
             let cluster = self.cluster.as_mut().expect("add-masters first");
+            cluster.verbose = !summarise;
             cluster.request(client, request_id, &cluster_name, operation.clone());
+            cluster.verbose = true;
         }
-        self.cluster().take_output()
+        let cluster = self.cluster();
+        let mut output = cluster.take_output();
+        if summarise {
+            output.push_str(&summarise_replies(
+                &cluster.client_replies[replies_before..],
+            ));
+        }
+        output
     }
+}
+
+/// `N replies: outcome` per distinct outcome, for floods of requests.
+fn summarise_replies(replies: &[(u64, Message)]) -> String {
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for (_, message) in replies {
+        let outcome = match message {
+            Message::Reply { outcome, .. } => match outcome {
+                Ok(result) => format!("Ok({result})"),
+                Err(error) => format!("Err({error:?})"),
+            },
+            other => other.to_string(),
+        };
+        *counts.entry(outcome).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(outcome, count)| format!("{count} replies: {outcome}\n"))
+        .collect()
 }
 
 #[test]

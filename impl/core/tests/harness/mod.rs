@@ -113,8 +113,10 @@ pub struct Cluster {
     pub violations: Vec<String>,
     /// Lines printed by the current command.
     pub output: String,
-    /// Whether deliveries are printed.
+    /// Whether deliveries and client replies are printed.
     pub verbose: bool,
+    /// Masters cut off from the network: what they send or are sent is dropped on delivery.
+    pub isolated: std::collections::BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -145,6 +147,7 @@ impl Cluster {
             violations: Vec::new(),
             output: String::new(),
             verbose: true,
+            isolated: Default::default(),
         };
         for node in 0..masters {
             cluster.drain_master(node);
@@ -271,14 +274,16 @@ impl Cluster {
                 message: envelope.message,
             });
         }
-        for reply in ready.replies {
-            let _ = writeln!(self.output, "p{PROXY}->c{} {}", reply.to, reply.message);
-            self.client_replies.push((reply.to, reply.message));
-        }
         for event in ready.trace {
             if let TraceKind::Timeout { .. } | TraceKind::LateReply { .. } = event.kind {
                 let _ = writeln!(self.output, "p{PROXY} {}", event.kind);
             }
+        }
+        for reply in ready.replies {
+            if self.verbose {
+                let _ = writeln!(self.output, "p{PROXY}->c{} {}", reply.to, reply.message);
+            }
+            self.client_replies.push((reply.to, reply.message));
         }
     }
 
@@ -329,6 +334,13 @@ impl Cluster {
 
     /// Delivers one message now.
     pub fn deliver_one(&mut self, message: InFlight) {
+        let cut_off = [message.from, message.to]
+            .iter()
+            .any(|end| matches!(end, Address::Master(node) if self.isolated.contains(node)));
+        if cut_off {
+            let _ = writeln!(self.output, "dropped {message}");
+            return;
+        }
         if self.verbose {
             let _ = writeln!(self.output, "{message}");
         }
