@@ -559,8 +559,15 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     let (read_half, write_half) = stream.into_split();
     let (mut reader, mut writer) = codec::framed(read_half, write_half, host.frame_bytes_max);
     let timeout = host.server_limits().handshake_timeout;
-    let Ok(role) =
-        transport::accept_hello(&mut reader, &mut writer, &context.policy, timeout, peer).await
+    let Ok(role) = transport::accept_hello(
+        &mut reader,
+        &mut writer,
+        &context.policy,
+        timeout,
+        peer,
+        "master",
+    )
+    .await
     else {
         return;
     };
@@ -574,7 +581,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         DialerRole::Proxy => Peer::Proxy(context.next_proxy_id.fetch_add(1, Ordering::Relaxed)),
         other => {
             tracing::warn!(%peer, role = ?other, "dialer claims a node id outside the configuration; closing");
-            metrics::counter!(names::HANDSHAKE_REJECTIONS, "reason" => "node_id").increment(1);
+            metrics::counter!(names::HANDSHAKE_REJECTIONS, "server" => "master", "reason" => "node_id").increment(1);
             return;
         }
     };

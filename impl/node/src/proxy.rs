@@ -420,7 +420,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, context: Arc<ClientCo
         accept_clients: true,
     };
     let timeout = context.host.server_limits().handshake_timeout;
-    if transport::accept_hello(&mut reader, &mut writer, &policy, timeout, peer)
+    if transport::accept_hello(&mut reader, &mut writer, &policy, timeout, peer, "proxy")
         .await
         .is_err()
     {

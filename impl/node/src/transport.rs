@@ -166,6 +166,7 @@ pub async fn accept_hello(
     policy: &HandshakePolicy,
     timeout: Duration,
     peer_address: SocketAddr,
+    server_label: &'static str,
 ) -> Result<DialerRole, HandshakeError> {
     let result = match tokio::time::timeout(timeout, codec::read_value::<Hello, _>(reader)).await {
         Err(_) => Err(HandshakeError::Timeout(timeout)),
@@ -179,8 +180,8 @@ pub async fn accept_hello(
             Ok(role)
         }
         Err(error) => {
-            tracing::warn!(peer = %peer_address, reason = %error, "handshake refused; closing the connection");
-            metrics::counter!(names::HANDSHAKE_REJECTIONS, "reason" => error.reason_label())
+            tracing::warn!(server = server_label, peer = %peer_address, reason = %error, "handshake refused; closing the connection");
+            metrics::counter!(names::HANDSHAKE_REJECTIONS, "server" => server_label, "reason" => error.reason_label())
                 .increment(1);
             let refusal = HelloReply::Refused {
                 reason: error.to_string(),

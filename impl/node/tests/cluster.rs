@@ -1,0 +1,235 @@
+//! A 5-master cluster and its proxy on 127.0.0.1, through real sockets and real storage:
+//! reads and writes, CAS conflicts, leader failover, eviction and rejoin of a frozen follower
+//! (the incident's first half), and restart from the data directories.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client, start_cluster, wait_for};
+use vigil_core::{ClientError, OperationResult, ReplyOutcome};
+
+fn written(version: u64) -> ReplyOutcome {
+    Ok(OperationResult::Written { version })
+}
+
+fn value(value: &str, version: u64) -> ReplyOutcome {
+    Ok(OperationResult::Value {
+        value: Some(value.as_bytes().to_vec()),
+        version,
+    })
+}
+
+/// Puts until one is acknowledged (during an election the proxy may answer NoLeader, Timeout
+/// or LeaderChanged, indeterminate outcomes: a retried put may have been applied before);
+/// returns the acknowledged version.
+async fn put_until_acknowledged(
+    client: &mut vigil::client::Client,
+    cluster: &str,
+    key: &str,
+    data: &str,
+    timeout: Duration,
+) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = client
+            .put(cluster, key.as_bytes(), data.as_bytes())
+            .await
+            .expect("the proxy answers");
+        match outcome {
+            Ok(OperationResult::Written { version }) => return version,
+            Ok(other) => panic!("a put answered {other:?}"),
+            Err(ClientError::NoLeader | ClientError::Timeout | ClientError::LeaderChanged) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no acknowledged put within {timeout:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_and_cas_conflict() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+
+    assert_eq!(
+        put_until_acknowledged(&mut client, &name, "k", "one", Duration::from_secs(5)).await,
+        1
+    );
+    assert_eq!(client.get(&name, b"k").await.unwrap(), value("one", 1));
+    // CAS on the right version wins; a second CAS on the same version conflicts.
+    assert_eq!(
+        client.cas(&name, b"k", 1, b"two").await.unwrap(),
+        written(2)
+    );
+    assert_eq!(
+        client.cas(&name, b"k", 1, b"three").await.unwrap(),
+        Ok(OperationResult::VersionMismatch { current_version: 2 })
+    );
+    assert_eq!(client.get(&name, b"k").await.unwrap(), value("two", 2));
+    assert_eq!(
+        client.delete(&name, b"k").await.unwrap(),
+        Ok(OperationResult::Deleted { version: 3 })
+    );
+    assert_eq!(
+        client.get(&name, b"k").await.unwrap(),
+        Ok(OperationResult::Value {
+            value: None,
+            version: 3
+        })
+    );
+    let ledger = cluster.ledger();
+    assert!(ledger.is_balanced(), "{ledger:?}");
+    assert_eq!(ledger.dropped_unanswered, 0);
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_then_a_new_leader_serves() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(5, directory.path()).await;
+    let old_leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    let before_version =
+        put_until_acknowledged(&mut client, &name, "before", "1", Duration::from_secs(5)).await;
+
+    let killed_at = Instant::now();
+    cluster.kill(old_leader).await.unwrap();
+    let new_leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_ne!(new_leader, old_leader);
+    put_until_acknowledged(&mut client, &name, "after", "2", Duration::from_secs(10)).await;
+    let failover = killed_at.elapsed();
+    eprintln!("failover from m{old_leader} to m{new_leader} serving in {failover:?}");
+    // Election timeout is 10 ticks of 20 ms plus the stagger; allow generous slack for CI.
+    assert!(failover < Duration::from_secs(10), "{failover:?}");
+    assert_eq!(
+        client.get(&name, b"before").await.unwrap(),
+        value("1", before_version)
+    );
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_follower_is_evicted_then_rejoins_and_catches_up() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let follower = (leader + 1) % 5;
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    put_until_acknowledged(&mut client, &name, "a", "1", Duration::from_secs(5)).await;
+
+    cluster.pause(follower).await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the frozen follower's eviction",
+        || async {
+            let status = cluster.status(leader).await?;
+            status.evicted.contains(&follower).then_some(())
+        },
+    )
+    .await;
+    // The cluster keeps serving without it: the quorum (3 of 5) is still there.
+    assert_eq!(client.put(&name, b"b", b"2").await.unwrap(), written(1));
+    assert_eq!(client.put(&name, b"c", b"3").await.unwrap(), written(1));
+
+    cluster.resume(follower).await.unwrap();
+    let leader_commit = wait_for(Duration::from_secs(10), "readmission", || async {
+        let status = cluster.status(leader).await?;
+        (status.active.contains(&follower) && status.evicted.is_empty())
+            .then_some(status.commit_index)
+    })
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the follower's catch-up",
+        || async {
+            let status = cluster.status(follower).await?;
+            (status.commit_index >= leader_commit).then_some(())
+        },
+    )
+    .await;
+    let status = cluster.status(leader).await.unwrap();
+    assert_eq!(
+        status.role,
+        vigil_core::Role::Leader,
+        "the healthy leader was not deposed"
+    );
+    assert!(status.counters.evictions >= 1, "{:?}", status.counters);
+    assert!(status.counters.rejoins >= 1, "{:?}", status.counters);
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_data_directories_keeps_every_acknowledged_write() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(5, directory.path()).await;
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    let keys = 20;
+    let mut versions = Vec::new();
+    for index in 0..keys {
+        let key = format!("key-{index}");
+        let data = format!("v{index}");
+        versions.push(
+            put_until_acknowledged(&mut client, &name, &key, &data, Duration::from_secs(5)).await,
+        );
+    }
+    // One master alone first, then all of them: every master restarts from its own directory.
+    cluster.kill(2).await.unwrap();
+    cluster.restart(2).await.unwrap();
+    for node in 0..5 {
+        cluster.kill(node).await.unwrap();
+    }
+    for node in 0..5 {
+        cluster.restart(node).await.unwrap();
+    }
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    for index in 0..keys {
+        let key = format!("key-{index}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let outcome = loop {
+            match client.get(&name, key.as_bytes()).await.unwrap() {
+                Err(ClientError::NoLeader | ClientError::Timeout | ClientError::LeaderChanged)
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                outcome => break outcome,
+            }
+        };
+        assert_eq!(
+            outcome,
+            value(&format!("v{index}"), versions[index]),
+            "{key}"
+        );
+    }
+    cluster.shutdown().await.unwrap();
+}
