@@ -212,7 +212,7 @@ async fn restart_from_data_directories_keeps_every_acknowledged_write() {
         .wait_for_leader(Duration::from_secs(10))
         .await
         .unwrap();
-    for index in 0..keys {
+    for (index, version) in versions.iter().enumerate() {
         let key = format!("key-{index}");
         let deadline = Instant::now() + Duration::from_secs(10);
         let outcome = loop {
@@ -225,11 +225,7 @@ async fn restart_from_data_directories_keeps_every_acknowledged_write() {
                 outcome => break outcome,
             }
         };
-        assert_eq!(
-            outcome,
-            value(&format!("v{index}"), versions[index]),
-            "{key}"
-        );
+        assert_eq!(outcome, value(&format!("v{index}"), *version), "{key}");
     }
     cluster.shutdown().await.unwrap();
 }
