@@ -7,8 +7,10 @@
 //! - `add-masters 3 [heartbeat=1] [eviction=3] [election=10] [pipeline=64] [queued=1024]
 //!   [snapshot=10000] [in-flight=10000] [redirects=3] [timeout=50]`
 //! - `tick [n=1] [0 1 ...] [no-proxy] [stabilize]`: tick masters (all if none listed) and the
-//!   proxy n times; with `stabilize`, deliver everything after each tick (deliveries not printed)
-//! - `deliver-msgs [from=m0|p0] [to=m1|p0] [type=Name]`: deliver what is in flight now
+//!   proxy n times; with `stabilize`, deliver after each tick (deliveries not printed; the
+//!   filters of `deliver-msgs` apply)
+//! - `deliver-msgs [from=m0|p0] [to=m1|p0] [type=Name] [hold=p0]`: deliver what is in flight
+//!   now (`hold`: except what goes to that endpoint)
 //! - `stabilize [quiet]`: deliver until nothing deliverable is in flight
 //! - `drop [from=] [to=] [type=]`, `network`
 //! - `pause 2`, `resume 2`, `crash 2`, `restart 2`, `isolate 0` / `heal 0` (messages from or
@@ -66,6 +68,7 @@ fn filter(case: &mut TestCase) -> Filter {
         from: value::<String>(case, "from").map(|text| address(&text)),
         to: value::<String>(case, "to").map(|text| address(&text)),
         name: value(case, "type"),
+        hold: value::<String>(case, "hold").map(|text| address(&text)),
     }
 }
 
@@ -203,13 +206,14 @@ impl Script {
         let count = value(case, "n").unwrap_or(1);
         let stabilize = flag(case, "stabilize");
         let proxy = !flag(case, "no-proxy");
+        let filter = filter(case);
         let nodes = nodes(case);
         let cluster = self.cluster();
         for _ in 0..count {
             cluster.tick(&nodes, proxy);
             if stabilize {
                 cluster.verbose = false;
-                cluster.stabilize(&Filter::default());
+                cluster.stabilize(&filter);
                 cluster.verbose = true;
             }
         }

@@ -65,11 +65,14 @@ pub struct Filter {
     pub to: Option<Address>,
     /// Only messages of this name.
     pub name: Option<String>,
+    /// Never messages to this endpoint (they stay in flight).
+    pub hold: Option<Address>,
 }
 
 impl Filter {
     fn matches(&self, message: &InFlight) -> bool {
-        self.from.is_none_or(|from| from == message.from)
+        self.hold.is_none_or(|hold| hold != message.to)
+            && self.from.is_none_or(|from| from == message.from)
             && self.to.is_none_or(|to| to == message.to)
             && self
                 .name
