@@ -201,11 +201,12 @@ impl Cluster {
         if let Some(write) = &ready.durable {
             self.storage.get_mut(&node).expect("storage").apply(write);
         }
+        // Eviction closes the leader's channel to the follower: what the leader had queued on
+        // it is lost. What the follower already sent is on the wire and may still arrive.
         for follower in &ready.close_links {
-            let (a, b) = (Address::Master(node), Address::Master(*follower));
-            self.network.retain(|message| {
-                !((message.from == a && message.to == b) || (message.from == b && message.to == a))
-            });
+            let (leader, follower) = (Address::Master(node), Address::Master(*follower));
+            self.network
+                .retain(|message| !(message.from == leader && message.to == follower));
         }
         let envelopes = ready
             .messages_after_persist
@@ -397,6 +398,9 @@ impl Cluster {
 
     /// Freezes a running master.
     pub fn pause(&mut self, node: NodeId) {
+        if !matches!(self.hosts.get(&node), Some(Host::Up(_))) {
+            return;
+        }
         if let Some(Host::Up(master)) = self.hosts.remove(&node) {
             self.hosts.insert(
                 node,
@@ -410,6 +414,9 @@ impl Cluster {
 
     /// Thaws a paused master: its overdue ticks fire first (§7.2).
     pub fn resume(&mut self, node: NodeId) {
+        if !matches!(self.hosts.get(&node), Some(Host::Paused { .. })) {
+            return;
+        }
         let Some(Host::Paused {
             master,
             overdue_ticks,
