@@ -39,6 +39,8 @@ pub struct ClusterOptions {
     pub protocol: vigil_core::Config,
     /// Time and transport settings.
     pub host: HostSettings,
+    /// If set, every master writes `master-i.ndjson` and the proxy `proxy.ndjson` here.
+    pub trace_dir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -51,6 +53,7 @@ impl ClusterOptions {
             cluster: LOCAL_CLUSTER.to_string(),
             protocol: vigil_core::Config::default(),
             host: HostSettings::default(),
+            trace_dir: None,
         }
     }
 }
@@ -149,6 +152,7 @@ impl LocalCluster {
             )]),
             protocol: cluster.options.protocol.clone(),
             host: cluster.options.host.clone(),
+            trace_file: cluster.trace_file("proxy.ndjson"),
         };
         cluster.proxy_task = tokio::spawn(proxy::run(
             proxy_listener,
@@ -171,10 +175,18 @@ impl LocalCluster {
             data_dir: self.options.data_dir.join(format!("master-{node}")),
             protocol: self.options.protocol.clone(),
             host: self.options.host.clone(),
+            trace_file: self.trace_file(&format!("master-{node}.ndjson")),
         };
         let address = self.addresses[node as usize];
         master::spawn(listener, settings, self.shutdown.child_token())
             .map_err(|source| ClusterError::Bind { address, source })
+    }
+
+    fn trace_file(&self, name: &str) -> Option<PathBuf> {
+        self.options
+            .trace_dir
+            .as_ref()
+            .map(|directory| directory.join(name))
     }
 
     /// The proxy's address (what clients connect to).

@@ -183,6 +183,9 @@ pub struct MasterConfig {
     /// Protocol limits (`docs/protocol.md` §12); `masters` is taken from the list above.
     #[serde(default)]
     pub protocol: vigil_core::Config,
+    /// Trace events (NDJSON) for conformance; none: tracing off (the default, zero cost).
+    #[serde(default)]
+    pub trace_file: Option<PathBuf>,
 }
 
 /// One cluster a proxy serves.
@@ -212,6 +215,9 @@ pub struct ProxyConfig {
     /// Proxy limits (`in_flight_max`, `redirects_max`, `request_timeout_ticks`, …).
     #[serde(default)]
     pub protocol: vigil_core::Config,
+    /// Trace events (NDJSON) for conformance; none: tracing off.
+    #[serde(default)]
+    pub trace_file: Option<PathBuf>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {

@@ -16,5 +16,6 @@ pub mod master;
 pub mod metrics;
 pub mod proxy;
 pub mod storage;
+pub mod trace_sink;
 pub mod transport;
 pub mod wire;

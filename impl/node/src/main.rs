@@ -55,6 +55,9 @@ enum Command {
         /// Where Prometheus metrics are served (none by default).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
+        /// Write trace events (NDJSON, one file per master and one for the proxy) here.
+        #[arg(long)]
+        trace_dir: Option<PathBuf>,
     },
     /// One master, from a config file.
     Master {
@@ -155,7 +158,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             data_dir,
             proxy_listen,
             metrics_listen,
-        } => run_cluster(masters, data_dir, proxy_listen, metrics_listen).await,
+            trace_dir,
+        } => {
+            let options = ClusterOptions {
+                proxy_listen,
+                trace_dir,
+                ..ClusterOptions::local(masters, PathBuf::new())
+            };
+            run_cluster(options, data_dir, metrics_listen).await
+        }
         Command::Master { config } => run_master(config).await,
         Command::Proxy { config } => run_proxy(config).await,
         Command::Put(arguments) => {
@@ -212,11 +223,11 @@ async fn termination() {
 }
 
 async fn run_cluster(
-    masters: usize,
+    mut options: ClusterOptions,
     data_dir: Option<PathBuf>,
-    proxy_listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
+    let masters = options.masters;
     if masters == 0 {
         bail!("--masters must be at least 1");
     }
@@ -229,8 +240,11 @@ async fn run_cluster(
     };
     let data_dir =
         data_dir.unwrap_or_else(|| temporary.as_ref().expect("set above").path().to_path_buf());
-    let mut options = ClusterOptions::local(masters, data_dir.clone());
-    options.proxy_listen = proxy_listen;
+    options.data_dir = data_dir.clone();
+    if let Some(trace_dir) = &options.trace_dir {
+        std::fs::create_dir_all(trace_dir)
+            .with_context(|| format!("creating {}", trace_dir.display()))?;
+    }
     let cluster = LocalCluster::start(options).await?;
     println!(
         "cluster {} with {masters} masters; data in {}",

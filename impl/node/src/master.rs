@@ -30,6 +30,7 @@ use crate::config::{HostSettings, MasterConfig};
 use crate::durable::MasterStorage;
 use crate::metrics as names;
 use crate::storage::StorageError;
+use crate::trace_sink::{TraceError, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkSender};
 use crate::wire::PeerFrame;
 
@@ -58,6 +59,8 @@ pub struct MasterSettings {
     pub protocol: vigil_core::Config,
     /// Time and transport settings.
     pub host: HostSettings,
+    /// Where to write trace events (NDJSON) for conformance; none: tracing off.
+    pub trace_file: Option<PathBuf>,
 }
 
 impl From<&MasterConfig> for MasterSettings {
@@ -69,6 +72,7 @@ impl From<&MasterConfig> for MasterSettings {
             data_dir: config.data_dir.clone(),
             protocol: config.protocol.clone(),
             host: config.host.clone(),
+            trace_file: config.trace_file.clone(),
         }
     }
 }
@@ -82,6 +86,9 @@ pub enum MasterError {
     /// The protocol configuration was refused by the core.
     #[error("configuration: {0}")]
     Config(#[from] vigil_core::ConfigError),
+    /// The trace file could not be written.
+    #[error("trace: {0}")]
+    Trace(#[from] TraceError),
     /// The persist task ended unexpectedly (it panicked).
     #[error("the persist task ended unexpectedly")]
     PersistTask,
@@ -176,7 +183,11 @@ pub async fn run(
         settings.protocol.clone(),
         storage.state().clone(),
     )?;
-    master.set_tracing(false);
+    let trace = match &settings.trace_file {
+        Some(path) => Some(TraceSink::create(path)?),
+        None => None,
+    };
+    master.set_tracing(trace.is_some());
     // Everything this master spawns stops with it, even if the caller's token lives on.
     let local_shutdown = shutdown.child_token();
     let _stop_children = local_shutdown.clone().drop_guard();
@@ -205,9 +216,16 @@ pub async fn run(
     };
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
     let mut driver = Driver::new(master, router, jobs, done, &settings);
-    let result = driver
+    driver.trace = trace;
+    let mut result = driver
         .run(inbox_receiver, control, local_shutdown.clone())
         .await;
+    if let Some(trace) = driver.trace.take() {
+        let closed = trace.close().await;
+        if result.is_ok() {
+            result = closed.map_err(MasterError::from);
+        }
+    }
     drop(driver); // closes the job queue: the persist task finishes what it has and ends
     let _ = persist_task.await;
     match &result {
@@ -336,6 +354,7 @@ struct Driver {
     proposal_started: HashMap<(ProxyId, u64), Instant>,
     counters: MasterCounters,
     node: NodeId,
+    trace: Option<TraceSink>,
 }
 
 impl Driver {
@@ -357,6 +376,7 @@ impl Driver {
             proposal_started: HashMap::new(),
             counters: MasterCounters::default(),
             node: settings.node_id,
+            trace: None,
         }
     }
 
@@ -455,6 +475,9 @@ impl Driver {
             let mut after_persist = std::mem::take(&mut ready.messages_after_persist);
             let replies_started = self.reply_timings(&ready.replies);
             after_persist.append(&mut ready.replies);
+            if let Some(trace) = &self.trace {
+                trace.record(std::mem::take(&mut ready.trace)).await?;
+            }
             let job = PersistJob {
                 write: ready.durable.take(),
                 after_persist,

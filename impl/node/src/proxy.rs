@@ -25,6 +25,7 @@ use vigil_core::{
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
 use crate::config::{HostSettings, ProxyConfig};
 use crate::metrics as names;
+use crate::trace_sink::{TraceError, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
 use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
 
@@ -46,6 +47,8 @@ pub struct ProxySettings {
     pub protocol: vigil_core::Config,
     /// Time and transport settings.
     pub host: HostSettings,
+    /// Where to write trace events (NDJSON) for conformance; none: tracing off.
+    pub trace_file: Option<std::path::PathBuf>,
 }
 
 impl From<&ProxyConfig> for ProxySettings {
@@ -58,6 +61,7 @@ impl From<&ProxyConfig> for ProxySettings {
                 .collect(),
             protocol: config.protocol.clone(),
             host: config.host.clone(),
+            trace_file: config.trace_file.clone(),
         }
     }
 }
@@ -68,6 +72,9 @@ pub enum ProxyError {
     /// The core refused the configuration.
     #[error("configuration: {0}")]
     Config(#[from] vigil_core::ConfigError),
+    /// The trace file could not be written.
+    #[error("trace: {0}")]
+    Trace(#[from] TraceError),
 }
 
 /// The proxy's ledger as last published, readable from outside the proxy task.
@@ -131,7 +138,11 @@ pub async fn run(
         .map(|(name, masters)| (name.clone(), (0..masters.len() as NodeId).collect()))
         .collect();
     let mut proxy = Proxy::new(1, settings.protocol.clone(), clusters)?;
-    proxy.set_tracing(false);
+    let trace = match &settings.trace_file {
+        Some(path) => Some(TraceSink::create(path)?),
+        None => None,
+    };
+    proxy.set_tracing(trace.is_some());
     let local_shutdown = shutdown.child_token();
     let _stop_children = local_shutdown.clone().drop_guard();
     let (replies_sender, replies) = mpsc::channel(INBOX_MAX);
@@ -161,10 +172,16 @@ pub async fn run(
         statuses: HashMap::new(),
         next_status: 1,
         tick_interval: settings.host.tick_interval(),
+        trace,
     };
-    driver.run(inputs, replies, local_shutdown).await;
+    let result = driver.run(inputs, replies, local_shutdown).await;
+    let closed = match driver.trace.take() {
+        Some(trace) => trace.close().await,
+        None => Ok(()),
+    };
     tracing::info!("proxy stopped");
-    Ok(())
+    result?;
+    Ok(closed?)
 }
 
 /// Links to every master of every cluster, by (cluster, node); tag = index in the returned list.
@@ -209,6 +226,7 @@ struct ProxyDriver {
     statuses: HashMap<u64, StatusCollection>,
     next_status: u64,
     tick_interval: Duration,
+    trace: Option<TraceSink>,
 }
 
 impl ProxyDriver {
@@ -217,13 +235,13 @@ impl ProxyDriver {
         mut inputs: mpsc::Receiver<Input>,
         mut replies: mpsc::Receiver<(usize, PeerFrame)>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), TraceError> {
         let mut ticker = tokio::time::interval(self.tick_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = ticker.tick() => {
                     self.proxy.tick();
                     self.expire_statuses();
@@ -232,8 +250,13 @@ impl ProxyDriver {
                 Some(input) = inputs.recv() => self.handle_input(input),
             }
             while self.proxy.has_ready() {
-                let ready = self.proxy.ready();
+                let mut ready = self.proxy.ready();
+                // Messages and replies first, then the trace (the core's ProxyReady order).
+                let trace = std::mem::take(&mut ready.trace);
                 self.handle_ready(ready);
+                if let Some(sink) = &self.trace {
+                    sink.record(trace).await?;
+                }
             }
             self.publish_ledger();
         }

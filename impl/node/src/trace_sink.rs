@@ -1,0 +1,98 @@
+//! Writes a master's or the proxy's trace events (`vigil_core::TraceEvent`) to a file, one JSON
+//! object per line, for conformance to replay against the model.
+//!
+//! Why a task of its own with a bounded queue that waits instead of dropping: a trace with a
+//! hole cannot be replayed, so a slow disk must slow the traced node down rather than lose
+//! events. Tracing is off unless a trace file is configured; then the core builds no events.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vigil_core::TraceEvent;
+
+/// Batches of events waiting for the writer at most.
+const TRACE_BATCHES_MAX: usize = 256;
+
+/// Why the trace could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The file could not be created or written.
+    #[error("trace file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The writer stopped (after an error it logged).
+    #[error("the trace writer stopped")]
+    Stopped,
+}
+
+/// The sending side: hand it each `Ready`'s trace events.
+#[derive(Debug)]
+pub struct TraceSink {
+    batches: mpsc::Sender<Vec<TraceEvent>>,
+    writer: JoinHandle<Result<(), TraceError>>,
+}
+
+impl TraceSink {
+    /// Opens `path` for appending (a restarted master continues its file after a `Restart`
+    /// event) and starts the writer.
+    pub fn create(path: &Path) -> Result<TraceSink, TraceError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| TraceError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
+        let path = path.to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || write_loop(file, &path, receiver));
+        Ok(TraceSink { batches, writer })
+    }
+
+    /// Queues `events` (in order); waits if the writer is behind.
+    pub async fn record(&self, events: Vec<TraceEvent>) -> Result<(), TraceError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.batches
+            .send(events)
+            .await
+            .map_err(|_| TraceError::Stopped)
+    }
+
+    /// Flushes everything queued and closes the file.
+    pub async fn close(self) -> Result<(), TraceError> {
+        drop(self.batches);
+        self.writer.await.map_err(|_| TraceError::Stopped)?
+    }
+}
+
+fn write_loop(
+    file: File,
+    path: &Path,
+    mut batches: mpsc::Receiver<Vec<TraceEvent>>,
+) -> Result<(), TraceError> {
+    let io_error = |source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer = BufWriter::new(file);
+    while let Some(batch) = batches.blocking_recv() {
+        for event in batch {
+            serde_json::to_writer(&mut writer, &event).map_err(|error| io_error(error.into()))?;
+            writer.write_all(b"\n").map_err(io_error)?;
+        }
+        if batches.is_empty() {
+            writer.flush().map_err(io_error)?;
+        }
+    }
+    writer.flush().map_err(io_error)
+}
