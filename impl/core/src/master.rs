@@ -55,7 +55,7 @@ pub struct MasterCounters {
     pub evictions: u64,
     /// Evicted followers this master readmitted as leader (§6.4).
     pub rejoins: u64,
-    /// `Propose`s received as leader.
+    /// `Propose`s taken as leader (into the pipeline or the queue; refusals not counted).
     pub proposals: u64,
     /// `Heartbeat`s sent as leader.
     pub heartbeats_sent: u64,
@@ -550,7 +550,51 @@ impl Master {
             .collect()
     }
 
+    /// Invariants that hold after every input, whatever the role (programmer errors if not).
+    fn check_invariants(&self) {
+        let snapshot_slot = self.log.snapshot().slot;
+        assert!(
+            snapshot_slot <= self.commit_index,
+            "the snapshot is committed"
+        );
+        assert!(
+            self.commit_index <= self.log.last_slot(),
+            "only accepted slots commit"
+        );
+        if let RoleState::Leader(leadership) = &self.role {
+            assert_eq!(
+                leadership.ballot, self.promised,
+                "a leader promised its own ballot"
+            );
+            assert_eq!(
+                self.leader,
+                Some(leadership.ballot),
+                "a leader follows itself"
+            );
+            assert!(
+                leadership.next_slot > self.commit_index,
+                "next slot is free"
+            );
+            assert!(
+                leadership.active.is_disjoint(&leadership.evicted),
+                "a follower is active or evicted, not both"
+            );
+            let members = leadership.active.len() + leadership.evicted.len();
+            assert_eq!(
+                members as u64 + 1,
+                self.config.masters,
+                "quorum never shrinks"
+            );
+            let queued = leadership.queue.len() as u64;
+            assert!(
+                queued <= self.config.proposals_queued_max,
+                "the queue is bounded"
+            );
+        }
+    }
+
     fn finish_input(&mut self) {
+        self.check_invariants();
         self.inputs_handled += 1;
         if !self.trace.has_open() {
             return;

@@ -407,6 +407,19 @@ impl fmt::Display for Message {
             Message::Nack { ballot, promised } => {
                 write!(formatter, "{name}{{ballot={ballot} promised={promised}}}")
             }
+            Message::Propose { .. }
+            | Message::ProposeReply { .. }
+            | Message::Request { .. }
+            | Message::Reply { .. } => self.fmt_client_message(formatter),
+        }
+    }
+}
+
+impl Message {
+    /// The printer for the messages that carry a request rather than a ballot.
+    fn fmt_client_message(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name();
+        match self {
             Message::Propose {
                 request_id,
                 operation,
@@ -435,6 +448,7 @@ impl fmt::Display for Message {
                 "{name}{{request={request_id} {}}}",
                 Outcome(outcome)
             ),
+            _ => unreachable!("only client messages are printed here"),
         }
     }
 }

@@ -488,3 +488,168 @@ impl Proxy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::OperationResult;
+
+    fn proxy(config: Config) -> Proxy {
+        let clusters = BTreeMap::from([("local".to_string(), vec![0, 1, 2])]);
+        Proxy::new(9, config, clusters).expect("valid")
+    }
+
+    fn get() -> Operation {
+        Operation::Get { key: b"k".to_vec() }
+    }
+
+    fn reply(request_id: RequestId, outcome: ProposeOutcome) -> Message {
+        Message::ProposeReply {
+            request_id,
+            outcome,
+        }
+    }
+
+    fn value() -> ProposeOutcome {
+        Ok(OperationResult::Value {
+            value: None,
+            version: 0,
+        })
+    }
+
+    #[test]
+    fn unknown_cluster_completes_at_once() {
+        let mut proxy = proxy(Config::default());
+        proxy.handle_request(1, 5, "wrong", get());
+        let ready = proxy.ready();
+        assert!(ready.messages.is_empty());
+        assert_eq!(ready.replies.len(), 1);
+        assert_eq!(
+            ready.replies[0].message,
+            Message::Reply {
+                request_id: 5,
+                outcome: Err(ClientError::UnknownCluster)
+            }
+        );
+        let ledger = proxy.ledger();
+        assert_eq!(
+            (ledger.accepted, ledger.completed_err, ledger.in_flight),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_late_reply_is_ignored_and_counted() {
+        let config = Config {
+            request_timeout_ticks: 2,
+            ..Config::default()
+        };
+        let mut proxy = proxy(config);
+        proxy.handle_request(1, 5, "local", get());
+        let forward_id = match &proxy.ready().messages[0].message {
+            Message::Propose { request_id, .. } => *request_id,
+            other => panic!("unexpected {other}"),
+        };
+        proxy.tick();
+        proxy.tick();
+        assert_eq!(proxy.ready().replies.len(), 1, "timed out");
+        proxy.step("local", 0, reply(forward_id, value())).unwrap();
+        assert!(proxy.ready().replies.is_empty(), "no second completion");
+        let ledger = proxy.ledger();
+        assert_eq!(ledger.completed_err, 1);
+        assert_eq!(ledger.completed_ok, 0);
+        assert_eq!(ledger.late_replies, 1);
+    }
+
+    #[test]
+    fn exactly_one_reply_per_request() {
+        let mut proxy = proxy(Config::default());
+        proxy.handle_request(1, 5, "local", get());
+        let forward_id = match &proxy.ready().messages[0].message {
+            Message::Propose { request_id, .. } => *request_id,
+            other => panic!("unexpected {other}"),
+        };
+        proxy.step("local", 0, reply(forward_id, value())).unwrap();
+        proxy.step("local", 0, reply(forward_id, value())).unwrap();
+        assert_eq!(proxy.ready().replies.len(), 1);
+        assert_eq!(proxy.ledger().late_replies, 1);
+        assert_eq!(proxy.cached_leader("local"), Some(0));
+    }
+
+    #[test]
+    fn overloaded_beyond_in_flight_max() {
+        let config = Config {
+            in_flight_max: 2,
+            ..Config::default()
+        };
+        let mut proxy = proxy(config);
+        for request_id in 0..3 {
+            proxy.handle_request(1, request_id, "local", get());
+        }
+        let ready = proxy.ready();
+        assert_eq!(ready.messages.len(), 2);
+        assert_eq!(ready.replies.len(), 1);
+        assert_eq!(
+            ready.replies[0].message,
+            Message::Reply {
+                request_id: 2,
+                outcome: Err(ClientError::Overloaded)
+            }
+        );
+        assert_eq!(proxy.ledger().in_flight, 2);
+    }
+
+    #[test]
+    fn redirects_are_bounded() {
+        let config = Config {
+            redirects_max: 2,
+            ..Config::default()
+        };
+        let mut proxy = proxy(config);
+        proxy.handle_request(1, 5, "local", get());
+        let mut targets = vec![proxy.ready().messages[0].to];
+        let not_leader = || Err(MasterError::NotLeader { leader_hint: None });
+        for _ in 0..3 {
+            let from = *targets.last().unwrap();
+            proxy.step("local", from, reply(1, not_leader())).unwrap();
+            let ready = proxy.ready();
+            targets.extend(ready.messages.iter().map(|envelope| envelope.to));
+            if let Some(reply) = ready.replies.first() {
+                assert_eq!(
+                    reply.message,
+                    Message::Reply {
+                        request_id: 5,
+                        outcome: Err(ClientError::NoLeader)
+                    }
+                );
+            }
+        }
+        assert_eq!(targets, vec![0, 1, 2], "masters in turn, two redirects");
+        assert_eq!(proxy.ledger().completed_err, 1);
+    }
+
+    #[test]
+    fn the_leader_cache_is_bounded() {
+        let config = Config {
+            leader_cache_max: 1,
+            ..Config::default()
+        };
+        let clusters = BTreeMap::from([("a".to_string(), vec![0]), ("b".to_string(), vec![0])]);
+        let mut proxy = Proxy::new(1, config, clusters).unwrap();
+        for (request_id, cluster) in [(1, "a"), (2, "b")] {
+            proxy.handle_request(1, request_id, cluster, get());
+            proxy.step(cluster, 0, reply(request_id, value())).unwrap();
+        }
+        assert_eq!(proxy.cached_leader("a"), None);
+        assert_eq!(proxy.cached_leader("b"), Some(0));
+    }
+
+    #[test]
+    fn invalid_cluster_configuration_names_the_cluster() {
+        let clusters = BTreeMap::from([("bad name".to_string(), vec![0])]);
+        let error = Proxy::new(1, Config::default(), clusters).unwrap_err();
+        assert!(error.to_string().contains("bad name"), "{error}");
+        let clusters = BTreeMap::from([("c".to_string(), vec![])]);
+        assert!(Proxy::new(1, Config::default(), clusters).is_err());
+    }
+}

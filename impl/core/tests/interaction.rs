@@ -157,28 +157,8 @@ impl Script {
                     .collect();
                 lines.concat()
             }
-            "isolate" | "heal" => {
-                for node in nodes(case) {
-                    let cluster = self.cluster();
-                    if directive == "isolate" {
-                        cluster.isolated.insert(node);
-                    } else {
-                        cluster.isolated.remove(&node);
-                    }
-                }
-                String::new()
-            }
-            "pause" | "resume" | "crash" | "restart" => {
-                for node in nodes(case) {
-                    let cluster = self.cluster();
-                    match directive.as_str() {
-                        "pause" => cluster.pause(node),
-                        "resume" => cluster.resume(node),
-                        "crash" => cluster.crash(node),
-                        _ => cluster.restart(node),
-                    }
-                }
-                self.cluster().take_output()
+            "isolate" | "heal" | "pause" | "resume" | "crash" | "restart" => {
+                self.fault(&directive, case)
             }
             "request" => self.request(case),
             "status" => self.cluster().status(),
@@ -200,6 +180,26 @@ impl Script {
             }
             other => panic!("unknown directive {other}"),
         }
+    }
+
+    /// A fault (or its end) on each master named on the directive line.
+    fn fault(&mut self, directive: &str, case: &mut TestCase) -> String {
+        for node in nodes(case) {
+            let cluster = self.cluster();
+            match directive {
+                "isolate" => {
+                    cluster.isolated.insert(node);
+                }
+                "heal" => {
+                    cluster.isolated.remove(&node);
+                }
+                "pause" => cluster.pause(node),
+                "resume" => cluster.resume(node),
+                "crash" => cluster.crash(node),
+                _ => cluster.restart(node),
+            }
+        }
+        self.cluster().take_output()
     }
 
     fn tick(&mut self, case: &mut TestCase) -> String {

@@ -1,0 +1,129 @@
+//! Trace events: none are built without a sink, and with one every input's events carry the
+//! post-state at the end of that input (what conformance replays, `docs/trace.md`).
+
+use vigil_core::{
+    Ballot, Config, DurableState, Master, Message, Peer, PostState, Role, StepError, TraceKind,
+};
+
+fn master(tracing: bool) -> Master {
+    let config = Config {
+        masters: 3,
+        ..Config::default()
+    };
+    let mut master = Master::new(1, config, DurableState::default()).unwrap();
+    master.set_tracing(tracing);
+    master
+}
+
+#[test]
+fn no_events_without_tracing() {
+    let mut master = master(false);
+    master
+        .step(
+            Peer::Master(0),
+            Message::Prepare {
+                ballot: Ballot::new(1, 0),
+                commit_index: 0,
+            },
+        )
+        .unwrap();
+    let ready = master.ready();
+    assert!(ready.trace.is_empty());
+    assert_eq!(
+        ready.messages_after_persist.len(),
+        1,
+        "the Promise waits for the durable write"
+    );
+    assert_eq!(ready.durable.unwrap().promised, Some(Ballot::new(1, 0)));
+}
+
+#[test]
+fn events_carry_the_post_state_of_their_input() {
+    let mut master = master(true);
+    let restart = master.ready().trace;
+    assert!(matches!(restart[0].kind, TraceKind::Restart));
+    master
+        .step(
+            Peer::Master(0),
+            Message::Prepare {
+                ballot: Ballot::new(1, 0),
+                commit_index: 0,
+            },
+        )
+        .unwrap();
+    let trace = master.ready().trace;
+    let kinds: Vec<String> = trace.iter().map(|event| event.kind.to_string()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "recv <-m0 Prepare{ballot=1.0 commit=0}",
+            "BecomeFollower leader=1.0",
+            "send ->m0 Promise{ballot=1.0 commit=0 snapshot=none entries=[]}",
+        ]
+    );
+    for event in &trace {
+        let PostState::Master(post) = &event.post else {
+            panic!("a master's event")
+        };
+        assert_eq!(post.promised, Ballot::new(1, 0));
+        assert_eq!(post.role, Role::Follower);
+    }
+    let sequences: Vec<u64> = trace.iter().map(|event| event.sequence).collect();
+    assert_eq!(sequences, vec![1, 2, 3]);
+}
+
+#[test]
+fn misrouted_messages_are_refused() {
+    let mut master = master(false);
+    let reply = Message::Reply {
+        request_id: 1,
+        outcome: Err(vigil_core::ClientError::Timeout),
+    };
+    assert!(matches!(
+        master.step(Peer::Master(0), reply),
+        Err(StepError::NotForMaster { .. })
+    ));
+    let heartbeat = Message::Heartbeat {
+        ballot: Ballot::new(1, 0),
+        commit_index: 0,
+    };
+    assert_eq!(
+        master.step(Peer::Master(7), heartbeat.clone()),
+        Err(StepError::UnknownMaster { from: 7 })
+    );
+    assert_eq!(
+        master.step(Peer::Master(1), heartbeat),
+        Err(StepError::UnknownMaster { from: 1 })
+    );
+}
+
+#[test]
+fn a_restarted_master_never_promises_below_its_durable_promise() {
+    let config = Config {
+        masters: 3,
+        ..Config::default()
+    };
+    let durable = DurableState {
+        promised: Ballot::new(5, 2),
+        ..DurableState::default()
+    };
+    let mut master = Master::new(1, config, durable).unwrap();
+    master
+        .step(
+            Peer::Master(0),
+            Message::Prepare {
+                ballot: Ballot::new(4, 0),
+                commit_index: 0,
+            },
+        )
+        .unwrap();
+    let ready = master.ready();
+    assert!(ready.durable.is_none());
+    assert_eq!(
+        ready.messages[0].message,
+        Message::Nack {
+            ballot: Ballot::new(4, 0),
+            promised: Ballot::new(5, 2)
+        }
+    );
+}
