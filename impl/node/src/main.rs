@@ -133,10 +133,26 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("vigil: {error:#}");
+            eprintln!("vigil: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping a cause its parent already quoted.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 fn init_logging(format: LogFormat) {
@@ -267,7 +283,7 @@ async fn run_cluster(
 }
 
 async fn run_master(path: PathBuf) -> anyhow::Result<()> {
-    let config = MasterConfig::load(&path)?;
+    let config = MasterConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
     if let Some(address) = config.metrics_listen {
         vigil::metrics::install_exporter(address)?;
     }
@@ -295,7 +311,7 @@ async fn wait_finished(handle: &master::MasterHandle) {
 }
 
 async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
-    let config = ProxyConfig::load(&path)?;
+    let config = ProxyConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
     if let Some(address) = config.metrics_listen {
         vigil::metrics::install_exporter(address)?;
     }

@@ -1,0 +1,154 @@
+//! The `vigil` binary as an operator runs it: three `vigil master --config` processes and one
+//! `vigil proxy --config` on 127.0.0.1, then the client subcommands, checking what they print
+//! and their exit codes (0 with the result; non-zero with one clear line).
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+/// A free loopback port: bind, note it, release it for the process under test.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(arguments: &[&str]) -> Child {
+    Command::new(VIGIL)
+        .args(arguments)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vigil starts")
+}
+
+async fn vigil(arguments: &[&str]) -> Output {
+    let run = Command::new(VIGIL)
+        .args(arguments)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .expect("vigil answers in time")
+        .expect("vigil runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+fn write_configs(directory: &Path, master_ports: &[u16], proxy_port: u16) {
+    let masters: Vec<String> = master_ports
+        .iter()
+        .enumerate()
+        .map(|(id, port)| format!("  {{ id = {id}, address = \"127.0.0.1:{port}\" }},"))
+        .collect();
+    for (id, port) in master_ports.iter().enumerate() {
+        let config = format!(
+            "cluster = \"prod\"\nnode_id = {id}\nlisten = \"127.0.0.1:{port}\"\n\
+             data_dir = \"{}\"\nmasters = [\n{}\n]\n[host]\ntick_interval_ms = 20\n",
+            directory.join(format!("data-{id}")).display(),
+            masters.join("\n"),
+        );
+        std::fs::write(directory.join(format!("master-{id}.toml")), config).unwrap();
+    }
+    let addresses: Vec<String> = master_ports
+        .iter()
+        .map(|port| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    let proxy = format!(
+        "listen = \"127.0.0.1:{proxy_port}\"\n[host]\ntick_interval_ms = 20\n\
+         [[clusters]]\nname = \"prod\"\nmasters = [{}]\n",
+        addresses.join(", ")
+    );
+    std::fs::write(directory.join("proxy.toml"), proxy).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_and_proxy_from_config_files_serve_the_cli() {
+    let directory = tempfile::tempdir().unwrap();
+    let master_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let proxy_port = free_port();
+    write_configs(directory.path(), &master_ports, proxy_port);
+    let path = |name: &str| directory.path().join(name).display().to_string();
+    let mut children: Vec<Child> = (0..3)
+        .map(|id| spawn(&["master", "--config", &path(&format!("master-{id}.toml"))]))
+        .collect();
+    children.push(spawn(&["proxy", "--config", &path("proxy.toml")]));
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let target = ["--proxy", proxy.as_str(), "--cluster", "prod"];
+    let with = |command: &str, rest: &[&str]| {
+        let mut arguments = vec![command];
+        arguments.extend_from_slice(&target);
+        arguments.extend_from_slice(rest);
+        arguments.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+
+    // The first put succeeds once a leader is elected and the proxy has found it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let put = loop {
+        let arguments = with("put", &["greeting", "hello"]);
+        let output = vigil(&arguments.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    assert_eq!(text(&put.stdout), "written (version 1)");
+
+    let run = |arguments: Vec<String>| async move {
+        vigil(&arguments.iter().map(String::as_str).collect::<Vec<_>>()).await
+    };
+    let get = run(with("get", &["greeting"])).await;
+    assert!(get.status.success());
+    assert_eq!(text(&get.stdout), "hello (version 1)");
+
+    let conflict = run(with("cas", &["greeting", "bye", "--version", "7"])).await;
+    assert!(!conflict.status.success());
+    let message = text(&conflict.stderr);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("version mismatch"), "{message}");
+
+    let mut unknown = with("get", &["greeting"]);
+    unknown[4] = "no-such-cluster".to_string();
+    let unknown = run(unknown).await;
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("unknown cluster"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let status = run(with("status", &[])).await;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let report = text(&status.stdout);
+    assert!(report.contains("leader: master"), "{report}");
+    assert!(report.contains("in_flight=0"), "{report}");
+    assert!(report.contains("accepted="), "{report}");
+
+    for child in &mut children {
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_config_is_refused_naming_the_field() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = "cluster = \"prod\"\nnode_id = 0\nlisten = \"127.0.0.1:1\"\ndata_dir = \"d\"\n\
+                  masters = [ { id = 0, address = \"127.0.0.1\" } ]\n";
+    let path = directory.path().join("master.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = vigil(&["master", "--config", &path.display().to_string()]).await;
+    assert!(!output.status.success());
+    let message = text(&output.stderr);
+    assert!(message.contains("masters[0].address"), "{message}");
+}
