@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use harness::{Cluster, Filter, Host, CLUSTER};
 use proptest::prelude::*;
-use vigil_core::{Config, Message, Operation};
+use vigil_core::{Config, Message, Operation, OperationResult};
 
 #[derive(Clone, Debug)]
 enum Action {
@@ -80,7 +80,8 @@ fn check_state_machines(cluster: &Cluster, seen: &mut BTreeMap<u64, String>) -> 
     Ok(())
 }
 
-fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) {
+/// Applies one action; a client request returns its id and key.
+fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) -> Option<(u64, Vec<u8>)> {
     match *action {
         Action::Tick => cluster.tick(&[], true),
         Action::TickOne(node) => cluster.tick(&[node], false),
@@ -120,8 +121,10 @@ fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) {
                 value: request_id.to_string().into_bytes(),
             };
             cluster.request(1, *request_id, cluster_name, operation);
+            return Some((*request_id, vec![b'a' + key]));
         }
     }
+    None
 }
 
 fn check_ledger(cluster: &Cluster) -> Result<(), String> {
@@ -140,8 +143,11 @@ fn run(masters: u64, actions: &[Action]) -> Result<(), String> {
     cluster.verbose = false;
     let mut request_id = 0;
     let mut states = BTreeMap::new();
+    let mut keys = BTreeMap::new();
     for action in actions {
-        apply(&mut cluster, action, &mut request_id);
+        if let Some((id, key)) = apply(&mut cluster, action, &mut request_id) {
+            keys.insert(id, key);
+        }
         cluster.output.clear();
         if !cluster.violations.is_empty() {
             return Err(format!("agreement violated: {:?}", cluster.violations));
@@ -194,7 +200,45 @@ fn run(masters: u64, actions: &[Action]) -> Result<(), String> {
     if !cluster.violations.is_empty() {
         return Err(format!("agreement violated: {:?}", cluster.violations));
     }
-    check_recovers(&mut cluster, request_id)
+    check_recovers(&mut cluster, request_id)?;
+    check_acknowledged_writes_survive(&cluster, &keys)
+}
+
+/// Every write acknowledged to a client (`Ok(Written { version })`) is in the state of the
+/// most advanced master after recovery, whatever crashed in between (§8).
+fn check_acknowledged_writes_survive(
+    cluster: &Cluster,
+    keys: &BTreeMap<u64, Vec<u8>>,
+) -> Result<(), String> {
+    let most_advanced = cluster
+        .nodes()
+        .into_iter()
+        .filter_map(|node| cluster.master(node))
+        .max_by_key(|master| master.commit_index())
+        .ok_or("no master")?;
+    for (_, message) in &cluster.client_replies {
+        let Message::Reply {
+            request_id,
+            outcome: Ok(OperationResult::Written { version }),
+        } = message
+        else {
+            continue;
+        };
+        let Some(key) = keys.get(request_id) else {
+            continue;
+        };
+        let stored = most_advanced
+            .store()
+            .get(key)
+            .map_or(0, |state| state.version);
+        if stored < *version {
+            return Err(format!(
+                "acknowledged write #{request_id} (version {version}) lost: version {stored} in m{}",
+                most_advanced.id()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Liveness once faults stop: a new request is served within a few attempts (a leader is
