@@ -239,8 +239,8 @@ impl fmt::Display for Origin {
 pub struct TraceEvent {
     /// Who produced it.
     pub origin: Origin,
-    /// Per-origin sequence number, from 0 at construction (a restarted master starts again at 0
-    /// after its `Restart` event is numbered 0).
+    /// Per-origin sequence number from 0. A restarted master is a new `Master` and numbers again
+    /// from 0 (its first event is `Restart` when tracing is turned on before any input).
     pub sequence: u64,
     /// What happened.
     pub kind: TraceKind,
