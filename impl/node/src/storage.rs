@@ -54,7 +54,7 @@ pub enum StorageError {
         source: io::Error,
     },
     /// A record in the middle of the log fails its checksum: acknowledged data is damaged.
-    #[error("{path}: corrupt record at offset {offset}: {reason}; refusing to start (restore this master's data directory or wipe it so it rejoins empty)")]
+    #[error("{path}: corrupt record at offset {offset}: {reason}; refusing to start: keep this master stopped and see docs/operations.md (do not wipe the directory: a master that forgets its promises can break agreement)")]
     CorruptRecord {
         /// The log file.
         path: PathBuf,
