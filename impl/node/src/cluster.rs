@@ -216,7 +216,8 @@ impl LocalCluster {
             .ok_or(ClusterError::NotRunning(node))
     }
 
-    /// A master's status (`None` if it is stopped or paused: a paused master answers nothing).
+    /// A master's status (`None` if it is stopped). A paused master still answers: status
+    /// queries go through the control channel, which a pause does not freeze.
     pub async fn status(&self, node: NodeId) -> Option<MasterStatus> {
         let handle = self.handle(node).ok()?;
         tokio::time::timeout(Duration::from_millis(500), handle.status())
@@ -234,6 +235,18 @@ impl LocalCluster {
     /// Thaws a paused master.
     pub async fn resume(&self, node: NodeId) -> Result<(), ClusterError> {
         self.handle(node)?.control(Control::Resume).await;
+        Ok(())
+    }
+
+    /// Makes a master's disk stall: its durable writes wait `duration` (a slow fsync).
+    pub async fn stall_storage(
+        &self,
+        node: NodeId,
+        duration: Duration,
+    ) -> Result<(), ClusterError> {
+        self.handle(node)?
+            .control(Control::StallStorage(duration))
+            .await;
         Ok(())
     }
 

@@ -103,6 +103,9 @@ pub enum Control {
     Resume,
     /// Report the core's status.
     Status(oneshot::Sender<MasterStatus>),
+    /// Make the disk slow: every durable write waits until `duration` from now has passed
+    /// (fault injection; shows that heartbeats do not wait behind the disk).
+    StallStorage(std::time::Duration),
     /// Cut (or restore) this master's outbound link to another master (messages are lost).
     CutLink {
         /// The other master.
@@ -208,15 +211,18 @@ pub async fn run(
     tokio::spawn(accept_loop(listener, context, local_shutdown.clone()));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
+    let stall_until = Arc::new(Mutex::new(None));
     let persist_task = {
         let router = router.clone();
+        let stall_until = stall_until.clone();
         tokio::task::spawn_blocking(move || {
-            persist_loop(storage, job_receiver, done_sender, router)
+            persist_loop(storage, job_receiver, done_sender, router, &stall_until)
         })
     };
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
     let mut driver = Driver::new(master, router, jobs, done, &settings);
     driver.trace = trace;
+    driver.stall_until = stall_until;
     let mut result = driver
         .run(inbox_receiver, control, local_shutdown.clone())
         .await;
@@ -320,9 +326,16 @@ fn persist_loop(
     mut jobs: mpsc::Receiver<PersistJob>,
     done: mpsc::Sender<Result<(), StorageError>>,
     router: Arc<Router>,
+    stall_until: &Mutex<Option<Instant>>,
 ) {
     while let Some(job) = jobs.blocking_recv() {
         if let Some(write) = &job.write {
+            let stall = *stall_until.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(remaining) =
+                stall.and_then(|until| until.checked_duration_since(Instant::now()))
+            {
+                std::thread::sleep(remaining);
+            }
             if let Err(error) = storage.persist(write) {
                 let _ = done.blocking_send(Err(error));
                 return;
@@ -355,6 +368,8 @@ struct Driver {
     counters: MasterCounters,
     node: NodeId,
     trace: Option<TraceSink>,
+    /// Fault injection shared with the persist task (`Control::StallStorage`).
+    stall_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Driver {
@@ -377,6 +392,7 @@ impl Driver {
             counters: MasterCounters::default(),
             node: settings.node_id,
             trace: None,
+            stall_until: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -422,6 +438,15 @@ impl Driver {
             }
             Control::Status(reply) => {
                 let _ = reply.send(self.master.status());
+            }
+            Control::StallStorage(duration) => {
+                tracing::warn!(
+                    node = self.node,
+                    ?duration,
+                    "storage stalled (fault injection)"
+                );
+                *self.stall_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + duration);
             }
             Control::CutLink { peer, cut } => {
                 if let Some(link) = self.router.link(peer) {

@@ -229,3 +229,46 @@ async fn restart_from_data_directories_keeps_every_acknowledged_write() {
     }
     cluster.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_do_not_wait_behind_a_slow_disk() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    put_until_acknowledged(&mut client, &name, "warm", "up", Duration::from_secs(5)).await;
+    let leader_changes_before: Vec<u64> = {
+        let mut changes = Vec::new();
+        for node in 0..5 {
+            changes.push(cluster.status(node).await.unwrap().counters.leader_changes);
+        }
+        changes
+    };
+
+    // The leader's disk stalls for about twice the longest election timeout (10 ticks of 20 ms
+    // plus a stagger of up to 8 ticks), and below the proxy's request timeout (50 ticks).
+    // A write is held up meanwhile; heartbeats are not, so no follower starts an election.
+    let stall = Duration::from_millis(700);
+    cluster.stall_storage(leader, stall).await.unwrap();
+    let started = Instant::now();
+    let outcome = client.put(&name, b"slow", b"disk").await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the write waited for the disk: {waited:?}"
+    );
+    assert_eq!(outcome, written(1));
+    assert_eq!(cluster.leader().await, Some(leader));
+    for node in 0..5 {
+        let changes = cluster.status(node).await.unwrap().counters.leader_changes;
+        assert_eq!(
+            changes, leader_changes_before[node as usize],
+            "master {node} saw a leader change"
+        );
+    }
+    cluster.shutdown().await.unwrap();
+}
