@@ -378,7 +378,8 @@ async fn run_status(target: &Target) -> anyhow::Result<()> {
     println!("cluster: {}", status.cluster);
     match leader {
         Some(leader) => {
-            println!("leader: master {} (ballot {})", leader.id, leader.promised);
+            let ballot = leader.leader.unwrap_or(leader.promised);
+            println!("leader: master {} (ballot {ballot})", leader.id);
             println!("commit_index: {}", leader.commit_index);
             println!("active: {:?}", leader.active);
             println!("evicted: {:?}", leader.evicted);

@@ -43,8 +43,6 @@ pub const PROXY_LATE_REPLIES: &str = "vigil_proxy_late_replies_total";
 pub const CONNECTIONS_ACCEPTED: &str = "vigil_connections_accepted_total";
 /// Connections currently open on a server.
 pub const CONNECTIONS_OPEN: &str = "vigil_connections_open";
-/// Connections refused because the server was at its connection cap.
-pub const CONNECTIONS_REFUSED: &str = "vigil_connections_refused_total";
 /// Frames that could not be read or decoded (label `reason`); the connection was closed.
 pub const BAD_FRAMES: &str = "vigil_bad_frames_total";
 /// Handshakes refused (label `reason`: cluster, version, role); the connection was closed.

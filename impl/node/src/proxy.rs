@@ -164,9 +164,15 @@ pub async fn run(
         move |stream, peer| serve_client(stream, peer, context.clone()),
     ));
     tracing::info!(clusters = settings.clusters.len(), "proxy started");
+    let link_index = links
+        .iter()
+        .enumerate()
+        .map(|(tag, (cluster, node, _))| ((cluster.clone(), *node), tag))
+        .collect();
     let mut driver = ProxyDriver {
         proxy,
         links,
+        link_index,
         clients,
         ledger,
         statuses: HashMap::new(),
@@ -221,6 +227,8 @@ fn connect_links(
 struct ProxyDriver {
     proxy: Proxy,
     links: Links,
+    /// (cluster, node) → index in `links`.
+    link_index: HashMap<(String, NodeId), usize>,
     clients: Arc<Mutex<Clients>>,
     ledger: Arc<LedgerView>,
     statuses: HashMap<u64, StatusCollection>,
@@ -310,9 +318,9 @@ impl ProxyDriver {
     fn handle_ready(&mut self, ready: ProxyReady) {
         for envelope in ready.messages {
             let link = self
-                .links
-                .iter()
-                .find(|(cluster, node, _)| *cluster == envelope.cluster && *node == envelope.to);
+                .link_index
+                .get(&(envelope.cluster, envelope.to))
+                .and_then(|tag| self.links.get(*tag));
             if let Some((_, _, link)) = link {
                 // A lost Propose is answered by the request's timeout.
                 let _ = link.send(PeerFrame::Protocol(envelope.message));
@@ -517,7 +525,21 @@ async fn read_requests(
                 },
             ),
         };
-        lock(&context.clients).permits.insert((client, key), permit);
+        {
+            let mut clients = lock(&context.clients);
+            if clients.permits.contains_key(&(client, key)) {
+                // Ids must be unique among a connection's outstanding requests: a reused id
+                // would make its reply ambiguous and let one connection exceed its cap.
+                drop(clients);
+                let error = codec::CodecError::Decode {
+                    bytes: 0,
+                    reason: format!("request id {key} reused while outstanding"),
+                };
+                transport::record_bad_frame("proxy", peer, &error);
+                return;
+            }
+            clients.permits.insert((client, key), permit);
+        }
         if context.inbox.send(input).await.is_err() {
             return;
         }
