@@ -1,0 +1,113 @@
+//! One proxy serving two clusters (the config maps each name to its masters): requests are
+//! routed by the name they carry, the clusters' data stay apart, and an unknown name is
+//! answered `UnknownCluster` by the same proxy.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use vigil::client::Client;
+use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil_core::{ClientError, OperationResult};
+
+async fn start(name: &str, directory: &std::path::Path) -> LocalCluster {
+    let mut options = ClusterOptions::local(3, directory.join(name));
+    options.cluster = name.to_string();
+    options.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    LocalCluster::start(options).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_proxy_serves_two_clusters() {
+    let directory = tempfile::tempdir().unwrap();
+    let alpha = start("alpha", directory.path()).await;
+    let beta = start("beta", directory.path()).await;
+    alpha
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    beta.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+
+    let addresses = |cluster: &LocalCluster| -> Vec<String> {
+        cluster
+            .master_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let mut settings = ProxySettings {
+        clusters: BTreeMap::from([
+            ("alpha".to_string(), addresses(&alpha)),
+            ("beta".to_string(), addresses(&beta)),
+        ]),
+        protocol: vigil_core::Config::default(),
+        host: vigil::config::HostSettings::default(),
+        trace_file: None,
+    };
+    settings.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let shutdown = CancellationToken::new();
+    let ledger = Arc::new(LedgerView::default());
+    let proxy = tokio::spawn(proxy::run(
+        listener,
+        settings,
+        shutdown.clone(),
+        ledger.clone(),
+    ));
+
+    let mut client = Client::connect(&address, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.put("alpha", b"k", b"from-alpha").await.unwrap(),
+        Ok(OperationResult::Written { version: 1 })
+    );
+    assert_eq!(
+        client.get("beta", b"k").await.unwrap(),
+        Ok(OperationResult::Value {
+            value: None,
+            version: 0
+        }),
+        "beta does not see alpha's key"
+    );
+    assert_eq!(
+        client.put("beta", b"k", b"from-beta").await.unwrap(),
+        Ok(OperationResult::Written { version: 1 })
+    );
+    assert_eq!(
+        client.get("alpha", b"k").await.unwrap(),
+        Ok(OperationResult::Value {
+            value: Some(b"from-alpha".to_vec()),
+            version: 1
+        })
+    );
+    assert_eq!(
+        client.get("gamma", b"k").await.unwrap(),
+        Err(ClientError::UnknownCluster)
+    );
+    let status = client.status("beta").await.unwrap();
+    assert_eq!(status.masters.len(), 3);
+    assert!(status.masters.iter().all(Result::is_ok), "{status:?}");
+    assert!(client.status("gamma").await.is_err());
+
+    let counters = ledger.counters();
+    assert_eq!(
+        (
+            counters.accepted,
+            counters.completed_ok,
+            counters.completed_err
+        ),
+        (5, 4, 1)
+    );
+    assert_eq!(counters.in_flight, 0);
+    shutdown.cancel();
+    proxy.await.unwrap().unwrap();
+    alpha.shutdown().await.unwrap();
+    beta.shutdown().await.unwrap();
+}
