@@ -199,7 +199,7 @@ pub async fn run(
     let context = Arc::new(ConnectionContext {
         policy: HandshakePolicy {
             cluster: Some(settings.cluster.clone()),
-            accept_masters: true,
+            accept_masters: Some((settings.masters.len() as NodeId, settings.node_id)),
             accept_proxies: true,
             accept_clients: false,
         },
@@ -620,18 +620,10 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         return;
     };
     let from = match role {
-        DialerRole::Master(node)
-            if node < context.settings.masters.len() as NodeId
-                && node != context.settings.node_id =>
-        {
-            Peer::Master(node)
-        }
+        // The handshake checked the id against the configuration.
+        DialerRole::Master(node) => Peer::Master(node),
         DialerRole::Proxy => Peer::Proxy(context.next_proxy_id.fetch_add(1, Ordering::Relaxed)),
-        other => {
-            tracing::warn!(%peer, role = ?other, "dialer claims a node id outside the configuration; closing");
-            metrics::counter!(names::HANDSHAKE_REJECTIONS, "server" => "master", "reason" => "node_id").increment(1);
-            return;
-        }
+        DialerRole::Client => return, // refused by the handshake policy
     };
     let writer_task = match from {
         Peer::Proxy(proxy) => {

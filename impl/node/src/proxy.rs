@@ -446,7 +446,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, context: Arc<ClientCo
         codec::framed(read_half, write_half, context.host.frame_bytes_max);
     let policy = HandshakePolicy {
         cluster: None,
-        accept_masters: false,
+        accept_masters: None,
         accept_proxies: false,
         accept_clients: true,
     };

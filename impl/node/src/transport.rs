@@ -126,6 +126,14 @@ pub enum HandshakeError {
     /// The dialer's role may not connect here (e.g. a client dialing a master).
     #[error("role {0:?} not accepted here")]
     Role(DialerRole),
+    /// A master dialer claims an id outside the configuration, or this node's own id.
+    #[error("master id {theirs} is not another master of 0..{masters}")]
+    NodeId {
+        /// The id claimed.
+        theirs: u64,
+        /// The configuration's size.
+        masters: u64,
+    },
     /// The listener refused us (dialer side).
     #[error("refused by the listener: {0}")]
     Refused(String),
@@ -140,6 +148,7 @@ impl HandshakeError {
             HandshakeError::Version { .. } => "version",
             HandshakeError::Cluster { .. } => "cluster",
             HandshakeError::Role(_) => "role",
+            HandshakeError::NodeId { .. } => "node_id",
             HandshakeError::Refused(_) => "refused",
         }
     }
@@ -150,8 +159,9 @@ impl HandshakeError {
 pub struct HandshakePolicy {
     /// The cluster dialers must belong to; `None` accepts any (a proxy serving clients).
     pub cluster: Option<String>,
-    /// Whether masters may dial.
-    pub accept_masters: bool,
+    /// Whether masters may dial, and which ids: `Some((masters, own_id))` accepts ids in
+    /// `0..masters` other than `own_id`.
+    pub accept_masters: Option<(u64, u64)>,
     /// Whether proxies may dial.
     pub accept_proxies: bool,
     /// Whether clients may dial.
@@ -208,8 +218,18 @@ fn check_hello(hello: Hello, policy: &HandshakePolicy) -> Result<DialerRole, Han
             });
         }
     }
+    if let (DialerRole::Master(theirs), Some((masters, own_id))) =
+        (&hello.role, policy.accept_masters)
+    {
+        if *theirs >= masters || *theirs == own_id {
+            return Err(HandshakeError::NodeId {
+                theirs: *theirs,
+                masters,
+            });
+        }
+    }
     let accepted = match hello.role {
-        DialerRole::Master(_) => policy.accept_masters,
+        DialerRole::Master(_) => policy.accept_masters.is_some(),
         DialerRole::Proxy => policy.accept_proxies,
         DialerRole::Client => policy.accept_clients,
     };

@@ -91,130 +91,61 @@ async fn expect_counted<F: std::future::Future<Output = ()>>(
 const BAD_FRAMES: &str = "vigil_bad_frames_total";
 const REJECTIONS: &str = "vigil_handshake_rejections_total";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_to_a_master_and_to_the_proxy() {
-    recorder();
-    let directory = tempfile::tempdir().unwrap();
-    let cluster = common::start_cluster(3, directory.path()).await;
-    cluster
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let master = cluster.master_addresses()[0];
-    let proxy = cluster.proxy_address();
-    let name = cluster.name().to_string();
-    let as_proxy = || Some(hello(&name, PROTOCOL_VERSION, DialerRole::Proxy));
-    let as_client = || Some(hello("", PROTOCOL_VERSION, DialerRole::Client));
-    let garbage: Vec<u8> = (0..64u8).map(|byte| byte.wrapping_mul(37) ^ 0xa5).collect();
-    let oversized = (64 * 1024 * 1024u32).to_be_bytes();
+/// The inputs both servers must survive.
+struct BadInputs {
+    garbage: Vec<u8>,
+    oversized: [u8; 4],
+    truncated: Vec<u8>,
+    unknown_type: Vec<u8>,
+}
+
+fn bad_inputs() -> BadInputs {
     let mut truncated = 100u32.to_be_bytes().to_vec();
     truncated.extend_from_slice(&[0u8; 10]);
-    let unknown_type = frame(&[99, 0, 0]);
+    BadInputs {
+        garbage: (0..64u8).map(|byte| byte.wrapping_mul(37) ^ 0xa5).collect(),
+        oversized: (64 * 1024 * 1024u32).to_be_bytes(),
+        truncated,
+        // A well-formed frame whose first byte is a message variant that does not exist.
+        unknown_type: frame(&[99, 0, 0]),
+    }
+}
 
-    // A master.
-    let server = "server=\"master\"";
+/// Sends every framing fault after a valid `greeting` and checks each is closed and counted.
+async fn framing_faults(address: SocketAddr, server: &str, greeting: impl Fn() -> Option<Vec<u8>>) {
+    let inputs = bad_inputs();
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("undecodable", frame(&inputs.garbage)),
+        ("truncated", inputs.truncated.clone()),
+        ("oversized", inputs.oversized.to_vec()),
+        ("undecodable", inputs.unknown_type.clone()),
+    ];
+    for (reason, bytes) in cases {
+        let labels = [server, &format!("reason=\"{reason}\"")];
+        let labels: Vec<&str> = labels.iter().map(|label| label.as_ref()).collect();
+        expect_counted(
+            BAD_FRAMES,
+            &labels,
+            send_and_expect_close(address, greeting(), &bytes),
+        )
+        .await;
+    }
+    let labels = [server, "reason=\"bad_frame\""];
     expect_counted(
         REJECTIONS,
-        &[server, "reason=\"bad_frame\""],
-        send_and_expect_close(master, None, &garbage),
+        &labels,
+        send_and_expect_close(address, None, &inputs.garbage),
     )
     .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"undecodable\""],
-        send_and_expect_close(master, as_proxy(), &frame(&garbage)),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"truncated\""],
-        send_and_expect_close(master, as_proxy(), &truncated),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"oversized\""],
-        send_and_expect_close(master, as_proxy(), &oversized),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"undecodable\""],
-        send_and_expect_close(master, as_proxy(), &unknown_type),
-    )
-    .await;
-    let wrong_cluster = hello("another-cluster", PROTOCOL_VERSION, DialerRole::Proxy);
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"cluster\""],
-        send_and_expect_close(master, None, &wrong_cluster),
-    )
-    .await;
-    let wrong_version = hello(&name, PROTOCOL_VERSION + 1, DialerRole::Master(1));
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"version\""],
-        send_and_expect_close(master, None, &wrong_version),
-    )
-    .await;
-    let client_at_master = hello(&name, PROTOCOL_VERSION, DialerRole::Client);
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"role\""],
-        send_and_expect_close(master, None, &client_at_master),
-    )
-    .await;
+}
 
-    // The proxy.
-    let server = "server=\"proxy\"";
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"bad_frame\""],
-        send_and_expect_close(proxy, None, &garbage),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"undecodable\""],
-        send_and_expect_close(proxy, as_client(), &frame(&garbage)),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"truncated\""],
-        send_and_expect_close(proxy, as_client(), &truncated),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"oversized\""],
-        send_and_expect_close(proxy, as_client(), &oversized),
-    )
-    .await;
-    expect_counted(
-        BAD_FRAMES,
-        &[server, "reason=\"undecodable\""],
-        send_and_expect_close(proxy, as_client(), &unknown_type),
-    )
-    .await;
-    let master_at_proxy = hello(&name, PROTOCOL_VERSION, DialerRole::Master(0));
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"role\""],
-        send_and_expect_close(proxy, None, &master_at_proxy),
-    )
-    .await;
-    let wrong_version = hello("", PROTOCOL_VERSION + 1, DialerRole::Client);
-    expect_counted(
-        REJECTIONS,
-        &[server, "reason=\"version\""],
-        send_and_expect_close(proxy, None, &wrong_version),
-    )
-    .await;
-
-    // Both keep serving: the proxy's links to the masters and new clients work.
-    let mut client = common::client(&cluster).await;
-    let outcome = client.put(&name, b"still", b"serving").await.unwrap();
+/// Checks that the cluster still serves through its proxy, and that the ledger balances.
+async fn still_serving(cluster: &vigil::cluster::LocalCluster) {
+    let mut client = common::client(cluster).await;
+    let outcome = client
+        .put(cluster.name(), b"still", b"serving")
+        .await
+        .unwrap();
     assert!(
         matches!(outcome, Ok(OperationResult::Written { .. })),
         "{outcome:?}"
@@ -226,5 +157,89 @@ async fn bad_input_to_a_master_and_to_the_proxy() {
         ledger.is_balanced() && ledger.dropped_unanswered == 0,
         "{ledger:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_a_master() {
+    recorder();
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = common::start_cluster(3, directory.path()).await;
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let master = cluster.master_addresses()[0];
+    let name = cluster.name().to_string();
+    let server = "server=\"master\"";
+    framing_faults(master, server, || {
+        Some(hello(&name, PROTOCOL_VERSION, DialerRole::Proxy))
+    })
+    .await;
+    let refusals = [
+        (
+            "cluster",
+            hello("another-cluster", PROTOCOL_VERSION, DialerRole::Proxy),
+        ),
+        (
+            "version",
+            hello(&name, PROTOCOL_VERSION + 1, DialerRole::Master(1)),
+        ),
+        ("role", hello(&name, PROTOCOL_VERSION, DialerRole::Client)),
+        (
+            "node_id",
+            hello(&name, PROTOCOL_VERSION, DialerRole::Master(0)),
+        ),
+    ];
+    for (reason, greeting) in refusals {
+        let labels = [server, &format!("reason=\"{reason}\"")];
+        let labels: Vec<&str> = labels.iter().map(|label| label.as_ref()).collect();
+        expect_counted(
+            REJECTIONS,
+            &labels,
+            send_and_expect_close(master, None, &greeting),
+        )
+        .await;
+    }
+    still_serving(&cluster).await;
+    cluster.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_to_the_proxy() {
+    recorder();
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = common::start_cluster(3, directory.path()).await;
+    cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let proxy = cluster.proxy_address();
+    let name = cluster.name().to_string();
+    let server = "server=\"proxy\"";
+    framing_faults(proxy, server, || {
+        Some(hello("", PROTOCOL_VERSION, DialerRole::Client))
+    })
+    .await;
+    let refusals = [
+        (
+            "role",
+            hello(&name, PROTOCOL_VERSION, DialerRole::Master(0)),
+        ),
+        (
+            "version",
+            hello("", PROTOCOL_VERSION + 1, DialerRole::Client),
+        ),
+    ];
+    for (reason, greeting) in refusals {
+        let labels = [server, &format!("reason=\"{reason}\"")];
+        let labels: Vec<&str> = labels.iter().map(|label| label.as_ref()).collect();
+        expect_counted(
+            REJECTIONS,
+            &labels,
+            send_and_expect_close(proxy, None, &greeting),
+        )
+        .await;
+    }
+    still_serving(&cluster).await;
     cluster.shutdown().await.unwrap();
 }

@@ -22,6 +22,24 @@ async fn start(name: &str, directory: &std::path::Path) -> LocalCluster {
     LocalCluster::start(options).await.unwrap()
 }
 
+/// A proxy config serving every given cluster by its name.
+fn proxy_settings(clusters: &[&LocalCluster]) -> ProxySettings {
+    let mut settings = ProxySettings {
+        clusters: clusters
+            .iter()
+            .map(|cluster| {
+                let addresses = cluster.master_addresses().iter().map(ToString::to_string);
+                (cluster.name().to_string(), addresses.collect())
+            })
+            .collect::<BTreeMap<_, _>>(),
+        protocol: vigil_core::Config::default(),
+        host: vigil::config::HostSettings::default(),
+        trace_file: None,
+    };
+    settings.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    settings
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_proxy_serves_two_clusters() {
     let directory = tempfile::tempdir().unwrap();
@@ -33,23 +51,7 @@ async fn one_proxy_serves_two_clusters() {
         .unwrap();
     beta.wait_for_leader(Duration::from_secs(10)).await.unwrap();
 
-    let addresses = |cluster: &LocalCluster| -> Vec<String> {
-        cluster
-            .master_addresses()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    };
-    let mut settings = ProxySettings {
-        clusters: BTreeMap::from([
-            ("alpha".to_string(), addresses(&alpha)),
-            ("beta".to_string(), addresses(&beta)),
-        ]),
-        protocol: vigil_core::Config::default(),
-        host: vigil::config::HostSettings::default(),
-        trace_file: None,
-    };
-    settings.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    let settings = proxy_settings(&[&alpha, &beta]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
