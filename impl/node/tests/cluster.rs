@@ -272,3 +272,41 @@ async fn heartbeats_do_not_wait_behind_a_slow_disk() {
     }
     cluster.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_follower_is_evicted_and_readmitted_when_links_return() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let follower = (leader + 3) % 5;
+    let others: Vec<u64> = (0..5).filter(|node| *node != follower).collect();
+    for node in &others {
+        cluster.cut_link(follower, *node, true).await.unwrap();
+    }
+    wait_for(
+        Duration::from_secs(5),
+        "eviction of the cut-off follower",
+        || async {
+            let status = cluster.status(leader).await?;
+            status.evicted.contains(&follower).then_some(())
+        },
+    )
+    .await;
+    for node in &others {
+        cluster.cut_link(follower, *node, false).await.unwrap();
+    }
+    wait_for(Duration::from_secs(10), "readmission", || async {
+        let status = cluster.status(leader).await?;
+        status.active.contains(&follower).then_some(())
+    })
+    .await;
+    assert_eq!(
+        cluster.leader().await,
+        Some(leader),
+        "the healthy leader kept leading"
+    );
+    cluster.shutdown().await.unwrap();
+}
