@@ -250,6 +250,17 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Makes a master's disk fail: its next durable write errors and the master stops.
+    pub async fn fail_storage(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.handle(node)?.control(Control::FailStorage).await;
+        Ok(())
+    }
+
+    /// True while a master's task runs (false once killed, or stopped by an error).
+    pub fn is_running(&self, node: NodeId) -> bool {
+        self.handle(node).is_ok_and(|handle| !handle.is_finished())
+    }
+
     /// Cuts (or restores) the link between two masters in both directions.
     pub async fn cut_link(&self, a: NodeId, b: NodeId, cut: bool) -> Result<(), ClusterError> {
         self.handle(a)?
@@ -262,7 +273,7 @@ impl LocalCluster {
     }
 
     /// Crashes a master: its task and connections end, its volatile state is lost, its data
-    /// directory stays.
+    /// directory stays. Returns the error the master had stopped on, if it had.
     pub async fn kill(&mut self, node: NodeId) -> Result<(), ClusterError> {
         let handle = self
             .masters

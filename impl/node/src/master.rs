@@ -106,6 +106,8 @@ pub enum Control {
     /// Make the disk slow: every durable write waits until `duration` from now has passed
     /// (fault injection; shows that heartbeats do not wait behind the disk).
     StallStorage(std::time::Duration),
+    /// Make every durable write fail from now on (a dead disk): the master must stop.
+    FailStorage,
     /// Cut (or restore) this master's outbound link to another master (messages are lost).
     CutLink {
         /// The other master.
@@ -211,18 +213,18 @@ pub async fn run(
     tokio::spawn(accept_loop(listener, context, local_shutdown.clone()));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
-    let stall_until = Arc::new(Mutex::new(None));
+    let faults = Arc::new(StorageFaults::default());
     let persist_task = {
         let router = router.clone();
-        let stall_until = stall_until.clone();
+        let faults = faults.clone();
         tokio::task::spawn_blocking(move || {
-            persist_loop(storage, job_receiver, done_sender, router, &stall_until)
+            persist_loop(storage, job_receiver, done_sender, router, &faults)
         })
     };
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
     let mut driver = Driver::new(master, router, jobs, done, &settings);
     driver.trace = trace;
-    driver.stall_until = stall_until;
+    driver.faults = faults;
     let mut result = driver
         .run(inbox_receiver, control, local_shutdown.clone())
         .await;
@@ -320,23 +322,54 @@ struct PersistJob {
     replies_started: Vec<Instant>,
 }
 
+/// Disk faults injected by the in-process cluster, checked before each durable write.
+#[derive(Debug, Default)]
+struct StorageFaults(Mutex<StorageFaultState>);
+
+#[derive(Debug, Default)]
+struct StorageFaultState {
+    stall_until: Option<Instant>,
+    failing: bool,
+}
+
+impl StorageFaults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StorageFaultState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps through a stall; fails if the disk was made to fail.
+    fn before_write(&self) -> Result<(), StorageError> {
+        let (stall_until, failing) = {
+            let state = self.lock();
+            (state.stall_until, state.failing)
+        };
+        if let Some(remaining) =
+            stall_until.and_then(|until| until.checked_duration_since(Instant::now()))
+        {
+            std::thread::sleep(remaining);
+        }
+        if failing {
+            return Err(StorageError::Io {
+                path: PathBuf::from("(injected fault)"),
+                operation: "write",
+                source: std::io::Error::other("injected storage failure"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The persist task: owns the storage; fsyncs each job's write, then sends what depended on it.
 fn persist_loop(
     mut storage: MasterStorage,
     mut jobs: mpsc::Receiver<PersistJob>,
     done: mpsc::Sender<Result<(), StorageError>>,
     router: Arc<Router>,
-    stall_until: &Mutex<Option<Instant>>,
+    faults: &StorageFaults,
 ) {
     while let Some(job) = jobs.blocking_recv() {
         if let Some(write) = &job.write {
-            let stall = *stall_until.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(remaining) =
-                stall.and_then(|until| until.checked_duration_since(Instant::now()))
-            {
-                std::thread::sleep(remaining);
-            }
-            if let Err(error) = storage.persist(write) {
+            if let Err(error) = faults.before_write().and_then(|()| storage.persist(write)) {
                 let _ = done.blocking_send(Err(error));
                 return;
             }
@@ -368,8 +401,8 @@ struct Driver {
     counters: MasterCounters,
     node: NodeId,
     trace: Option<TraceSink>,
-    /// Fault injection shared with the persist task (`Control::StallStorage`).
-    stall_until: Arc<Mutex<Option<Instant>>>,
+    /// Fault injection shared with the persist task (`Control::StallStorage`, `FailStorage`).
+    faults: Arc<StorageFaults>,
 }
 
 impl Driver {
@@ -392,7 +425,7 @@ impl Driver {
             counters: MasterCounters::default(),
             node: settings.node_id,
             trace: None,
-            stall_until: Arc::new(Mutex::new(None)),
+            faults: Arc::new(StorageFaults::default()),
         }
     }
 
@@ -445,8 +478,14 @@ impl Driver {
                     ?duration,
                     "storage stalled (fault injection)"
                 );
-                *self.stall_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now() + duration);
+                self.faults.lock().stall_until = Some(Instant::now() + duration);
+            }
+            Control::FailStorage => {
+                tracing::warn!(
+                    node = self.node,
+                    "storage fails from now on (fault injection)"
+                );
+                self.faults.lock().failing = true;
             }
             Control::CutLink { peer, cut } => {
                 if let Some(link) = self.router.link(peer) {

@@ -310,3 +310,40 @@ async fn a_partitioned_follower_is_evicted_and_readmitted_when_links_return() {
     );
     cluster.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_error_stops_the_master_and_the_others_take_over() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    put_until_acknowledged(&mut client, &name, "before", "1", Duration::from_secs(5)).await;
+
+    cluster.fail_storage(leader).await.unwrap();
+    // This write needs the leader's disk: the leader stops instead of answering it.
+    let outcome = client.put(&name, b"during", b"2").await.unwrap();
+    assert!(outcome.is_err() || outcome == written(1), "{outcome:?}");
+    wait_for(
+        Duration::from_secs(5),
+        "the failed master to stop",
+        || async { (!cluster.is_running(leader)).then_some(()) },
+    )
+    .await;
+    let stopped = cluster.kill(leader).await;
+    assert!(
+        matches!(stopped, Err(vigil::cluster::ClusterError::Master { ref source, .. })
+            if matches!(source, vigil::master::MasterError::Storage(_))),
+        "{stopped:?}"
+    );
+    let new_leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_ne!(new_leader, leader);
+    put_until_acknowledged(&mut client, &name, "after", "3", Duration::from_secs(10)).await;
+    cluster.shutdown().await.unwrap();
+}
