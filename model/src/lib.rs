@@ -4,3 +4,26 @@
 //! It is the reference the implementation is checked against (see `docs/protocol.md`); it
 //! shares no code with `vigil-core`, so that conformance compares two independent writings of
 //! one protocol.
+//!
+//! What conformance uses: [`State`] and [`Action`] (serde, `Clone + Debug + Eq + Hash`),
+//! [`Config::apply`] (the next state, or `None` when the action is not enabled),
+//! [`Config::enabled_actions`], and [`check::run_preset`] for a model-checking verdict.
+
+pub mod check;
+pub mod config;
+pub mod kv;
+pub mod master;
+pub mod message;
+pub mod model;
+pub mod presets;
+pub mod properties;
+pub mod proxy;
+pub mod state;
+pub mod step;
+pub mod timers;
+pub mod types;
+
+pub use config::{Budget, Bug, ClientScript, Config, Delivery};
+pub use message::{Endpoint, Link, Message};
+pub use model::Action;
+pub use state::State;

@@ -1,0 +1,576 @@
+//! The masters' handlers, one per step of `docs/protocol.md` §11: election (§3, §6), replication
+//! (§4), heartbeats and eviction (§5), rejoin and catch-up (§6.3), pauses (§7) and crashes (§8).
+//!
+//! Why it is safe: a master never promises or accepts below `promised`, which is durable; a
+//! leader's phase 1 covers every slot above its commit point and re-proposes the highest-ballot
+//! entry it learns of; a slot is chosen only with a quorum of the *static* configuration; a
+//! follower commits only entries of its leader's ballot. Eviction, pauses and pre-votes change
+//! who is asked, never how many must agree.
+
+use crate::config::Bug;
+use crate::kv::KeyValueStore;
+use crate::message::{Endpoint, Entries, Message};
+use crate::state::{LeaderState, Log, Role};
+use crate::step::Step;
+use crate::types::{
+    Ballot, Command, Entry, NodeId, NodeSet, Operation, ProposeError, RequestId, Slot,
+};
+use std::collections::BTreeMap;
+
+fn master(node: NodeId) -> Endpoint {
+    Endpoint::Master(node)
+}
+
+impl Step<'_> {
+    /// Quorum the leader `node` waits for. Always the static one, except under the seeded bug.
+    fn quorum_of(&self, node: NodeId) -> usize {
+        match self.state.masters[node as usize].leader_state() {
+            // Seeded bug `evicted-ack-counts`: a majority of the leader and its active set.
+            Some(leader) if self.config.has(Bug::EvictedAckCounts) => {
+                let members = leader.active.len() + 1;
+                members / 2 + 1
+            }
+            _ => self.config.quorum(),
+        }
+    }
+
+    /// §6.2: grant only without a leader heard recently and for a newer ballot.
+    pub fn handle_pre_vote(&mut self, node: NodeId, from: NodeId, ballot: Ballot) {
+        let state = &self.state.masters[node as usize];
+        let (granted, leader) = match &state.role {
+            Role::Leader(leader) => (false, Some(leader.ballot)),
+            _ if !state.heard_from_leader && ballot > state.promised => (true, None),
+            _ => (false, state.leader),
+        };
+        let reply = Message::PreVoteReply {
+            ballot,
+            granted,
+            leader,
+        };
+        self.send(master(node), master(from), reply);
+    }
+
+    /// §6.2–6.3: a quorum of grants starts phase 1; a refusal naming a leader starts a rejoin.
+    pub fn handle_pre_vote_reply(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        granted: bool,
+        leader: Option<Ballot>,
+    ) {
+        let quorum = self.config.quorum();
+        let state = &mut self.state.masters[node as usize];
+        let Role::PreCandidate {
+            ballot: asked,
+            grants,
+        } = &mut state.role
+        else {
+            return;
+        };
+        if *asked != ballot {
+            return;
+        }
+        if granted {
+            grants.insert(from);
+            if grants.len() + 1 >= quorum {
+                self.become_candidate(node, ballot);
+            }
+            return;
+        }
+        let Some(leader) = leader.filter(|leader| *leader >= state.promised) else {
+            return;
+        };
+        state.role = Role::Follower;
+        state.promised = leader;
+        state.leader = Some(leader);
+        let commit_index = state.commit_index;
+        if leader.node != node {
+            let rejoin = Message::Rejoin {
+                ballot: leader,
+                commit_index,
+            };
+            self.send(master(node), master(leader.node), rejoin);
+        }
+    }
+
+    /// §3.1 `BecomeCandidate`: persist the ballot, then send `Prepare`.
+    fn become_candidate(&mut self, node: NodeId, ballot: Ballot) {
+        let state = &mut self.state.masters[node as usize];
+        state.promised = ballot;
+        state.leader = None;
+        state.role = Role::Candidate {
+            ballot,
+            promises: NodeSet::default(),
+            entries: Log::new(),
+        };
+        let commit_index = state.commit_index;
+        self.broadcast(
+            node,
+            &Message::Prepare {
+                ballot,
+                commit_index,
+            },
+        );
+    }
+
+    /// §3.2: promise a newer ballot with every accepted entry above the candidate's commit index.
+    pub fn handle_prepare(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+    ) {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot <= promised {
+            self.send(
+                master(node),
+                master(from),
+                Message::Nack { ballot, promised },
+            );
+            return;
+        }
+        self.step_down(node, Some(ballot));
+        let state = &mut self.state.masters[node as usize];
+        state.promised = ballot;
+        let entries: Entries = state
+            .log
+            .range(commit_index.saturating_add(1)..)
+            .map(|(slot, entry)| (*slot, *entry))
+            .collect();
+        let promise = Message::Promise {
+            ballot,
+            commit_index: state.commit_index,
+            entries,
+        };
+        self.send(master(node), master(from), promise);
+    }
+
+    /// §3.4: gather promises; with a quorum, `BecomeLeader`.
+    pub fn handle_promise(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        reported: Entries,
+    ) {
+        let quorum = self.config.quorum();
+        let state = &mut self.state.masters[node as usize];
+        let Role::Candidate {
+            ballot: own,
+            promises,
+            entries,
+        } = &mut state.role
+        else {
+            return;
+        };
+        if *own != ballot {
+            return;
+        }
+        promises.insert(from);
+        for (slot, entry) in reported {
+            let best = entries.entry(slot).or_insert(entry);
+            if entry.ballot > best.ballot {
+                *best = entry;
+            }
+        }
+        if promises.len() + 1 >= quorum {
+            let (promises, entries) = (*promises, std::mem::take(entries));
+            self.become_leader(node, ballot, promises, entries);
+        }
+    }
+
+    /// §3.4: re-propose, in the new ballot, the highest-ballot entry of every slot above the
+    /// commit point (or `Noop`), to every other master.
+    fn become_leader(&mut self, node: NodeId, ballot: Ballot, promises: NodeSet, reported: Log) {
+        let masters = self.config.masters;
+        let state = &mut self.state.masters[node as usize];
+        let mut others = NodeSet::all(masters);
+        others.remove(node);
+        let last = reported
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(state.last_slot());
+        let mut accepted_by = BTreeMap::new();
+        let mut accepts = Vec::new();
+        for slot in state.commit_index.saturating_add(1)..=last {
+            let own = state.log.get(&slot).copied();
+            let best = [own, reported.get(&slot).copied()]
+                .into_iter()
+                .flatten()
+                .max_by_key(|entry| entry.ballot);
+            let command = best.map_or(Command::Noop, |entry| entry.command);
+            state.log.insert(slot, Entry { ballot, command });
+            accepted_by.insert(slot, NodeSet(1 << node));
+            accepts.push((slot, command));
+        }
+        state.leader = Some(ballot);
+        state.role = Role::Leader(LeaderState {
+            ballot,
+            active: others,
+            evicted: NodeSet::default(),
+            missed_heartbeats: vec![0; masters as usize],
+            acknowledged: NodeSet::default(),
+            heard: promises,
+            accepted_by,
+            proposals: BTreeMap::new(),
+            evictions: 0,
+            rejoins: 0,
+        });
+        let commit_index = state.commit_index;
+        for (slot, command) in accepts {
+            let accept = Message::Accept {
+                ballot,
+                slot,
+                command,
+                commit_index,
+            };
+            self.broadcast(node, &accept);
+        }
+    }
+
+    /// §4.2: accept at `ballot >= promised`, persist, then answer `Accepted`.
+    pub fn handle_accept(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        (ballot, slot, command, commit_index): (Ballot, Slot, Command, Slot),
+    ) {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot < promised {
+            self.send(
+                master(node),
+                master(from),
+                Message::Nack { ballot, promised },
+            );
+            return;
+        }
+        self.adopt_leader(node, ballot);
+        let state = &mut self.state.masters[node as usize];
+        if slot > state.commit_index {
+            state.log.insert(slot, Entry { ballot, command });
+        }
+        self.send(
+            master(node),
+            master(from),
+            Message::Accepted { ballot, slot },
+        );
+        self.follower_commit(node, ballot, commit_index);
+    }
+
+    /// §4.3: count an `Accepted` of the current ballot from an active follower.
+    pub fn handle_accepted(&mut self, node: NodeId, from: NodeId, ballot: Ballot, slot: Slot) {
+        let Role::Leader(leader) = &mut self.state.masters[node as usize].role else {
+            return;
+        };
+        if leader.ballot != ballot || !leader.active.contains(from) {
+            return;
+        }
+        leader.acknowledged.insert(from);
+        leader.heard.insert(from);
+        if let Some(accepted) = leader.accepted_by.get_mut(&slot) {
+            accepted.insert(from);
+            self.advance_leader_commit(node);
+        }
+    }
+
+    /// §4.4 `CommitAdvance`: commit the chosen prefix, answer owned proposals, send `Commit`.
+    fn advance_leader_commit(&mut self, node: NodeId) {
+        let quorum = self.quorum_of(node);
+        let static_quorum = self.config.quorum();
+        let state = &mut self.state.masters[node as usize];
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let mut committed = Vec::new();
+        while let Some(accepted) = leader.accepted_by.get(&(state.commit_index + 1)).copied() {
+            if accepted.len() < quorum {
+                break;
+            }
+            if accepted.len() < static_quorum {
+                self.state.ghost.quorum_integrity_violated = true;
+            }
+            state.commit_index += 1;
+            leader.accepted_by.remove(&state.commit_index);
+            let owner = leader.proposals.remove(&state.commit_index);
+            committed.push((state.commit_index, owner));
+        }
+        if committed.is_empty() {
+            return;
+        }
+        let (ballot, commit_index, active) = (leader.ballot, state.commit_index, leader.active);
+        for (slot, owner) in committed {
+            self.record_commit(node, slot);
+            if let Some(request_id) = owner {
+                let log = &self.state.masters[node as usize].log;
+                if let Some(result) = KeyValueStore::result_at(log, slot) {
+                    let reply = Message::ProposeReply {
+                        request_id,
+                        outcome: Ok(result),
+                    };
+                    self.send(master(node), Endpoint::Proxy, reply);
+                }
+            }
+        }
+        if self.config.explicit_commit {
+            for follower in active.iter() {
+                self.send(
+                    master(node),
+                    master(follower),
+                    Message::Commit {
+                        ballot,
+                        commit_index,
+                    },
+                );
+            }
+        }
+    }
+
+    /// §3.5, §4.6: a refusal naming a newer ballot makes a candidate or leader step down.
+    pub fn handle_nack(&mut self, node: NodeId, promised: Ballot) {
+        let state = &self.state.masters[node as usize];
+        if promised <= state.promised || matches!(state.role, Role::Follower) {
+            return;
+        }
+        self.step_down(node, None);
+        self.state.masters[node as usize].promised = promised;
+    }
+
+    /// §4.4: learn the commit index from the leader.
+    pub fn handle_commit(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+    ) {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot < promised {
+            self.send(
+                master(node),
+                master(from),
+                Message::Nack { ballot, promised },
+            );
+            return;
+        }
+        self.adopt_leader(node, ballot);
+        self.follower_commit(node, ballot, commit_index);
+    }
+
+    /// §4.5: commit only entries accepted in the leader's ballot; on a gap ask for catch-up.
+    fn follower_commit(&mut self, node: NodeId, ballot: Ballot, commit_index: Slot) {
+        loop {
+            let state = &mut self.state.masters[node as usize];
+            if state.commit_index >= commit_index {
+                return;
+            }
+            let next = state.commit_index + 1;
+            if state.log.get(&next).map(|entry| entry.ballot) != Some(ballot) {
+                let rejoin = Message::Rejoin {
+                    ballot,
+                    commit_index: state.commit_index,
+                };
+                self.send(master(node), master(ballot.node), rejoin);
+                return;
+            }
+            state.commit_index = next;
+            self.record_commit(node, next);
+        }
+    }
+
+    /// §5.2: a heartbeat of a current ballot resets the election timer and is acknowledged.
+    pub fn handle_heartbeat(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+    ) {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot < promised {
+            self.send(
+                master(node),
+                master(from),
+                Message::Nack { ballot, promised },
+            );
+            return;
+        }
+        self.adopt_leader(node, ballot);
+        self.follower_commit(node, ballot, commit_index);
+        let commit_index = self.state.masters[node as usize].commit_index;
+        self.send(
+            master(node),
+            master(from),
+            Message::HeartbeatAck {
+                ballot,
+                commit_index,
+            },
+        );
+    }
+
+    /// §5.1: an acknowledgement of the current ballot from an active follower.
+    pub fn handle_heartbeat_ack(&mut self, node: NodeId, from: NodeId, ballot: Ballot) {
+        if let Role::Leader(leader) = &mut self.state.masters[node as usize].role {
+            if leader.ballot == ballot && leader.active.contains(from) {
+                leader.acknowledged.insert(from);
+                leader.heard.insert(from);
+            }
+        }
+    }
+
+    /// §6.3: answer a rejoin for the current ballot with what the follower misses.
+    pub fn handle_rejoin(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+    ) {
+        let state = &self.state.masters[node as usize];
+        match state.leader_state() {
+            Some(leader) if leader.ballot == ballot => {}
+            _ => return,
+        }
+        let entries: Entries = state
+            .log
+            .range(commit_index.saturating_add(1)..)
+            .map(|(slot, entry)| (*slot, *entry))
+            .collect();
+        let catch_up = Message::CatchUp {
+            ballot,
+            commit_index: state.commit_index,
+            entries,
+        };
+        self.send(master(node), master(from), catch_up);
+    }
+
+    /// §6.4: persist what `CatchUp` carries, commit up to the leader's commit index, acknowledge.
+    pub fn handle_catch_up(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+        entries: Entries,
+    ) {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot < promised {
+            self.send(
+                master(node),
+                master(from),
+                Message::Nack { ballot, promised },
+            );
+            return;
+        }
+        self.adopt_leader(node, ballot);
+        let state = &mut self.state.masters[node as usize];
+        let old_commit = state.commit_index;
+        for (slot, entry) in entries.into_iter().filter(|(slot, _)| *slot > old_commit) {
+            state.log.insert(slot, entry);
+        }
+        let new_commit = commit_index.max(old_commit);
+        state.commit_index = new_commit;
+        for slot in old_commit + 1..=new_commit {
+            self.record_commit(node, slot);
+        }
+        let ack = Message::CatchUpAck {
+            ballot,
+            commit_index: new_commit,
+        };
+        self.send(master(node), master(from), ack);
+    }
+
+    /// §6.4 `Readmit`: back into the active set, with the uncommitted slots re-sent.
+    pub fn handle_catch_up_ack(&mut self, node: NodeId, from: NodeId, ballot: Ballot) {
+        let state = &mut self.state.masters[node as usize];
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        if leader.ballot != ballot {
+            return;
+        }
+        if leader.evicted.contains(from) {
+            leader.evicted.remove(from);
+            leader.rejoins = leader.rejoins.saturating_add(1);
+        }
+        leader.active.insert(from);
+        leader.missed_heartbeats[from as usize] = 0;
+        leader.acknowledged.insert(from);
+        leader.heard.insert(from);
+        let commit_index = state.commit_index;
+        let resend: Vec<(Slot, Command)> = leader
+            .accepted_by
+            .keys()
+            .filter_map(|slot| state.log.get(slot).map(|entry| (*slot, entry.command)))
+            .collect();
+        for (slot, command) in resend {
+            let accept = Message::Accept {
+                ballot,
+                slot,
+                command,
+                commit_index,
+            };
+            self.send(master(node), master(from), accept);
+        }
+    }
+
+    /// §9.3: a leader with room appends the proposal; others refuse.
+    pub fn handle_propose(&mut self, node: NodeId, request_id: RequestId, operation: Operation) {
+        let pipeline_slots_max = self.config.pipeline_slots_max as usize;
+        let state = &mut self.state.masters[node as usize];
+        let slot = state.last_slot() + 1;
+        let hint = state
+            .leader
+            .map(|ballot| ballot.node)
+            .filter(|leader| *leader != node);
+        let refusal = match &mut state.role {
+            Role::Leader(leader) if leader.accepted_by.len() >= pipeline_slots_max => {
+                ProposeError::Overloaded
+            }
+            // Seeded bug `stale-leader-read`: a Get answered from local state, not through the log.
+            Role::Leader(_)
+                if self.config.has(Bug::StaleLeaderRead)
+                    && matches!(operation, Operation::Get { .. }) =>
+            {
+                let mut store = KeyValueStore::replay(&state.log, state.commit_index);
+                let reply = Message::ProposeReply {
+                    request_id,
+                    outcome: Ok(store.apply(&operation)),
+                };
+                self.send(master(node), Endpoint::Proxy, reply);
+                return;
+            }
+            Role::Leader(leader) => {
+                let (ballot, commit_index, active) =
+                    (leader.ballot, state.commit_index, leader.active);
+                let command = Command::Operation {
+                    request_id,
+                    operation,
+                };
+                leader.accepted_by.insert(slot, NodeSet(1 << node));
+                leader.proposals.insert(slot, request_id);
+                state.log.insert(slot, Entry { ballot, command });
+                for follower in active.iter() {
+                    let accept = Message::Accept {
+                        ballot,
+                        slot,
+                        command,
+                        commit_index,
+                    };
+                    self.send(master(node), master(follower), accept);
+                }
+                self.advance_leader_commit(node);
+                return;
+            }
+            _ => ProposeError::NotLeader { leader_hint: hint },
+        };
+        let reply = Message::ProposeReply {
+            request_id,
+            outcome: Err(refusal),
+        };
+        self.send(master(node), Endpoint::Proxy, reply);
+    }
+}

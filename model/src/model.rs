@@ -1,0 +1,438 @@
+//! The stateright `Model`: the `Action` type (one per step of `docs/protocol.md` §11), which
+//! actions are enabled in a state, and how each one changes it.
+//!
+//! `apply` and `enabled_actions` are the functions conformance replays real traces with: a trace
+//! event maps to one `Action`, and `apply` returns the next state or `None` when the action is not
+//! enabled in the given state.
+
+use crate::config::{Bug, Config, Delivery};
+use crate::message::{Endpoint, Message};
+use crate::state::{Role, State};
+use crate::step::Step;
+use crate::types::{ClientId, NodeId, RequestId};
+use serde::{Deserialize, Serialize};
+use stateright::{Model, Property};
+use std::fmt;
+
+/// One step of the protocol (§11).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// `Deliver(m)`: `destination` handles `message`, the head of the link (any message of it
+    /// with `Delivery::Unordered`).
+    Deliver {
+        /// Sender.
+        source: Endpoint,
+        /// Receiver.
+        destination: Endpoint,
+        /// The message handled.
+        message: Message,
+    },
+    /// `Drop(m)`: the network loses `message` (a fault).
+    Drop {
+        /// Sender.
+        source: Endpoint,
+        /// Receiver.
+        destination: Endpoint,
+        /// The message lost.
+        message: Message,
+    },
+    /// `ElectionTimeout` at a Follower, PreCandidate or Candidate.
+    ElectionTimeout(NodeId),
+    /// `HeartbeatTimeout` at a leader (may `Evict`).
+    HeartbeatTimeout(NodeId),
+    /// `CheckQuorumTimeout` at a leader.
+    CheckQuorumTimeout(NodeId),
+    /// `RequestTimeout` at the proxy for a pending request.
+    RequestTimeout(RequestId),
+    /// `ClientRequest`: a client sends its next `Request`.
+    ClientRequest(ClientId),
+    /// `Pause`: a stop-the-world pause of a master begins.
+    Pause(NodeId),
+    /// `Resume`: the pause ends.
+    Resume(NodeId),
+    /// `Crash`: a master loses its volatile state.
+    Crash(NodeId),
+    /// `Restart`: a crashed master is rebuilt from storage.
+    Restart(NodeId),
+}
+
+impl Action {
+    /// Whether this is a master timer or a fault: steps that do not count against quiescence.
+    pub fn is_timer_or_fault(&self) -> bool {
+        !matches!(
+            self,
+            Action::Deliver { .. } | Action::RequestTimeout(_) | Action::ClientRequest(_)
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Deliver {
+                source,
+                destination,
+                message,
+            } => {
+                write!(formatter, "Deliver {message:?} {source} -> {destination}")
+            }
+            Action::Drop {
+                source,
+                destination,
+                message,
+            } => {
+                write!(formatter, "Drop {message:?} {source} -> {destination}")
+            }
+            Action::ElectionTimeout(node) => write!(formatter, "ElectionTimeout at master {node}"),
+            Action::HeartbeatTimeout(node) => {
+                write!(formatter, "HeartbeatTimeout at master {node}")
+            }
+            Action::CheckQuorumTimeout(node) => {
+                write!(formatter, "CheckQuorumTimeout at master {node}")
+            }
+            Action::RequestTimeout(request) => {
+                write!(formatter, "RequestTimeout of request {request}")
+            }
+            Action::ClientRequest(client) => write!(formatter, "ClientRequest by client {client}"),
+            Action::Pause(node) => write!(formatter, "Pause master {node}"),
+            Action::Resume(node) => write!(formatter, "Resume master {node}"),
+            Action::Crash(node) => write!(formatter, "Crash master {node}"),
+            Action::Restart(node) => write!(formatter, "Restart master {node}"),
+        }
+    }
+}
+
+impl Config {
+    /// Every action enabled in `state`.
+    pub fn enabled_actions(&self, state: &State) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.delivery_actions(state, &mut actions);
+        for node in 0..self.masters {
+            self.master_timer_actions(state, node, &mut actions);
+            self.master_fault_actions(state, node, &mut actions);
+        }
+        if state.used.request_timeouts < self.budget.request_timeouts {
+            for request_id in state.proxy.pending.keys() {
+                actions.push(Action::RequestTimeout(*request_id));
+            }
+        }
+        for client in 0..self.clients.len() as ClientId {
+            if self.client_may_send(state, client) {
+                actions.push(Action::ClientRequest(client));
+            }
+        }
+        actions
+    }
+
+    fn delivery_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        let may_drop = state.used.drops < self.budget.drops;
+        for ((source, destination), messages) in &state.network {
+            let deliverable = match destination {
+                Endpoint::Master(node) => {
+                    let master = &state.masters[*node as usize];
+                    !master.paused && !master.crashed && !master.check_quorum_overdue
+                }
+                _ => true,
+            };
+            let candidates = match self.delivery {
+                Delivery::PerLinkFifo => &messages[..messages.len().min(1)],
+                Delivery::Unordered => &messages[..],
+            };
+            let between_masters_or_proxy = !matches!(source, Endpoint::Client(_))
+                && !matches!(destination, Endpoint::Client(_));
+            for (index, message) in candidates.iter().enumerate() {
+                if candidates[..index].contains(message) {
+                    continue;
+                }
+                let (source, destination, message) = (*source, *destination, message.clone());
+                if may_drop && between_masters_or_proxy {
+                    let dropped = message.clone();
+                    actions.push(Action::Drop {
+                        source,
+                        destination,
+                        message: dropped,
+                    });
+                }
+                if deliverable {
+                    actions.push(Action::Deliver {
+                        source,
+                        destination,
+                        message,
+                    });
+                }
+            }
+        }
+    }
+
+    fn master_timer_actions(&self, state: &State, node: NodeId, actions: &mut Vec<Action>) {
+        let master = &state.masters[node as usize];
+        if master.crashed {
+            return;
+        }
+        // Seeded bug `paused-heartbeat`: the heartbeat timer ignores the pause.
+        let heartbeat_runs = !master.paused || self.has(Bug::PausedHeartbeat);
+        if let Role::Leader(_) = master.role {
+            if master.check_quorum_overdue && !master.paused {
+                actions.push(Action::CheckQuorumTimeout(node));
+                return;
+            }
+            if heartbeat_runs && state.used.heartbeat_timeouts < self.budget.heartbeat_timeouts {
+                actions.push(Action::HeartbeatTimeout(node));
+            }
+            if !master.paused
+                && state.used.check_quorum_timeouts < self.budget.check_quorum_timeouts
+            {
+                actions.push(Action::CheckQuorumTimeout(node));
+            }
+            return;
+        }
+        let next_round = crate::timers::next_ballot(master, node).round;
+        if !master.paused
+            && state.used.election_timeouts < self.budget.election_timeouts
+            && next_round <= self.round_max
+        {
+            actions.push(Action::ElectionTimeout(node));
+        }
+    }
+
+    fn master_fault_actions(&self, state: &State, node: NodeId, actions: &mut Vec<Action>) {
+        let master = &state.masters[node as usize];
+        if master.crashed {
+            actions.push(Action::Restart(node));
+            return;
+        }
+        if master.paused {
+            actions.push(Action::Resume(node));
+        } else if state.used.pauses < self.budget.pauses {
+            actions.push(Action::Pause(node));
+        }
+        if state.used.crashes < self.budget.crashes {
+            actions.push(Action::Crash(node));
+        }
+    }
+
+    fn client_may_send(&self, state: &State, client: ClientId) -> bool {
+        let progress = &state.clients[client as usize];
+        let script = &self.clients[client as usize];
+        let sent = progress.sent as usize;
+        if sent >= script.operations.len() {
+            return false;
+        }
+        sent == 0
+            || progress
+                .replies
+                .contains_key(&self.request_id(client, sent - 1))
+    }
+
+    /// The state after `action`, or `None` when `action` is not enabled in `state`.
+    pub fn apply(&self, state: &State, action: &Action) -> Option<State> {
+        if !self.enabled_actions(state).contains(action) {
+            return None;
+        }
+        let mut next = state.clone();
+        let mut step = Step {
+            config: self,
+            state: &mut next,
+        };
+        step.perform(action.clone());
+        Some(next)
+    }
+}
+
+impl Step<'_> {
+    /// Performs an enabled action (no guard checked here: see `Config::apply`).
+    pub fn perform(&mut self, action: Action) {
+        match action {
+            Action::Deliver {
+                source,
+                destination,
+                message,
+            } => {
+                self.take(source, destination, &message);
+                self.deliver(source, destination, message);
+            }
+            Action::Drop {
+                source,
+                destination,
+                message,
+            } => {
+                self.take(source, destination, &message);
+                self.state.used.drops = self.state.used.drops.saturating_add(1);
+            }
+            Action::ElectionTimeout(node) => {
+                self.state.used.election_timeouts =
+                    self.state.used.election_timeouts.saturating_add(1);
+                self.on_election_timeout(node);
+            }
+            Action::HeartbeatTimeout(node) => {
+                self.state.used.heartbeat_timeouts =
+                    self.state.used.heartbeat_timeouts.saturating_add(1);
+                self.on_heartbeat_timeout(node);
+            }
+            Action::CheckQuorumTimeout(node) => {
+                if !self.state.masters[node as usize].check_quorum_overdue {
+                    self.state.used.check_quorum_timeouts =
+                        self.state.used.check_quorum_timeouts.saturating_add(1);
+                }
+                self.on_check_quorum_timeout(node);
+            }
+            Action::RequestTimeout(request_id) => {
+                self.state.used.request_timeouts =
+                    self.state.used.request_timeouts.saturating_add(1);
+                self.on_request_timeout(request_id);
+            }
+            Action::ClientRequest(client) => self.client_request(client),
+            Action::Pause(node) => {
+                self.state.used.pauses = self.state.used.pauses.saturating_add(1);
+                self.pause(node);
+            }
+            Action::Resume(node) => self.resume(node),
+            Action::Crash(node) => {
+                self.state.used.crashes = self.state.used.crashes.saturating_add(1);
+                self.crash(node);
+            }
+            Action::Restart(node) => self.restart(node),
+        }
+    }
+
+    fn take(&mut self, source: Endpoint, destination: Endpoint, message: &Message) {
+        let link = (source, destination);
+        let Some(messages) = self.state.network.get_mut(&link) else {
+            return;
+        };
+        if let Some(index) = messages.iter().position(|queued| queued == message) {
+            messages.remove(index);
+        }
+        if messages.is_empty() {
+            self.state.network.remove(&link);
+        }
+    }
+
+    /// One handler per message (§11).
+    fn deliver(&mut self, source: Endpoint, destination: Endpoint, message: Message) {
+        match (source, destination, message) {
+            (
+                Endpoint::Client(_),
+                Endpoint::Proxy,
+                Message::Request {
+                    request_id,
+                    cluster,
+                    operation,
+                },
+            ) => self.handle_request(request_id, cluster, operation),
+            (
+                Endpoint::Master(from),
+                Endpoint::Proxy,
+                Message::ProposeReply {
+                    request_id,
+                    outcome,
+                },
+            ) => self.handle_propose_reply(from, request_id, outcome),
+            (
+                Endpoint::Proxy,
+                Endpoint::Client(client),
+                Message::Reply {
+                    request_id,
+                    outcome,
+                },
+            ) => self.handle_reply(client, request_id, outcome),
+            (
+                Endpoint::Proxy,
+                Endpoint::Master(node),
+                Message::Propose {
+                    request_id,
+                    operation,
+                },
+            ) => self.handle_propose(node, request_id, operation),
+            (Endpoint::Master(from), Endpoint::Master(node), message) => {
+                self.deliver_between_masters(from, node, message)
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver_between_masters(&mut self, from: NodeId, node: NodeId, message: Message) {
+        match message {
+            Message::PreVote { ballot } => self.handle_pre_vote(node, from, ballot),
+            Message::PreVoteReply {
+                ballot,
+                granted,
+                leader,
+            } => self.handle_pre_vote_reply(node, from, ballot, granted, leader),
+            Message::Prepare {
+                ballot,
+                commit_index,
+            } => self.handle_prepare(node, from, ballot, commit_index),
+            Message::Promise {
+                ballot, entries, ..
+            } => self.handle_promise(node, from, ballot, entries),
+            Message::Accept {
+                ballot,
+                slot,
+                command,
+                commit_index,
+            } => self.handle_accept(node, from, (ballot, slot, command, commit_index)),
+            Message::Accepted { ballot, slot } => self.handle_accepted(node, from, ballot, slot),
+            Message::Nack { promised, .. } => self.handle_nack(node, promised),
+            Message::Commit {
+                ballot,
+                commit_index,
+            } => self.handle_commit(node, from, ballot, commit_index),
+            Message::Heartbeat {
+                ballot,
+                commit_index,
+            } => self.handle_heartbeat(node, from, ballot, commit_index),
+            Message::HeartbeatAck { ballot, .. } => self.handle_heartbeat_ack(node, from, ballot),
+            Message::Rejoin {
+                ballot,
+                commit_index,
+            } => self.handle_rejoin(node, from, ballot, commit_index),
+            Message::CatchUp {
+                ballot,
+                commit_index,
+                entries,
+            } => self.handle_catch_up(node, from, ballot, commit_index, entries),
+            Message::CatchUpAck { ballot, .. } => self.handle_catch_up_ack(node, from, ballot),
+            Message::Propose { .. }
+            | Message::ProposeReply { .. }
+            | Message::Request { .. }
+            | Message::Reply { .. } => {}
+        }
+    }
+}
+
+impl Model for Config {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        vec![State::initial(self)]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        actions.extend(self.enabled_actions(state));
+    }
+
+    fn next_state(&self, state: &State, action: Action) -> Option<State> {
+        let mut next = state.clone();
+        Step {
+            config: self,
+            state: &mut next,
+        }
+        .perform(action);
+        Some(next)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        action.to_string()
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        crate::properties::all()
+    }
+
+    fn within_boundary(&self, state: &State) -> bool {
+        self.messages_in_flight_max
+            .is_none_or(|max| state.messages_in_flight() <= max)
+    }
+}

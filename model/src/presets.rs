@@ -1,0 +1,268 @@
+//! Named configurations of the model: the focused exhaustive presets whose list is `ci`, one
+//! small targeted preset per seeded bug, and `seed`, the incident's five-master deployment for
+//! simulation.
+//!
+//! Each dimension (a crash, a second operation, a re-election) multiplies the state space, so no
+//! preset holds every fault at once: `ci` is a list of presets that together reach every
+//! `sometimes` witness, each checked exhaustively. A preset lists the witnesses it must reach:
+//! one whose bounds silently lose a behaviour fails instead of passing.
+
+use crate::config::{Budget, Bug, ClientScript, Config, Delivery};
+use crate::types::Operation;
+use std::collections::BTreeSet;
+
+/// How a preset is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Breadth first: shortest counterexamples, more memory.
+    Bfs,
+    /// Depth first: fast and small.
+    Dfs,
+    /// Random walks, for spaces too big to exhaust.
+    Simulation,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Strategy, String> {
+        match name {
+            "bfs" => Ok(Strategy::Bfs),
+            "dfs" => Ok(Strategy::Dfs),
+            "simulation" => Ok(Strategy::Simulation),
+            other => Err(format!("unknown strategy `{other}` (bfs, dfs, simulation)")),
+        }
+    }
+}
+
+/// A configuration with how to search it and what it must show.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    /// Printed in reports.
+    pub name: &'static str,
+    /// The model.
+    pub config: Config,
+    /// Default search strategy.
+    pub strategy: Strategy,
+    /// Whether a run stopped by a limit fails (true for every `ci` preset).
+    pub exhaustive: bool,
+    /// Default depth limit (simulation walks and bounded runs).
+    pub depth_max: Option<usize>,
+    /// Default time limit.
+    pub seconds_max: Option<u64>,
+    /// The `sometimes` witnesses this preset must reach to pass.
+    pub witnesses: Vec<&'static str>,
+}
+
+/// The served cluster's name; the wrong-cluster client uses another.
+pub const CLUSTER: u8 = 0;
+/// A cluster name the proxy does not serve.
+pub const WRONG_CLUSTER: u8 = 7;
+
+fn put(key: u8, value: u8) -> Operation {
+    Operation::Put { key, value }
+}
+
+fn get(key: u8) -> Operation {
+    Operation::Get { key }
+}
+
+fn client(operations: Vec<Operation>) -> ClientScript {
+    ClientScript {
+        cluster: CLUSTER,
+        operations,
+    }
+}
+
+fn wrong_cluster_client() -> ClientScript {
+    ClientScript {
+        cluster: WRONG_CLUSTER,
+        operations: vec![get(0)],
+    }
+}
+
+/// Three masters, a leader in place, threshold 2, nothing budgeted: presets add what they need.
+fn base(clients: Vec<ClientScript>) -> Config {
+    Config {
+        masters: 3,
+        eviction_threshold: 2,
+        pipeline_slots_max: 2,
+        in_flight_max: 2,
+        redirects_max: 1,
+        cluster: CLUSTER,
+        clients,
+        round_max: 2,
+        budget: Budget::default(),
+        initial_leader: true,
+        messages_in_flight_max: Some(4),
+        delivery: Delivery::PerLinkFifo,
+        explicit_commit: false,
+        bugs: BTreeSet::new(),
+    }
+}
+
+fn exhaustive(name: &'static str, config: Config, witnesses: Vec<&'static str>) -> Preset {
+    Preset {
+        name,
+        config,
+        strategy: Strategy::Dfs,
+        exhaustive: true,
+        depth_max: None,
+        seconds_max: None,
+        witnesses,
+    }
+}
+
+/// A write, a read, the wrong-cluster client; heartbeats, one pause: the incident's path
+/// (pause → missed heartbeats → eviction → wrong-cluster requests) and request timeouts.
+pub fn ci_pause() -> Preset {
+    let mut config = base(vec![
+        client(vec![put(0, 1)]),
+        client(vec![get(0)]),
+        wrong_cluster_client(),
+    ]);
+    config.budget = Budget {
+        heartbeat_timeouts: 2,
+        pauses: 1,
+        request_timeouts: 1,
+        ..Budget::default()
+    };
+    exhaustive(
+        "ci-pause",
+        config,
+        vec![
+            "value_chosen",
+            "follower_evicted",
+            "pause_and_resume",
+            "wrong_cluster_answered",
+            "request_timed_out_once",
+        ],
+    )
+}
+
+/// An evicted follower's election timer fires, its pre-vote is refused and it rejoins; a
+/// re-election through pre-vote changes the leader.
+pub fn ci_election() -> Preset {
+    let mut config = base(vec![client(vec![put(0, 1)])]);
+    config.budget = Budget {
+        heartbeat_timeouts: 2,
+        election_timeouts: 2,
+        ..Budget::default()
+    };
+    exhaustive(
+        "ci-election",
+        config,
+        vec![
+            "value_chosen",
+            "leader_change",
+            "follower_evicted",
+            "evicted_follower_rejoins",
+        ],
+    )
+}
+
+/// One crash and restart of any master, with one write.
+pub fn ci_crash() -> Preset {
+    let mut config = base(vec![client(vec![put(0, 1)])]);
+    config.budget = Budget {
+        crashes: 1,
+        election_timeouts: 2,
+        ..Budget::default()
+    };
+    exhaustive("ci-crash", config, vec!["value_chosen", "leader_change"])
+}
+
+/// The presets `check --preset ci` runs, in order.
+pub fn ci() -> Vec<Preset> {
+    vec![ci_pause(), ci_election(), ci_crash()]
+}
+
+/// The smallest preset that shows `bug` (the bug switched on).
+pub fn for_bug(bug: Bug) -> Preset {
+    let mut preset = match bug {
+        Bug::ErrorPathLeak => {
+            let config = base(vec![wrong_cluster_client()]);
+            exhaustive("bug-error-path-leak", config, vec![])
+        }
+        Bug::DoubleComplete => {
+            let mut config = base(vec![client(vec![put(0, 1)])]);
+            config.budget.request_timeouts = 1;
+            exhaustive("bug-double-complete", config, vec![])
+        }
+        Bug::EvictedAckCounts => {
+            let mut config = base(vec![client(vec![put(0, 1)])]);
+            config.budget = Budget {
+                heartbeat_timeouts: 2,
+                ..Budget::default()
+            };
+            exhaustive("bug-evicted-ack-counts", config, vec![])
+        }
+        Bug::ForgetPromise => {
+            let mut config = base(vec![client(vec![put(0, 1)]), client(vec![put(0, 2)])]);
+            config.budget = Budget {
+                crashes: 1,
+                election_timeouts: 2,
+                ..Budget::default()
+            };
+            exhaustive("bug-forget-promise", config, vec![])
+        }
+        Bug::StaleLeaderRead => {
+            let mut config = base(vec![client(vec![get(0)]), client(vec![put(0, 1)])]);
+            config.budget = Budget {
+                election_timeouts: 2,
+                ..Budget::default()
+            };
+            exhaustive("bug-stale-leader-read", config, vec![])
+        }
+        Bug::PausedHeartbeat => {
+            let mut config = base(vec![]);
+            config.budget = Budget {
+                heartbeat_timeouts: 1,
+                pauses: 1,
+                ..Budget::default()
+            };
+            exhaustive("bug-paused-heartbeat", config, vec![])
+        }
+    };
+    preset.config.bugs.insert(bug);
+    preset
+}
+
+/// The incident's deployment: five masters, eviction threshold 3, clients including a
+/// wrong-cluster one, every fault unbounded; searched by simulation for a fixed time.
+pub fn seed() -> Preset {
+    let mut config = base(vec![
+        client(vec![put(0, 1), get(0)]),
+        client(vec![get(0), put(0, 2)]),
+        wrong_cluster_client(),
+    ]);
+    config.masters = 5;
+    config.eviction_threshold = 3;
+    config.round_max = u8::MAX - 1;
+    config.budget = Budget::UNBOUNDED;
+    config.messages_in_flight_max = None;
+    config.explicit_commit = true;
+    Preset {
+        name: "seed",
+        config,
+        strategy: Strategy::Simulation,
+        exhaustive: false,
+        depth_max: Some(200),
+        seconds_max: Some(30),
+        witnesses: vec!["value_chosen", "wrong_cluster_answered"],
+    }
+}
+
+/// The presets a name stands for: `ci`, `seed`, one of ci's members, or `bug-NAME`.
+pub fn named(name: &str) -> Option<Vec<Preset>> {
+    match name {
+        "ci" => Some(ci()),
+        "seed" => Some(vec![seed()]),
+        _ => {
+            if let Some(preset) = ci().into_iter().find(|preset| preset.name == name) {
+                return Some(vec![preset]);
+            }
+            let bug: Bug = name.strip_prefix("bug-")?.parse().ok()?;
+            Some(vec![for_bug(bug)])
+        }
+    }
+}

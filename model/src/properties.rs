@@ -1,0 +1,170 @@
+//! The properties checked on every reachable state, named as in `docs/protocol.md` §13: safety
+//! (`always`) and non-vacuity witnesses (`sometimes`).
+//!
+//! Request completion is a safety property at quiescence (`quiescent_requests_complete`), not an
+//! `eventually`: stateright 0.31's `eventually` only fails on acyclic terminal paths, so with
+//! timers or crashes it could never fail.
+
+use crate::config::Config;
+use crate::kv::KeyValueStore;
+use crate::state::{HistoryEvent, Role, State};
+use crate::types::{Command, RequestError};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use stateright::{Expectation, Property};
+
+/// Every property, safety first.
+pub fn all() -> Vec<Property<Config>> {
+    vec![
+        Property::always("agreement", |_, state: &State| {
+            !state.ghost.agreement_violated
+        }),
+        Property::always("validity", validity),
+        Property::always("quorum_integrity", |_, state: &State| {
+            !state.ghost.quorum_integrity_violated
+        }),
+        Property::always("linearizable", linearizable),
+        Property::always("complete_at_most_once", complete_at_most_once),
+        Property::always("ledger_balance", ledger_balance),
+        Property::always("in_flight_bounded", |config: &Config, state: &State| {
+            state.proxy.ledger.in_flight <= config.in_flight_max
+        }),
+        Property::always("paused_sends_nothing", |_, state: &State| {
+            !state.ghost.paused_sent
+        }),
+        Property::always("eviction_after_threshold", |_, state: &State| {
+            !state.ghost.early_eviction
+        }),
+        Property::always("quiescent_requests_complete", quiescent_requests_complete),
+        Property::sometimes("value_chosen", |_, state: &State| {
+            state
+                .ghost
+                .chosen
+                .values()
+                .any(|command| *command != Command::Noop)
+        }),
+        Property::sometimes("leader_change", |_, state: &State| {
+            state.masters.iter().any(
+                |master| matches!(&master.role, Role::Leader(leader) if leader.ballot.round >= 2),
+            )
+        }),
+        Property::sometimes("follower_evicted", |_, state: &State| {
+            leaders(state).any(|leader| leader.evictions > 0)
+        }),
+        Property::sometimes("evicted_follower_rejoins", |_, state: &State| {
+            leaders(state).any(|leader| leader.rejoins > 0)
+        }),
+        Property::sometimes("pause_and_resume", |_, state: &State| {
+            state.used.pauses > 0 && state.masters.iter().all(|master| !master.paused)
+        }),
+        Property::sometimes("wrong_cluster_answered", |_, state: &State| {
+            answered(state, RequestError::UnknownCluster)
+        }),
+        Property::sometimes("request_timed_out_once", |_, state: &State| {
+            answered(state, RequestError::Timeout)
+        }),
+    ]
+}
+
+/// Names of the safety properties, in report order.
+pub fn safety_names() -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .filter(|property| property.expectation == Expectation::Always)
+        .map(|property| property.name)
+        .collect()
+}
+
+/// Names of the non-vacuity witnesses, in report order.
+pub fn witness_names() -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .filter(|property| property.expectation == Expectation::Sometimes)
+        .map(|property| property.name)
+        .collect()
+}
+
+fn leaders(state: &State) -> impl Iterator<Item = &crate::state::LeaderState> {
+    state
+        .masters
+        .iter()
+        .filter_map(|master| master.leader_state())
+}
+
+fn answered(state: &State, error: RequestError) -> bool {
+    state.clients.iter().any(|client| {
+        client
+            .replies
+            .values()
+            .any(|record| record.count == 1 && record.outcome == Err(error))
+    })
+}
+
+/// A chosen command is `Noop` or exactly the operation a client sent under that request id.
+fn validity(config: &Config, state: &State) -> bool {
+    state.ghost.chosen.values().all(|command| match command {
+        Command::Noop => true,
+        Command::Operation {
+            request_id,
+            operation,
+        } => {
+            let Some((client, index)) = config.owner_of(*request_id) else {
+                return false;
+            };
+            (state.clients[client as usize].sent as usize) > index
+                && config.operation_of(*request_id) == Some(*operation)
+        }
+    })
+}
+
+/// The served cluster's history, with each request as its own thread: a request without a
+/// return (in flight, or indeterminate) may or may not have taken effect.
+fn linearizable(_: &Config, state: &State) -> bool {
+    if !state
+        .history
+        .iter()
+        .any(|event| matches!(event, HistoryEvent::Return { .. }))
+    {
+        return true;
+    }
+    let mut tester = LinearizabilityTester::new(KeyValueStore::default());
+    for event in &state.history {
+        let recorded = match *event {
+            HistoryEvent::Invoke {
+                request_id,
+                operation,
+            } => tester.on_invoke(request_id, operation).is_ok(),
+            HistoryEvent::Return { request_id, result } => {
+                tester.on_return(request_id, result).is_ok()
+            }
+        };
+        if !recorded {
+            return false;
+        }
+    }
+    tester.is_consistent()
+}
+
+fn complete_at_most_once(_: &Config, state: &State) -> bool {
+    state
+        .clients
+        .iter()
+        .all(|client| client.replies.values().all(|record| record.count <= 1))
+}
+
+fn ledger_balance(_: &Config, state: &State) -> bool {
+    let ledger = &state.proxy.ledger;
+    ledger.accepted as u16
+        == ledger.completed_ok as u16 + ledger.completed_err as u16 + ledger.in_flight as u16
+}
+
+/// Quiescence: nothing in flight, no client can send, no request timer pending (only master
+/// timers and faults could still happen). Then every accepted request has completed.
+fn quiescent_requests_complete(config: &Config, state: &State) -> bool {
+    let quiescent = state.network.is_empty()
+        && state.proxy.pending.is_empty()
+        && config
+            .enabled_actions(state)
+            .iter()
+            .all(|action| action.is_timer_or_fault());
+    !quiescent || state.proxy.ledger.in_flight == 0
+}

@@ -1,0 +1,280 @@
+//! The model's state, grouped by role: masters (durable, then volatile), the proxy and its
+//! ledger, the clients, the network, the fault budget used so far, the client-observed history
+//! and a little ghost state that only properties read.
+//!
+//! Every type here is serde-serializable, so conformance can print, store and compare states,
+//! and `Hash + Eq`, so the checker can deduplicate them.
+
+use crate::config::{Budget, Config};
+use crate::message::{Link, Message};
+use crate::types::{
+    Ballot, Command, Entry, NodeId, NodeSet, Operation, OperationResult, RequestId, RequestOutcome,
+    Slot,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The accepted log: slot → entry (§2, durable).
+pub type Log = BTreeMap<Slot, Entry>;
+
+/// A master's role (§1): exactly one at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Follows `Master::leader`, if any.
+    Follower,
+    /// Asking for pre-votes for `ballot` (§6.1).
+    PreCandidate {
+        /// The ballot it would use.
+        ballot: Ballot,
+        /// Masters that granted.
+        grants: NodeSet,
+    },
+    /// Phase 1 in flight (§3).
+    Candidate {
+        /// Its ballot (already promised).
+        ballot: Ballot,
+        /// Masters that promised.
+        promises: NodeSet,
+        /// The highest-ballot entry per slot reported so far.
+        entries: Log,
+    },
+    /// Leading `LeaderState::ballot`.
+    Leader(LeaderState),
+}
+
+/// What only a leader keeps (§4, §5): all volatile.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaderState {
+    /// Its ballot.
+    pub ballot: Ballot,
+    /// Followers it replicates to and sends heartbeats to.
+    pub active: NodeSet,
+    /// Followers it evicted (§5.1).
+    pub evicted: NodeSet,
+    /// Consecutive missed heartbeats per master.
+    pub missed_heartbeats: Vec<u8>,
+    /// Followers that acknowledged since the previous heartbeat.
+    pub acknowledged: NodeSet,
+    /// Followers heard from in the current check-quorum window (§5.4).
+    pub heard: NodeSet,
+    /// Uncommitted slots of this ballot and who accepted them (the leader included).
+    pub accepted_by: BTreeMap<Slot, NodeSet>,
+    /// Proposals it owns: slot → request, answered once applied (§9.3).
+    pub proposals: BTreeMap<Slot, RequestId>,
+    /// Evictions counted (saturating).
+    pub evictions: u8,
+    /// Readmissions of evicted followers counted (saturating).
+    pub rejoins: u8,
+}
+
+/// One master.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Master {
+    /// Durable: the highest ballot promised or accepted in.
+    pub promised: Ballot,
+    /// Durable: accepted entries (the model does not compact, so there is no snapshot).
+    pub log: Log,
+    /// Volatile: the role.
+    pub role: Role,
+    /// Volatile: the leader ballot it follows (a leader: its own).
+    pub leader: Option<Ballot>,
+    /// Volatile: every slot up to it is chosen and applied here.
+    pub commit_index: Slot,
+    /// Volatile: heard from its leader since its own election timer last fired (§6.2).
+    pub heard_from_leader: bool,
+    /// Host: stopped by a stop-the-world pause (§7).
+    pub paused: bool,
+    /// Host: crashed, waiting for `Restart` (§8).
+    pub crashed: bool,
+    /// Volatile: resumed as leader; its overdue check-quorum fires before anything else (§7.2).
+    pub check_quorum_overdue: bool,
+}
+
+impl Master {
+    /// The leader state, if it leads.
+    pub fn leader_state(&self) -> Option<&LeaderState> {
+        match &self.role {
+            Role::Leader(leader) => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The highest slot in its log or commit point.
+    pub fn last_slot(&self) -> Slot {
+        self.log
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.commit_index)
+    }
+}
+
+/// A request the proxy forwarded and has not completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingRequest {
+    /// The master it was last forwarded to.
+    pub target: NodeId,
+    /// `NotLeader` redirects followed so far.
+    pub redirects: u8,
+}
+
+/// The proxy's request accounting (§9.4.7, `docs/lifecycle.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Requests received.
+    pub accepted: u8,
+    /// Requests completed with `Ok`.
+    pub completed_ok: u8,
+    /// Requests completed with `Err`.
+    pub completed_err: u8,
+    /// Requests accepted and not completed (each owns a pending slot).
+    pub in_flight: u8,
+    /// Replies that arrived after their request completed (ignored).
+    pub late_replies: u8,
+}
+
+/// The proxy (§9.4): it holds nothing that must survive a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Proxy {
+    /// The cached leader of the served cluster (learned from `NotLeader` hints).
+    pub leader_cache: Option<NodeId>,
+    /// Forwarded requests waiting for a final answer (each has its request timer).
+    pub pending: BTreeMap<RequestId, PendingRequest>,
+    /// The counters.
+    pub ledger: Ledger,
+}
+
+/// What a client got for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplyRecord {
+    /// Replies received: more than one is a double completion.
+    pub count: u8,
+    /// The first reply's outcome.
+    pub outcome: RequestOutcome,
+}
+
+/// One client: where it is in its script and every reply it got.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Client {
+    /// Operations sent so far.
+    pub sent: u8,
+    /// Replies per request.
+    pub replies: BTreeMap<RequestId, ReplyRecord>,
+}
+
+/// One event of the client-observed history of the served cluster (for `linearizable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HistoryEvent {
+    /// A client sent the request.
+    Invoke {
+        /// The request.
+        request_id: RequestId,
+        /// Its operation.
+        operation: Operation,
+    },
+    /// A client got a definite answer: `Some(result)`, or `None` for a refusal that did not take
+    /// effect. Indeterminate outcomes (`Timeout`, `LeaderChanged`) record no return.
+    Return {
+        /// The request.
+        request_id: RequestId,
+        /// The result, or `None` when refused.
+        result: Option<OperationResult>,
+    },
+}
+
+/// What only the properties read: facts about the past a state alone would not show.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ghost {
+    /// Every slot committed anywhere, with its command.
+    pub chosen: BTreeMap<Slot, Command>,
+    /// Two masters committed different commands in one slot.
+    pub agreement_violated: bool,
+    /// A leader committed a slot fewer than a static quorum accepted.
+    pub quorum_integrity_violated: bool,
+    /// A paused master sent a message.
+    pub paused_sent: bool,
+    /// A follower was evicted before `eviction_threshold` missed heartbeats.
+    pub early_eviction: bool,
+}
+
+/// The whole system.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct State {
+    /// The masters, by `NodeId`.
+    pub masters: Vec<Master>,
+    /// The proxy.
+    pub proxy: Proxy,
+    /// The clients, by `ClientId`.
+    pub clients: Vec<Client>,
+    /// Messages in flight per link, oldest first; a link with nothing in flight is absent.
+    pub network: BTreeMap<Link, Vec<Message>>,
+    /// Fault and timer steps taken so far (bounded by `Config::budget`).
+    pub used: Budget,
+    /// The client-observed history of the served cluster.
+    pub history: Vec<HistoryEvent>,
+    /// Ghost state for properties.
+    pub ghost: Ghost,
+}
+
+impl State {
+    /// The initial state of `config`.
+    pub fn initial(config: &Config) -> State {
+        let masters = (0..config.masters)
+            .map(|node| initial_master(config, node))
+            .collect();
+        State {
+            masters,
+            proxy: Proxy::default(),
+            clients: vec![Client::default(); config.clients.len()],
+            network: BTreeMap::new(),
+            used: Budget::default(),
+            history: Vec::new(),
+            ghost: Ghost::default(),
+        }
+    }
+
+    /// Messages in flight over all links.
+    pub fn messages_in_flight(&self) -> usize {
+        self.network.values().map(Vec::len).sum()
+    }
+}
+
+fn initial_master(config: &Config, node: NodeId) -> Master {
+    let first_ballot = Ballot { round: 1, node: 0 };
+    let (promised, leader, role) = match (config.initial_leader, node) {
+        (false, _) => (Ballot::ZERO, None, Role::Follower),
+        (true, 0) => {
+            let others = {
+                let mut set = NodeSet::all(config.masters);
+                set.remove(0);
+                set
+            };
+            let leader = LeaderState {
+                ballot: first_ballot,
+                active: others,
+                evicted: NodeSet::default(),
+                missed_heartbeats: vec![0; config.masters as usize],
+                acknowledged: NodeSet::default(),
+                heard: others,
+                accepted_by: BTreeMap::new(),
+                proposals: BTreeMap::new(),
+                evictions: 0,
+                rejoins: 0,
+            };
+            (first_ballot, Some(first_ballot), Role::Leader(leader))
+        }
+        (true, _) => (first_ballot, Some(first_ballot), Role::Follower),
+    };
+    Master {
+        promised,
+        log: Log::new(),
+        role,
+        leader,
+        commit_index: 0,
+        heard_from_leader: config.initial_leader,
+        paused: false,
+        crashed: false,
+        check_quorum_overdue: false,
+    }
+}

@@ -1,0 +1,109 @@
+//! One step in progress: the configuration, the state being changed, and the helpers every
+//! handler shares (sending, committing, stepping down).
+//!
+//! A handler takes a `Step` and mutates its state; sending goes through `Step::send`, which is
+//! where the network rules live: per-link FIFO, nothing reaches a crashed master (connection
+//! refused), and a paused master sending anything is recorded for `paused_sends_nothing`.
+
+use crate::config::Config;
+use crate::message::{Endpoint, Message};
+use crate::state::{Role, State};
+use crate::types::{Ballot, NodeId, ProposeError, Slot};
+
+/// The configuration and the state a step changes.
+pub struct Step<'a> {
+    /// The model's parameters.
+    pub config: &'a Config,
+    /// The state, changed in place.
+    pub state: &'a mut State,
+}
+
+impl Step<'_> {
+    /// Puts `message` at the tail of the link `source → destination`.
+    pub fn send(&mut self, source: Endpoint, destination: Endpoint, message: Message) {
+        if let Endpoint::Master(node) = source {
+            if self.state.masters[node as usize].paused {
+                self.state.ghost.paused_sent = true;
+            }
+        }
+        if let Endpoint::Master(node) = destination {
+            if self.state.masters[node as usize].crashed {
+                return;
+            }
+        }
+        self.state
+            .network
+            .entry((source, destination))
+            .or_default()
+            .push(message);
+    }
+
+    /// Sends `message` from `node` to every other master.
+    pub fn broadcast(&mut self, node: NodeId, message: &Message) {
+        for other in 0..self.config.masters {
+            if other != node {
+                self.send(
+                    Endpoint::Master(node),
+                    Endpoint::Master(other),
+                    message.clone(),
+                );
+            }
+        }
+    }
+
+    /// Closes both directions of the connection between two masters: what was in flight is lost.
+    pub fn close_connection(&mut self, one: NodeId, other: NodeId) {
+        let (one, other) = (Endpoint::Master(one), Endpoint::Master(other));
+        self.state.network.remove(&(one, other));
+        self.state.network.remove(&(other, one));
+    }
+
+    /// Records that `node` committed `slot`: the ghost `chosen` map is what `agreement` reads.
+    pub fn record_commit(&mut self, node: NodeId, slot: Slot) {
+        let Some(entry) = self.state.masters[node as usize].log.get(&slot).copied() else {
+            return;
+        };
+        match self.state.ghost.chosen.get(&slot) {
+            Some(command) if *command != entry.command => {
+                self.state.ghost.agreement_violated = true
+            }
+            Some(_) => {}
+            None => {
+                self.state.ghost.chosen.insert(slot, entry.command);
+            }
+        }
+    }
+
+    /// `BecomeFollower`: a leader answers every proposal it owns `LeaderChanged` (§9.3).
+    pub fn step_down(&mut self, node: NodeId, leader: Option<Ballot>) {
+        let master = &mut self.state.masters[node as usize];
+        let role = std::mem::replace(&mut master.role, Role::Follower);
+        master.leader = leader;
+        master.check_quorum_overdue = false;
+        if let Role::Leader(leader_state) = role {
+            for request_id in leader_state.proposals.into_values() {
+                self.send(
+                    Endpoint::Master(node),
+                    Endpoint::Proxy,
+                    Message::ProposeReply {
+                        request_id,
+                        outcome: Err(ProposeError::LeaderChanged),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Follows the leader of `ballot` (any of its messages with `ballot >= promised`): persists
+    /// the ballot, steps down from any other role, and notes it heard from a leader.
+    pub fn adopt_leader(&mut self, node: NodeId, ballot: Ballot) {
+        let master = &self.state.masters[node as usize];
+        if !matches!(master.role, Role::Follower) {
+            self.step_down(node, Some(ballot));
+        }
+        let master = &mut self.state.masters[node as usize];
+        master.promised = ballot;
+        master.leader = Some(ballot);
+        master.heard_from_leader = true;
+    }
+}

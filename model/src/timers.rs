@@ -1,0 +1,146 @@
+//! The masters' timers (`on_election_timeout`, `on_heartbeat_timeout`,
+//! `on_check_quorum_timeout`) and the host's faults on a master (pause, resume, crash, restart).
+//!
+//! Time is abstract: a timer may fire whenever its guard holds, as often as the preset's budget
+//! allows. What the protocol needs from time is order, not duration: a resumed leader's overdue
+//! check-quorum fires before it handles any message (§7.2), and an evicted follower has missed
+//! `eviction_threshold` heartbeats, counted one per `HeartbeatTimeout`.
+
+use crate::config::Bug;
+use crate::message::{Endpoint, Message};
+use crate::state::{Master, Role};
+use crate::step::Step;
+use crate::types::{Ballot, NodeId, NodeSet};
+
+/// The ballot `node` would ask pre-votes for: one round above anything it has seen.
+pub fn next_ballot(state: &Master, node: NodeId) -> Ballot {
+    let seen = state
+        .leader
+        .map_or(0, |leader| leader.round)
+        .max(state.promised.round);
+    Ballot {
+        round: seen.saturating_add(1),
+        node,
+    }
+}
+
+impl Step<'_> {
+    /// §6.1 `BecomePreCandidate`: ask every other master for a pre-vote; `promised` unchanged.
+    pub fn on_election_timeout(&mut self, node: NodeId) {
+        let ballot = next_ballot(&self.state.masters[node as usize], node);
+        let state = &mut self.state.masters[node as usize];
+        state.heard_from_leader = false;
+        state.role = Role::PreCandidate {
+            ballot,
+            grants: NodeSet::default(),
+        };
+        self.broadcast(node, &Message::PreVote { ballot });
+    }
+
+    /// §5.1: count missed heartbeats, `Evict` at the threshold, heartbeat the rest.
+    pub fn on_heartbeat_timeout(&mut self, node: NodeId) {
+        let threshold = self.config.eviction_threshold;
+        let state = &mut self.state.masters[node as usize];
+        let commit_index = state.commit_index;
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let ballot = leader.ballot;
+        let mut evicted = Vec::new();
+        let mut heartbeats = Vec::new();
+        for follower in leader.active.iter() {
+            let missed = &mut leader.missed_heartbeats[follower as usize];
+            if leader.acknowledged.contains(follower) {
+                *missed = 0;
+            } else {
+                *missed = missed.saturating_add(1);
+            }
+            if *missed >= threshold {
+                evicted.push((follower, *missed));
+            } else {
+                heartbeats.push(follower);
+            }
+        }
+        leader.acknowledged = NodeSet::default();
+        for (follower, missed) in &evicted {
+            leader.active.remove(*follower);
+            leader.evicted.insert(*follower);
+            leader.evictions = leader.evictions.saturating_add(1);
+            if *missed < threshold {
+                self.state.ghost.early_eviction = true;
+            }
+        }
+        for (follower, _) in evicted {
+            self.close_connection(node, follower);
+        }
+        for follower in heartbeats {
+            let heartbeat = Message::Heartbeat {
+                ballot,
+                commit_index,
+            };
+            self.send(
+                Endpoint::Master(node),
+                Endpoint::Master(follower),
+                heartbeat,
+            );
+        }
+    }
+
+    /// §5.4 check-quorum: step down without `quorum - 1` followers heard in the window.
+    pub fn on_check_quorum_timeout(&mut self, node: NodeId) {
+        let quorum = self.config.quorum();
+        let state = &mut self.state.masters[node as usize];
+        state.check_quorum_overdue = false;
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let heard = NodeSet(leader.heard.0 & leader.active.0).len();
+        leader.heard = NodeSet::default();
+        if heard + 1 < quorum {
+            self.step_down(node, None);
+        }
+    }
+
+    /// §7.1: the master stops; its links keep what is sent to it.
+    pub fn pause(&mut self, node: NodeId) {
+        self.state.masters[node as usize].paused = true;
+    }
+
+    /// §7.2: timers are overdue; a leader heard nobody during the pause and must check-quorum
+    /// before anything else.
+    pub fn resume(&mut self, node: NodeId) {
+        let state = &mut self.state.masters[node as usize];
+        state.paused = false;
+        if let Role::Leader(leader) = &mut state.role {
+            leader.heard = NodeSet::default();
+            state.check_quorum_overdue = true;
+        }
+    }
+
+    /// §8: volatile state is lost, and so is every connection of the master.
+    pub fn crash(&mut self, node: NodeId) {
+        let endpoint = Endpoint::Master(node);
+        self.state
+            .network
+            .retain(|(source, destination), _| *source != endpoint && *destination != endpoint);
+        let state = &mut self.state.masters[node as usize];
+        state.crashed = true;
+        state.paused = false;
+        state.role = Role::Follower;
+        state.leader = None;
+        state.commit_index = 0;
+        state.heard_from_leader = false;
+        state.check_quorum_overdue = false;
+    }
+
+    /// §8: rebuilt from durable state: `promised` and the log (no snapshot in the model).
+    pub fn restart(&mut self, node: NodeId) {
+        let forget_promise = self.config.has(Bug::ForgetPromise);
+        let state = &mut self.state.masters[node as usize];
+        state.crashed = false;
+        // Seeded bug `forget-promise`: the promised ballot is not loaded from storage.
+        if forget_promise {
+            state.promised = Ballot::ZERO;
+        }
+    }
+}
