@@ -160,9 +160,20 @@ pub fn ci_election() -> Preset {
     )
 }
 
-/// One crash and restart of any master, with one write.
+/// A read and a write across a leader change, no faults: reads go through the log, so a
+/// deposed leader cannot answer from its own state (catches `stale-leader-read`).
+pub fn ci_read() -> Preset {
+    let mut config = base(vec![client(vec![get(0)]), client(vec![put(0, 1)])]);
+    config.budget = Budget {
+        election_timeouts: 2,
+        ..Budget::default()
+    };
+    exhaustive("ci-read", config, vec!["value_chosen", "leader_change"])
+}
+
+/// One crash and restart of any master, with two writes (two leaders could each choose one).
 pub fn ci_crash() -> Preset {
-    let mut config = base(vec![client(vec![put(0, 1)])]);
+    let mut config = base(vec![client(vec![put(0, 1)]), client(vec![put(0, 2)])]);
     config.budget = Budget {
         crashes: 1,
         election_timeouts: 2,
@@ -173,7 +184,7 @@ pub fn ci_crash() -> Preset {
 
 /// The presets `check --preset ci` runs, in order.
 pub fn ci() -> Vec<Preset> {
-    vec![ci_pause(), ci_election(), ci_crash()]
+    vec![ci_pause(), ci_election(), ci_read(), ci_crash()]
 }
 
 /// The smallest preset that shows `bug` (the bug switched on).
