@@ -36,8 +36,14 @@ use crate::wire::PeerFrame;
 
 /// Messages waiting in a master's inbox at most; readers wait (TCP pushes back) beyond it.
 const INBOX_MESSAGES_MAX: usize = 4096;
-/// Ready batches handed to the persist task and not yet advanced, at most.
-const PERSIST_PENDING_MAX: usize = 64;
+/// Ready batches handed to the persist task and not yet advanced, at most. Beyond it the driver
+/// waits for the disk (and stops ticking). The leader re-sends stalled `Accept`s every heartbeat,
+/// and those must also wait for the disk, so this covers about 1024 ticks of a stalled fsync
+/// (51 s at 50 ms ticks) before heartbeats would stop.
+const PERSIST_PENDING_MAX: usize = 1024;
+/// Disk-free Ready batches waiting behind one persist job at most (one per tick during a
+/// stall: 4096 ticks is minutes); beyond it they take job slots and the driver waits.
+const READY_GROUP_MAX: usize = 4096;
 /// Frames queued to one proxy connection at most; beyond it replies are dropped (the proxy's
 /// request timeout answers its client).
 const PROXY_QUEUE_FRAMES_MAX: usize = 4096;
@@ -394,7 +400,9 @@ struct Driver {
     jobs: mpsc::Sender<PersistJob>,
     done: mpsc::Receiver<Result<(), StorageError>>,
     /// Ready batches handed to the persist task, oldest first, waiting for `advance`.
-    pending: VecDeque<Ready>,
+    /// Each group is one persist job's batch followed by the disk-free batches that came
+    /// after it; they are advanced together, in order, when that job is done.
+    pending: VecDeque<Vec<Ready>>,
     paused: bool,
     tick_interval: std::time::Duration,
     proposal_started: HashMap<(ProxyId, u64), Instant>,
@@ -547,9 +555,21 @@ impl Driver {
                 after_persist,
                 replies_started,
             };
-            if job.write.is_none() && job.after_persist.is_empty() && self.pending.is_empty() {
-                self.master.advance(ready);
-                continue;
+            if job.write.is_none() && job.after_persist.is_empty() {
+                // Nothing waits for the disk here; only `advance` must stay in order, so the
+                // batch rides with the newest pending write instead of taking a job slot
+                // (heartbeat-only batches during a slow fsync must not fill the job queue).
+                match self.pending.back_mut() {
+                    None => {
+                        self.master.advance(ready);
+                        continue;
+                    }
+                    Some(group) if group.len() < READY_GROUP_MAX => {
+                        group.push(ready);
+                        continue;
+                    }
+                    Some(_) => {}
+                }
             }
             while self.pending.len() >= PERSIST_PENDING_MAX {
                 let persisted = self.done.recv().await;
@@ -559,7 +579,7 @@ impl Driver {
                 .send(job)
                 .await
                 .map_err(|_| MasterError::PersistTask)?;
-            self.pending.push_back(ready);
+            self.pending.push_back(vec![ready]);
         }
         self.record_metrics();
         Ok(())
@@ -568,7 +588,7 @@ impl Driver {
     fn advance(&mut self, persisted: Option<Result<(), StorageError>>) -> Result<(), MasterError> {
         match persisted {
             Some(Ok(())) => {
-                if let Some(ready) = self.pending.pop_front() {
+                for ready in self.pending.pop_front().unwrap_or_default() {
                     self.master.advance(ready);
                 }
                 Ok(())

@@ -13,7 +13,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vigil::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
-use vigil_core::OperationResult;
 
 fn recorder() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -142,14 +141,8 @@ async fn framing_faults(address: SocketAddr, server: &str, greeting: impl Fn() -
 /// Checks that the cluster still serves through its proxy, and that the ledger balances.
 async fn still_serving(cluster: &vigil::cluster::LocalCluster) {
     let mut client = common::client(cluster).await;
-    let outcome = client
-        .put(cluster.name(), b"still", b"serving")
-        .await
-        .unwrap();
-    assert!(
-        matches!(outcome, Ok(OperationResult::Written { .. })),
-        "{outcome:?}"
-    );
+    let timeout = Duration::from_secs(10);
+    common::put_until_acknowledged(&mut client, cluster.name(), "still", "serving", timeout).await;
     let status = cluster.status(0).await.expect("master 0 still runs");
     assert!(status.commit_index >= 1);
     let ledger = cluster.ledger();

@@ -53,7 +53,8 @@ fn write_configs(directory: &Path, master_ports: &[u16], proxy_port: u16) {
     for (id, port) in master_ports.iter().enumerate() {
         let config = format!(
             "cluster = \"prod\"\nnode_id = {id}\nlisten = \"127.0.0.1:{port}\"\n\
-             data_dir = \"{}\"\nmasters = [\n{}\n]\n[host]\ntick_interval_ms = 20\n",
+             data_dir = \"{}\"\nmasters = [\n{}\n]\n[host]\ntick_interval_ms = 20\n\
+             [protocol]\neviction_threshold = 5\nelection_timeout_ticks = 25\n",
             directory.join(format!("data-{id}")).display(),
             masters.join("\n"),
         );
@@ -65,6 +66,7 @@ fn write_configs(directory: &Path, master_ports: &[u16], proxy_port: u16) {
         .collect();
     let proxy = format!(
         "listen = \"127.0.0.1:{proxy_port}\"\n[host]\ntick_interval_ms = 20\n\
+         [protocol]\nrequest_timeout_ticks = 150\n\
          [[clusters]]\nname = \"prod\"\nmasters = [{}]\n",
         addresses.join(", ")
     );

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, start_cluster, wait_for};
+use common::{client, put_until_acknowledged, start_cluster, wait_for};
 use vigil_core::{ClientError, OperationResult, ReplyOutcome};
 
 fn written(version: u64) -> ReplyOutcome {
@@ -18,37 +18,6 @@ fn value(value: &str, version: u64) -> ReplyOutcome {
         value: Some(value.as_bytes().to_vec()),
         version,
     })
-}
-
-/// Puts until one is acknowledged (during an election the proxy may answer NoLeader, Timeout
-/// or LeaderChanged, indeterminate outcomes: a retried put may have been applied before);
-/// returns the acknowledged version.
-async fn put_until_acknowledged(
-    client: &mut vigil::client::Client,
-    cluster: &str,
-    key: &str,
-    data: &str,
-    timeout: Duration,
-) -> u64 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let outcome = client
-            .put(cluster, key.as_bytes(), data.as_bytes())
-            .await
-            .expect("the proxy answers");
-        match outcome {
-            Ok(OperationResult::Written { version }) => return version,
-            Ok(other) => panic!("a put answered {other:?}"),
-            Err(ClientError::NoLeader | ClientError::Timeout | ClientError::LeaderChanged) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "no acknowledged put within {timeout:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(other) => panic!("unexpected error {other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,10 +218,10 @@ async fn heartbeats_do_not_wait_behind_a_slow_disk() {
         changes
     };
 
-    // The leader's disk stalls for about twice the longest election timeout (10 ticks of 20 ms
-    // plus a stagger of up to 8 ticks), and below the proxy's request timeout (50 ticks).
+    // The leader's disk stalls for well over the longest election timeout (25 ticks of 20 ms
+    // plus a stagger of up to 20 ticks: 900 ms), and below the proxy's request timeout (3 s).
     // A write is held up meanwhile; heartbeats are not, so no follower starts an election.
-    let stall = Duration::from_millis(700);
+    let stall = Duration::from_millis(1400);
     cluster.stall_storage(leader, stall).await.unwrap();
     let started = Instant::now();
     let outcome = client.put(&name, b"slow", b"disk").await.unwrap();

@@ -7,14 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::cluster::LocalCluster;
 use vigil_core::OperationResult;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_masters_catch_up_and_restart_with_every_write() {
     let directory = tempfile::tempdir().unwrap();
-    let mut options = ClusterOptions::local(5, directory.path().to_path_buf());
-    options.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    let mut options = common::test_options(5, directory.path());
     options.protocol.snapshot_threshold_entries = 5;
     let mut cluster = LocalCluster::start(options).await.unwrap();
     let leader = cluster
@@ -32,14 +31,11 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
     })
     .await;
     let keys = 30;
+    let mut versions = Vec::new();
     for index in 0..keys {
         let key = format!("key-{index}");
-        let outcome = client.put(&name, key.as_bytes(), b"v").await.unwrap();
-        assert_eq!(
-            outcome,
-            Ok(OperationResult::Written { version: 1 }),
-            "{key}"
-        );
+        let timeout = Duration::from_secs(10);
+        versions.push(common::put_until_acknowledged(&mut client, &name, &key, "v", timeout).await);
     }
     let leader_status = cluster.status(leader).await.unwrap();
     assert!(
@@ -57,13 +53,20 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
         },
     )
     .await;
-    for node in 0..5 {
-        let snapshot = directory
-            .path()
-            .join(format!("master-{node}"))
-            .join("snapshot");
-        assert!(snapshot.exists(), "master {node} wrote a snapshot file");
-    }
+    // Followers compact once they learn the commit index, a heartbeat or so later.
+    common::wait_for(
+        Duration::from_secs(10),
+        "a snapshot file at every master",
+        || async {
+            (0..5)
+                .all(|node| {
+                    let master = directory.path().join(format!("master-{node}"));
+                    master.join("snapshot").exists()
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
     for node in 0..5 {
         cluster.kill(node).await.unwrap();
@@ -75,7 +78,7 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
         .wait_for_leader(Duration::from_secs(10))
         .await
         .unwrap();
-    for index in 0..keys {
+    for (index, version) in versions.iter().enumerate() {
         let key = format!("key-{index}");
         let outcome = common::wait_for(Duration::from_secs(10), "a read", || async {
             let mut reader = common::client(&cluster).await;
@@ -86,7 +89,7 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
             outcome,
             OperationResult::Value {
                 value: Some(b"v".to_vec()),
-                version: 1
+                version: *version
             },
             "{key}"
         );

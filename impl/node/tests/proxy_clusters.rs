@@ -11,12 +11,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use vigil::client::Client;
-use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::cluster::LocalCluster;
 use vigil::proxy::{self, LedgerView, ProxySettings};
 use vigil_core::{ClientError, OperationResult};
 
 async fn start(name: &str, directory: &std::path::Path) -> LocalCluster {
-    let mut options = ClusterOptions::local(3, directory.join(name));
+    let mut options = common::test_options(3, &directory.join(name));
     options.cluster = name.to_string();
     options.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
     LocalCluster::start(options).await.unwrap()
@@ -32,7 +32,7 @@ fn proxy_settings(clusters: &[&LocalCluster]) -> ProxySettings {
                 (cluster.name().to_string(), addresses.collect())
             })
             .collect::<BTreeMap<_, _>>(),
-        protocol: vigil_core::Config::default(),
+        protocol: common::test_protocol(),
         host: vigil::config::HostSettings::default(),
         trace_file: None,
     };

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::cluster::LocalCluster;
 use vigil_core::{OperationResult, TraceEvent, TraceKind};
 
 fn read_events(path: &std::path::Path) -> Vec<TraceEvent> {
@@ -20,8 +20,7 @@ async fn masters_and_proxy_write_parseable_traces() {
     let directory = tempfile::tempdir().unwrap();
     let trace_dir = directory.path().join("traces");
     std::fs::create_dir_all(&trace_dir).unwrap();
-    let mut options = ClusterOptions::local(3, directory.path().join("data"));
-    options.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
+    let mut options = common::test_options(3, &directory.path().join("data"));
     options.trace_dir = Some(trace_dir.clone());
     let cluster = LocalCluster::start(options).await.unwrap();
     cluster
