@@ -39,7 +39,7 @@ pub struct ClusterOptions {
     pub protocol: vigil_core::Config,
     /// Time and transport settings.
     pub host: HostSettings,
-    /// If set, every master writes `master-i.ndjson` and the proxy `proxy.ndjson` here.
+    /// If set, master `i` writes `m<i>.ndjson` and the proxy `p1.ndjson` here (`docs/trace.md`).
     pub trace_dir: Option<PathBuf>,
 }
 
@@ -152,7 +152,7 @@ impl LocalCluster {
             )]),
             protocol: cluster.options.protocol.clone(),
             host: cluster.options.host.clone(),
-            trace_file: cluster.trace_file("proxy.ndjson"),
+            trace_file: cluster.trace_file("p1.ndjson"),
         };
         cluster.proxy_task = tokio::spawn(proxy::run(
             proxy_listener,
@@ -175,7 +175,7 @@ impl LocalCluster {
             data_dir: self.options.data_dir.join(format!("master-{node}")),
             protocol: self.options.protocol.clone(),
             host: self.options.host.clone(),
-            trace_file: self.trace_file(&format!("master-{node}.ndjson")),
+            trace_file: self.trace_file(&format!("m{node}.ndjson")),
         };
         let address = self.addresses[node as usize];
         master::spawn(listener, settings, self.shutdown.child_token())

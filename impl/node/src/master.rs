@@ -30,7 +30,7 @@ use crate::config::{HostSettings, MasterConfig};
 use crate::durable::MasterStorage;
 use crate::metrics as names;
 use crate::storage::StorageError;
-use crate::trace_sink::{TraceError, TraceSink};
+use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkSender};
 use crate::wire::PeerFrame;
 
@@ -195,7 +195,12 @@ pub async fn run(
         storage.state().clone(),
     )?;
     let trace = match &settings.trace_file {
-        Some(path) => Some(TraceSink::create(path)?),
+        Some(path) => {
+            let node = format!("m{}", settings.node_id);
+            let cluster = Some(settings.cluster.clone());
+            let header = TraceHeader::new(node, cluster, settings.protocol.clone());
+            Some(TraceSink::create(path, &header)?)
+        }
         None => None,
     };
     master.set_tracing(trace.is_some());

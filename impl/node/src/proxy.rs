@@ -25,7 +25,7 @@ use vigil_core::{
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
 use crate::config::{HostSettings, ProxyConfig};
 use crate::metrics as names;
-use crate::trace_sink::{TraceError, TraceSink};
+use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
 use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
 
@@ -139,7 +139,19 @@ pub async fn run(
         .collect();
     let mut proxy = Proxy::new(1, settings.protocol.clone(), clusters)?;
     let trace = match &settings.trace_file {
-        Some(path) => Some(TraceSink::create(path)?),
+        Some(path) => {
+            let node = format!("p{}", proxy.id());
+            let mut config = settings.protocol.clone();
+            let cluster = match settings.clusters.iter().collect::<Vec<_>>()[..] {
+                [(name, masters)] => {
+                    config.masters = masters.len() as u64;
+                    Some(name.clone())
+                }
+                _ => None,
+            };
+            let header = TraceHeader::new(node, cluster, config);
+            Some(TraceSink::create(path, &header)?)
+        }
         None => None,
     };
     proxy.set_tracing(trace.is_some());

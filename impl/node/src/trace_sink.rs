@@ -32,6 +32,35 @@ pub enum TraceError {
     Stopped,
 }
 
+/// The first line of every trace file (`docs/trace.md` §1).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TraceHeader {
+    /// Always `vigil-trace`.
+    pub schema: &'static str,
+    /// The schema version, 1.
+    pub version: u32,
+    /// `m<id>` for a master, `p<id>` for a proxy.
+    pub node: String,
+    /// The served cluster's name, if the node serves exactly one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The protocol configuration the node runs with.
+    pub config: vigil_core::Config,
+}
+
+impl TraceHeader {
+    /// A header for `node` (`m0`, `p1`).
+    pub fn new(node: String, cluster: Option<String>, config: vigil_core::Config) -> TraceHeader {
+        TraceHeader {
+            schema: "vigil-trace",
+            version: 1,
+            node,
+            cluster,
+            config,
+        }
+    }
+}
+
 /// The sending side: hand it each `Ready`'s trace events.
 #[derive(Debug)]
 pub struct TraceSink {
@@ -41,16 +70,23 @@ pub struct TraceSink {
 
 impl TraceSink {
     /// Opens `path` for appending (a restarted master continues its file after a `Restart`
-    /// event) and starts the writer.
-    pub fn create(path: &Path) -> Result<TraceSink, TraceError> {
-        let file = std::fs::OpenOptions::new()
+    /// event) and starts the writer. A new (empty) file first gets the schema header line
+    /// (`docs/trace.md` §1).
+    pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceSink, TraceError> {
+        let io_error = |source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| TraceError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(io_error)?;
+        if file.metadata().map_err(io_error)?.len() == 0 {
+            let mut line = serde_json::to_vec(header).map_err(|error| io_error(error.into()))?;
+            line.push(b'\n');
+            file.write_all(&line).map_err(io_error)?;
+        }
         let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
         let path = path.to_path_buf();
         let writer = tokio::task::spawn_blocking(move || write_loop(file, &path, receiver));

@@ -8,9 +8,16 @@ use std::time::Duration;
 use vigil::cluster::LocalCluster;
 use vigil_core::{OperationResult, TraceEvent, TraceKind};
 
-fn read_events(path: &std::path::Path) -> Vec<TraceEvent> {
+/// The header line (checked against `node`), then the events.
+fn read_events(path: &std::path::Path, node: &str) -> Vec<TraceEvent> {
     let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().expect("a header")).unwrap();
+    assert_eq!(header["schema"], "vigil-trace");
+    assert_eq!(header["version"], 1);
+    assert_eq!(header["node"], node);
+    assert!(header["config"]["masters"].as_u64() == Some(3), "{header}");
+    lines
         .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
         .collect()
 }
@@ -36,7 +43,10 @@ async fn masters_and_proxy_write_parseable_traces() {
 
     let mut leaders = 0;
     for node in 0..3 {
-        let events = read_events(&trace_dir.join(format!("master-{node}.ndjson")));
+        let events = read_events(
+            &trace_dir.join(format!("m{node}.ndjson")),
+            &format!("m{node}"),
+        );
         assert!(matches!(
             events.first().map(|e| &e.kind),
             Some(TraceKind::Restart)
@@ -52,7 +62,7 @@ async fn masters_and_proxy_write_parseable_traces() {
             .count();
     }
     assert!(leaders >= 1);
-    let proxy = read_events(&trace_dir.join("proxy.ndjson"));
+    let proxy = read_events(&trace_dir.join("p1.ndjson"), "p1");
     let completed = proxy
         .iter()
         .filter(|event| matches!(event.kind, TraceKind::RequestCompleted { .. }))
