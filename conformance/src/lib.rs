@@ -1,2 +1,18 @@
 //! Conformance between vigil's implementation and its model: run the real implementation,
-//! record its traces, replay them against the stateright model, report the first divergence.
+//! record its traces, replay them against the model, report the first divergence.
+//!
+//! Pipeline (`docs/trace.md`): [`trace`] reads per-node NDJSON files, [`merge`] puts them in one
+//! causal order, [`mapping`] (the only module that knows both vocabularies) turns events into
+//! model actions and model states into the implementation's post-states, [`replay`] steps the
+//! model and compares, [`report`] prints a divergence for a CI log. [`sim`] and [`faults`]
+//! produce runs; [`coverage`] says what they exercised; [`run`] ties it together.
+
+pub mod coverage;
+pub mod faults;
+pub mod mapping;
+pub mod merge;
+pub mod replay;
+pub mod report;
+pub mod run;
+pub mod sim;
+pub mod trace;

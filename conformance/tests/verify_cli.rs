@@ -1,5 +1,5 @@
-//! The main job's command line: `vigil-conform` with no arguments runs `verify`, and a part
-//! that is not built is reported as skipped, never as passed.
+//! The main job's command line: `vigil-conform` with no arguments runs `verify`, a part that is
+//! not built is reported as skipped, never as passed, and the exit status follows the verdict.
 
 use std::process::Command;
 
@@ -14,22 +14,79 @@ fn run_vigil_conform(arguments: &[&str]) -> (bool, String) {
     )
 }
 
-#[test]
-fn no_arguments_runs_verify() {
-    let (success, default_output) = run_vigil_conform(&[]);
-    let (_, verify_output) = run_vigil_conform(&["verify"]);
-    assert!(success);
-    assert!(default_output.starts_with("vigil-conform verify"));
-    assert_eq!(default_output, verify_output);
+/// The table rows and verdict without numbers (timings and rates differ between runs).
+fn shape(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|line| {
+            line.contains("PASSED")
+                || line.contains("FAILED")
+                || line.contains("SKIPPED")
+                || line.starts_with("verify:")
+        })
+        .map(|line| {
+            line.chars()
+                .filter(|character| !character.is_ascii_digit())
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
-fn unbuilt_parts_are_never_reported_as_passed() {
-    let (_, output) = run_vigil_conform(&["verify"]);
-    for line in output.lines().filter(|line| line.contains("not built yet")) {
+fn verify_is_the_default_and_its_status_follows_its_verdict() {
+    let (default_success, default_output) = run_vigil_conform(&[]);
+    let (verify_success, verify_output) = run_vigil_conform(&["verify"]);
+    assert!(
+        default_output.starts_with("vigil-conform verify"),
+        "{default_output}"
+    );
+    assert_eq!(default_success, verify_success);
+    assert_eq!(shape(&default_output), shape(&verify_output));
+    let failed_rows = verify_output
+        .lines()
+        .filter(|line| line.contains(" FAILED "))
+        .count();
+    assert_eq!(verify_success, failed_rows == 0, "{verify_output}");
+    assert_eq!(
+        verify_output.contains("verify: FAIL"),
+        failed_rows > 0,
+        "{verify_output}"
+    );
+    for line in verify_output
+        .lines()
+        .filter(|line| line.contains("not built yet"))
+    {
         assert!(line.contains("SKIPPED"), "{line}");
     }
-    if output.contains("not built yet") {
-        assert!(output.contains("INCOMPLETE"), "{output}");
+    if verify_output.contains("not built yet") {
+        assert!(verify_output.contains("INCOMPLETE"), "{verify_output}");
     }
+    assert!(
+        verify_output.contains("model check (preset ci)"),
+        "{verify_output}"
+    );
+}
+
+#[test]
+fn check_fails_loudly_on_an_empty_trace() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("m0.ndjson");
+    std::fs::write(&file, "").unwrap();
+    let (success, output) = run_vigil_conform(&["check", file.to_str().unwrap()]);
+    assert!(!success);
+    assert!(output.contains("empty trace file"), "{output}");
+}
+
+#[test]
+fn check_fails_on_a_directory_without_traces() {
+    let directory = tempfile::tempdir().unwrap();
+    let (success, output) = run_vigil_conform(&["check", directory.path().to_str().unwrap()]);
+    assert!(!success);
+    assert!(output.contains("no trace file"), "{output}");
+}
+
+#[test]
+fn run_rejects_an_unknown_fault() {
+    let (success, _) = run_vigil_conform(&["run", "--faults", "meteor", "--seeds", "1"]);
+    assert!(!success);
 }

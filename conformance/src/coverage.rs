@@ -1,0 +1,119 @@
+//! Coverage: how often runs exercised each model action kind and each named behaviour, and
+//! whether every behaviour a fault plan asked for happened (non-vacuity of a run).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use vigil_core as core;
+
+use crate::faults::FaultKind;
+use crate::merge::Merged;
+
+/// The named behaviours, in report order.
+pub const BEHAVIOURS: [&str; 9] = [
+    "election",
+    "leader change",
+    "eviction",
+    "rejoin",
+    "pause",
+    "crash/restart",
+    "wrong cluster",
+    "timeout",
+    "overload",
+];
+
+/// Counts over one or more runs.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    /// Model actions applied, per kind.
+    pub actions: BTreeMap<String, u64>,
+    /// Behaviours observed, per name.
+    pub behaviours: BTreeMap<&'static str, u64>,
+}
+
+impl Coverage {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Coverage) {
+        for (kind, count) in &other.actions {
+            *self.actions.entry(kind.clone()).or_default() += count;
+        }
+        for (name, count) in &other.behaviours {
+            *self.behaviours.entry(name).or_default() += count;
+        }
+    }
+
+    /// Behaviours `faults` ask for that did not happen.
+    pub fn missing(&self, faults: &[FaultKind]) -> Vec<String> {
+        let mut missing = BTreeSet::new();
+        for fault in faults {
+            for behaviour in fault.expected_behaviours() {
+                if self.behaviours.get(behaviour).copied().unwrap_or(0) == 0 {
+                    missing.insert(format!("{behaviour} (asked for by fault `{fault}`)"));
+                }
+            }
+        }
+        if self.behaviours.get("election").copied().unwrap_or(0) == 0 {
+            missing.insert("election (every run elects a leader)".to_string());
+        }
+        missing.into_iter().collect()
+    }
+}
+
+/// What the trace of one run shows, plus the pauses the run injected (a pause leaves no event:
+/// the paused master simply takes no step).
+pub fn observe(merged: &Merged, pauses_injected: u64) -> BTreeMap<&'static str, u64> {
+    let mut behaviours: BTreeMap<&'static str, u64> =
+        BEHAVIOURS.iter().map(|name| (*name, 0)).collect();
+    let mut leaders = BTreeSet::new();
+    let mut started = BTreeSet::new();
+    for event in &merged.events {
+        let name = match &event.line.kind {
+            core::TraceKind::BecomeLeader { ballot } => {
+                leaders.insert(*ballot);
+                "election"
+            }
+            core::TraceKind::Evict { .. } => "eviction",
+            core::TraceKind::Readmit { .. } => "rejoin",
+            core::TraceKind::Restart => {
+                if started.insert(event.line.origin.to_string()) {
+                    continue;
+                }
+                "crash/restart"
+            }
+            core::TraceKind::RequestCompleted {
+                outcome: Err(error),
+                ..
+            } => match error {
+                core::ClientError::UnknownCluster => "wrong cluster",
+                core::ClientError::Timeout => "timeout",
+                core::ClientError::Overloaded => "overload",
+                _ => continue,
+            },
+            _ => continue,
+        };
+        *behaviours.entry(name).or_default() += 1;
+    }
+    *behaviours.entry("leader change").or_default() += leaders.len().saturating_sub(1) as u64;
+    *behaviours.entry("pause").or_default() += pauses_injected;
+    behaviours
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(formatter, "coverage: behaviours")?;
+        for name in BEHAVIOURS {
+            let count = self.behaviours.get(name).copied().unwrap_or(0);
+            let note = if name == "pause" {
+                "  (injected pauses: a pause leaves no trace event)"
+            } else {
+                ""
+            };
+            writeln!(formatter, "  {name:<16} {count:>7}{note}")?;
+        }
+        writeln!(formatter, "coverage: model actions")?;
+        for (kind, count) in &self.actions {
+            writeln!(formatter, "  {kind:<28} {count:>7}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,794 @@
+//! THE mapping between the implementation's vocabulary (`vigil_core`) and the model's
+//! (`vigil_model`). Nothing else in the workspace knows both (`docs/architecture.md`).
+//!
+//! It does three things:
+//! 1. [`Vocabulary::build`] reads a merged run once and builds the model's parameters for it:
+//!    the masters, the model clients and their scripts (each proxy request becomes one operation
+//!    of a closed-loop model client, so model request ids follow from the scripts), keys and
+//!    values as small numbers, the served cluster as `0` and any other cluster name as `1`.
+//!    The model runs unbounded for replay (budgets at their maximum, no in-flight bound, links
+//!    unordered because the host sends heartbeats ahead of messages that wait for the disk).
+//! 2. [`Vocabulary::actions`] turns the event that starts an input of a node into the model
+//!    actions of that input: one action per handler (`docs/protocol.md` §11), plus the untraced
+//!    client's `ClientRequest` in front of the proxy's `Request`, and `Crash` in front of a
+//!    master's second and later `Restart`.
+//! 3. [`master_view`] and [`ledger_view`] abstract the model's state into the implementation's
+//!    post-state types, and [`Vocabulary::message`] maps a message, so that replay compares like
+//!    with like.
+//!
+//! Limits of the model's representation, reported as errors rather than truncated: ids, slots,
+//! rounds, keys, values, versions and counters are `u8` in the model (at most 255), and the
+//! model has no snapshots.
+
+use std::collections::HashMap;
+
+use vigil_core as core;
+use vigil_model as model;
+use vigil_model::{Action, Config, Endpoint, Message};
+
+use crate::merge::{party_of_endpoint, party_of_origin, Merged, Party};
+
+/// Why a run cannot be expressed in the model.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum MappingError {
+    /// A number does not fit the model's `u8`.
+    #[error("{what} {value} exceeds the model's range (at most 255): shorten the run")]
+    OutOfRange {
+        /// Which quantity.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// Something the model does not represent.
+    #[error("not representable in the model: {0}")]
+    Unsupported(String),
+    /// An event names a request the run never accepted.
+    #[error("unknown request: {0}")]
+    UnknownRequest(String),
+}
+
+fn small(what: &'static str, value: u64) -> Result<u8, MappingError> {
+    u8::try_from(value).map_err(|_| MappingError::OutOfRange { what, value })
+}
+
+/// One accepted proxy request and where it lives in the model.
+#[derive(Clone, Copy, Debug)]
+struct RequestSlot {
+    client: u8,
+    model_id: u8,
+}
+
+/// Everything learned from one run that the mapping needs: the model configuration and the
+/// tables from implementation names to model names.
+#[derive(Clone, Debug)]
+pub struct Vocabulary {
+    /// The model's parameters for this run.
+    pub config: Config,
+    served_cluster: String,
+    keys: HashMap<Vec<u8>, u8>,
+    values: HashMap<Vec<u8>, u8>,
+    /// (client connection, client request id) → model request.
+    requests: HashMap<(u64, u64), RequestSlot>,
+    /// The proxy's forwarding id → model request id.
+    forwards: HashMap<u64, u8>,
+    /// Merged index of a proxy `RequestTimeout` event → the model request it times out.
+    timeouts: HashMap<usize, u8>,
+    /// Masters whose first `Restart` was seen (the next one is a crash and restart).
+    started: Vec<bool>,
+}
+
+/// A model client being assigned requests in a pre-pass.
+struct ClientPlan {
+    cluster: u8,
+    operations: Vec<model::types::Operation>,
+    /// Merged index where its last request completed (`None`: still open).
+    free_after: Option<usize>,
+    requests: Vec<(u64, u64)>,
+}
+
+impl Vocabulary {
+    /// Reads the run once and builds the model's configuration and the name tables.
+    pub fn build(
+        merged: &Merged,
+        protocol: &core::Config,
+        served_cluster: &str,
+    ) -> Result<Vocabulary, MappingError> {
+        let masters = small("masters", protocol.masters)?;
+        let mut vocabulary = Vocabulary {
+            config: base_config(protocol, masters)?,
+            served_cluster: served_cluster.to_string(),
+            keys: HashMap::new(),
+            values: HashMap::new(),
+            requests: HashMap::new(),
+            forwards: HashMap::new(),
+            timeouts: HashMap::new(),
+            started: vec![false; masters as usize],
+        };
+        let completions = completion_indices(merged);
+        let mut plans: Vec<ClientPlan> = Vec::new();
+        let mut last_accepted: Option<(u64, u64)> = None;
+        let mut open_timeouts: Vec<usize> = Vec::new();
+        let mut pending_forwards: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut pending_timeouts: HashMap<usize, (u64, u64)> = HashMap::new();
+        for (index, event) in merged.events.iter().enumerate() {
+            if !matches!(event.line.origin, core::Origin::Proxy(_)) {
+                continue;
+            }
+            match &event.line.kind {
+                core::TraceKind::Receive {
+                    from: core::Endpoint::Client(client),
+                    message:
+                        core::Message::Request {
+                            request_id,
+                            cluster,
+                            operation,
+                        },
+                } => {
+                    open_timeouts.clear();
+                    let operation = vocabulary.operation(operation)?;
+                    let cluster_code = u8::from(cluster != served_cluster);
+                    let key = (*client, *request_id);
+                    let plan = match plans.iter().position(|plan| {
+                        plan.cluster == cluster_code
+                            && plan.free_after.is_some_and(|free| free < index)
+                    }) {
+                        Some(position) => position,
+                        None => {
+                            plans.push(ClientPlan {
+                                cluster: cluster_code,
+                                operations: Vec::new(),
+                                free_after: None,
+                                requests: Vec::new(),
+                            });
+                            plans.len() - 1
+                        }
+                    };
+                    let plan = &mut plans[plan];
+                    plan.operations.push(operation);
+                    plan.requests.push(key);
+                    plan.free_after = completions.get(&key).copied();
+                }
+                core::TraceKind::Receive { .. } => open_timeouts.clear(),
+                core::TraceKind::RequestAccepted { client, request_id } => {
+                    last_accepted = Some((*client, *request_id));
+                }
+                core::TraceKind::Timeout {
+                    timer: core::Timer::Request,
+                } => open_timeouts.push(index),
+                core::TraceKind::RequestCompleted {
+                    client,
+                    request_id,
+                    outcome: Err(core::ClientError::Timeout),
+                } if !open_timeouts.is_empty() => {
+                    let timeout = open_timeouts.remove(0);
+                    pending_timeouts.insert(timeout, (*client, *request_id));
+                }
+                _ => {}
+            }
+            if let core::TraceKind::Send {
+                message: core::Message::Propose { request_id, .. },
+                ..
+            } = &event.line.kind
+            {
+                if let Some(accepted) = last_accepted {
+                    pending_forwards.entry(*request_id).or_insert(accepted);
+                }
+            }
+        }
+        vocabulary.assign_request_ids(plans)?;
+        vocabulary.resolve(pending_forwards, pending_timeouts)?;
+        Ok(vocabulary)
+    }
+
+    /// Numbers the model requests from the client scripts and resolves the pending tables.
+    fn assign_request_ids(&mut self, plans: Vec<ClientPlan>) -> Result<(), MappingError> {
+        let total: usize = plans.iter().map(|plan| plan.operations.len()).sum();
+        if total > 255 {
+            return Err(MappingError::OutOfRange {
+                what: "requests in the run",
+                value: total as u64,
+            });
+        }
+        small("model clients", plans.len() as u64)?;
+        self.config.clients = plans
+            .iter()
+            .map(|plan| model::ClientScript {
+                cluster: plan.cluster,
+                operations: plan.operations.clone(),
+            })
+            .collect();
+        for (client, plan) in plans.iter().enumerate() {
+            for (index, request) in plan.requests.iter().enumerate() {
+                let model_id = self.config.request_id(client as u8, index);
+                self.requests.insert(
+                    *request,
+                    RequestSlot {
+                        client: client as u8,
+                        model_id,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(
+        &mut self,
+        forwards: HashMap<u64, (u64, u64)>,
+        timeouts: HashMap<usize, (u64, u64)>,
+    ) -> Result<(), MappingError> {
+        for (forward_id, request) in forwards {
+            let slot = self.request(request)?;
+            self.forwards.insert(forward_id, slot.model_id);
+        }
+        for (event, request) in timeouts {
+            let slot = self.request(request)?;
+            self.timeouts.insert(event, slot.model_id);
+        }
+        Ok(())
+    }
+
+    fn request(&self, request: (u64, u64)) -> Result<RequestSlot, MappingError> {
+        self.requests
+            .get(&request)
+            .copied()
+            .ok_or_else(|| MappingError::UnknownRequest(format!("c{}#{}", request.0, request.1)))
+    }
+
+    fn forward(&self, forward_id: u64) -> Result<u8, MappingError> {
+        self.forwards.get(&forward_id).copied().ok_or_else(|| {
+            MappingError::UnknownRequest(format!("proxy forwarding id {forward_id}"))
+        })
+    }
+
+    /// The model actions of the input that `merged.events[index]` starts; empty for an event
+    /// that is a named part of an input (a send, `BecomeLeader`, `CommitAdvance`, ...).
+    pub fn actions(&mut self, merged: &Merged, index: usize) -> Result<Vec<Action>, MappingError> {
+        let line = &merged.events[index].line;
+        let me = party_of_origin(line.origin);
+        let actions = match (&line.kind, me) {
+            (core::TraceKind::Restart, Party::Master(node)) => {
+                let node = small("node id", node)?;
+                let started = &mut self.started[node as usize];
+                if std::mem::replace(started, true) {
+                    vec![Action::Crash(node), Action::Restart(node)]
+                } else {
+                    Vec::new()
+                }
+            }
+            (core::TraceKind::Receive { from, message }, _) => {
+                self.receive_actions(party_of_endpoint(from), me, message)?
+            }
+            (core::TraceKind::Timeout { timer }, Party::Master(node)) => {
+                let node = small("node id", node)?;
+                vec![match timer {
+                    core::Timer::Election => Action::ElectionTimeout(node),
+                    core::Timer::Heartbeat => Action::HeartbeatTimeout(node),
+                    core::Timer::CheckQuorum => Action::CheckQuorumTimeout(node),
+                    core::Timer::Request => {
+                        return Err(MappingError::Unsupported(
+                            "a request timeout at a master".to_string(),
+                        ))
+                    }
+                }]
+            }
+            (
+                core::TraceKind::Timeout {
+                    timer: core::Timer::Request,
+                },
+                Party::Proxy,
+            ) => {
+                let Some(model_id) = self.timeouts.get(&index) else {
+                    return Err(MappingError::UnknownRequest(format!(
+                        "the request timeout at merged event {index} completes no request with Timeout in its input"
+                    )));
+                };
+                vec![Action::RequestTimeout(*model_id)]
+            }
+            _ => Vec::new(),
+        };
+        Ok(actions)
+    }
+
+    fn receive_actions(
+        &self,
+        from: Party,
+        to: Party,
+        message: &core::Message,
+    ) -> Result<Vec<Action>, MappingError> {
+        let mut actions = Vec::new();
+        if let (Party::Client(_), core::Message::Request { .. }) = (from, message) {
+            let client = self.endpoint_for(from, message)?;
+            if let Endpoint::Client(client) = client {
+                actions.push(Action::ClientRequest(client));
+            }
+        }
+        let source = self.endpoint_for(from, message)?;
+        let destination = self.endpoint_for(to, message)?;
+        actions.push(Action::Deliver {
+            source,
+            destination,
+            message: receive_message(self, from, message)?,
+        });
+        Ok(actions)
+    }
+
+    /// The model endpoint of a party; a client is resolved through the request `message` names.
+    pub fn endpoint_for(
+        &self,
+        party: Party,
+        message: &core::Message,
+    ) -> Result<Endpoint, MappingError> {
+        Ok(match party {
+            Party::Master(node) => Endpoint::Master(small("node id", node)?),
+            Party::Proxy => Endpoint::Proxy,
+            Party::Client(client) => {
+                let request_id = match message {
+                    core::Message::Request { request_id, .. }
+                    | core::Message::Reply { request_id, .. } => *request_id,
+                    other => {
+                        return Err(MappingError::Unsupported(format!(
+                            "{} to or from a client",
+                            other.name()
+                        )))
+                    }
+                };
+                Endpoint::Client(self.request((client, request_id))?.client)
+            }
+        })
+    }
+
+    /// A message in the model's vocabulary.
+    pub fn message(&self, message: &core::Message) -> Result<Message, MappingError> {
+        use core::Message as M;
+        Ok(match message {
+            M::PreVote { ballot } => Message::PreVote {
+                ballot: ballot_of(*ballot)?,
+            },
+            M::PreVoteReply {
+                ballot,
+                granted,
+                leader,
+            } => Message::PreVoteReply {
+                ballot: ballot_of(*ballot)?,
+                granted: *granted,
+                leader: leader.map(ballot_of).transpose()?,
+            },
+            M::Prepare {
+                ballot,
+                commit_index,
+            } => Message::Prepare {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::Promise {
+                ballot,
+                commit_index,
+                entries,
+                snapshot,
+            } => {
+                no_snapshot(snapshot)?;
+                Message::Promise {
+                    ballot: ballot_of(*ballot)?,
+                    commit_index: small("slot", *commit_index)?,
+                    entries: self.entries(entries)?,
+                }
+            }
+            M::Accept {
+                ballot,
+                slot,
+                command,
+                commit_index,
+            } => Message::Accept {
+                ballot: ballot_of(*ballot)?,
+                slot: small("slot", *slot)?,
+                command: self.command(command)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::Accepted { ballot, slot } => Message::Accepted {
+                ballot: ballot_of(*ballot)?,
+                slot: small("slot", *slot)?,
+            },
+            M::Nack { ballot, promised } => Message::Nack {
+                ballot: ballot_of(*ballot)?,
+                promised: ballot_of(*promised)?,
+            },
+            M::Commit {
+                ballot,
+                commit_index,
+            } => Message::Commit {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::Heartbeat {
+                ballot,
+                commit_index,
+            } => Message::Heartbeat {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::HeartbeatAck {
+                ballot,
+                commit_index,
+            } => Message::HeartbeatAck {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::Rejoin {
+                ballot,
+                commit_index,
+            } => Message::Rejoin {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::CatchUp {
+                ballot,
+                commit_index,
+                snapshot,
+                entries,
+            } => {
+                no_snapshot(snapshot)?;
+                Message::CatchUp {
+                    ballot: ballot_of(*ballot)?,
+                    commit_index: small("slot", *commit_index)?,
+                    entries: self.entries(entries)?,
+                }
+            }
+            M::CatchUpAck {
+                ballot,
+                commit_index,
+            } => Message::CatchUpAck {
+                ballot: ballot_of(*ballot)?,
+                commit_index: small("slot", *commit_index)?,
+            },
+            M::Propose {
+                request_id,
+                operation,
+            } => Message::Propose {
+                request_id: self.forward(*request_id)?,
+                operation: self.known_operation(operation)?,
+            },
+            M::ProposeReply {
+                request_id,
+                outcome,
+            } => Message::ProposeReply {
+                request_id: self.forward(*request_id)?,
+                outcome: match outcome {
+                    Ok(result) => Ok(self.result(result)?),
+                    Err(error) => Err(propose_error(error)?),
+                },
+            },
+            M::Request { .. } | M::Reply { .. } => {
+                return Err(MappingError::Unsupported(
+                    "a Request or Reply is mapped with its client (client_message)".to_string(),
+                ))
+            }
+        })
+    }
+
+    /// A message between the proxy and a client connection, in the model's vocabulary.
+    pub fn client_message(
+        &self,
+        client: u64,
+        message: &core::Message,
+    ) -> Result<Message, MappingError> {
+        match message {
+            core::Message::Request {
+                request_id,
+                cluster,
+                operation,
+            } => Ok(Message::Request {
+                request_id: self.request((client, *request_id))?.model_id,
+                cluster: u8::from(*cluster != self.served_cluster),
+                operation: self.known_operation(operation)?,
+            }),
+            core::Message::Reply {
+                request_id,
+                outcome,
+            } => Ok(Message::Reply {
+                request_id: self.request((client, *request_id))?.model_id,
+                outcome: match outcome {
+                    Ok(result) => Ok(self.result(result)?),
+                    Err(error) => Err(request_error(error)),
+                },
+            }),
+            other => self.message(other),
+        }
+    }
+
+    /// The model request id of a client's request.
+    pub fn model_request(&self, client: u64, request_id: u64) -> Result<u8, MappingError> {
+        Ok(self.request((client, request_id))?.model_id)
+    }
+
+    fn entries(&self, entries: &[core::Entry]) -> Result<model::message::Entries, MappingError> {
+        entries
+            .iter()
+            .map(|entry| {
+                Ok((
+                    small("slot", entry.slot)?,
+                    model::types::Entry {
+                        ballot: ballot_of(entry.ballot)?,
+                        command: self.command(&entry.command)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn command(&self, command: &core::Command) -> Result<model::types::Command, MappingError> {
+        Ok(match command {
+            core::Command::Noop => model::types::Command::Noop,
+            core::Command::Operation {
+                request_id,
+                operation,
+                ..
+            } => model::types::Command::Operation {
+                request_id: self.forward(*request_id)?,
+                operation: self.known_operation(operation)?,
+            },
+        })
+    }
+
+    /// Assigns codes to new keys and values (pre-pass).
+    fn operation(
+        &mut self,
+        operation: &core::Operation,
+    ) -> Result<model::types::Operation, MappingError> {
+        let key_of = |table: &mut HashMap<Vec<u8>, u8>, bytes: &Vec<u8>, what| {
+            let next = table.len() as u64;
+            let code = *table.entry(bytes.clone()).or_insert(next.min(255) as u8);
+            if next > 255 {
+                return Err(MappingError::OutOfRange { what, value: next });
+            }
+            Ok(code)
+        };
+        match operation {
+            core::Operation::Put { key, value } | core::Operation::Cas { key, value, .. } => {
+                key_of(&mut self.keys, key, "distinct keys")?;
+                key_of(&mut self.values, value, "distinct values")?;
+            }
+            core::Operation::Get { key } | core::Operation::Delete { key } => {
+                key_of(&mut self.keys, key, "distinct keys")?;
+            }
+        }
+        self.known_operation(operation)
+    }
+
+    fn key(&self, key: &[u8]) -> Result<u8, MappingError> {
+        self.keys.get(key).copied().ok_or_else(|| {
+            MappingError::Unsupported(format!(
+                "key {:?} no request wrote or read",
+                String::from_utf8_lossy(key)
+            ))
+        })
+    }
+
+    fn value(&self, value: &[u8]) -> Result<u8, MappingError> {
+        self.values.get(value).copied().ok_or_else(|| {
+            MappingError::Unsupported(format!(
+                "value {:?} no request wrote",
+                String::from_utf8_lossy(value)
+            ))
+        })
+    }
+
+    fn known_operation(
+        &self,
+        operation: &core::Operation,
+    ) -> Result<model::types::Operation, MappingError> {
+        use model::types::Operation as O;
+        Ok(match operation {
+            core::Operation::Get { key } => O::Get {
+                key: self.key(key)?,
+            },
+            core::Operation::Put { key, value } => O::Put {
+                key: self.key(key)?,
+                value: self.value(value)?,
+            },
+            core::Operation::Cas {
+                key,
+                expected_version,
+                value,
+            } => O::Cas {
+                key: self.key(key)?,
+                expected_version: small("version", *expected_version)?,
+                value: self.value(value)?,
+            },
+            core::Operation::Delete { key } => O::Delete {
+                key: self.key(key)?,
+            },
+        })
+    }
+
+    fn result(
+        &self,
+        result: &core::OperationResult,
+    ) -> Result<model::types::OperationResult, MappingError> {
+        use model::types::OperationResult as R;
+        Ok(match result {
+            core::OperationResult::Value { value, version } => R::Value {
+                value: value
+                    .as_deref()
+                    .map(|value| self.value(value))
+                    .transpose()?,
+                version: small("version", *version)?,
+            },
+            core::OperationResult::Written { version } => R::Written {
+                version: small("version", *version)?,
+            },
+            core::OperationResult::VersionMismatch { current_version } => R::VersionMismatch {
+                current_version: small("version", *current_version)?,
+            },
+            core::OperationResult::Deleted { version } => R::Deleted {
+                version: small("version", *version)?,
+            },
+        })
+    }
+}
+
+/// Merged index of each request's first `RequestCompleted`, by (client, request id).
+fn completion_indices(merged: &Merged) -> HashMap<(u64, u64), usize> {
+    let mut completions = HashMap::new();
+    for (index, event) in merged.events.iter().enumerate() {
+        if let core::TraceKind::RequestCompleted {
+            client, request_id, ..
+        } = &event.line.kind
+        {
+            completions.entry((*client, *request_id)).or_insert(index);
+        }
+    }
+    completions
+}
+
+/// The model's parameters for replaying a run of `protocol` (clients are added by the pre-pass).
+fn base_config(protocol: &core::Config, masters: u8) -> Result<Config, MappingError> {
+    Ok(Config {
+        masters,
+        eviction_threshold: small("eviction_threshold", protocol.eviction_threshold)?,
+        pipeline_slots_max: protocol.pipeline_slots_max.min(255) as u8,
+        in_flight_max: protocol.in_flight_max.min(255) as u8,
+        redirects_max: small("redirects_max", protocol.redirects_max)?,
+        cluster: 0,
+        clients: Vec::new(),
+        round_max: u8::MAX,
+        budget: model::Budget::UNBOUNDED,
+        initial_leader: false,
+        messages_in_flight_max: None,
+        delivery: model::Delivery::Unordered,
+        // The core broadcasts `Commit` when its commit index advances (§4.4).
+        explicit_commit: true,
+        bugs: Default::default(),
+    })
+}
+
+fn ballot_of(ballot: core::Ballot) -> Result<model::types::Ballot, MappingError> {
+    Ok(model::types::Ballot {
+        round: small("ballot round", ballot.round)?,
+        node: small("node id", ballot.node)?,
+    })
+}
+
+fn no_snapshot(snapshot: &Option<core::Snapshot>) -> Result<(), MappingError> {
+    match snapshot {
+        None => Ok(()),
+        Some(snapshot) => Err(MappingError::Unsupported(format!(
+            "a snapshot (slot {}): the model does not compact its log",
+            snapshot.slot
+        ))),
+    }
+}
+
+fn propose_error(error: &core::MasterError) -> Result<model::types::ProposeError, MappingError> {
+    use model::types::ProposeError as E;
+    Ok(match error {
+        core::MasterError::NotLeader { leader_hint } => E::NotLeader {
+            leader_hint: leader_hint.map(|node| small("node id", node)).transpose()?,
+        },
+        core::MasterError::Overloaded => E::Overloaded,
+        core::MasterError::LeaderChanged => E::LeaderChanged,
+    })
+}
+
+fn request_error(error: &core::ClientError) -> model::types::RequestError {
+    use model::types::RequestError as E;
+    match error {
+        core::ClientError::UnknownCluster => E::UnknownCluster,
+        core::ClientError::Overloaded => E::Overloaded,
+        core::ClientError::NoLeader => E::NoLeader,
+        core::ClientError::Timeout => E::Timeout,
+        core::ClientError::LeaderChanged => E::LeaderChanged,
+    }
+}
+
+/// The model's master `node` abstracted to the implementation's post-state.
+pub fn master_view(state: &model::State, node: u8) -> core::MasterPostState {
+    let master = &state.masters[node as usize];
+    let role = match &master.role {
+        model::state::Role::Follower => core::Role::Follower,
+        model::state::Role::PreCandidate { .. } => core::Role::PreCandidate,
+        model::state::Role::Candidate { .. } => core::Role::Candidate,
+        model::state::Role::Leader(_) => core::Role::Leader,
+    };
+    let (active, evicted) = match master.leader_state() {
+        Some(leader) => (
+            leader.active.iter().map(u64::from).collect(),
+            leader.evicted.iter().map(u64::from).collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    core::MasterPostState {
+        role,
+        promised: core_ballot(master.promised),
+        leader: master.leader.map(core_ballot),
+        commit_index: u64::from(master.commit_index),
+        last_slot: u64::from(master.last_slot()),
+        active,
+        evicted,
+    }
+}
+
+/// The model's proxy ledger abstracted to the implementation's counters. The model has no
+/// `dropped_unanswered` (a request is never dropped unanswered there): 0.
+pub fn ledger_view(state: &model::State) -> core::LedgerCounters {
+    let ledger = &state.proxy.ledger;
+    core::LedgerCounters {
+        accepted: u64::from(ledger.accepted),
+        completed_ok: u64::from(ledger.completed_ok),
+        completed_err: u64::from(ledger.completed_err),
+        in_flight: u64::from(ledger.in_flight),
+        late_replies: u64::from(ledger.late_replies),
+        dropped_unanswered: 0,
+    }
+}
+
+fn core_ballot(ballot: model::types::Ballot) -> core::Ballot {
+    core::Ballot::new(u64::from(ballot.round), u64::from(ballot.node))
+}
+
+/// The name of an action's kind, for coverage (`Deliver(Prepare)`, `ElectionTimeout`, ...).
+pub fn action_kind(action: &Action) -> String {
+    match action {
+        Action::Deliver { message, .. } => format!("Deliver({})", message.name()),
+        Action::Drop { message, .. } => format!("Drop({})", message.name()),
+        Action::ElectionTimeout(_) => "ElectionTimeout".to_string(),
+        Action::HeartbeatTimeout(_) => "HeartbeatTimeout".to_string(),
+        Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout".to_string(),
+        Action::RequestTimeout(_) => "RequestTimeout".to_string(),
+        Action::ClientRequest(_) => "ClientRequest".to_string(),
+        Action::Pause(_) => "Pause".to_string(),
+        Action::Resume(_) => "Resume".to_string(),
+        Action::Crash(_) => "Crash".to_string(),
+        Action::Restart(_) => "Restart".to_string(),
+    }
+}
+
+/// The model link and message of a traced send, if the send goes to a party the model has.
+pub fn send_of(
+    vocabulary: &Vocabulary,
+    origin: core::Origin,
+    to: &core::Endpoint,
+    message: &core::Message,
+) -> Result<(Endpoint, Endpoint, Message), MappingError> {
+    let from = party_of_origin(origin);
+    let to = party_of_endpoint(to);
+    let source = vocabulary.endpoint_for(from, message)?;
+    let destination = vocabulary.endpoint_for(to, message)?;
+    let message = match to {
+        Party::Client(client) => vocabulary.client_message(client, message)?,
+        _ => vocabulary.message(message)?,
+    };
+    Ok((source, destination, message))
+}
+
+/// The model's message for a traced receive.
+pub fn receive_message(
+    vocabulary: &Vocabulary,
+    from: Party,
+    message: &core::Message,
+) -> Result<Message, MappingError> {
+    match from {
+        Party::Client(client) => vocabulary.client_message(client, message),
+        _ => vocabulary.message(message),
+    }
+}

@@ -1,0 +1,715 @@
+//! Replay: step the model through a merged trace and compare (`docs/trace.md` §Replay).
+//!
+//! For each input of a node (the event that starts it: a receive, a timer, a restart), the
+//! mapped actions must be enabled in the model state; at the end of the input the messages the
+//! model sent must be the messages the implementation sent, and the model's abstraction of the
+//! node must equal the post-state the events carry. The model's safety properties are evaluated
+//! along the path. At the end every request the proxy accepted must have exactly one completion,
+//! in the implementation's trace and in the model.
+//!
+//! Steps a trace cannot show:
+//! - a message sent and never received by anyone is lost: the model drops it (`Drop`) when the
+//!   sender's input closes, because the full trace proves it was never delivered;
+//! - the untraced clients: their `Reply`s are delivered in the model as soon as the proxy sends
+//!   them, and a client's `ClientRequest` precedes the proxy's receive of its `Request`;
+//! - otherwise a silent step is tried only when the mapped action is not enabled, and bounded:
+//!   one `Drop` of a message in flight, at most [`SILENT_CANDIDATES_MAX`] candidates.
+//!
+//! The model's fault and timer budgets bound its exhaustive search, not the protocol: replay
+//! resets the counters of used budget after each step so that a long run is not cut short.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use vigil_core as core;
+use vigil_model::{Action, Config, Endpoint, Message, State};
+
+use crate::mapping::{self, Vocabulary};
+use crate::merge::{party_of_endpoint, Merged, Party};
+use crate::report::{describe_state, Divergence, FieldDiff, CONTEXT_EVENTS};
+
+/// Candidates for one silent step at most.
+pub const SILENT_CANDIDATES_MAX: usize = 64;
+
+/// A model message on a link.
+type Sent = (Endpoint, Endpoint, Message);
+
+/// What replay counted.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayStats {
+    /// Trace events validated.
+    pub events: usize,
+    /// Model actions applied (mapped ones, not counting silent steps).
+    pub actions: usize,
+    /// Silent steps taken (drops of lost messages, client reply deliveries, lazy steps).
+    pub silent_steps: usize,
+    /// Applied actions per kind.
+    pub action_kinds: BTreeMap<String, u64>,
+    /// Wall time of the replay alone, seconds.
+    pub seconds: f64,
+}
+
+/// An input of one node being replayed.
+struct OpenInput {
+    /// Merged index of the event that started it.
+    start: usize,
+    /// Whether it started with a timer (a tick may fire two timers with one post-state).
+    timer: bool,
+    post: core::PostState,
+    model_sent: Vec<Sent>,
+    implementation_sent: Vec<Sent>,
+    lost: Vec<Sent>,
+}
+
+/// When a property is evaluated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum When {
+    EveryStep,
+    ChosenGrew,
+    ReplyDelivered,
+    End,
+}
+
+struct Checked {
+    name: &'static str,
+    condition: fn(&Config, &State) -> bool,
+    when: When,
+}
+
+fn checked_properties() -> Vec<Checked> {
+    vigil_model::properties::all()
+        .into_iter()
+        .filter(|property| property.expectation == stateright::Expectation::Always)
+        .map(|property| {
+            let when = match property.name {
+                // Grows with the chosen map only; a check per step would cost O(slots).
+                "validity" => When::ChosenGrew,
+                "complete_at_most_once" => When::ReplyDelivered,
+                // Prefix-closed and costly: the full history at the end decides it.
+                "linearizable" => When::End,
+                // Quiescence is a property of the end of the run, after the drain.
+                "quiescent_requests_complete" => When::End,
+                _ => When::EveryStep,
+            };
+            Checked {
+                name: property.name,
+                condition: property.condition,
+                when,
+            }
+        })
+        .collect()
+}
+
+/// Replays `merged` against the model built by `vocabulary`.
+pub fn replay(merged: &Merged, vocabulary: Vocabulary) -> Result<ReplayStats, Box<Divergence>> {
+    let started = Instant::now();
+    let mut replayer = Replayer::new(merged, vocabulary);
+    for index in 0..merged.events.len() {
+        replayer.event(index)?;
+    }
+    replayer.finish()?;
+    replayer.stats.seconds = started.elapsed().as_secs_f64();
+    replayer.stats.events = merged.events.len();
+    Ok(replayer.stats)
+}
+
+struct Replayer<'a> {
+    merged: &'a Merged,
+    vocabulary: Vocabulary,
+    state: State,
+    open: Vec<Option<OpenInput>>,
+    path: Vec<Action>,
+    properties: Vec<Checked>,
+    chosen_len: usize,
+    stats: ReplayStats,
+    /// Whether each merged event is the last of its node's input (the input closes there).
+    input_ends: Vec<bool>,
+}
+
+impl<'a> Replayer<'a> {
+    fn new(merged: &'a Merged, vocabulary: Vocabulary) -> Replayer<'a> {
+        let state = State::initial(&vocabulary.config);
+        Replayer {
+            merged,
+            state,
+            open: (0..merged.nodes.len()).map(|_| None).collect(),
+            path: Vec::new(),
+            properties: checked_properties(),
+            chosen_len: 0,
+            stats: ReplayStats::default(),
+            input_ends: input_ends(merged),
+            vocabulary,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.vocabulary.config
+    }
+
+    fn event(&mut self, index: usize) -> Result<(), Box<Divergence>> {
+        let event = &self.merged.events[index];
+        let line = &event.line;
+        let starts_input = matches!(
+            line.kind,
+            core::TraceKind::Receive { .. }
+                | core::TraceKind::Timeout { .. }
+                | core::TraceKind::Restart
+        );
+        if starts_input {
+            let timer = matches!(line.kind, core::TraceKind::Timeout { .. });
+            let same_tick = timer
+                && self.open[event.trace]
+                    .as_ref()
+                    .is_some_and(|open| open.timer && open.post == line.post);
+            if !same_tick {
+                if let Some(open) = self.open[event.trace].take() {
+                    self.close(open)?;
+                }
+                self.open[event.trace] = Some(OpenInput {
+                    start: index,
+                    timer,
+                    post: line.post.clone(),
+                    model_sent: Vec::new(),
+                    implementation_sent: Vec::new(),
+                    lost: Vec::new(),
+                });
+            }
+            let actions = self
+                .vocabulary
+                .actions(self.merged, index)
+                .map_err(|error| {
+                    Box::new(self.divergence(
+                        index,
+                        "the event cannot be mapped to the model",
+                        None,
+                        vec![error.to_string()],
+                    ))
+                })?;
+            for action in actions {
+                self.apply_mapped(index, event.trace, action)?;
+            }
+        }
+        let Some(open) = self.open[event.trace].as_mut() else {
+            return Err(Box::new(self.divergence(
+                index,
+                "an event outside any input (the node's trace does not start with a Restart, a receive or a timer)",
+                None,
+                Vec::new(),
+            )));
+        };
+        open.post = line.post.clone();
+        if let core::TraceKind::Send { to, message } = &line.kind {
+            let sent =
+                mapping::send_of(&self.vocabulary, line.origin, to, message).map_err(|error| {
+                    Box::new(self.divergence(
+                        index,
+                        "a sent message cannot be mapped to the model",
+                        None,
+                        vec![error.to_string()],
+                    ))
+                })?;
+            let open = self.open[event.trace].as_mut().expect("checked above");
+            if event.receive.is_none() && !matches!(party_of_endpoint(to), Party::Client(_)) {
+                open.lost.push(sent.clone());
+            }
+            open.implementation_sent.push(sent);
+        }
+        if self.input_ends[index] {
+            if let Some(open) = self.open[event.trace].take() {
+                self.close(open)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one mapped action (trying one silent step first if it is not enabled).
+    fn apply_mapped(
+        &mut self,
+        index: usize,
+        trace: usize,
+        action: Action,
+    ) -> Result<(), Box<Divergence>> {
+        let before = self.state.network.clone();
+        let next = match self.config().apply(&self.state, &action) {
+            Some(next) => next,
+            None => match self.silent_step_then(&action) {
+                Some((silent, next)) => {
+                    self.path.push(silent);
+                    self.stats.silent_steps += 1;
+                    next
+                }
+                None => {
+                    let mut divergence = self.divergence(
+                        index,
+                        "the mapped action is not enabled in the model",
+                        Some(&action),
+                        Vec::new(),
+                    );
+                    if let Action::Deliver {
+                        source,
+                        destination,
+                        message,
+                    } = &action
+                    {
+                        let in_flight = self
+                            .state
+                            .network
+                            .get(&(*source, *destination))
+                            .map_or(0, Vec::len);
+                        divergence.notes.push(format!(
+                            "the model has {in_flight} message(s) in flight on {source} -> {destination}; {} is not among them",
+                            message.name()
+                        ));
+                    }
+                    return Err(Box::new(divergence));
+                }
+            },
+        };
+        self.state = next;
+        *self
+            .stats
+            .action_kinds
+            .entry(mapping::action_kind(&action))
+            .or_default() += 1;
+        self.stats.actions += 1;
+        let actor = actor_of(&action);
+        self.path.push(action);
+        let sent = sent_by(actor, &before, &self.state.network);
+        if let Some(open) = self.open[trace].as_mut() {
+            open.model_sent.extend(sent);
+        }
+        self.deliver_replies()?;
+        self.state.used = vigil_model::Budget::default();
+        self.check_properties(index, When::EveryStep)?;
+        if self.state.ghost.chosen.len() != self.chosen_len {
+            self.chosen_len = self.state.ghost.chosen.len();
+            self.check_properties(index, When::ChosenGrew)?;
+        }
+        Ok(())
+    }
+
+    /// One `Drop` of a message in flight that makes `action` enabled, if any.
+    fn silent_step_then(&self, action: &Action) -> Option<(Action, State)> {
+        let candidates: Vec<Action> = self
+            .config()
+            .enabled_actions(&self.state)
+            .into_iter()
+            .filter(|candidate| matches!(candidate, Action::Drop { .. }))
+            .take(SILENT_CANDIDATES_MAX)
+            .collect();
+        for candidate in candidates {
+            let Some(dropped) = self.config().apply(&self.state, &candidate) else {
+                continue;
+            };
+            if let Some(next) = self.config().apply(&dropped, action) {
+                return Some((candidate, next));
+            }
+        }
+        None
+    }
+
+    /// The untraced clients receive every `Reply` as soon as the proxy sends it.
+    fn deliver_replies(&mut self) -> Result<(), Box<Divergence>> {
+        let replies: Vec<(Endpoint, Message)> = self
+            .state
+            .network
+            .iter()
+            .filter(|((source, destination), _)| {
+                *source == Endpoint::Proxy && matches!(destination, Endpoint::Client(_))
+            })
+            .flat_map(|((_, destination), messages)| {
+                messages
+                    .iter()
+                    .map(|message| (*destination, message.clone()))
+            })
+            .collect();
+        if replies.is_empty() {
+            return Ok(());
+        }
+        for (destination, message) in replies {
+            let delivery = Action::Deliver {
+                source: Endpoint::Proxy,
+                destination,
+                message,
+            };
+            let Some(next) = self.config().apply(&self.state, &delivery) else {
+                return Err(Box::new(Divergence::new(format!(
+                    "the model cannot deliver a Reply to its client: {delivery}"
+                ))));
+            };
+            self.state = next;
+            self.path.push(delivery);
+            self.stats.silent_steps += 1;
+        }
+        let last = self.merged.events.len().saturating_sub(1);
+        self.check_properties(last.min(self.path.len()), When::ReplyDelivered)
+    }
+
+    /// Ends an input: sent messages, post-state, lost messages.
+    fn close(&mut self, mut open: OpenInput) -> Result<(), Box<Divergence>> {
+        open.model_sent.sort();
+        open.implementation_sent.sort();
+        if open.model_sent != open.implementation_sent {
+            let only_model = difference(&open.model_sent, &open.implementation_sent);
+            let only_implementation = difference(&open.implementation_sent, &open.model_sent);
+            let mut notes = Vec::new();
+            for (source, destination, message) in only_model {
+                notes.push(format!(
+                    "model sent, implementation did not: {source} -> {destination} {message:?}"
+                ));
+            }
+            for (source, destination, message) in only_implementation {
+                notes.push(format!(
+                    "implementation sent, model did not: {source} -> {destination} {message:?}"
+                ));
+            }
+            return Err(Box::new(self.divergence(
+                open.start,
+                "the messages sent differ",
+                None,
+                notes,
+            )));
+        }
+        let node = match self.merged.events[open.start].line.origin {
+            core::Origin::Master(node) => u8::try_from(node).ok(),
+            core::Origin::Proxy(_) => None,
+        };
+        let diff = self.post_state_diff(node, &open.post);
+        if !diff.is_empty() {
+            let mut divergence =
+                self.divergence(open.start, "the post-state differs", None, Vec::new());
+            divergence.diff = diff;
+            return Err(Box::new(divergence));
+        }
+        for (source, destination, message) in open.lost {
+            let still_in_flight = self
+                .state
+                .network
+                .get(&(source, destination))
+                .is_some_and(|messages| messages.contains(&message));
+            if !still_in_flight {
+                continue;
+            }
+            let drop = Action::Drop {
+                source,
+                destination,
+                message,
+            };
+            match self.config().apply(&self.state, &drop) {
+                Some(next) => {
+                    self.state = next;
+                    self.path.push(drop);
+                    self.stats.silent_steps += 1;
+                    self.state.used = vigil_model::Budget::default();
+                }
+                None => {
+                    return Err(Box::new(self.divergence(
+                        open.start,
+                        "the model cannot lose a message the implementation lost",
+                        Some(&drop),
+                        Vec::new(),
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn post_state_diff(&self, node: Option<u8>, post: &core::PostState) -> Vec<FieldDiff> {
+        let mut diff = Vec::new();
+        match post {
+            core::PostState::Master(observed) => {
+                let Some(node) = node else { return diff };
+                if node as usize >= self.state.masters.len() {
+                    diff.push(FieldDiff {
+                        field: "node",
+                        expected: format!("< {}", self.state.masters.len()),
+                        observed: node.to_string(),
+                    });
+                    return diff;
+                }
+                let expected = mapping::master_view(&self.state, node);
+                push_diff(&mut diff, "role", &expected.role, &observed.role);
+                push_diff(
+                    &mut diff,
+                    "promised",
+                    &expected.promised,
+                    &observed.promised,
+                );
+                push_diff(&mut diff, "leader", &expected.leader, &observed.leader);
+                push_diff(
+                    &mut diff,
+                    "commit_index",
+                    &expected.commit_index,
+                    &observed.commit_index,
+                );
+                push_diff(
+                    &mut diff,
+                    "last_slot",
+                    &expected.last_slot,
+                    &observed.last_slot,
+                );
+                push_diff(&mut diff, "active", &expected.active, &observed.active);
+                push_diff(&mut diff, "evicted", &expected.evicted, &observed.evicted);
+            }
+            core::PostState::Proxy(observed) => {
+                let expected = mapping::ledger_view(&self.state);
+                push_diff(
+                    &mut diff,
+                    "accepted",
+                    &expected.accepted,
+                    &observed.accepted,
+                );
+                push_diff(
+                    &mut diff,
+                    "completed_ok",
+                    &expected.completed_ok,
+                    &observed.completed_ok,
+                );
+                push_diff(
+                    &mut diff,
+                    "completed_err",
+                    &expected.completed_err,
+                    &observed.completed_err,
+                );
+                push_diff(
+                    &mut diff,
+                    "in_flight",
+                    &expected.in_flight,
+                    &observed.in_flight,
+                );
+                push_diff(
+                    &mut diff,
+                    "late_replies",
+                    &expected.late_replies,
+                    &observed.late_replies,
+                );
+                push_diff(
+                    &mut diff,
+                    "dropped_unanswered",
+                    &expected.dropped_unanswered,
+                    &observed.dropped_unanswered,
+                );
+            }
+        }
+        diff
+    }
+
+    fn check_properties(&self, index: usize, when: When) -> Result<(), Box<Divergence>> {
+        for property in self
+            .properties
+            .iter()
+            .filter(|property| property.when == when)
+        {
+            if !(property.condition)(self.config(), &self.state) {
+                let index = index.min(self.merged.events.len().saturating_sub(1));
+                return Err(Box::new(self.divergence(
+                    index,
+                    &format!(
+                        "safety property `{}` violated on the replayed path",
+                        property.name
+                    ),
+                    None,
+                    Vec::new(),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// End of the trace: close every input, then completion and the end-of-run properties.
+    fn finish(&mut self) -> Result<(), Box<Divergence>> {
+        for trace in 0..self.open.len() {
+            if let Some(open) = self.open[trace].take() {
+                self.close(open)?;
+            }
+        }
+        let last = self.merged.events.len().saturating_sub(1);
+        self.check_completions()?;
+        self.check_properties(last, When::End)?;
+        self.check_properties(last, When::ReplyDelivered)
+    }
+
+    /// Every request the proxy accepted has exactly one completion, in the trace and the model.
+    fn check_completions(&self) -> Result<(), Box<Divergence>> {
+        let mut counts: BTreeMap<(u64, u64), (usize, u32)> = BTreeMap::new();
+        for (index, event) in self.merged.events.iter().enumerate() {
+            match &event.line.kind {
+                core::TraceKind::RequestAccepted { client, request_id } => {
+                    counts.entry((*client, *request_id)).or_insert((index, 0));
+                }
+                core::TraceKind::RequestCompleted {
+                    client, request_id, ..
+                } => {
+                    counts.entry((*client, *request_id)).or_insert((index, 0)).1 += 1;
+                }
+                _ => {}
+            }
+        }
+        let wrong: Vec<String> = counts
+            .iter()
+            .filter(|(_, (_, completions))| *completions != 1)
+            .map(|((client, request_id), (index, completions))| {
+                format!("request c{client}#{request_id} (accepted at merged event #{index}) has {completions} completions")
+            })
+            .collect();
+        if !wrong.is_empty() {
+            let mut divergence = Divergence::new(format!(
+                "{} accepted request(s) without exactly one completion at the end of the run",
+                wrong.len()
+            ));
+            divergence.notes = wrong;
+            divergence.model_state = describe_state(&self.state);
+            divergence.path = self.path.clone();
+            return Err(Box::new(divergence));
+        }
+        let ledger = self.state.proxy.ledger;
+        if ledger.in_flight != 0 {
+            let mut divergence = Divergence::new(format!(
+                "the model's ledger has {} request(s) in flight at the end of the run",
+                ledger.in_flight
+            ));
+            divergence.model_state = describe_state(&self.state);
+            divergence.path = self.path.clone();
+            return Err(Box::new(divergence));
+        }
+        Ok(())
+    }
+
+    fn divergence(
+        &self,
+        index: usize,
+        title: &str,
+        action: Option<&Action>,
+        notes: Vec<String>,
+    ) -> Divergence {
+        let mut divergence = Divergence::new(title);
+        let event = &self.merged.events[index];
+        divergence.event_index = Some(index);
+        divergence.event = Some(format!("{} (lamport {})", event.line, event.lamport));
+        divergence.action = action.map(ToString::to_string);
+        divergence.notes = notes;
+        let first = (index + 1).saturating_sub(CONTEXT_EVENTS);
+        divergence.context = (first..=index)
+            .map(|position| {
+                let event = &self.merged.events[position];
+                format!("#{position:<6} {}", event.line)
+            })
+            .collect();
+        divergence.model_state = describe_state(&self.state);
+        divergence.enabled = self
+            .config()
+            .enabled_actions(&self.state)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        divergence.path = self.path.clone();
+        divergence
+    }
+}
+
+fn starts_input(kind: &core::TraceKind) -> bool {
+    matches!(
+        kind,
+        core::TraceKind::Receive { .. }
+            | core::TraceKind::Timeout { .. }
+            | core::TraceKind::Restart
+    )
+}
+
+/// For each merged event: is it the last event of its node's input? The next event of the same
+/// node starts a new input, or there is none. A timer event with the same post-state as the
+/// input before it may belong to the same tick: that input stays open for it.
+fn input_ends(merged: &Merged) -> Vec<bool> {
+    let mut ends = vec![false; merged.events.len()];
+    let mut last_of_trace: Vec<Option<usize>> = vec![None; merged.nodes.len()];
+    for (index, event) in merged.events.iter().enumerate() {
+        if let Some(previous) = last_of_trace[event.trace] {
+            let same_tick = matches!(event.line.kind, core::TraceKind::Timeout { .. })
+                && merged.events[previous].line.post == event.line.post;
+            ends[previous] = starts_input(&event.line.kind) && !same_tick;
+        }
+        last_of_trace[event.trace] = Some(index);
+    }
+    for last in last_of_trace.into_iter().flatten() {
+        ends[last] = true;
+    }
+    ends
+}
+
+fn push_diff<T: PartialEq + std::fmt::Debug>(
+    diff: &mut Vec<FieldDiff>,
+    field: &'static str,
+    expected: &T,
+    observed: &T,
+) {
+    if expected != observed {
+        diff.push(FieldDiff {
+            field,
+            expected: format!("{expected:?}"),
+            observed: format!("{observed:?}"),
+        });
+    }
+}
+
+/// The endpoint whose messages an action sends.
+fn actor_of(action: &Action) -> Endpoint {
+    match action {
+        Action::Deliver { destination, .. } => *destination,
+        Action::Drop { source, .. } => *source,
+        Action::ElectionTimeout(node)
+        | Action::HeartbeatTimeout(node)
+        | Action::CheckQuorumTimeout(node)
+        | Action::Pause(node)
+        | Action::Resume(node)
+        | Action::Crash(node)
+        | Action::Restart(node) => Endpoint::Master(*node),
+        Action::RequestTimeout(_) => Endpoint::Proxy,
+        Action::ClientRequest(client) => Endpoint::Client(*client),
+    }
+}
+
+/// What `actor` put on its links between `before` and `after` (clients are untraced: none).
+fn sent_by(
+    actor: Endpoint,
+    before: &BTreeMap<vigil_model::Link, Vec<Message>>,
+    after: &BTreeMap<vigil_model::Link, Vec<Message>>,
+) -> Vec<Sent> {
+    if matches!(actor, Endpoint::Client(_)) {
+        return Vec::new();
+    }
+    let mut sent = Vec::new();
+    for ((source, destination), messages) in after.range((actor, Endpoint::Master(0))..) {
+        if *source != actor {
+            break;
+        }
+        let old = before
+            .get(&(*source, *destination))
+            .map_or(&[][..], Vec::as_slice);
+        let new = if messages.len() >= old.len() && messages[..old.len()] == *old {
+            &messages[old.len()..]
+        } else {
+            &messages[..]
+        };
+        sent.extend(
+            new.iter()
+                .map(|message| (*source, *destination, message.clone())),
+        );
+    }
+    sent
+}
+
+/// Elements of sorted `left` not matched in sorted `right` (multiset difference).
+fn difference(left: &[Sent], right: &[Sent]) -> Vec<Sent> {
+    let mut remaining: Vec<&Sent> = right.iter().collect();
+    let mut only = Vec::new();
+    for item in left {
+        match remaining.iter().position(|candidate| *candidate == item) {
+            Some(position) => {
+                remaining.remove(position);
+            }
+            None => only.push(item.clone()),
+        }
+    }
+    only
+}

@@ -1,0 +1,159 @@
+//! One conformance check of traces (`check`) or of a fresh run (`run`): merge, map, replay,
+//! coverage. Used by the CLI and the tests.
+
+use std::path::Path;
+use std::time::Instant;
+
+use vigil_core as core;
+
+use crate::coverage::{self, Coverage};
+use crate::faults::{FaultKind, FaultPlan};
+use crate::mapping::Vocabulary;
+use crate::merge;
+use crate::replay::{self, ReplayStats};
+use crate::report::Divergence;
+use crate::sim;
+use crate::trace::{self, NodeTrace};
+
+/// Why a check failed.
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// The traces could not be read or are vacuous.
+    Trace(trace::TraceError),
+    /// The traces could not be merged.
+    Merge(merge::MergeError),
+    /// The run cannot be expressed in the model.
+    Mapping(crate::mapping::MappingError),
+    /// The model does not follow the trace.
+    Divergence(Box<Divergence>),
+    /// A behaviour the fault plan asked for never happened.
+    Vacuous(Vec<String>),
+}
+
+impl std::fmt::Display for CheckFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckFailure::Trace(error) => write!(formatter, "TRACE ERROR: {error}"),
+            CheckFailure::Merge(error) => write!(formatter, "MERGE ERROR: {error}"),
+            CheckFailure::Mapping(error) => write!(formatter, "MAPPING ERROR: {error}"),
+            CheckFailure::Divergence(divergence) => write!(formatter, "{divergence}"),
+            CheckFailure::Vacuous(missing) => write!(
+                formatter,
+                "VACUOUS RUN: behaviours the fault plan asked for never happened: {}",
+                missing.join(", ")
+            ),
+        }
+    }
+}
+
+/// What a passing check measured.
+#[derive(Clone, Debug, Default)]
+pub struct Checked {
+    /// Replay counts and time.
+    pub stats: ReplayStats,
+    /// Coverage of this check.
+    pub coverage: Coverage,
+}
+
+/// Validates traces against the model. `floor`: fewer events in total fail as vacuous.
+pub fn check_traces(
+    traces: &[NodeTrace],
+    floor: usize,
+    pauses_injected: u64,
+) -> Result<Checked, CheckFailure> {
+    trace::check_floor(traces, floor).map_err(CheckFailure::Trace)?;
+    let merged = merge::merge(traces).map_err(CheckFailure::Merge)?;
+    let protocol = protocol_of(traces);
+    let cluster = traces
+        .iter()
+        .find_map(|trace| trace.header.cluster.clone())
+        .unwrap_or_else(|| sim::CLUSTER.to_string());
+    let vocabulary =
+        Vocabulary::build(&merged, &protocol, &cluster).map_err(CheckFailure::Mapping)?;
+    let stats = replay::replay(&merged, vocabulary).map_err(CheckFailure::Divergence)?;
+    let coverage = Coverage {
+        actions: stats.action_kinds.clone(),
+        behaviours: coverage::observe(&merged, pauses_injected),
+    };
+    Ok(Checked { stats, coverage })
+}
+
+/// The protocol configuration the traces declare (the masters' count from the master traces
+/// when the headers do not carry one).
+fn protocol_of(traces: &[NodeTrace]) -> core::Config {
+    let masters = traces
+        .iter()
+        .filter(|trace| trace.header.node.starts_with('m'))
+        .count() as u64;
+    let mut protocol = traces
+        .iter()
+        .find_map(|trace| trace.header.config.clone())
+        .unwrap_or_default();
+    if traces.iter().all(|trace| trace.header.config.is_none()) {
+        protocol.masters = masters;
+    }
+    protocol
+}
+
+/// Reads traces from files and directories and validates them.
+pub fn check_paths(paths: &[std::path::PathBuf], floor: usize) -> Result<Checked, CheckFailure> {
+    let traces = trace::read_paths(paths).map_err(CheckFailure::Trace)?;
+    check_traces(&traces, floor, 0)
+}
+
+/// One simulated run: the plan, the traces, and the check's result.
+pub struct SimOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// The fault plan.
+    pub plan: FaultPlan,
+    /// The run's traces.
+    pub run: sim::SimRun,
+    /// Simulation wall time, seconds.
+    pub simulate_seconds: f64,
+    /// The check.
+    pub result: Result<Checked, CheckFailure>,
+}
+
+/// Simulates seed `seed` with faults `kinds` and validates the traces.
+pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOutcome {
+    let plan = if kinds.is_empty() {
+        FaultPlan::default()
+    } else {
+        crate::faults::plan_for_seed(kinds, masters, seed)
+    };
+    let started = Instant::now();
+    let run = sim::run(seed, masters, &plan);
+    let simulate_seconds = started.elapsed().as_secs_f64();
+    let pauses = plan
+        .faults
+        .iter()
+        .filter(|fault| fault.kind == FaultKind::Pause)
+        .count() as u64;
+    let result =
+        check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, pauses).and_then(|checked| {
+            let missing = checked.coverage.missing(kinds);
+            if missing.is_empty() {
+                Ok(checked)
+            } else {
+                Err(CheckFailure::Vacuous(missing))
+            }
+        });
+    SimOutcome {
+        seed,
+        plan,
+        run,
+        simulate_seconds,
+        result,
+    }
+}
+
+/// Writes a run's traces to `directory` (one file per node), for `check` and for reading.
+pub fn write_traces(directory: &Path, traces: &[NodeTrace]) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    for node in traces {
+        let text = trace::render(&node.header, &node.events);
+        std::fs::write(directory.join(format!("{}.ndjson", node.header.node)), text)?;
+    }
+    Ok(())
+}

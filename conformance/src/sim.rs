@@ -1,0 +1,658 @@
+//! Deterministic simulation of `vigil-core`'s masters and proxy (mode `sim`): one thread, a
+//! seeded network with latency and loss, logical ticks, and the faults of a [`FaultPlan`].
+//!
+//! What it runs is the real protocol code (`vigil_core::Master`, `vigil_core::Proxy`), driven
+//! the way the tokio host drives it (`impl/node/src/master.rs`): durable writes applied before
+//! the messages that depend on them leave, a paused master's overdue ticks fired before its
+//! queued messages, a crashed master rebuilt from its durable state, an eviction closing the
+//! leader's link to the follower. What it does not run is the host's tokio code (transport,
+//! storage, tasks): that is mode `tcp`; a turmoil simulation of the host needs a transport seam
+//! in `impl/node` (see `docs/trace.md`).
+//!
+//! The in-memory sink stamps each event with the node's input number, a Lamport clock and, on
+//! sends and receives, the message id; the same seed gives byte-identical trace files.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use vigil_core as core;
+use vigil_core::{Message, Peer};
+
+use crate::faults::{Fault, FaultKind, FaultPlan, FAULT_SPACING_TICKS, WARMUP_TICKS};
+use crate::trace::{Header, NodeTrace, TraceLine};
+
+/// The served cluster's name in simulated runs.
+pub const CLUSTER: &str = "local";
+/// The cluster name the wrong-cluster flood uses.
+pub const WRONG_CLUSTER: &str = "no-such-cluster";
+/// Requests in one wrong-cluster flood.
+pub const FLOOD_REQUESTS: usize = 12;
+/// Requests in one overload burst (above the simulated `in_flight_max`).
+pub const BURST_REQUESTS: usize = 10;
+/// Closed-loop client connections of the steady workload.
+pub const WORKLOAD_CLIENTS: u64 = 2;
+/// Requests of the steady workload at most (the model numbers requests in a `u8`).
+pub const WORKLOAD_REQUESTS_MAX: usize = 60;
+/// Ticks after the last fault during which faults are healed and requests drain.
+pub const DRAIN_TICKS: u64 = 60;
+/// Ticks of a run without faults.
+pub const QUIET_RUN_TICKS: u64 = 150;
+
+/// The protocol configuration of simulated runs: the defaults with a shorter request timeout
+/// and a small `in_flight_max`, so that timeouts and overload happen within a short run.
+pub fn protocol(masters: u64) -> core::Config {
+    core::Config {
+        masters,
+        request_timeout_ticks: 20,
+        in_flight_max: 8,
+        ..core::Config::default()
+    }
+}
+
+/// A simulated run's result: one trace per node and what happened.
+#[derive(Debug)]
+pub struct SimRun {
+    /// The protocol configuration.
+    pub protocol: core::Config,
+    /// One trace per master, then the proxy's.
+    pub traces: Vec<NodeTrace>,
+    /// Faults injected, as printed.
+    pub faults_applied: Vec<String>,
+    /// Ticks simulated.
+    pub ticks: u64,
+}
+
+/// A small deterministic generator (xorshift64*), so the run needs no other randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+/// A party of the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Node {
+    Master(u64),
+    Proxy,
+}
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+struct Flight {
+    from: Node,
+    to: Node,
+    message: Message,
+    deliver_tick: u64,
+    id: String,
+    lamport: u64,
+}
+
+/// The in-memory sink of one node: stamps and keeps its lines.
+struct Sink {
+    node: String,
+    lines: Vec<TraceLine>,
+    lamport: u64,
+    inputs: u64,
+    sends: u64,
+}
+
+/// A master host: the core, its storage, and the host's fault state.
+struct MasterHost {
+    core: Option<core::Master>,
+    durable: core::DurableState,
+    paused: bool,
+    missed_ticks: u64,
+}
+
+/// One client connection's workload.
+struct Client {
+    id: u64,
+    next_request_id: u64,
+    outstanding: Option<u64>,
+    ready_tick: u64,
+}
+
+struct World {
+    protocol: core::Config,
+    tick: u64,
+    rng: Rng,
+    masters: Vec<MasterHost>,
+    proxy: core::Proxy,
+    sinks: Vec<Sink>,
+    flights: VecDeque<Flight>,
+    /// Links cut (from, to).
+    cut: Vec<(Node, Node)>,
+    /// Per-mille loss on master links while a drop fault is active.
+    loss_per_mille: u64,
+    clients: Vec<Client>,
+    requests_sent: usize,
+    workload_open: bool,
+    completions: BTreeMap<(u64, u64), u32>,
+    faults_applied: Vec<String>,
+}
+
+/// Runs one simulated run of `masters` masters with the faults of `plan`.
+pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> SimRun {
+    let protocol = protocol(masters);
+    let mut world = World::new(seed, protocol.clone());
+    let last_fault_end = plan
+        .faults
+        .iter()
+        .map(|fault| fault.start_tick + fault.duration_ticks)
+        .max()
+        .unwrap_or(0);
+    let fault_phase_end = if plan.faults.is_empty() {
+        QUIET_RUN_TICKS
+    } else {
+        last_fault_end.max(WARMUP_TICKS + FAULT_SPACING_TICKS) + 10
+    };
+    let end = fault_phase_end + DRAIN_TICKS;
+    while world.tick < end {
+        world.tick += 1;
+        for fault in &plan.faults {
+            world.apply_fault(fault);
+        }
+        if world.tick == fault_phase_end {
+            world.heal();
+            world.workload_open = false;
+        }
+        world.step_tick();
+    }
+    let header = |sink: &Sink| Header::new(&sink.node, CLUSTER, &protocol);
+    let traces = world
+        .sinks
+        .iter()
+        .map(|sink| NodeTrace {
+            path: format!("sim-seed-{seed}/{}.ndjson", sink.node).into(),
+            header: header(sink),
+            events: sink.lines.clone(),
+        })
+        .collect();
+    SimRun {
+        protocol,
+        traces,
+        faults_applied: world.faults_applied,
+        ticks: end,
+    }
+}
+
+impl World {
+    fn new(seed: u64, protocol: core::Config) -> World {
+        let masters = protocol.masters;
+        let mut sinks: Vec<Sink> = (0..masters)
+            .map(|node| Sink::new(format!("m{node}")))
+            .collect();
+        sinks.push(Sink::new("p0".to_string()));
+        let clusters = BTreeMap::from([(CLUSTER.to_string(), (0..masters).collect())]);
+        let mut proxy =
+            core::Proxy::new(0, protocol.clone(), clusters).expect("valid proxy config");
+        proxy.set_tracing(true);
+        let mut world = World {
+            tick: 0,
+            rng: Rng::new(seed),
+            masters: Vec::new(),
+            proxy,
+            sinks,
+            flights: VecDeque::new(),
+            cut: Vec::new(),
+            loss_per_mille: 0,
+            clients: (0..WORKLOAD_CLIENTS)
+                .map(|id| Client {
+                    id: id + 1,
+                    next_request_id: 1,
+                    outstanding: None,
+                    ready_tick: WARMUP_TICKS / 2,
+                })
+                .collect(),
+            requests_sent: 0,
+            workload_open: true,
+            completions: BTreeMap::new(),
+            faults_applied: Vec::new(),
+            protocol,
+        };
+        for node in 0..masters {
+            let host = MasterHost {
+                core: None,
+                durable: core::DurableState::default(),
+                paused: false,
+                missed_ticks: 0,
+            };
+            world.masters.push(host);
+            world.start_master(node);
+        }
+        world
+    }
+
+    fn start_master(&mut self, node: u64) {
+        let durable = self.masters[node as usize].durable.clone();
+        let mut master =
+            core::Master::new(node, self.protocol.clone(), durable).expect("valid master config");
+        master.set_tracing(true);
+        self.masters[node as usize].core = Some(master);
+        self.drain_master(node, None);
+    }
+
+    /// Starts and ends the faults whose window begins or ends at this tick.
+    fn apply_fault(&mut self, fault: &Fault) {
+        let node = fault.node % self.protocol.masters;
+        let start = self.tick == fault.start_tick;
+        let end = self.tick == fault.start_tick + fault.duration_ticks;
+        if !start && !end {
+            return;
+        }
+        if start {
+            self.faults_applied.push(fault.to_string());
+        }
+        match (fault.kind, start) {
+            (FaultKind::Drop, true) => self.loss_per_mille = 300,
+            (FaultKind::Drop, false) => self.loss_per_mille = 0,
+            (FaultKind::Partition, true) => self.isolate(Node::Master(node)),
+            (FaultKind::Partition, false) => self.reconnect(Node::Master(node)),
+            (FaultKind::Pause, true) => self.masters[node as usize].paused = true,
+            (FaultKind::Pause, false) => self.resume(node),
+            (FaultKind::Crash, true) => self.crash(node),
+            (FaultKind::Crash, false) => self.start_master(node),
+            (FaultKind::WrongCluster, true) => {
+                for index in 0..FLOOD_REQUESTS as u64 {
+                    self.request(100, 1 + index, WRONG_CLUSTER, get("k0"));
+                }
+            }
+            (FaultKind::Overload, true) => {
+                for index in 0..BURST_REQUESTS as u64 {
+                    self.request(200, 1 + index, CLUSTER, get("k1"));
+                }
+            }
+            (FaultKind::Timeout, true) => {
+                for master in 0..self.protocol.masters {
+                    self.cut.push((Node::Proxy, Node::Master(master)));
+                    self.cut.push((Node::Master(master), Node::Proxy));
+                }
+                // A request that must wait for the cut to heal, so it times out.
+                self.request(300, 1, CLUSTER, get("k0"));
+            }
+            (FaultKind::Timeout, false) => self
+                .cut
+                .retain(|(from, to)| *from != Node::Proxy && *to != Node::Proxy),
+            (FaultKind::WrongCluster | FaultKind::Overload, false) => {}
+        }
+    }
+
+    fn isolate(&mut self, node: Node) {
+        for master in 0..self.protocol.masters {
+            let other = Node::Master(master);
+            if other != node {
+                self.cut.push((node, other));
+                self.cut.push((other, node));
+            }
+        }
+        self.cut.push((node, Node::Proxy));
+        self.cut.push((Node::Proxy, node));
+    }
+
+    fn reconnect(&mut self, node: Node) {
+        self.cut.retain(|(from, to)| *from != node && *to != node);
+    }
+
+    /// Ends every fault (the drain phase).
+    fn heal(&mut self) {
+        self.cut.clear();
+        self.loss_per_mille = 0;
+        for node in 0..self.protocol.masters {
+            if self.masters[node as usize].paused {
+                self.resume(node);
+            }
+            if self.masters[node as usize].core.is_none() {
+                self.start_master(node);
+            }
+        }
+    }
+
+    fn crash(&mut self, node: u64) {
+        self.masters[node as usize].core = None;
+        self.masters[node as usize].paused = false;
+        let me = Node::Master(node);
+        // Volatile state and connections are gone: nothing it had in flight arrives.
+        self.flights
+            .retain(|flight| flight.from != me && flight.to != me);
+    }
+
+    /// A paused master's overdue ticks fire before its queued messages (§7.2).
+    fn resume(&mut self, node: u64) {
+        let host = &mut self.masters[node as usize];
+        host.paused = false;
+        let overdue = std::mem::take(&mut host.missed_ticks);
+        for _ in 0..overdue {
+            if let Some(master) = self.masters[node as usize].core.as_mut() {
+                master.tick();
+            }
+            self.drain_master(node, None);
+        }
+    }
+
+    fn step_tick(&mut self) {
+        for node in 0..self.protocol.masters {
+            let host = &mut self.masters[node as usize];
+            match (&mut host.core, host.paused) {
+                (None, _) => continue,
+                (Some(_), true) => host.missed_ticks += 1,
+                (Some(master), false) => {
+                    master.tick();
+                    self.drain_master(node, None);
+                }
+            }
+        }
+        self.proxy.tick();
+        self.drain_proxy(None);
+        self.workload();
+        self.deliver_due();
+    }
+
+    fn workload(&mut self) {
+        if !self.workload_open {
+            return;
+        }
+        for index in 0..self.clients.len() {
+            let client = &self.clients[index];
+            if client.outstanding.is_some()
+                || client.ready_tick > self.tick
+                || self.requests_sent >= WORKLOAD_REQUESTS_MAX
+            {
+                continue;
+            }
+            let (id, request_id) = (client.id, client.next_request_id);
+            let operation = self.operation();
+            self.clients[index].next_request_id += 1;
+            self.clients[index].outstanding = Some(request_id);
+            self.requests_sent += 1;
+            self.request(id, request_id, CLUSTER, operation);
+        }
+    }
+
+    fn operation(&mut self) -> core::Operation {
+        let key = format!("k{}", self.rng.below(2)).into_bytes();
+        let value = format!("v{}", self.rng.below(3)).into_bytes();
+        match self.rng.below(6) {
+            0 | 1 => core::Operation::Put { key, value },
+            2 | 3 => core::Operation::Get { key },
+            4 => core::Operation::Cas {
+                key,
+                expected_version: self.rng.below(3),
+                value,
+            },
+            _ => core::Operation::Delete { key },
+        }
+    }
+
+    fn request(&mut self, client: u64, request_id: u64, cluster: &str, operation: core::Operation) {
+        self.completions.entry((client, request_id)).or_insert(0);
+        self.proxy
+            .handle_request(client, request_id, cluster, operation);
+        self.drain_proxy(None);
+    }
+
+    /// Delivers, in order, every message due by this tick.
+    fn deliver_due(&mut self) {
+        let mut due = Vec::new();
+        let mut kept = VecDeque::new();
+        for flight in self.flights.drain(..) {
+            if flight.deliver_tick <= self.tick {
+                due.push(flight);
+            } else {
+                kept.push_back(flight);
+            }
+        }
+        self.flights = kept;
+        for flight in due {
+            if let Node::Master(node) = flight.to {
+                let host = &self.masters[node as usize];
+                if host.core.is_none() {
+                    continue;
+                }
+                if host.paused {
+                    // TCP keeps it until the master runs again.
+                    let mut flight = flight;
+                    flight.deliver_tick = self.tick + 1;
+                    self.flights.push_back(flight);
+                    continue;
+                }
+            }
+            self.deliver(flight);
+        }
+    }
+
+    fn deliver(&mut self, flight: Flight) {
+        match flight.to {
+            Node::Master(node) => {
+                let from = match flight.from {
+                    Node::Master(from) => Peer::Master(from),
+                    Node::Proxy => Peer::Proxy(0),
+                };
+                let Some(master) = self.masters[node as usize].core.as_mut() else {
+                    return;
+                };
+                if master.step(from, flight.message.clone()).is_ok() {
+                    self.drain_master(node, Some(&flight));
+                }
+            }
+            Node::Proxy => {
+                let Node::Master(from) = flight.from else {
+                    return;
+                };
+                if self
+                    .proxy
+                    .step(CLUSTER, from, flight.message.clone())
+                    .is_ok()
+                {
+                    self.drain_proxy(Some(&flight));
+                }
+            }
+        }
+    }
+
+    /// Sends `message` unless the link is cut or the loss fault eats it.
+    fn send(&mut self, from: Node, to: Node, message: Message, id: String, lamport: u64) {
+        if self.cut.contains(&(from, to)) {
+            return;
+        }
+        let between_masters = matches!((from, to), (Node::Master(_), Node::Master(_)));
+        if between_masters && self.loss_per_mille > 0 && self.rng.below(1000) < self.loss_per_mille
+        {
+            return;
+        }
+        let latency = self.rng.below(2);
+        self.flights.push_back(Flight {
+            from,
+            to,
+            message,
+            deliver_tick: self.tick + latency,
+            id,
+            lamport,
+        });
+    }
+
+    fn drain_master(&mut self, node: u64, received: Option<&Flight>) {
+        loop {
+            let Some(master) = self.masters[node as usize].core.as_mut() else {
+                return;
+            };
+            if !master.has_ready() {
+                return;
+            }
+            let ready = master.ready();
+            if let Some(write) = &ready.durable {
+                self.masters[node as usize].durable.apply(write);
+            }
+            let me = Node::Master(node);
+            for follower in &ready.close_links {
+                let to = Node::Master(*follower);
+                self.flights
+                    .retain(|flight| !(flight.from == me && flight.to == to));
+            }
+            let mut stamped = self.sinks[node as usize].stamp(ready.trace.clone(), received);
+            let envelopes = ready
+                .messages
+                .iter()
+                .chain(&ready.messages_after_persist)
+                .chain(&ready.replies)
+                .cloned()
+                .collect::<Vec<_>>();
+            for envelope in envelopes {
+                let to = match envelope.to {
+                    Peer::Master(other) => Node::Master(other),
+                    Peer::Proxy(_) => Node::Proxy,
+                };
+                let (id, lamport) = stamped.take_send(&envelope.message);
+                self.send(me, to, envelope.message, id, lamport);
+            }
+            if let Some(master) = self.masters[node as usize].core.as_mut() {
+                master.advance(ready);
+            }
+        }
+    }
+
+    fn drain_proxy(&mut self, received: Option<&Flight>) {
+        if !self.proxy.has_ready() {
+            return;
+        }
+        let ready = self.proxy.ready();
+        let proxy_sink = self.sinks.len() - 1;
+        let mut stamped = self.sinks[proxy_sink].stamp(ready.trace.clone(), received);
+        for envelope in ready.messages {
+            let (id, lamport) = stamped.take_send(&envelope.message);
+            self.send(
+                Node::Proxy,
+                Node::Master(envelope.to),
+                envelope.message,
+                id,
+                lamport,
+            );
+        }
+        for reply in ready.replies {
+            let Message::Reply { request_id, .. } = reply.message else {
+                continue;
+            };
+            *self.completions.entry((reply.to, request_id)).or_insert(0) += 1;
+            if let Some(client) = self.clients.iter_mut().find(|client| client.id == reply.to) {
+                if client.outstanding == Some(request_id) {
+                    client.outstanding = None;
+                    client.ready_tick = self.tick + 1 + self.rng.below(3);
+                }
+            }
+        }
+    }
+}
+
+fn get(key: &str) -> core::Operation {
+    core::Operation::Get {
+        key: key.as_bytes().to_vec(),
+    }
+}
+
+/// The stamped sends of one drained batch, to hand ids to the envelopes.
+struct Stamped {
+    sends: Vec<(Message, String, u64, bool)>,
+}
+
+impl Stamped {
+    /// The id and clock of the first unclaimed send event of `message`.
+    fn take_send(&mut self, message: &Message) -> (String, u64) {
+        for (sent, id, lamport, claimed) in &mut self.sends {
+            if !*claimed && sent == message {
+                *claimed = true;
+                return (id.clone(), *lamport);
+            }
+        }
+        (String::new(), 0)
+    }
+}
+
+impl Sink {
+    fn new(node: String) -> Sink {
+        Sink {
+            node,
+            lines: Vec::new(),
+            lamport: 0,
+            inputs: 0,
+            sends: 0,
+        }
+    }
+
+    /// Stamps one batch of events (one or more inputs): clock, input number, message ids.
+    fn stamp(&mut self, events: Vec<core::TraceEvent>, received: Option<&Flight>) -> Stamped {
+        let mut stamped = Stamped { sends: Vec::new() };
+        let mut last_sequence: Option<u64> = None;
+        for event in events {
+            let new_input = match &event.kind {
+                core::TraceKind::Receive { .. }
+                | core::TraceKind::Timeout { .. }
+                | core::TraceKind::Restart => true,
+                _ => last_sequence.is_none(),
+            };
+            let same_tick_timer = matches!(event.kind, core::TraceKind::Timeout { .. })
+                && last_sequence.is_some()
+                && self
+                    .lines
+                    .last()
+                    .is_some_and(|line| line.post == event.post);
+            if new_input && !same_tick_timer {
+                self.inputs += 1;
+            }
+            last_sequence = Some(event.sequence);
+            self.lamport += 1;
+            let mut message_id = None;
+            match &event.kind {
+                core::TraceKind::Receive { .. } => {
+                    if let Some(flight) = received {
+                        if !matches!(
+                            event.kind,
+                            core::TraceKind::Receive {
+                                from: core::Endpoint::Client(_),
+                                ..
+                            }
+                        ) {
+                            self.lamport = self.lamport.max(flight.lamport + 1);
+                            message_id = Some(flight.id.clone());
+                        }
+                    }
+                }
+                core::TraceKind::Send { message, to }
+                    if !matches!(to, core::Endpoint::Client(_)) =>
+                {
+                    self.sends += 1;
+                    let id = format!("{}.{}", self.node, self.sends);
+                    stamped
+                        .sends
+                        .push((message.clone(), id.clone(), self.lamport, false));
+                    message_id = Some(id);
+                }
+                _ => {}
+            }
+            self.lines.push(TraceLine::new(
+                event,
+                Some(self.inputs),
+                Some(self.lamport),
+                message_id,
+            ));
+        }
+        stamped
+    }
+}
+
+/// Completions per request as the simulated clients saw them (for the drain check in tests).
+pub fn client_completions(run: &SimRun) -> usize {
+    run.traces
+        .iter()
+        .flat_map(|trace| trace.events.iter())
+        .filter(|line| matches!(line.kind, core::TraceKind::RequestCompleted { .. }))
+        .count()
+}
