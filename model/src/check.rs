@@ -365,7 +365,7 @@ impl Reporter<Config> for Progress {
     }
 
     fn delay(&self) -> Duration {
-        Duration::from_secs(2)
+        Duration::from_millis(500)
     }
 }
 

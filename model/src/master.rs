@@ -40,6 +40,15 @@ impl Step<'_> {
         let (granted, leader) = match &state.role {
             Role::Leader(leader) => (false, Some(leader.ballot)),
             _ if !state.heard_from_leader && ballot > state.promised => (true, None),
+            _ if !state.heard_from_leader => {
+                let promised = state.promised;
+                self.send(
+                    master(node),
+                    master(from),
+                    Message::Nack { ballot, promised },
+                );
+                return;
+            }
             _ => (false, state.leader),
         };
         let reply = Message::PreVoteReply {
@@ -176,14 +185,14 @@ impl Step<'_> {
             }
         }
         if promises.len() + 1 >= quorum {
-            let (promises, entries) = (*promises, std::mem::take(entries));
-            self.become_leader(node, ballot, promises, entries);
+            let entries = std::mem::take(entries);
+            self.become_leader(node, ballot, entries);
         }
     }
 
     /// §3.4: re-propose, in the new ballot, the highest-ballot entry of every slot above the
     /// commit point (or `Noop`), to every other master.
-    fn become_leader(&mut self, node: NodeId, ballot: Ballot, promises: NodeSet, reported: Log) {
+    fn become_leader(&mut self, node: NodeId, ballot: Ballot, reported: Log) {
         let masters = self.config.masters;
         let state = &mut self.state.masters[node as usize];
         let mut others = NodeSet::all(masters);
@@ -214,11 +223,12 @@ impl Step<'_> {
             evicted: NodeSet::default(),
             missed_heartbeats: vec![0; masters as usize],
             acknowledged: NodeSet::default(),
-            heard: promises,
+            heard: NodeSet::default(),
             accepted_by,
             proposals: BTreeMap::new(),
             evictions: 0,
             rejoins: 0,
+            commit_at_last_heartbeat: state.commit_index,
         });
         let commit_index = state.commit_index;
         for (slot, command) in accepts {
@@ -248,7 +258,7 @@ impl Step<'_> {
             );
             return;
         }
-        self.adopt_leader(node, ballot);
+        self.adopt_leader(node, ballot, true);
         let state = &mut self.state.masters[node as usize];
         if slot > state.commit_index {
             state.log.insert(slot, Entry { ballot, command });
@@ -330,13 +340,20 @@ impl Step<'_> {
     }
 
     /// §3.5, §4.6: a refusal naming a newer ballot makes a candidate or leader step down.
-    pub fn handle_nack(&mut self, node: NodeId, promised: Ballot) {
+    /// §6.2: a refused pre-vote learns the newer round (in memory only) and follows nobody.
+    pub fn handle_nack(&mut self, node: NodeId, refused: Ballot, promised: Ballot) {
         let state = &self.state.masters[node as usize];
-        if promised <= state.promised || matches!(state.role, Role::Follower) {
+        let own = match &state.role {
+            Role::Follower => return,
+            Role::PreCandidate { ballot, .. } | Role::Candidate { ballot, .. } => *ballot,
+            Role::Leader(leader) => leader.ballot,
+        };
+        if refused != own || promised < own {
             return;
         }
         self.step_down(node, None);
-        self.state.masters[node as usize].promised = promised;
+        let state = &mut self.state.masters[node as usize];
+        state.round_seen = state.round_seen.max(promised.round);
     }
 
     /// §4.4: learn the commit index from the leader.
@@ -356,7 +373,7 @@ impl Step<'_> {
             );
             return;
         }
-        self.adopt_leader(node, ballot);
+        self.adopt_leader(node, ballot, false);
         self.follower_commit(node, ballot, commit_index);
     }
 
@@ -398,7 +415,7 @@ impl Step<'_> {
             );
             return;
         }
-        self.adopt_leader(node, ballot);
+        self.adopt_leader(node, ballot, false);
         self.follower_commit(node, ballot, commit_index);
         let commit_index = self.state.masters[node as usize].commit_index;
         self.send(
@@ -465,7 +482,7 @@ impl Step<'_> {
             );
             return;
         }
-        self.adopt_leader(node, ballot);
+        self.adopt_leader(node, ballot, true);
         let state = &mut self.state.masters[node as usize];
         let old_commit = state.commit_index;
         for (slot, entry) in entries.into_iter().filter(|(slot, _)| *slot > old_commit) {

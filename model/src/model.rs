@@ -373,7 +373,7 @@ impl Step<'_> {
                 commit_index,
             } => self.handle_accept(node, from, (ballot, slot, command, commit_index)),
             Message::Accepted { ballot, slot } => self.handle_accepted(node, from, ballot, slot),
-            Message::Nack { promised, .. } => self.handle_nack(node, promised),
+            Message::Nack { ballot, promised } => self.handle_nack(node, ballot, promised),
             Message::Commit {
                 ballot,
                 commit_index,

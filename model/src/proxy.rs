@@ -63,11 +63,10 @@ impl Step<'_> {
             self.complete(request_id, Err(RequestError::UnknownCluster));
             return;
         }
-        let target = self
-            .state
-            .proxy
-            .leader_cache
-            .unwrap_or(request_id % self.config.masters);
+        let target = match self.state.proxy.leader_cache {
+            Some(leader) => leader,
+            None => self.next_in_turn(),
+        };
         let pending = PendingRequest {
             target,
             redirects: 0,
@@ -107,7 +106,10 @@ impl Step<'_> {
             }
         };
         let outcome = match outcome {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                self.state.proxy.leader_cache = Some(from);
+                Ok(result)
+            }
             Err(ProposeError::Overloaded) => Err(RequestError::Overloaded),
             Err(ProposeError::LeaderChanged) => {
                 self.state.proxy.leader_cache = None;
@@ -115,7 +117,7 @@ impl Step<'_> {
             }
             Err(ProposeError::NotLeader { leader_hint }) => {
                 if pending.redirects < self.config.redirects_max {
-                    self.redirect(request_id, pending, leader_hint);
+                    self.redirect(from, request_id, pending, leader_hint);
                     return;
                 }
                 self.state.proxy.leader_cache = None;
@@ -125,14 +127,31 @@ impl Step<'_> {
         self.complete(request_id, outcome);
     }
 
+    /// §9.4.4: the next master in turn when the cache misses.
+    fn next_in_turn(&mut self) -> NodeId {
+        let target = self.state.proxy.next_in_turn;
+        self.state.proxy.next_in_turn = (target + 1) % self.config.masters;
+        target
+    }
+
+    /// §9.4.5: follow a hint naming another master, or try the next master in turn.
     fn redirect(
         &mut self,
+        from: NodeId,
         request_id: RequestId,
         pending: PendingRequest,
         leader_hint: Option<NodeId>,
     ) {
-        self.state.proxy.leader_cache = leader_hint;
-        let target = leader_hint.unwrap_or((pending.target + 1) % self.config.masters);
+        let target = match leader_hint.filter(|leader| *leader != from) {
+            Some(leader) => {
+                self.state.proxy.leader_cache = Some(leader);
+                leader
+            }
+            None => {
+                self.state.proxy.leader_cache = None;
+                self.next_in_turn()
+            }
+        };
         let Some(operation) = self.config.operation_of(request_id) else {
             return;
         };
@@ -141,14 +160,11 @@ impl Step<'_> {
             redirects: pending.redirects + 1,
         };
         self.state.proxy.pending.insert(request_id, redirected);
-        self.send(
-            Endpoint::Proxy,
-            Endpoint::Master(target),
-            Message::Propose {
-                request_id,
-                operation,
-            },
-        );
+        let propose = Message::Propose {
+            request_id,
+            operation,
+        };
+        self.send(Endpoint::Proxy, Endpoint::Master(target), propose);
     }
 
     /// §9.4.6 `on_request_timeout`: complete with `Timeout`, forget the cached leader.

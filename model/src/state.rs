@@ -9,7 +9,7 @@ use crate::config::{Budget, Config};
 use crate::message::{Link, Message};
 use crate::types::{
     Ballot, Command, Entry, NodeId, NodeSet, Operation, OperationResult, RequestId, RequestOutcome,
-    Slot,
+    Round, Slot,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,6 +65,8 @@ pub struct LeaderState {
     pub evictions: u8,
     /// Readmissions of evicted followers counted (saturating).
     pub rejoins: u8,
+    /// The commit index when the heartbeat timer last fired (§4.7 retransmission).
+    pub commit_at_last_heartbeat: Slot,
 }
 
 /// One master.
@@ -80,8 +82,10 @@ pub struct Master {
     pub leader: Option<Ballot>,
     /// Volatile: every slot up to it is chosen and applied here.
     pub commit_index: Slot,
-    /// Volatile: heard from its leader since its own election timer last fired (§6.2).
+    /// Volatile: heard from its leader since its own election timer last fired (§5.5, §6.2).
     pub heard_from_leader: bool,
+    /// Volatile: the highest round learned from a `Nack` (never persisted, §6.2).
+    pub round_seen: Round,
     /// Host: stopped by a stop-the-world pause (§7).
     pub paused: bool,
     /// Host: crashed, waiting for `Restart` (§8).
@@ -137,8 +141,11 @@ pub struct Ledger {
 /// The proxy (§9.4): it holds nothing that must survive a crash.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Proxy {
-    /// The cached leader of the served cluster (learned from `NotLeader` hints).
+    /// The cached leader of the served cluster (set by a success or a `NotLeader` hint,
+    /// forgotten on `Timeout`, `LeaderChanged`, `NoLeader` and a hintless `NotLeader`).
     pub leader_cache: Option<NodeId>,
+    /// The next master to try when the cache misses ("masters in turn", §9.4.4).
+    pub next_in_turn: NodeId,
     /// Forwarded requests waiting for a final answer (each has its request timer).
     pub pending: BTreeMap<RequestId, PendingRequest>,
     /// The counters.
@@ -256,11 +263,12 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
                 evicted: NodeSet::default(),
                 missed_heartbeats: vec![0; config.masters as usize],
                 acknowledged: NodeSet::default(),
-                heard: others,
+                heard: NodeSet::default(),
                 accepted_by: BTreeMap::new(),
                 proposals: BTreeMap::new(),
                 evictions: 0,
                 rejoins: 0,
+                commit_at_last_heartbeat: 0,
             };
             (first_ballot, Some(first_ballot), Role::Leader(leader))
         }
@@ -273,6 +281,7 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
         leader,
         commit_index: 0,
         heard_from_leader: config.initial_leader,
+        round_seen: 0,
         paused: false,
         crashed: false,
         check_quorum_overdue: false,

@@ -51,11 +51,11 @@ impl Step<'_> {
         }
     }
 
-    /// Closes both directions of the connection between two masters: what was in flight is lost.
-    pub fn close_connection(&mut self, one: NodeId, other: NodeId) {
-        let (one, other) = (Endpoint::Master(one), Endpoint::Master(other));
-        self.state.network.remove(&(one, other));
-        self.state.network.remove(&(other, one));
+    /// The leader closes its channel to an evicted follower: what it had queued is discarded.
+    /// What the follower already sent may still arrive (and counts for no quorum, §5.1).
+    pub fn close_channel(&mut self, leader: NodeId, follower: NodeId) {
+        let link = (Endpoint::Master(leader), Endpoint::Master(follower));
+        self.state.network.remove(&link);
     }
 
     /// Records that `node` committed `slot`: the ghost `chosen` map is what `agreement` reads.
@@ -94,15 +94,18 @@ impl Step<'_> {
         }
     }
 
-    /// Follows the leader of `ballot` (any of its messages with `ballot >= promised`): persists
-    /// the ballot, steps down from any other role, and notes it heard from a leader.
-    pub fn adopt_leader(&mut self, node: NodeId, ballot: Ballot) {
+    /// Follows the leader of `ballot` (any of its messages with `ballot >= promised`): steps down
+    /// from any other role and notes it heard from a leader. Only `Accept` and `CatchUp` persist
+    /// the ballot as `promised`; `Heartbeat` and `Commit` are followed in memory (§5.2).
+    pub fn adopt_leader(&mut self, node: NodeId, ballot: Ballot, persist: bool) {
         let master = &self.state.masters[node as usize];
         if !matches!(master.role, Role::Follower) {
             self.step_down(node, Some(ballot));
         }
         let master = &mut self.state.masters[node as usize];
-        master.promised = ballot;
+        if persist {
+            master.promised = ballot;
+        }
         master.leader = Some(ballot);
         master.heard_from_leader = true;
     }

@@ -17,7 +17,8 @@ pub fn next_ballot(state: &Master, node: NodeId) -> Ballot {
     let seen = state
         .leader
         .map_or(0, |leader| leader.round)
-        .max(state.promised.round);
+        .max(state.promised.round)
+        .max(state.round_seen);
     Ballot {
         round: seen.saturating_add(1),
         node,
@@ -71,7 +72,7 @@ impl Step<'_> {
             }
         }
         for (follower, _) in evicted {
-            self.close_connection(node, follower);
+            self.close_channel(node, follower);
         }
         for follower in heartbeats {
             let heartbeat = Message::Heartbeat {
@@ -83,6 +84,44 @@ impl Step<'_> {
                 Endpoint::Master(follower),
                 heartbeat,
             );
+        }
+        self.retransmit(node);
+    }
+
+    /// §4.7: when the commit index did not move during the last heartbeat period, send `Accept`
+    /// again for every uncommitted slot to each active follower that has not acknowledged it.
+    fn retransmit(&mut self, node: NodeId) {
+        let state = &mut self.state.masters[node as usize];
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let stalled = leader.commit_at_last_heartbeat == state.commit_index;
+        leader.commit_at_last_heartbeat = state.commit_index;
+        if !stalled {
+            return;
+        }
+        let (ballot, commit_index) = (leader.ballot, state.commit_index);
+        let mut accepts = Vec::new();
+        for (slot, accepted) in &leader.accepted_by {
+            let Some(entry) = state.log.get(slot) else {
+                continue;
+            };
+            for follower in leader
+                .active
+                .iter()
+                .filter(|follower| !accepted.contains(*follower))
+            {
+                let accept = Message::Accept {
+                    ballot,
+                    slot: *slot,
+                    command: entry.command,
+                    commit_index,
+                };
+                accepts.push((follower, accept));
+            }
+        }
+        for (follower, accept) in accepts {
+            self.send(Endpoint::Master(node), Endpoint::Master(follower), accept);
         }
     }
 
