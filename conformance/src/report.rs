@@ -38,7 +38,8 @@ pub struct Divergence {
     pub notes: Vec<String>,
     /// The last merged events up to the divergent one.
     pub context: Vec<String>,
-    /// The model state before the divergent step, printed.
+    /// The model state (before a step that is not enabled; after the input's actions for a
+    /// post-state or message difference), printed.
     pub model_state: String,
     /// The actions the model could have taken instead.
     pub enabled: Vec<String>,
@@ -124,7 +125,7 @@ impl fmt::Display for Divergence {
             }
         }
         if !self.model_state.is_empty() {
-            writeln!(formatter, "  model state before this step:")?;
+            writeln!(formatter, "  model state:")?;
             for line in self.model_state.lines() {
                 writeln!(formatter, "    {line}")?;
             }

@@ -34,6 +34,8 @@ pub const WORKLOAD_CLIENTS: u64 = 2;
 pub const WORKLOAD_REQUESTS_MAX: usize = 60;
 /// Ticks after the last fault during which faults are healed and requests drain.
 pub const DRAIN_TICKS: u64 = 60;
+/// Delivery rounds per tick at most (each round delivers what the previous one sent).
+pub const DELIVERY_ROUNDS_MAX: usize = 16;
 /// Ticks of a run without faults.
 pub const QUIET_RUN_TICKS: u64 = 150;
 
@@ -400,8 +402,33 @@ impl World {
         self.drain_proxy(None);
     }
 
-    /// Delivers, in order, every message due by this tick.
+    /// Delivers every message due by this tick, including the answers they cause (loopback
+    /// round trips are much shorter than a tick), in rounds bounded by [`DELIVERY_ROUNDS_MAX`].
     fn deliver_due(&mut self) {
+        for _ in 0..DELIVERY_ROUNDS_MAX {
+            if !self
+                .flights
+                .iter()
+                .any(|flight| flight.deliver_tick <= self.tick && self.deliverable(flight))
+            {
+                return;
+            }
+            self.deliver_round();
+        }
+    }
+
+    fn deliverable(&self, flight: &Flight) -> bool {
+        match flight.to {
+            Node::Master(node) => {
+                let host = &self.masters[node as usize];
+                host.core.is_some() && !host.paused
+            }
+            Node::Proxy => true,
+        }
+    }
+
+    /// Delivers, in order, every message due by this tick that was in flight at its start.
+    fn deliver_round(&mut self) {
         let mut due = Vec::new();
         let mut kept = VecDeque::new();
         for flight in self.flights.drain(..) {
@@ -420,8 +447,6 @@ impl World {
                 }
                 if host.paused {
                     // TCP keeps it until the master runs again.
-                    let mut flight = flight;
-                    flight.deliver_tick = self.tick + 1;
                     self.flights.push_back(flight);
                     continue;
                 }
@@ -469,7 +494,8 @@ impl World {
         {
             return;
         }
-        let latency = self.rng.below(2);
+        // Mostly within the tick (loopback); one message in eight waits for the next tick.
+        let latency = u64::from(self.rng.below(8) == 0);
         self.flights.push_back(Flight {
             from,
             to,
