@@ -15,4 +15,5 @@ pub mod replay;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod tcp;
 pub mod trace;

@@ -15,6 +15,8 @@ use vigil_conformance::trace;
 
 /// Seeds `verify` runs in simulation.
 const VERIFY_SEEDS: u64 = 8;
+/// TCP runs (real time, ~10 s each) when `--mode both`.
+const TCP_SEEDS_IN_BOTH: u64 = 2;
 /// Masters in a run.
 const MASTERS: u64 = 5;
 
@@ -210,12 +212,12 @@ fn run_modes(
         });
     }
     if matches!(mode, Mode::Tcp | Mode::Both) {
-        parts.push(PartResult {
-            name: "conformance run (real TCP)".to_string(),
-            outcome: Outcome::Skipped,
-            detail: "not built yet: the host's trace sink writes no schema header (docs/trace.md)"
-                .to_string(),
-        });
+        let tcp_seeds = if mode == Mode::Both {
+            seeds.min(TCP_SEEDS_IN_BOTH)
+        } else {
+            seeds
+        };
+        parts.push(run_tcp(first_seed, tcp_seeds, kinds, trace_dir));
     }
     parts
 }
@@ -279,6 +281,63 @@ fn run_sim(
         outcome: Outcome::Passed,
         detail: format!(
             "{seeds} seeds, {events} events, {:.0} events/s replayed",
+            events as f64 / replay_seconds.max(1e-9)
+        ),
+    }
+}
+
+fn run_tcp(
+    first_seed: u64,
+    seeds: u64,
+    kinds: &[FaultKind],
+    trace_dir: Option<&std::path::Path>,
+) -> PartResult {
+    let name = "conformance run (real TCP)".to_string();
+    let mut coverage = Coverage::default();
+    let (mut events, mut replay_seconds, mut run_seconds) = (0usize, 0f64, 0f64);
+    for seed in first_seed..first_seed + seeds {
+        let scratch = match tempfile::tempdir() {
+            Ok(scratch) => scratch,
+            Err(error) => {
+                return PartResult {
+                    name,
+                    outcome: Outcome::Failed,
+                    detail: format!("temporary directory: {error}"),
+                }
+            }
+        };
+        let directory = match trace_dir {
+            Some(directory) => directory.join(format!("tcp-seed-{seed}")),
+            None => scratch.path().to_path_buf(),
+        };
+        let outcome = run::tcp_and_check(seed, MASTERS, kinds, &directory);
+        run_seconds += outcome.run_seconds;
+        match outcome.result {
+            Ok(checked) => {
+                coverage.add(&checked.coverage);
+                events += checked.stats.events;
+                replay_seconds += checked.stats.seconds;
+            }
+            Err(failure) => {
+                println!(
+                    "tcp seed {seed}: faults {}",
+                    outcome.faults_applied.join("; ")
+                );
+                println!("{failure}");
+                return PartResult {
+                    name,
+                    outcome: Outcome::Failed,
+                    detail: format!("seed {seed}: {}", first_line(&failure.to_string())),
+                };
+            }
+        }
+    }
+    print!("{coverage}");
+    PartResult {
+        name,
+        outcome: Outcome::Passed,
+        detail: format!(
+            "{seeds} runs ({run_seconds:.0} s), {events} events, {:.0} events/s replayed",
             events as f64 / replay_seconds.max(1e-9)
         ),
     }

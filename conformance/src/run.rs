@@ -28,6 +28,8 @@ pub enum CheckFailure {
     Divergence(Box<Divergence>),
     /// A behaviour the fault plan asked for never happened.
     Vacuous(Vec<String>),
+    /// The run itself failed (the host, the client, a deadline).
+    Run(String),
 }
 
 impl std::fmt::Display for CheckFailure {
@@ -37,6 +39,7 @@ impl std::fmt::Display for CheckFailure {
             CheckFailure::Merge(error) => write!(formatter, "MERGE ERROR: {error}"),
             CheckFailure::Mapping(error) => write!(formatter, "MAPPING ERROR: {error}"),
             CheckFailure::Divergence(divergence) => write!(formatter, "{divergence}"),
+            CheckFailure::Run(error) => write!(formatter, "RUN ERROR: {error}"),
             CheckFailure::Vacuous(missing) => write!(
                 formatter,
                 "VACUOUS RUN: behaviours the fault plan asked for never happened: {}",
@@ -156,4 +159,56 @@ pub fn write_traces(directory: &Path, traces: &[NodeTrace]) -> std::io::Result<(
         std::fs::write(directory.join(format!("{}.ndjson", node.header.node)), text)?;
     }
     Ok(())
+}
+
+/// One TCP run: where its traces are, what it injected, and the check's result.
+pub struct TcpOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// Faults injected, as printed.
+    pub faults_applied: Vec<String>,
+    /// The run's wall time, seconds.
+    pub run_seconds: f64,
+    /// The check (a run that could not complete is a trace failure).
+    pub result: Result<Checked, CheckFailure>,
+}
+
+/// Runs the real host on loopback with faults `kinds`, then validates its trace files.
+pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &Path) -> TcpOutcome {
+    let plan = if kinds.is_empty() {
+        FaultPlan::default()
+    } else {
+        crate::faults::plan_for_seed(kinds, masters, seed)
+    };
+    let started = Instant::now();
+    let run = crate::tcp::run(seed, masters, &plan, directory);
+    let run_seconds = started.elapsed().as_secs_f64();
+    let pauses = plan
+        .faults
+        .iter()
+        .filter(|fault| fault.kind == FaultKind::Pause)
+        .count() as u64;
+    let (faults_applied, result) = match run {
+        Ok(run) => {
+            let result = trace::read_paths(std::slice::from_ref(&run.trace_dir))
+                .map_err(CheckFailure::Trace)
+                .and_then(|traces| check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT, pauses))
+                .and_then(|checked| {
+                    let missing = checked.coverage.missing(kinds);
+                    if missing.is_empty() {
+                        Ok(checked)
+                    } else {
+                        Err(CheckFailure::Vacuous(missing))
+                    }
+                });
+            (run.faults_applied, result)
+        }
+        Err(error) => (Vec::new(), Err(CheckFailure::Run(error))),
+    };
+    TcpOutcome {
+        seed,
+        faults_applied,
+        run_seconds,
+        result,
+    }
 }
