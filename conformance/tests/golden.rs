@@ -1,0 +1,146 @@
+//! Golden traces (`tests/traces/`): a valid trace recorded from the real tokio host on TCP must
+//! pass; hand-broken copies of it (`make_broken.py`) must fail with their specific report.
+//! Plus the determinism and non-vacuity checks of the simulation.
+
+use std::path::PathBuf;
+
+use vigil_conformance::faults::FaultKind;
+use vigil_conformance::run::{self, CheckFailure};
+use vigil_conformance::{sim, trace};
+
+fn traces(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/traces")
+        .join(name)
+}
+
+fn check(name: &str) -> Result<run::Checked, CheckFailure> {
+    run::check_paths(&[traces(name)], trace::EVENTS_FLOOR_DEFAULT)
+}
+
+fn failure(name: &str) -> String {
+    match check(name) {
+        Ok(_) => panic!("{name} passed, it must fail"),
+        Err(failure) => failure.to_string(),
+    }
+}
+
+#[test]
+fn the_valid_tcp_trace_passes() {
+    let checked = check("valid-tcp-quiet").unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(checked.stats.events, 1500);
+    assert!(checked.stats.actions > 500);
+    assert_eq!(checked.coverage.behaviours["election"], 1);
+}
+
+#[test]
+fn a_wrong_ballot_is_a_divergence_in_the_messages_sent() {
+    let report = failure("broken-wrong-ballot");
+    assert!(report.contains("the messages sent differ"), "{report}");
+    assert!(report.contains("implementation sent, model did not: master 1 -> master 0 Accepted { ballot: Ballot { round: 7"), "{report}");
+    assert!(
+        report.contains("context (last 20 merged events)"),
+        "{report}"
+    );
+    assert!(report.contains("enabled model actions"), "{report}");
+}
+
+#[test]
+fn a_commit_without_quorum_is_a_post_state_divergence() {
+    let report = failure("broken-commit-without-quorum");
+    assert!(report.contains("the post-state differs"), "{report}");
+    assert!(
+        report.contains("recv <-m1 Accepted{ballot=1.0 slot=1}"),
+        "{report}"
+    );
+    let row = report
+        .lines()
+        .find(|line| line.trim_start().starts_with("commit_index"))
+        .expect("a commit_index row");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        vec!["commit_index", "0", "1"],
+        "{report}"
+    );
+}
+
+#[test]
+fn a_missing_completion_is_reported() {
+    let report = failure("broken-missing-completion");
+    assert!(
+        report.contains("model sent, implementation did not: proxy -> client"),
+        "{report}"
+    );
+    assert!(report.contains("Reply { request_id:"), "{report}");
+}
+
+#[test]
+fn a_reordered_receive_is_a_merge_error() {
+    let report = failure("broken-reordered-receive");
+    assert!(
+        report.contains("MERGE ERROR: receive without send: m0"),
+        "{report}"
+    );
+    assert!(report.contains("Accepted{ballot=1.0 slot=1}"), "{report}");
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_traces() {
+    let plan = vigil_conformance::faults::plan_for_seed(&FaultKind::ALL, 5, 11);
+    let render = |run: &sim::SimRun| -> Vec<String> {
+        run.traces
+            .iter()
+            .map(|node| trace::render(&node.header, &node.events))
+            .collect()
+    };
+    let first = render(&sim::run(11, 5, &plan));
+    let second = render(&sim::run(11, 5, &plan));
+    assert!(first.iter().map(String::len).sum::<usize>() > 10_000);
+    assert_eq!(first, second);
+    let other = render(&sim::run(12, 5, &plan));
+    assert_ne!(first, other, "another seed, another run");
+}
+
+#[test]
+fn a_trace_below_the_floor_is_vacuous() {
+    let directory = tempfile::tempdir().unwrap();
+    let valid = traces("valid-tcp-quiet");
+    for entry in std::fs::read_dir(&valid).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first_two: String = text
+            .lines()
+            .take(2)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(directory.path().join(path.file_name().unwrap()), first_two).unwrap();
+    }
+    let error = run::check_paths(
+        &[directory.path().to_path_buf()],
+        trace::EVENTS_FLOOR_DEFAULT,
+    )
+    .err()
+    .expect("6 events are below the floor");
+    assert!(
+        error.to_string().contains("vacuous trace: 6 events"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_fault_plan_whose_behaviours_never_happen_fails() {
+    // The quiet trace has no eviction: judged against a plan that paused a master, it is vacuous.
+    let checked = check("valid-tcp-quiet").unwrap_or_else(|failure| panic!("{failure}"));
+    let missing = checked
+        .coverage
+        .missing(&[FaultKind::Pause, FaultKind::WrongCluster]);
+    assert!(
+        missing.iter().any(|line| line.starts_with("eviction")),
+        "{missing:?}"
+    );
+    assert!(
+        missing.iter().any(|line| line.starts_with("wrong cluster")),
+        "{missing:?}"
+    );
+    assert!(checked.coverage.missing(&[]).is_empty());
+}
