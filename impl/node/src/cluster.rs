@@ -261,6 +261,20 @@ impl LocalCluster {
         self.handle(node).is_ok_and(|handle| !handle.is_finished())
     }
 
+    /// Cuts (or restores) only the link from `from` to `to`: `from`'s messages to `to` are lost,
+    /// `to`'s messages to `from` still arrive (an asymmetric partition).
+    pub async fn cut_link_one_way(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        cut: bool,
+    ) -> Result<(), ClusterError> {
+        self.handle(from)?
+            .control(Control::CutLink { peer: to, cut })
+            .await;
+        Ok(())
+    }
+
     /// Cuts (or restores) the link between two masters in both directions.
     pub async fn cut_link(&self, a: NodeId, b: NodeId, cut: bool) -> Result<(), ClusterError> {
         self.handle(a)?

@@ -316,3 +316,46 @@ async fn a_storage_error_stops_the_master_and_the_others_take_over() {
     put_until_acknowledged(&mut client, &name, "after", "3", Duration::from_secs(10)).await;
     cluster.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_cut_from_the_leader_evicts_without_deposing_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let follower = (leader + 4) % 5;
+    // The follower hears nothing from the leader, but can still talk to everyone.
+    cluster
+        .cut_link_one_way(leader, follower, true)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), "eviction", || async {
+        let status = cluster.status(leader).await?;
+        status.evicted.contains(&follower).then_some(())
+    })
+    .await;
+    // Its election timer fires, but the masters that hear the leader refuse its pre-vote.
+    let timeout_ticks = common::test_protocol().election_timeout_ticks * 2;
+    let window = Duration::from_millis(timeout_ticks * common::TEST_TICK_INTERVAL_MS);
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        assert_eq!(
+            cluster.leader().await,
+            Some(leader),
+            "the leader was deposed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster
+        .cut_link_one_way(leader, follower, false)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "readmission", || async {
+        let status = cluster.status(leader).await?;
+        status.active.contains(&follower).then_some(())
+    })
+    .await;
+    cluster.shutdown().await.unwrap();
+}
