@@ -37,7 +37,7 @@ pub struct CheckOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// The preset name is unknown.
-    #[error("unknown preset `{0}` (known: ci, seed, ci-pause, ci-election, ci-crash, bug-NAME)")]
+    #[error("unknown preset `{0}` (known: ci, seed, ci-pause, ci-election, ci-read, ci-crash, bug-NAME)")]
     UnknownPreset(String),
 }
 
@@ -398,8 +398,10 @@ impl fmt::Display for CheckReport {
             self.strategy,
             if self.complete {
                 "exhaustive"
+            } else if self.violated() {
+                "stopped at the first violation"
             } else {
-                "NOT exhaustive: stopped by a limit or a violation"
+                "NOT exhaustive: stopped by a depth or time limit"
             }
         )?;
         for (name, verdict) in &self.properties {

@@ -26,8 +26,8 @@ pub enum Bug {
     EvictedAckCounts,
     /// A master restarts without its promised ballot (`master.rs`, `restart`).
     ForgetPromise,
-    /// A leader answers a `Get` from its own state without confirming it still leads, so a
-    /// leader resuming from a pause serves a stale read (`master.rs`, `handle_propose`).
+    /// A leader answers a `Get` from its own applied state instead of through the log, without
+    /// confirming it still leads and is up to date (`master.rs`, `handle_propose`).
     StaleLeaderRead,
     /// The leader's heartbeat timer keeps firing while the master is paused
     /// (`model.rs`, `master_timer_actions`).
@@ -64,7 +64,7 @@ impl Bug {
             Bug::DoubleComplete => "the proxy completes a request on timeout and again on the late reply",
             Bug::EvictedAckCounts => "eviction shrinks the quorum: the leader counts a majority of its active set, not of the static configuration",
             Bug::ForgetPromise => "a master restarts without its promised ballot",
-            Bug::StaleLeaderRead => "a leader answers a Get from its own state without confirming it still leads: a deposed leader that has not yet heard of its successor (paused, partitioned or slow) serves a stale read",
+            Bug::StaleLeaderRead => "a leader answers a Get from its own applied state instead of through the log: a deposed leader, or a new leader that has not yet committed its predecessor's entries, serves a stale read",
             Bug::PausedHeartbeat => "the leader's heartbeat timer keeps firing while the master is paused",
         }
     }

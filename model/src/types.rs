@@ -26,10 +26,8 @@ pub type Version = u8;
 /// A cluster name as the proxy sees it (`Config::cluster` is the one it serves).
 pub type ClusterName = u8;
 
-/// `(round, node)`, ordered by round then node (§1).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+/// `(round, node)`, ordered by round then node (§1). Printed `(round,node)` in counterexamples.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     /// Compared first.
     pub round: Round,
@@ -40,6 +38,12 @@ pub struct Ballot {
 impl Ballot {
     /// Below every real ballot.
     pub const ZERO: Ballot = Ballot { round: 0, node: 0 };
+}
+
+impl fmt::Debug for Ballot {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "({},{})", self.round, self.node)
+    }
 }
 
 impl fmt::Display for Ballot {
