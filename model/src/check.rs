@@ -181,8 +181,10 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
     let strategy = options.strategy.unwrap_or(preset.strategy);
     let depth_max = options.depth_max.or(preset.depth_max);
     let seconds_max = options.seconds_max.or(preset.seconds_max);
-    let mut builder = config
-        .clone()
+    let started = Instant::now();
+    let mut searched = config.clone();
+    searched.search_deadline = seconds_max.map(|seconds| started + Duration::from_secs(seconds));
+    let mut builder = searched
         .checker()
         .threads(options.threads.unwrap_or(1))
         .finish_when(HasDiscoveries::AnyFailures);
@@ -192,7 +194,6 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
     if let Some(seconds) = seconds_max {
         builder = builder.timeout(Duration::from_secs(seconds));
     }
-    let started = Instant::now();
     let mut reporter = Progress {
         preset: preset.name,
         enabled: options.progress,

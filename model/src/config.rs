@@ -189,6 +189,11 @@ pub struct Config {
     pub explicit_commit: bool,
     /// The seeded bugs switched on.
     pub bugs: BTreeSet<Bug>,
+    /// When set, states found after this instant are not explored: the time limit of a search.
+    /// (stateright 0.31's own timeout is only checked when a DFS thread runs out of work, so a
+    /// single-threaded DFS would ignore it.) Not part of the model; never serialized.
+    #[serde(skip)]
+    pub search_deadline: Option<std::time::Instant>,
 }
 
 impl Config {

@@ -432,6 +432,12 @@ impl Model for Config {
     }
 
     fn within_boundary(&self, state: &State) -> bool {
+        if self
+            .search_deadline
+            .is_some_and(|deadline| std::time::Instant::now() >= deadline)
+        {
+            return false;
+        }
         self.messages_in_flight_max
             .is_none_or(|max| state.messages_in_flight() <= max)
     }

@@ -97,6 +97,7 @@ fn base(clients: Vec<ClientScript>) -> Config {
         delivery: Delivery::PerLinkFifo,
         explicit_commit: false,
         bugs: BTreeSet::new(),
+        search_deadline: None,
     }
 }
 
