@@ -110,12 +110,25 @@ pub(crate) struct Campaign {
 }
 
 /// The leader's view of one follower (§5.1).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct FollowerProgress {
     /// Consecutive heartbeat periods without an acknowledgement.
     pub(crate) missed_heartbeats: u64,
     /// Whether it acknowledged since the previous heartbeat.
     pub(crate) acknowledged: bool,
+}
+
+impl Default for FollowerProgress {
+    /// A follower the leader has not sent a heartbeat to yet has missed none: the first
+    /// heartbeat period must not count as missed, or `Evict` would come one heartbeat before
+    /// `eviction_threshold` heartbeats were really missed (protocol.md §5.1, §13
+    /// `eviction_after_threshold`).
+    fn default() -> FollowerProgress {
+        FollowerProgress {
+            missed_heartbeats: 0,
+            acknowledged: true,
+        }
+    }
 }
 
 /// A proposal the leader owns: who to answer once its slot is applied.
