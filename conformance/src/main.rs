@@ -71,6 +71,9 @@ enum Command {
         /// Fewer events than this in total fail as vacuous.
         #[arg(long, default_value_t = trace::EVENTS_FLOOR_DEFAULT)]
         floor: usize,
+        /// Replay the traces this many times (a stable replay-rate measurement).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
 }
 
@@ -117,7 +120,11 @@ fn main() -> ExitCode {
                 false
             }
         },
-        Command::Check { paths, floor } => check(&paths, floor),
+        Command::Check {
+            paths,
+            floor,
+            repeat,
+        } => check(&paths, floor, repeat),
     };
     if ok {
         ExitCode::SUCCESS
@@ -126,15 +133,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(paths: &[PathBuf], floor: usize) -> bool {
-    match run::check_paths(paths, floor) {
+fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
+    let traces = match trace::read_paths(paths) {
+        Ok(traces) => traces,
+        Err(error) => {
+            println!("check: FAIL");
+            println!("TRACE ERROR: {error}");
+            return false;
+        }
+    };
+    let (mut events, mut seconds) = (0usize, 0f64);
+    let mut result = run::check_traces(&traces, floor, 0);
+    for _ in 1..repeat.max(1) {
+        if let Ok(checked) = &result {
+            events += checked.stats.events;
+            seconds += checked.stats.seconds;
+        }
+        result = run::check_traces(&traces, floor, 0);
+    }
+    match result {
         Ok(checked) => {
             let stats = &checked.stats;
+            events += stats.events;
+            seconds += stats.seconds;
             println!(
-                "check: PASS: {} events, {} model actions, {:.0} events/s",
+                "check: PASS: {} events, {} model actions; replay: {events} events in {seconds:.3} s = {:.0} events/s (one core)",
                 stats.events,
                 stats.actions,
-                stats.events as f64 / stats.seconds.max(1e-9)
+                events as f64 / seconds.max(1e-9)
             );
             print!("{}", checked.coverage);
             true

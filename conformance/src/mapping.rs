@@ -642,6 +642,7 @@ fn completion_indices(merged: &Merged) -> HashMap<(u64, u64), usize> {
 }
 
 /// The model's parameters for replaying a run of `protocol` (clients are added by the pre-pass).
+/// Search bounds are off: a real run is unbounded.
 fn base_config(protocol: &core::Config, masters: u8) -> Result<Config, MappingError> {
     Ok(Config {
         masters,
@@ -659,6 +660,8 @@ fn base_config(protocol: &core::Config, masters: u8) -> Result<Config, MappingEr
         // The core broadcasts `Commit` when its commit index advances (§4.4).
         explicit_commit: true,
         bugs: Default::default(),
+        // Fields the model adds later start as in its unbounded `seed` preset.
+        ..model::presets::seed().config
     })
 }
 
