@@ -2,7 +2,7 @@
 //! configuration (`docs/protocol.md` §12) shrunk to model size, the fault budgets that bound the
 //! exhaustive search, and the seeded bugs.
 //!
-//! Bounds restrict the search only: with every budget at `u8::MAX` and no in-flight bound the
+//! Bounds restrict the search only: with every budget at `u32::MAX` and no in-flight bound the
 //! model runs unbounded (the simulation strategy and conformance replay use it that way).
 
 use crate::types::{ClientId, ClusterName, Operation, RequestId, Round};
@@ -118,31 +118,31 @@ pub enum Delivery {
 )]
 pub struct Budget {
     /// `ElectionTimeout` firings.
-    pub election_timeouts: u8,
+    pub election_timeouts: u32,
     /// `HeartbeatTimeout` firings.
-    pub heartbeat_timeouts: u8,
+    pub heartbeat_timeouts: u32,
     /// `CheckQuorumTimeout` firings (the overdue one after a `Resume` is not counted).
-    pub check_quorum_timeouts: u8,
+    pub check_quorum_timeouts: u32,
     /// `Pause` faults.
-    pub pauses: u8,
+    pub pauses: u32,
     /// `Crash` faults.
-    pub crashes: u8,
+    pub crashes: u32,
     /// `Drop` faults.
-    pub drops: u8,
+    pub drops: u32,
     /// `RequestTimeout` firings at the proxy.
-    pub request_timeouts: u8,
+    pub request_timeouts: u32,
 }
 
 impl Budget {
     /// No bound at all.
     pub const UNBOUNDED: Budget = Budget {
-        election_timeouts: u8::MAX,
-        heartbeat_timeouts: u8::MAX,
-        check_quorum_timeouts: u8::MAX,
-        pauses: u8::MAX,
-        crashes: u8::MAX,
-        drops: u8::MAX,
-        request_timeouts: u8::MAX,
+        election_timeouts: u32::MAX,
+        heartbeat_timeouts: u32::MAX,
+        check_quorum_timeouts: u32::MAX,
+        pauses: u32::MAX,
+        crashes: u32::MAX,
+        drops: u32::MAX,
+        request_timeouts: u32::MAX,
     };
 }
 
@@ -166,7 +166,7 @@ pub struct Config {
     /// has no proposal queue: `proposals_queued_max` = 0).
     pub pipeline_slots_max: u8,
     /// Proxy requests accepted and not completed (§9.4.3).
-    pub in_flight_max: u8,
+    pub in_flight_max: u32,
     /// `NotLeader` redirects followed per request (§9.4.5).
     pub redirects_max: u8,
     /// The cluster the proxy serves.

@@ -57,6 +57,60 @@ pub enum Action {
 }
 
 impl Action {
+    /// The step's name in protocol.md §11 (`Deliver`, `ElectionTimeout`, …).
+    pub fn step_name(&self) -> &'static str {
+        match self {
+            Action::Deliver { .. } => "Deliver",
+            Action::Drop { .. } => "Drop",
+            Action::ElectionTimeout(_) => "ElectionTimeout",
+            Action::HeartbeatTimeout(_) => "HeartbeatTimeout",
+            Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout",
+            Action::RequestTimeout(_) => "RequestTimeout",
+            Action::ClientRequest(_) => "ClientRequest",
+            Action::Pause(_) => "Pause",
+            Action::Resume(_) => "Resume",
+            Action::Crash(_) => "Crash",
+            Action::Restart(_) => "Restart",
+        }
+    }
+
+    /// The core handler this step is (protocol.md §11), or `None` for a host or network fault
+    /// and for the client's own steps.
+    pub fn core_handler(&self) -> Option<&'static str> {
+        let handler = match self {
+            Action::Deliver {
+                message,
+                destination,
+                ..
+            } => match (message, destination) {
+                (_, Endpoint::Client(_)) => return None,
+                (Message::PreVote { .. }, _) => "handle_pre_vote",
+                (Message::PreVoteReply { .. }, _) => "handle_pre_vote_reply",
+                (Message::Prepare { .. }, _) => "handle_prepare",
+                (Message::Promise { .. }, _) => "handle_promise",
+                (Message::Accept { .. }, _) => "handle_accept",
+                (Message::Accepted { .. }, _) => "handle_accepted",
+                (Message::Nack { .. }, _) => "handle_nack",
+                (Message::Commit { .. }, _) => "handle_commit",
+                (Message::Heartbeat { .. }, _) => "handle_heartbeat",
+                (Message::HeartbeatAck { .. }, _) => "handle_heartbeat_ack",
+                (Message::Rejoin { .. }, _) => "handle_rejoin",
+                (Message::CatchUp { .. }, _) => "handle_catch_up",
+                (Message::CatchUpAck { .. }, _) => "handle_catch_up_ack",
+                (Message::Propose { .. }, _) => "handle_propose",
+                (Message::ProposeReply { .. }, _) => "handle_propose_reply",
+                (Message::Request { .. }, _) => "handle_request",
+                (Message::Reply { .. }, _) => return None,
+            },
+            Action::ElectionTimeout(_) => "on_election_timeout",
+            Action::HeartbeatTimeout(_) => "on_heartbeat_timeout",
+            Action::CheckQuorumTimeout(_) => "on_check_quorum_timeout",
+            Action::RequestTimeout(_) => "on_request_timeout",
+            _ => return None,
+        };
+        Some(handler)
+    }
+
     /// Whether this is a master timer or a fault: steps that do not count against quiescence.
     pub fn is_timer_or_fault(&self) -> bool {
         !matches!(

@@ -8,7 +8,7 @@
 //! one whose bounds silently lose a behaviour fails instead of passing.
 
 use crate::config::{Budget, Bug, ClientScript, Config, Delivery};
-use crate::types::Operation;
+use crate::types::{Operation, Round};
 use std::collections::BTreeSet;
 
 /// How a preset is searched.
@@ -245,7 +245,7 @@ pub fn seed() -> Preset {
     ]);
     config.masters = 5;
     config.eviction_threshold = 3;
-    config.round_max = u8::MAX - 1;
+    config.round_max = Round::MAX - 1;
     config.budget = Budget::UNBOUNDED;
     config.messages_in_flight_max = None;
     config.explicit_commit = true;

@@ -153,8 +153,10 @@ fn complete_at_most_once(_: &Config, state: &State) -> bool {
 
 fn ledger_balance(_: &Config, state: &State) -> bool {
     let ledger = &state.proxy.ledger;
-    ledger.accepted as u16
-        == ledger.completed_ok as u16 + ledger.completed_err as u16 + ledger.in_flight as u16
+    u64::from(ledger.accepted)
+        == u64::from(ledger.completed_ok)
+            + u64::from(ledger.completed_err)
+            + u64::from(ledger.in_flight)
 }
 
 /// Quiescence: nothing in flight, no client can send, no request timer pending (only master

@@ -127,15 +127,15 @@ pub struct PendingRequest {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ledger {
     /// Requests received.
-    pub accepted: u8,
+    pub accepted: u32,
     /// Requests completed with `Ok`.
-    pub completed_ok: u8,
+    pub completed_ok: u32,
     /// Requests completed with `Err`.
-    pub completed_err: u8,
+    pub completed_err: u32,
     /// Requests accepted and not completed (each owns a pending slot).
-    pub in_flight: u8,
+    pub in_flight: u32,
     /// Replies that arrived after their request completed (ignored).
-    pub late_replies: u8,
+    pub late_replies: u32,
 }
 
 /// The proxy (§9.4): it holds nothing that must survive a crash.
@@ -165,7 +165,7 @@ pub struct ReplyRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Client {
     /// Operations sent so far.
-    pub sent: u8,
+    pub sent: u32,
     /// Replies per request.
     pub replies: BTreeMap<RequestId, ReplyRecord>,
 }

@@ -1,7 +1,8 @@
 //! The protocol's vocabulary (`docs/protocol.md` §1, §9.1) as small types.
 //!
-//! Everything is a few bits wide on purpose: the checker hashes and stores millions of states, and
-//! a model with two keys and three values already shows every interleaving the protocol allows.
+//! Keys, values, nodes and clients are a few bits wide: a model with two keys and three values
+//! already shows every interleaving the protocol allows. Slots, rounds, versions, request ids and
+//! ledger counters are 32 bits so that conformance can replay long real traces.
 //! Names follow the protocol word for word, so that a counterexample reads like the document.
 
 use serde::{Deserialize, Serialize};
@@ -12,17 +13,17 @@ pub type NodeId = u8;
 /// A client of the proxy (`0..clients`).
 pub type ClientId = u8;
 /// A request, unique over the whole run: the client's script position decides it (see `Config`).
-pub type RequestId = u8;
+pub type RequestId = u32;
 /// A position in the replicated log, starting at 1 (0 means "nothing").
-pub type Slot = u8;
+pub type Slot = u32;
 /// The round part of a ballot.
-pub type Round = u8;
+pub type Round = u32;
 /// A key of the key-value store.
 pub type Key = u8;
 /// A value of the key-value store.
 pub type Value = u8;
 /// The version of a key: 0 is absent, every write adds one.
-pub type Version = u8;
+pub type Version = u32;
 /// A cluster name as the proxy sees it (`Config::cluster` is the one it serves).
 pub type ClusterName = u8;
 
