@@ -16,9 +16,9 @@
 //!    post-state types, and [`Vocabulary::message`] maps a message, so that replay compares like
 //!    with like.
 //!
-//! Limits of the model's representation, reported as errors rather than truncated: ids, slots,
-//! rounds, keys, values, versions and counters are `u8` in the model (at most 255), and the
-//! model has no snapshots.
+//! Limits of the model's representation, reported as errors rather than truncated: each number
+//! must fit the model's type for it (`vigil_model::types`: nodes, clients, keys and values are
+//! `u8`), and the model has no snapshots.
 
 use std::collections::HashMap;
 
@@ -31,8 +31,8 @@ use crate::merge::{party_of_endpoint, party_of_origin, Merged, Party};
 /// Why a run cannot be expressed in the model.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MappingError {
-    /// A number does not fit the model's `u8`.
-    #[error("{what} {value} exceeds the model's range (at most 255): shorten the run")]
+    /// A number does not fit the model's type for it.
+    #[error("{what} {value} exceeds the model's range for it: shorten the run")]
     OutOfRange {
         /// Which quantity.
         what: &'static str,
@@ -47,15 +47,30 @@ pub enum MappingError {
     UnknownRequest(String),
 }
 
-fn small(what: &'static str, value: u64) -> Result<u8, MappingError> {
-    u8::try_from(value).map_err(|_| MappingError::OutOfRange { what, value })
+/// `value` in the model's type for it (the model's integer types are narrower than the core's).
+fn fit<T: TryFrom<u64>>(what: &'static str, value: u64) -> Result<T, MappingError> {
+    T::try_from(value).map_err(|_| MappingError::OutOfRange { what, value })
+}
+
+/// `value` in the model's type for it, or the largest value that type holds (for limits that a
+/// real configuration sets far above anything a run reaches).
+fn saturate<T: TryFrom<u64>>(value: u64) -> T {
+    [
+        value,
+        u64::from(u32::MAX),
+        u64::from(u16::MAX),
+        u64::from(u8::MAX),
+    ]
+    .into_iter()
+    .find_map(|candidate| T::try_from(candidate).ok())
+    .expect("every model integer holds 255")
 }
 
 /// One accepted proxy request and where it lives in the model.
 #[derive(Clone, Copy, Debug)]
 struct RequestSlot {
-    client: u8,
-    model_id: u8,
+    client: model::types::ClientId,
+    model_id: model::types::RequestId,
 }
 
 /// Everything learned from one run that the mapping needs: the model configuration and the
@@ -70,9 +85,9 @@ pub struct Vocabulary {
     /// (client connection, client request id) → model request.
     requests: HashMap<(u64, u64), RequestSlot>,
     /// The proxy's forwarding id → model request id.
-    forwards: HashMap<u64, u8>,
+    forwards: HashMap<u64, model::types::RequestId>,
     /// Merged index of a proxy `RequestTimeout` event → the model request it times out.
-    timeouts: HashMap<usize, u8>,
+    timeouts: HashMap<usize, model::types::RequestId>,
     /// Masters whose first `Restart` was seen (the next one is a crash and restart).
     started: Vec<bool>,
 }
@@ -93,7 +108,7 @@ impl Vocabulary {
         protocol: &core::Config,
         served_cluster: &str,
     ) -> Result<Vocabulary, MappingError> {
-        let masters = small("masters", protocol.masters)?;
+        let masters: model::types::NodeId = fit("masters", protocol.masters)?;
         let mut vocabulary = Vocabulary {
             config: base_config(protocol, masters)?,
             served_cluster: served_cluster.to_string(),
@@ -183,13 +198,8 @@ impl Vocabulary {
     /// Numbers the model requests from the client scripts and resolves the pending tables.
     fn assign_request_ids(&mut self, plans: Vec<ClientPlan>) -> Result<(), MappingError> {
         let total: usize = plans.iter().map(|plan| plan.operations.len()).sum();
-        if total > 255 {
-            return Err(MappingError::OutOfRange {
-                what: "requests in the run",
-                value: total as u64,
-            });
-        }
-        small("model clients", plans.len() as u64)?;
+        fit::<model::types::RequestId>("requests in the run", total as u64)?;
+        fit::<model::types::ClientId>("model clients", plans.len() as u64)?;
         self.config.clients = plans
             .iter()
             .map(|plan| model::ClientScript {
@@ -199,11 +209,13 @@ impl Vocabulary {
             .collect();
         for (client, plan) in plans.iter().enumerate() {
             for (index, request) in plan.requests.iter().enumerate() {
-                let model_id = self.config.request_id(client as u8, index);
+                let model_id = self
+                    .config
+                    .request_id(client as model::types::ClientId, index);
                 self.requests.insert(
                     *request,
                     RequestSlot {
-                        client: client as u8,
+                        client: client as model::types::ClientId,
                         model_id,
                     },
                 );
@@ -235,7 +247,7 @@ impl Vocabulary {
             .ok_or_else(|| MappingError::UnknownRequest(format!("c{}#{}", request.0, request.1)))
     }
 
-    fn forward(&self, forward_id: u64) -> Result<u8, MappingError> {
+    fn forward(&self, forward_id: u64) -> Result<model::types::RequestId, MappingError> {
         self.forwards.get(&forward_id).copied().ok_or_else(|| {
             MappingError::UnknownRequest(format!("proxy forwarding id {forward_id}"))
         })
@@ -248,7 +260,7 @@ impl Vocabulary {
         let me = party_of_origin(line.origin);
         let actions = match (&line.kind, me) {
             (core::TraceKind::Restart, Party::Master(node)) => {
-                let node = small("node id", node)?;
+                let node: model::types::NodeId = fit("node id", node)?;
                 let started = &mut self.started[node as usize];
                 if std::mem::replace(started, true) {
                     vec![Action::Crash(node), Action::Restart(node)]
@@ -260,7 +272,7 @@ impl Vocabulary {
                 self.receive_actions(party_of_endpoint(from), me, message)?
             }
             (core::TraceKind::Timeout { timer }, Party::Master(node)) => {
-                let node = small("node id", node)?;
+                let node: model::types::NodeId = fit("node id", node)?;
                 vec![match timer {
                     core::Timer::Election => Action::ElectionTimeout(node),
                     core::Timer::Heartbeat => Action::HeartbeatTimeout(node),
@@ -320,7 +332,7 @@ impl Vocabulary {
         message: &core::Message,
     ) -> Result<Endpoint, MappingError> {
         Ok(match party {
-            Party::Master(node) => Endpoint::Master(small("node id", node)?),
+            Party::Master(node) => Endpoint::Master(fit("node id", node)?),
             Party::Proxy => Endpoint::Proxy,
             Party::Client(client) => {
                 let request_id = match message {
@@ -359,7 +371,7 @@ impl Vocabulary {
                 commit_index,
             } => Message::Prepare {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::Promise {
                 ballot,
@@ -370,7 +382,7 @@ impl Vocabulary {
                 no_snapshot(snapshot)?;
                 Message::Promise {
                     ballot: ballot_of(*ballot)?,
-                    commit_index: small("slot", *commit_index)?,
+                    commit_index: fit("slot", *commit_index)?,
                     entries: self.entries(entries)?,
                 }
             }
@@ -381,13 +393,13 @@ impl Vocabulary {
                 commit_index,
             } => Message::Accept {
                 ballot: ballot_of(*ballot)?,
-                slot: small("slot", *slot)?,
+                slot: fit("slot", *slot)?,
                 command: self.command(command)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::Accepted { ballot, slot } => Message::Accepted {
                 ballot: ballot_of(*ballot)?,
-                slot: small("slot", *slot)?,
+                slot: fit("slot", *slot)?,
             },
             M::Nack { ballot, promised } => Message::Nack {
                 ballot: ballot_of(*ballot)?,
@@ -398,28 +410,28 @@ impl Vocabulary {
                 commit_index,
             } => Message::Commit {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::Heartbeat {
                 ballot,
                 commit_index,
             } => Message::Heartbeat {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::HeartbeatAck {
                 ballot,
                 commit_index,
             } => Message::HeartbeatAck {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::Rejoin {
                 ballot,
                 commit_index,
             } => Message::Rejoin {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::CatchUp {
                 ballot,
@@ -430,7 +442,7 @@ impl Vocabulary {
                 no_snapshot(snapshot)?;
                 Message::CatchUp {
                     ballot: ballot_of(*ballot)?,
-                    commit_index: small("slot", *commit_index)?,
+                    commit_index: fit("slot", *commit_index)?,
                     entries: self.entries(entries)?,
                 }
             }
@@ -439,7 +451,7 @@ impl Vocabulary {
                 commit_index,
             } => Message::CatchUpAck {
                 ballot: ballot_of(*ballot)?,
-                commit_index: small("slot", *commit_index)?,
+                commit_index: fit("slot", *commit_index)?,
             },
             M::Propose {
                 request_id,
@@ -497,7 +509,11 @@ impl Vocabulary {
     }
 
     /// The model request id of a client's request.
-    pub fn model_request(&self, client: u64, request_id: u64) -> Result<u8, MappingError> {
+    pub fn model_request(
+        &self,
+        client: u64,
+        request_id: u64,
+    ) -> Result<model::types::RequestId, MappingError> {
         Ok(self.request((client, request_id))?.model_id)
     }
 
@@ -506,7 +522,7 @@ impl Vocabulary {
             .iter()
             .map(|entry| {
                 Ok((
-                    small("slot", entry.slot)?,
+                    fit("slot", entry.slot)?,
                     model::types::Entry {
                         ballot: ballot_of(entry.ballot)?,
                         command: self.command(&entry.command)?,
@@ -592,7 +608,7 @@ impl Vocabulary {
                 value,
             } => O::Cas {
                 key: self.key(key)?,
-                expected_version: small("version", *expected_version)?,
+                expected_version: fit("version", *expected_version)?,
                 value: self.value(value)?,
             },
             core::Operation::Delete { key } => O::Delete {
@@ -612,16 +628,16 @@ impl Vocabulary {
                     .as_deref()
                     .map(|value| self.value(value))
                     .transpose()?,
-                version: small("version", *version)?,
+                version: fit("version", *version)?,
             },
             core::OperationResult::Written { version } => R::Written {
-                version: small("version", *version)?,
+                version: fit("version", *version)?,
             },
             core::OperationResult::VersionMismatch { current_version } => R::VersionMismatch {
-                current_version: small("version", *current_version)?,
+                current_version: fit("version", *current_version)?,
             },
             core::OperationResult::Deleted { version } => R::Deleted {
-                version: small("version", *version)?,
+                version: fit("version", *version)?,
             },
         })
     }
@@ -643,16 +659,19 @@ fn completion_indices(merged: &Merged) -> HashMap<(u64, u64), usize> {
 
 /// The model's parameters for replaying a run of `protocol` (clients are added by the pre-pass).
 /// Search bounds are off: a real run is unbounded.
-fn base_config(protocol: &core::Config, masters: u8) -> Result<Config, MappingError> {
+fn base_config(
+    protocol: &core::Config,
+    masters: model::types::NodeId,
+) -> Result<Config, MappingError> {
     Ok(Config {
         masters,
-        eviction_threshold: small("eviction_threshold", protocol.eviction_threshold)?,
-        pipeline_slots_max: protocol.pipeline_slots_max.min(255) as u8,
-        in_flight_max: protocol.in_flight_max.min(255) as u8,
-        redirects_max: small("redirects_max", protocol.redirects_max)?,
+        eviction_threshold: fit("eviction_threshold", protocol.eviction_threshold)?,
+        pipeline_slots_max: saturate(protocol.pipeline_slots_max),
+        in_flight_max: saturate(protocol.in_flight_max),
+        redirects_max: fit("redirects_max", protocol.redirects_max)?,
         cluster: 0,
         clients: Vec::new(),
-        round_max: u8::MAX,
+        round_max: model::types::Round::MAX,
         budget: model::Budget::UNBOUNDED,
         initial_leader: false,
         messages_in_flight_max: None,
@@ -667,8 +686,8 @@ fn base_config(protocol: &core::Config, masters: u8) -> Result<Config, MappingEr
 
 fn ballot_of(ballot: core::Ballot) -> Result<model::types::Ballot, MappingError> {
     Ok(model::types::Ballot {
-        round: small("ballot round", ballot.round)?,
-        node: small("node id", ballot.node)?,
+        round: fit("ballot round", ballot.round)?,
+        node: fit("node id", ballot.node)?,
     })
 }
 
@@ -686,7 +705,7 @@ fn propose_error(error: &core::MasterError) -> Result<model::types::ProposeError
     use model::types::ProposeError as E;
     Ok(match error {
         core::MasterError::NotLeader { leader_hint } => E::NotLeader {
-            leader_hint: leader_hint.map(|node| small("node id", node)).transpose()?,
+            leader_hint: leader_hint.map(|node| fit("node id", node)).transpose()?,
         },
         core::MasterError::Overloaded => E::Overloaded,
         core::MasterError::LeaderChanged => E::LeaderChanged,
@@ -705,7 +724,7 @@ fn request_error(error: &core::ClientError) -> model::types::RequestError {
 }
 
 /// The model's master `node` abstracted to the implementation's post-state.
-pub fn master_view(state: &model::State, node: u8) -> core::MasterPostState {
+pub fn master_view(state: &model::State, node: model::types::NodeId) -> core::MasterPostState {
     let master = &state.masters[node as usize];
     let role = match &master.role {
         model::state::Role::Follower => core::Role::Follower,
