@@ -366,7 +366,7 @@ impl Reporter<Config> for Progress {
     }
 
     fn delay(&self) -> Duration {
-        Duration::from_millis(500)
+        Duration::from_secs(1)
     }
 }
 

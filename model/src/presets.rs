@@ -256,7 +256,14 @@ pub fn seed() -> Preset {
         exhaustive: false,
         depth_max: Some(200),
         seconds_max: Some(30),
-        witnesses: vec!["value_chosen", "wrong_cluster_answered"],
+        witnesses: vec![
+            "value_chosen",
+            "leader_change",
+            "follower_evicted",
+            "pause_and_resume",
+            "wrong_cluster_answered",
+            "request_timed_out_once",
+        ],
     }
 }
 
