@@ -167,7 +167,7 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
         }
         Err(failure) => {
             println!("check: FAIL");
-            println!("{failure}");
+            print_failure(&failure, None, "check");
             false
         }
     }
@@ -286,7 +286,7 @@ fn run_sim(
         }
     }
     if let Some((seed, failure)) = failure {
-        println!("{failure}");
+        print_failure(&failure, trace_dir, &format!("sim-seed-{seed}"));
         return PartResult {
             name,
             outcome: Outcome::Failed,
@@ -349,7 +349,7 @@ fn run_tcp(
                     "tcp seed {seed}: faults {}",
                     outcome.faults_applied.join("; ")
                 );
-                println!("{failure}");
+                print_failure(&failure, trace_dir, &format!("tcp-seed-{seed}"));
                 return PartResult {
                     name,
                     outcome: Outcome::Failed,
@@ -366,6 +366,26 @@ fn run_tcp(
             "{seeds} runs ({run_seconds:.0} s), {events} events, {:.0} events/s replayed",
             events as f64 / replay_seconds.max(1e-9)
         ),
+    }
+}
+
+/// Prints a failure; a divergence's model path is saved as JSON next to the traces (or in the
+/// temporary directory) for `vigil_model::check::replay` and the explorer.
+fn print_failure(failure: &CheckFailure, directory: Option<&std::path::Path>, label: &str) {
+    println!("{failure}");
+    if let CheckFailure::Divergence(divergence) = failure {
+        let directory = directory.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let path = directory.join(format!("divergence-{label}.json"));
+        match std::fs::create_dir_all(&directory)
+            .and_then(|()| std::fs::write(&path, divergence.path_json()))
+        {
+            Ok(()) => println!(
+                "  model path ({} actions) saved to {}",
+                divergence.path.len(),
+                path.display()
+            ),
+            Err(error) => println!("  model path not saved ({}): {error}", path.display()),
+        }
     }
 }
 

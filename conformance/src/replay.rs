@@ -561,6 +561,7 @@ impl<'a> Replayer<'a> {
             divergence.notes = wrong;
             divergence.model_state = describe_state(&self.state);
             divergence.path = self.path.clone();
+            divergence.config = Some(self.config().clone());
             return Err(Box::new(divergence));
         }
         let ledger = self.state.proxy.ledger;
@@ -571,6 +572,7 @@ impl<'a> Replayer<'a> {
             ));
             divergence.model_state = describe_state(&self.state);
             divergence.path = self.path.clone();
+            divergence.config = Some(self.config().clone());
             return Err(Box::new(divergence));
         }
         Ok(())
@@ -604,6 +606,7 @@ impl<'a> Replayer<'a> {
             .map(ToString::to_string)
             .collect();
         divergence.path = self.path.clone();
+        divergence.config = Some(self.config().clone());
         divergence
     }
 }

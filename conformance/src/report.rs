@@ -45,6 +45,8 @@ pub struct Divergence {
     pub enabled: Vec<String>,
     /// The model actions replayed so far (a path `vigil-model` can replay from the initial state).
     pub path: Vec<Action>,
+    /// The model's parameters the path runs in.
+    pub config: Option<Config>,
 }
 
 impl Divergence {
@@ -61,13 +63,15 @@ impl Divergence {
             model_state: String::new(),
             enabled: Vec::new(),
             path: Vec::new(),
+            config: None,
         }
     }
 
-    /// Writes the model path (config and actions) as JSON, for `vigil-model` or a test.
-    pub fn path_json(&self, config: &Config) -> String {
+    /// The model path (config and actions) as JSON: replaying `actions` from the initial state
+    /// of `config` with `vigil_model::check::replay` reaches the state of the report.
+    pub fn path_json(&self) -> String {
         serde_json::to_string_pretty(&serde_json::json!({
-            "config": config,
+            "config": self.config,
             "actions": self.path,
         }))
         .unwrap_or_default()

@@ -193,6 +193,11 @@ pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &P
             let result = trace::read_paths(std::slice::from_ref(&run.trace_dir))
                 .map_err(CheckFailure::Trace)
                 .and_then(|traces| check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT, pauses))
+                .and_then(|checked| match &run.drive_error {
+                    // The traces conform, but the run itself did not complete.
+                    Some(error) => Err(CheckFailure::Run(error.clone())),
+                    None => Ok(checked),
+                })
                 .and_then(|checked| {
                     let missing = checked.coverage.missing(kinds);
                     if missing.is_empty() {
@@ -201,7 +206,11 @@ pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &P
                         Err(CheckFailure::Vacuous(missing))
                     }
                 });
-            (run.faults_applied, result)
+            let mut applied = run.faults_applied;
+            if let Some(error) = run.drive_error {
+                applied.push(format!("(run stopped: {error})"));
+            }
+            (applied, result)
         }
         Err(error) => (Vec::new(), Err(CheckFailure::Run(error))),
     };

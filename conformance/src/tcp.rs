@@ -42,6 +42,9 @@ pub struct TcpRun {
     pub trace_dir: PathBuf,
     /// Faults injected, as printed.
     pub faults_applied: Vec<String>,
+    /// Why the workload or a fault could not complete (e.g. a request never answered); the
+    /// traces are still validated, since they usually say why.
+    pub drive_error: Option<String>,
 }
 
 /// Runs the cluster with `plan`'s fault kinds (times are the host's own), writes traces under
@@ -73,11 +76,15 @@ async fn run_async(
     let mut faults_applied = Vec::new();
     let outcome = drive(&mut cluster, seed, plan, &mut faults_applied).await;
     let shutdown = cluster.shutdown().await.map_err(|error| error.to_string());
-    outcome?;
-    shutdown?;
+    let drive_error = match (outcome, shutdown) {
+        (Err(error), _) => Some(error),
+        (Ok(()), Err(error)) => Some(format!("shutdown: {error}")),
+        (Ok(()), Ok(())) => None,
+    };
     Ok(TcpRun {
         trace_dir,
         faults_applied,
+        drive_error,
     })
 }
 
