@@ -199,14 +199,13 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
         enabled: options.progress,
     };
     let discoveries = match strategy {
-        Strategy::Bfs => collect(builder.spawn_bfs().join_and_report(&mut reporter)),
-        Strategy::Dfs => collect(builder.spawn_dfs().join_and_report(&mut reporter)),
+        Strategy::Bfs => finish(builder.spawn_bfs(), &mut reporter),
+        Strategy::Dfs => finish(builder.spawn_dfs(), &mut reporter),
         Strategy::Simulation => {
             let seed = 0x5eed;
-            collect(
-                builder
-                    .spawn_simulation(seed, UniformChooser)
-                    .join_and_report(&mut reporter),
+            finish(
+                builder.spawn_simulation(seed, UniformChooser),
+                &mut reporter,
             )
         }
     };
@@ -221,6 +220,16 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
         seconds,
         !(stopped_by_depth || stopped_by_time || strategy == Strategy::Simulation),
     )
+}
+
+/// Waits for the checker, with the progress line only when asked (reporting polls once a
+/// second, which would add a second to every small check).
+fn finish(checker: impl Checker<Config> + Send + Sync, reporter: &mut Progress) -> Finished {
+    if reporter.enabled {
+        collect(checker.join_and_report(reporter))
+    } else {
+        collect(checker.join())
+    }
 }
 
 /// What a finished checker leaves behind.
