@@ -341,19 +341,22 @@ impl Step<'_> {
 
     /// §3.5, §4.6: a refusal naming a newer ballot makes a candidate or leader step down.
     /// §6.2: a refused pre-vote learns the newer round (in memory only) and follows nobody.
+    /// Every `Nack` teaches the round it names; only one naming a strictly higher promise than
+    /// the refused ballot, which is still this master's own, makes it step down (§3.5).
     pub fn handle_nack(&mut self, node: NodeId, refused: Ballot, promised: Ballot) {
-        let state = &self.state.masters[node as usize];
+        let state = &mut self.state.masters[node as usize];
+        state.round_seen = state.round_seen.max(promised.round);
+        if promised <= refused {
+            return;
+        }
         let own = match &state.role {
             Role::Follower => return,
             Role::PreCandidate { ballot, .. } | Role::Candidate { ballot, .. } => *ballot,
             Role::Leader(leader) => leader.ballot,
         };
-        if refused != own || promised < own {
-            return;
+        if refused == own {
+            self.step_down(node, None);
         }
-        self.step_down(node, None);
-        let state = &mut self.state.masters[node as usize];
-        state.round_seen = state.round_seen.max(promised.round);
     }
 
     /// §4.4: learn the commit index from the leader.
@@ -386,6 +389,12 @@ impl Step<'_> {
             }
             let next = state.commit_index + 1;
             if state.log.get(&next).map(|entry| entry.ballot) != Some(ballot) {
+                // §6.3: one `Rejoin` outstanding until its `CatchUp` or a new leader. (The core
+                // also asks again after an election timeout of silence; time is abstract here.)
+                if state.rejoin_requested {
+                    return;
+                }
+                state.rejoin_requested = true;
                 let rejoin = Message::Rejoin {
                     ballot,
                     commit_index: state.commit_index,
@@ -484,6 +493,7 @@ impl Step<'_> {
         }
         self.adopt_leader(node, ballot, true);
         let state = &mut self.state.masters[node as usize];
+        state.rejoin_requested = false;
         let old_commit = state.commit_index;
         for (slot, entry) in entries.into_iter().filter(|(slot, _)| *slot > old_commit) {
             state.log.insert(slot, entry);

@@ -86,6 +86,8 @@ pub struct Master {
     pub heard_from_leader: bool,
     /// Volatile: the highest round learned from a `Nack` (never persisted, §6.2).
     pub round_seen: Round,
+    /// Volatile: a `Rejoin` for a gap below the commit index is outstanding (§4.5, §6.3).
+    pub rejoin_requested: bool,
     /// Host: stopped by a stop-the-world pause (§7).
     pub paused: bool,
     /// Host: crashed, waiting for `Restart` (§8).
@@ -95,6 +97,15 @@ pub struct Master {
 }
 
 impl Master {
+    /// Stops following its leader: the leader's round stays learned (`round_seen`), and a
+    /// `Rejoin` asked of that leader is no longer outstanding.
+    pub fn forget_leader(&mut self) {
+        if let Some(leader) = self.leader.take() {
+            self.round_seen = self.round_seen.max(leader.round);
+        }
+        self.rejoin_requested = false;
+    }
+
     /// The leader state, if it leads.
     pub fn leader_state(&self) -> Option<&LeaderState> {
         match &self.role {
@@ -282,6 +293,7 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
         commit_index: 0,
         heard_from_leader: config.initial_leader,
         round_seen: 0,
+        rejoin_requested: false,
         paused: false,
         crashed: false,
         check_quorum_overdue: false,

@@ -78,6 +78,9 @@ impl Step<'_> {
     pub fn step_down(&mut self, node: NodeId, leader: Option<Ballot>) {
         let master = &mut self.state.masters[node as usize];
         let role = std::mem::replace(&mut master.role, Role::Follower);
+        if master.leader != leader {
+            master.forget_leader();
+        }
         master.leader = leader;
         master.check_quorum_overdue = false;
         if let Role::Leader(leader_state) = role {
@@ -105,6 +108,9 @@ impl Step<'_> {
         let master = &mut self.state.masters[node as usize];
         if persist {
             master.promised = ballot;
+        }
+        if master.leader != Some(ballot) {
+            master.forget_leader();
         }
         master.leader = Some(ballot);
         master.heard_from_leader = true;

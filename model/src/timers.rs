@@ -31,6 +31,9 @@ impl Step<'_> {
         let ballot = next_ballot(&self.state.masters[node as usize], node);
         let state = &mut self.state.masters[node as usize];
         state.heard_from_leader = false;
+        // §6.1: a master whose election timer fired no longer believes in its leader (its round
+        // still counts for the next ballot).
+        state.forget_leader();
         state.role = Role::PreCandidate {
             ballot,
             grants: NodeSet::default(),
@@ -170,6 +173,8 @@ impl Step<'_> {
         state.commit_index = 0;
         state.heard_from_leader = false;
         state.check_quorum_overdue = false;
+        state.round_seen = 0;
+        state.rejoin_requested = false;
     }
 
     /// §8: rebuilt from durable state: `promised` and the log (no snapshot in the model).
