@@ -80,7 +80,7 @@ impl Master {
             command: command.clone(),
         });
         for node in active {
-            self.send_after_persist(
+            self.send_accept(
                 node,
                 Message::Accept {
                     ballot,
@@ -90,6 +90,18 @@ impl Master {
                 },
             );
         }
+    }
+
+    /// Sends an `Accept` (after this `Ready`'s durable write) and notes the batch that carries
+    /// it, so a stalled-commit re-send waits until that batch was advanced (§4.7).
+    fn send_accept(&mut self, node: NodeId, message: Message) {
+        let Message::Accept { slot, .. } = &message else {
+            unreachable!("send_accept sends only Accept");
+        };
+        // The next `ready()` hands out the batch this message joins.
+        let batch = self.readies_handed_out + 1;
+        self.accepts_awaiting_advance.insert((node, *slot), batch);
+        self.send_after_persist(node, message);
     }
 
     /// `Accepted { ballot, slot }` (§4.3): counts only from an active follower, for the current
@@ -244,14 +256,21 @@ impl Master {
         self.resend_stalled_accepts(&beating);
     }
 
-    /// protocol.md has no retransmission, but a host may lose messages (a closed connection, a
-    /// full bounded queue) and a slot that never gathers a quorum blocks the commit index. So
-    /// when the commit index did not move for a whole heartbeat period while slots are
-    /// uncommitted, each active follower gets the `Accept`s it has not acknowledged again
-    /// (at most `pipeline_slots_max` per follower and period).
+    /// Retransmission (§4.7): a host may lose messages (a closed connection, a full bounded
+    /// queue) and a slot that never gathers a quorum blocks the commit index. So when the commit
+    /// index did not move for a whole heartbeat period while slots are uncommitted, each active
+    /// follower gets the `Accept`s it has not acknowledged again (at most `pipeline_slots_max`
+    /// per follower and period) — except those whose previous copy has not left yet: its
+    /// `Ready` batch still waits for this leader's durable write (a slow fsync). Re-sending
+    /// those would only pile up behind the disk, so at most one copy per slot and follower
+    /// waits in the host.
     fn resend_stalled_accepts(&mut self, followers: &[NodeId]) {
         let commit_index = self.commit_index;
-        let Some(leadership) = self.leadership_mut() else {
+        let readies_advanced = self.readies_advanced;
+        self.accepts_awaiting_advance
+            .retain(|_, batch| *batch > readies_advanced);
+        // A match on the field, not `leadership_mut`, so `accepts_awaiting_advance` stays readable.
+        let RoleState::Leader(leadership) = &mut self.role else {
             return;
         };
         let stalled = leadership.commit_index_at_heartbeat == commit_index;
@@ -263,7 +282,8 @@ impl Master {
         let mut resend = Vec::new();
         for node in followers {
             for (slot, acks) in &leadership.acks {
-                if !acks.contains(node) {
+                let waiting = self.accepts_awaiting_advance.contains_key(&(*node, *slot));
+                if !acks.contains(node) && !waiting {
                     resend.push((*node, *slot));
                 }
             }
@@ -278,7 +298,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_after_persist(node, message);
+            self.send_accept(node, message);
         }
     }
 
@@ -381,7 +401,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_after_persist(from, message);
+            self.send_accept(from, message);
         }
     }
 }

@@ -17,6 +17,9 @@
 //!   to an isolated master are dropped on delivery)
 //! - `request op=put|get|cas|delete key=k [value=v] [version=n] [cluster=local] [client=1]
 //!   [n=1]`: client requests to the proxy (n of them, request ids counting up)
+//! - `stall-disk 0` / `release-disk 0`: the master's durable writes wait (a slow fsync): its
+//!   disk-free messages leave at once, the rest of each `Ready` and its `advance` wait for
+//!   `release-disk`, which persists, sends and advances them in order
 //! - `status`, `kv 0`, `log 0`
 
 mod harness;
@@ -157,9 +160,8 @@ impl Script {
                     .collect();
                 lines.concat()
             }
-            "isolate" | "heal" | "pause" | "resume" | "crash" | "restart" => {
-                self.fault(&directive, case)
-            }
+            "isolate" | "heal" | "pause" | "resume" | "crash" | "restart" | "stall-disk"
+            | "release-disk" => self.fault(&directive, case),
             "request" => self.request(case),
             "status" => self.cluster().status(),
             "kv" => {
@@ -196,6 +198,8 @@ impl Script {
                 "pause" => cluster.pause(node),
                 "resume" => cluster.resume(node),
                 "crash" => cluster.crash(node),
+                "stall-disk" => cluster.stall_disk(node),
+                "release-disk" => cluster.release_disk(node),
                 _ => cluster.restart(node),
             }
         }

@@ -37,9 +37,9 @@ use crate::wire::PeerFrame;
 /// Messages waiting in a master's inbox at most; readers wait (TCP pushes back) beyond it.
 const INBOX_MESSAGES_MAX: usize = 4096;
 /// Ready batches handed to the persist task and not yet advanced, at most. Beyond it the driver
-/// waits for the disk (and stops ticking). The leader re-sends stalled `Accept`s every heartbeat,
-/// and those must also wait for the disk, so this covers about 1024 ticks of a stalled fsync
-/// (51 s at 50 ms ticks) before heartbeats would stop.
+/// waits for the disk (and stops ticking). The leader does not re-send an `Accept` whose batch
+/// still waits here (`docs/protocol.md` §4.7), so a stalled fsync fills this only with new
+/// proposals; heartbeat-only batches ride with the newest job (`READY_GROUP_MAX`).
 const PERSIST_PENDING_MAX: usize = 1024;
 /// Disk-free Ready batches waiting behind one persist job at most (one per tick during a
 /// stall: 4096 ticks is minutes); beyond it they take job slots and the driver waits.

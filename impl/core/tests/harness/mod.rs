@@ -120,6 +120,10 @@ pub struct Cluster {
     pub verbose: bool,
     /// Masters cut off from the network: what they send or are sent is dropped on delivery.
     pub isolated: std::collections::BTreeSet<NodeId>,
+    /// Masters whose disk is stalled (a slow fsync), with the `Ready` batches waiting for it,
+    /// oldest first: their disk-free `messages` already left; their durable write,
+    /// `messages_after_persist` and `replies` wait, and they are not advanced yet.
+    pub disk_stalled: BTreeMap<NodeId, Vec<Ready>>,
 }
 
 impl Cluster {
@@ -151,6 +155,7 @@ impl Cluster {
             output: String::new(),
             verbose: true,
             isolated: Default::default(),
+            disk_stalled: BTreeMap::new(),
         };
         for node in 0..masters {
             cluster.drain_master(node);
@@ -189,30 +194,96 @@ impl Cluster {
                 return;
             }
             let ready = master.ready();
-            let commit_before = master.commit_index();
+            if self.disk_stalled.contains_key(&node) {
+                self.handle_ready_before_disk(node, &ready);
+                self.disk_stalled
+                    .get_mut(&node)
+                    .expect("stalled")
+                    .push(ready);
+                continue;
+            }
             self.handle_ready(node, &ready);
             let master = self.running(node).expect("still running");
             master.advance(ready);
-            let _ = commit_before;
         }
     }
 
+    /// Stalls `node`'s disk: from now on its `Ready` batches wait for `release_disk`.
+    pub fn stall_disk(&mut self, node: NodeId) {
+        self.disk_stalled.entry(node).or_default();
+    }
+
+    /// The disk of `node` catches up: every waiting batch is persisted, its messages sent and
+    /// advanced, in order (printing each batch that waited for something); then the disk is
+    /// no longer stalled.
+    pub fn release_disk(&mut self, node: NodeId) {
+        let waiting = self.disk_stalled.remove(&node).unwrap_or_default();
+        let _ = writeln!(self.output, "m{node} advances {} batches", waiting.len());
+        for ready in waiting {
+            let entries: Vec<u64> = ready
+                .durable
+                .iter()
+                .flat_map(|write| write.entries.iter().map(|entry| entry.slot))
+                .collect();
+            let after_disk = ready.messages_after_persist.len() + ready.replies.len();
+            if !entries.is_empty() || after_disk > 0 {
+                let _ = writeln!(
+                    self.output,
+                    "m{node} persisted entries={entries:?} then sent {after_disk} messages"
+                );
+            }
+            self.handle_ready_after_disk(node, &ready);
+            let Some(master) = self.running(node) else {
+                return;
+            };
+            master.advance(ready);
+        }
+        self.drain_master(node);
+    }
+
+    /// A host's handling of a `Ready`, in the contract's order.
     fn handle_ready(&mut self, node: NodeId, ready: &Ready) {
         if let Some(write) = &ready.durable {
             self.storage.get_mut(&node).expect("storage").apply(write);
         }
-        // Eviction closes the leader's channel to the follower: what the leader had queued on
-        // it is lost. What the follower already sent is on the wire and may still arrive.
-        for follower in &ready.close_links {
+        self.close_links(node, &ready.close_links);
+        self.push_envelopes(node, &ready.messages_after_persist);
+        self.push_envelopes(node, &ready.messages);
+        self.push_envelopes(node, &ready.replies);
+        for event in &ready.trace {
+            self.note_event(node, &event.kind);
+        }
+    }
+
+    /// Eviction closes the leader's channel to the follower: what the leader had queued on it
+    /// is lost. What the follower already sent is on the wire and may still arrive.
+    fn close_links(&mut self, node: NodeId, followers: &[NodeId]) {
+        for follower in followers {
             let (leader, follower) = (Address::Master(node), Address::Master(*follower));
             self.network
                 .retain(|message| !(message.from == leader && message.to == follower));
         }
-        let envelopes = ready
-            .messages_after_persist
-            .iter()
-            .chain(&ready.messages)
-            .chain(&ready.replies);
+    }
+
+    /// What does not wait for the disk: close links, disk-free messages, trace events.
+    fn handle_ready_before_disk(&mut self, node: NodeId, ready: &Ready) {
+        self.close_links(node, &ready.close_links);
+        self.push_envelopes(node, &ready.messages);
+        for event in &ready.trace {
+            self.note_event(node, &event.kind);
+        }
+    }
+
+    /// The durable write, then what waited for it.
+    fn handle_ready_after_disk(&mut self, node: NodeId, ready: &Ready) {
+        if let Some(write) = &ready.durable {
+            self.storage.get_mut(&node).expect("storage").apply(write);
+        }
+        self.push_envelopes(node, &ready.messages_after_persist);
+        self.push_envelopes(node, &ready.replies);
+    }
+
+    fn push_envelopes(&mut self, node: NodeId, envelopes: &[vigil_core::Envelope]) {
         for envelope in envelopes {
             let to = match envelope.to {
                 Peer::Master(to) => Address::Master(to),
@@ -223,9 +294,6 @@ impl Cluster {
                 to,
                 message: envelope.message.clone(),
             });
-        }
-        for event in &ready.trace {
-            self.note_event(node, &event.kind);
         }
     }
 
@@ -434,6 +502,8 @@ impl Cluster {
     /// Crashes a master: its volatile state is lost, in-flight messages to it will be lost.
     pub fn crash(&mut self, node: NodeId) {
         self.hosts.insert(node, Host::Down);
+        // What waited for a stalled disk was never written, nor sent.
+        self.disk_stalled.remove(&node);
         let _ = writeln!(self.output, "m{node} crashed");
     }
 
