@@ -419,6 +419,9 @@ fn print_table(title: &str, parts: &[PartResult]) -> bool {
         (false, true) => "INCOMPLETE",
         (false, false) => "PASS",
     };
-    println!("{title}: {verdict}: {passed} passed, {failed} failed, {skipped} skipped (not built yet) of {} parts", parts.len());
+    println!(
+        "{title}: {verdict}: {passed} passed, {failed} failed, {skipped} SKIPPED of {} parts",
+        parts.len()
+    );
     failed == 0
 }
