@@ -172,7 +172,7 @@ pub struct MasterConfig {
     pub listen: SocketAddr,
     /// Directory for this master's log, metadata and snapshot.
     pub data_dir: PathBuf,
-    /// Where Prometheus scrapes `/metrics`; none: no exporter.
+    /// HTTP address for `/metrics` (Prometheus) and `/status` (JSON); none: no endpoint.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
     /// Every master of the cluster, this one included, by id.
@@ -204,7 +204,7 @@ pub struct ClusterAddresses {
 pub struct ProxyConfig {
     /// Address clients connect to.
     pub listen: SocketAddr,
-    /// Where Prometheus scrapes `/metrics`; none: no exporter.
+    /// HTTP address for `/metrics` (Prometheus) and `/status` (JSON); none: no endpoint.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
     /// The clusters served.

@@ -5,7 +5,7 @@
 //! durable state on it); `codec` (frames, handshake) and `transport` (accept loop, links);
 //! `wire` (what travels after the handshake); `master` and `proxy` (the tasks that own the
 //! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
-//! `config` and `metrics`.
+//! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`).
 
 pub mod client;
 pub mod cluster;
@@ -15,6 +15,7 @@ pub mod durable;
 pub mod master;
 pub mod metrics;
 pub mod proxy;
+pub mod status;
 pub mod storage;
 pub mod trace_sink;
 pub mod transport;

@@ -17,6 +17,7 @@ use vigil::cluster::{ClusterOptions, LocalCluster};
 use vigil::config::{MasterConfig, ProxyConfig};
 use vigil::master::{self, MasterSettings};
 use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil::status::{HttpEndpoint, StatusSource};
 use vigil_core::{Operation, ReplyOutcome};
 
 #[derive(Parser, Debug)]
@@ -52,7 +53,7 @@ enum Command {
         /// Where the proxy listens.
         #[arg(long, default_value = "127.0.0.1:7400")]
         proxy_listen: SocketAddr,
-        /// Where Prometheus metrics are served (none by default).
+        /// Where Prometheus metrics are served on `/metrics` (none by default).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
         /// Write trace events (NDJSON, one file per master and one for the proxy) here.
@@ -247,8 +248,13 @@ async fn run_cluster(
     if masters == 0 {
         bail!("--masters must be at least 1");
     }
+    // One endpoint for N masters and a proxy: `/metrics` only (`/status` answers 404).
+    let http_shutdown = CancellationToken::new();
+    let _stop_http = http_shutdown.clone().drop_guard();
     if let Some(address) = metrics_listen {
-        vigil::metrics::install_exporter(address)?;
+        HttpEndpoint::bind(address)
+            .await?
+            .spawn(StatusSource::None, http_shutdown.clone());
     }
     let temporary = match &data_dir {
         Some(_) => None,
@@ -284,14 +290,21 @@ async fn run_cluster(
 
 async fn run_master(path: PathBuf) -> anyhow::Result<()> {
     let config = MasterConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
-    if let Some(address) = config.metrics_listen {
-        vigil::metrics::install_exporter(address)?;
-    }
+    let http = match config.metrics_listen {
+        Some(address) => Some(HttpEndpoint::bind(address).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: binding {}", config.listen))?;
     let shutdown = CancellationToken::new();
     let handle = master::spawn(listener, MasterSettings::from(&config), shutdown.clone())?;
+    if let Some(http) = http {
+        http.spawn(
+            StatusSource::Master(handle.status_query()),
+            shutdown.child_token(),
+        );
+    }
     println!(
         "master {} of cluster {} listening on {}",
         config.node_id, config.cluster, handle.address
@@ -312,19 +325,24 @@ async fn wait_finished(handle: &master::MasterHandle) {
 
 async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
     let config = ProxyConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
-    if let Some(address) = config.metrics_listen {
-        vigil::metrics::install_exporter(address)?;
-    }
+    let http = match config.metrics_listen {
+        Some(address) => Some(HttpEndpoint::bind(address).await?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: binding {}", config.listen))?;
     println!("proxy listening on {}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
+    let ledger = Arc::new(LedgerView::default());
+    if let Some(http) = http {
+        http.spawn(StatusSource::Proxy(ledger.clone()), shutdown.child_token());
+    }
     let task = tokio::spawn(proxy::run(
         listener,
         ProxySettings::from(&config),
         shutdown.clone(),
-        Arc::new(LedgerView::default()),
+        ledger,
     ));
     termination().await;
     shutdown.cancel();

@@ -148,6 +148,13 @@ impl MasterHandle {
         answer.await.ok()
     }
 
+    /// A cloneable way to ask for the core's status (the HTTP `/status` endpoint).
+    pub fn status_query(&self) -> StatusQuery {
+        StatusQuery {
+            control: self.control.clone(),
+        }
+    }
+
     /// True once the master's task has ended (stopped or failed).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
@@ -158,6 +165,21 @@ impl MasterHandle {
     pub async fn stop(self) -> Result<(), MasterError> {
         self.shutdown.cancel();
         self.task.await.unwrap_or(Err(MasterError::PersistTask))
+    }
+}
+
+/// Asks a running master for its status, from outside its task.
+#[derive(Clone, Debug)]
+pub struct StatusQuery {
+    control: mpsc::Sender<Control>,
+}
+
+impl StatusQuery {
+    /// The core's status, or `None` if the master has stopped.
+    pub async fn status(&self) -> Option<MasterStatus> {
+        let (reply, answer) = oneshot::channel();
+        self.control.send(Control::Status(reply)).await.ok()?;
+        answer.await.ok()
     }
 }
 

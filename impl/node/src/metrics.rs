@@ -1,13 +1,13 @@
-//! Metric names and the Prometheus exporter.
+//! Metric names and the Prometheus recorder.
 //!
 //! The incident was found from alerts (a follower leaving the quorum) and explained by memory
 //! growth nobody was measuring (pending requests on an error path). Every counter an operator
 //! needs to see either of those is named here once, so the code that records it and
 //! `docs/operations.md` that explains it cannot drift apart.
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// A master became leader (counted by the new leader).
 pub const LEADER_CHANGES: &str = "vigil_leader_changes_total";
@@ -50,27 +50,37 @@ pub const HANDSHAKE_REJECTIONS: &str = "vigil_handshake_rejections_total";
 /// Outbound connection attempts to a peer that failed (reconnect with backoff follows).
 pub const RECONNECTS: &str = "vigil_reconnects_total";
 
-/// Errors starting the exporter.
+/// How often histogram samples are folded into the summaries when nobody scrapes (the
+/// recorder buffers them until then; the exporter's own listener did this for us).
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Errors installing the recorder.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// The Prometheus exporter could not be installed (already installed, or bind failed).
-    #[error("metrics exporter on {address}: {reason}")]
+    /// The Prometheus recorder could not be installed (one is already installed).
+    #[error("metrics recorder: {reason}")]
     Install {
-        /// The HTTP address asked for.
-        address: SocketAddr,
         /// Why it failed.
         reason: String,
     },
 }
 
-/// Installs the global recorder and serves `/metrics` over HTTP on `address`.
-/// Must be called from inside a tokio runtime. One per process.
-pub fn install_exporter(address: SocketAddr) -> Result<(), MetricsError> {
-    PrometheusBuilder::new()
-        .with_http_listener(address)
-        .install()
+/// Installs the global Prometheus recorder and returns the handle that renders it (served on
+/// `/metrics` by [`crate::status::serve`]). Must be called from inside a tokio runtime: it
+/// spawns the recorder's upkeep. One per process.
+pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
         .map_err(|error| MetricsError::Install {
-            address,
             reason: error.to_string(),
-        })
+        })?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }

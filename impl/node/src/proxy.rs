@@ -77,14 +77,32 @@ pub enum ProxyError {
     Trace(#[from] TraceError),
 }
 
-/// The proxy's ledger as last published, readable from outside the proxy task.
+/// The proxy's ledger and cached leaders as last published, readable from outside the proxy
+/// task (the in-process cluster, tests, the HTTP `/status` endpoint).
 #[derive(Debug, Default)]
-pub struct LedgerView(Mutex<LedgerCounters>);
+pub struct LedgerView(Mutex<Published>);
+
+/// What the proxy task publishes after each input.
+#[derive(Debug, Default)]
+struct Published {
+    counters: LedgerCounters,
+    /// Cluster name → the master the proxy sends its requests to (none: not known yet).
+    leaders: BTreeMap<String, Option<NodeId>>,
+}
 
 impl LedgerView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A copy of the counters.
     pub fn counters(&self) -> LedgerCounters {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock().counters
+    }
+
+    /// The cached leader of every cluster served (none: not known yet).
+    pub fn leaders(&self) -> BTreeMap<String, Option<NodeId>> {
+        self.lock().leaders.clone()
     }
 }
 
@@ -363,7 +381,16 @@ impl ProxyDriver {
 
     fn publish_ledger(&self) {
         let counters = self.proxy.ledger();
-        *self.ledger.0.lock().unwrap_or_else(|p| p.into_inner()) = counters;
+        {
+            let mut published = self.ledger.lock();
+            published.counters = counters;
+            for cluster in self.proxy.clusters().keys() {
+                let leader = self.proxy.cached_leader(cluster);
+                if published.leaders.get(cluster) != Some(&leader) {
+                    published.leaders.insert(cluster.clone(), leader);
+                }
+            }
+        }
         metrics::counter!(names::PROXY_ACCEPTED).absolute(counters.accepted);
         metrics::counter!(names::PROXY_COMPLETED_OK).absolute(counters.completed_ok);
         metrics::counter!(names::PROXY_COMPLETED_ERR).absolute(counters.completed_err);
