@@ -146,6 +146,7 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
     let mut events: Vec<MergedEvent> = Vec::with_capacity(total);
     while events.len() < total {
         let mut best: Option<Candidate> = None;
+        let mut deferred: Option<Candidate> = None;
         for (index, trace) in traces.iter().enumerate() {
             let Some(line) = trace.events.get(heads[index]) else {
                 continue;
@@ -153,13 +154,21 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
             let Some((clock, matched)) = readiness(line, clocks[index], &pending)? else {
                 continue;
             };
-            if best
+            // A restarted master's old messages still in flight are received first when the
+            // receivers' traces show it: the model's crash loses what is in flight (§8), and
+            // these receives are concurrent with the restart, so this order is as causal.
+            let later = heads[index] > 0
+                && matches!(line.kind, TraceKind::Restart)
+                && old_messages_received_later(traces, &heads, index, &pending);
+            let slot = if later { &mut deferred } else { &mut best };
+            if slot
                 .as_ref()
                 .is_none_or(|(best_clock, _, _)| clock < *best_clock)
             {
-                best = Some((clock, index, matched));
+                *slot = Some((clock, index, matched));
             }
         }
+        let best = best.or(deferred);
         let Some((clock, index, matched)) = best else {
             return Err(blocked(traces, &heads));
         };
@@ -264,6 +273,39 @@ fn readiness(
         return Ok(Some((stamped, Some((link, index)))));
     }
     Ok(Some((local.max(send_clock + 1), Some((link, index)))))
+}
+
+/// Whether another node's trace, from its head on, receives from `restarting` a message that
+/// is still in flight from before the restart.
+fn old_messages_received_later(
+    traces: &[NodeTrace],
+    heads: &[usize],
+    restarting: usize,
+    pending: &HashMap<Link, VecDeque<PendingSend>>,
+) -> bool {
+    let Some(first) = traces[restarting].events.first() else {
+        return false;
+    };
+    let sender = party_of_origin(first.origin);
+    traces.iter().enumerate().any(|(index, trace)| {
+        index != restarting
+            && trace.events[heads[index].min(trace.events.len())..]
+                .iter()
+                .any(|line| {
+                    let TraceKind::Receive { from, message } = &line.kind else {
+                        return false;
+                    };
+                    if party_of_endpoint(from) != sender {
+                        return false;
+                    }
+                    let link = (sender, party_of_origin(line.origin));
+                    pending.get(&link).is_some_and(|queue| {
+                        queue
+                            .iter()
+                            .any(|candidate| !candidate.received && candidate.message == *message)
+                    })
+                })
+    })
 }
 
 fn node_label(origin: Origin) -> String {
@@ -504,6 +546,54 @@ mod tests {
         )];
         let error = merge(&traces).unwrap_err();
         assert!(matches!(error, MergeError::InvertedClock { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_crashed_masters_old_message_is_received_before_its_restart() {
+        // m0 hears m1's message only after several events of its own; m1 restarts meanwhile.
+        let busy = |sequence| {
+            line(
+                0,
+                sequence,
+                TraceKind::Timeout {
+                    timer: vigil_core::Timer::Heartbeat,
+                },
+                None,
+            )
+        };
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restart(0),
+                    busy(1),
+                    busy(2),
+                    busy(3),
+                    receive(0, 4, 1, None),
+                ],
+            ),
+            node("m1", vec![restart(1), send(1, 1, 0, None), restart(1)]),
+        ];
+        let merged = merge(&traces).unwrap();
+        let receive = merged
+            .events
+            .iter()
+            .position(|event| event.trace == 0 && event.line.sequence == 4)
+            .unwrap();
+        let second_restart = merged
+            .events
+            .iter()
+            .rposition(|event| event.trace == 1)
+            .unwrap();
+        assert!(
+            receive < second_restart,
+            "{:?}",
+            merged
+                .events
+                .iter()
+                .map(|event| event.line.to_string())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
