@@ -154,12 +154,10 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
             let Some((clock, matched)) = readiness(line, clocks[index], &pending)? else {
                 continue;
             };
-            // A restarted master's old messages still in flight are received first when the
-            // receivers' traces show it: the model's crash loses what is in flight (§8), and
-            // these receives are concurrent with the restart, so this order is as causal.
-            let later = heads[index] > 0
-                && matches!(line.kind, TraceKind::Restart)
-                && old_messages_received_later(traces, &heads, index, &pending);
+            // Messages in flight on a link that this input closes (a restart, an eviction) are
+            // received first when the receivers' traces show it (see the function).
+            let later = closes_links_with_messages_received_later(traces, &heads, index, &pending)
+                || received_after_a_restart(traces, &heads, index);
             let slot = if later { &mut deferred } else { &mut best };
             if slot
                 .as_ref()
@@ -275,37 +273,117 @@ fn readiness(
     Ok(Some((local.max(send_clock + 1), Some((link, index)))))
 }
 
-/// Whether another node's trace, from its head on, receives from `restarting` a message that
-/// is still in flight from before the restart.
-fn old_messages_received_later(
+/// Whether the input starting at `traces[closing]`'s head closes links (a restart closes all of
+/// the master's, an eviction the leader's link with the follower) over which a message still in
+/// flight is received later in another trace. The model loses what is in flight on a closed link
+/// (§5.1, §8); such receives are concurrent with the closing input, so they may go first.
+fn closes_links_with_messages_received_later(
     traces: &[NodeTrace],
     heads: &[usize],
-    restarting: usize,
+    closing: usize,
     pending: &HashMap<Link, VecDeque<PendingSend>>,
 ) -> bool {
-    let Some(first) = traces[restarting].events.first() else {
+    let events = &traces[closing].events;
+    let Some(head) = events.get(heads[closing]) else {
         return false;
     };
-    let sender = party_of_origin(first.origin);
+    let me = party_of_origin(head.origin);
+    let mut closed: Vec<(Party, Option<Party>)> = Vec::new();
+    if heads[closing] > 0 && matches!(head.kind, TraceKind::Restart) {
+        closed.push((me, None));
+    } else if matches!(head.kind, TraceKind::Timeout { .. }) {
+        for line in events[heads[closing] + 1..]
+            .iter()
+            .take_while(|line| !starts_input(&line.kind))
+        {
+            if let TraceKind::Evict { follower } = line.kind {
+                closed.push((me, Some(Party::Master(follower))));
+                closed.push((Party::Master(follower), Some(me)));
+            }
+        }
+    }
+    if closed.is_empty() {
+        return false;
+    }
     traces.iter().enumerate().any(|(index, trace)| {
-        index != restarting
+        index != closing
             && trace.events[heads[index].min(trace.events.len())..]
                 .iter()
                 .any(|line| {
                     let TraceKind::Receive { from, message } = &line.kind else {
                         return false;
                     };
-                    if party_of_endpoint(from) != sender {
-                        return false;
+                    let (sender, receiver) =
+                        (party_of_endpoint(from), party_of_origin(line.origin));
+                    let on_closed_link = closed.iter().any(|(one, other)| {
+                        *one == sender && other.is_none_or(|other| other == receiver)
+                    });
+                    on_closed_link
+                        && pending.get(&(sender, receiver)).is_some_and(|queue| {
+                            queue.iter().any(|candidate| {
+                                !candidate.received && candidate.message == *message
+                            })
+                        })
+                })
+    }) || closed.iter().any(|(sender, receiver)| {
+        // The closing node itself receives from the other end later (an evicted follower's ack).
+        *receiver == Some(me)
+            && events[heads[closing]..]
+                .iter()
+                .any(|line| match &line.kind {
+                    TraceKind::Receive { from, message } => {
+                        party_of_endpoint(from) == *sender
+                            && pending.get(&(*sender, me)).is_some_and(|queue| {
+                                queue.iter().any(|candidate| {
+                                    !candidate.received && candidate.message == *message
+                                })
+                            })
                     }
-                    let link = (sender, party_of_origin(line.origin));
-                    pending.get(&link).is_some_and(|queue| {
-                        queue
-                            .iter()
-                            .any(|candidate| !candidate.received && candidate.message == *message)
-                    })
+                    _ => false,
                 })
     })
+}
+
+/// Whether the head of `traces[sender]` is a send that its receiver handles only after a
+/// restart still ahead in the receiver's trace: the model's crash (at the restart) would lose it,
+/// and the send is concurrent with the restart, so the restart may go first.
+fn received_after_a_restart(traces: &[NodeTrace], heads: &[usize], sender: usize) -> bool {
+    let Some(line) = traces[sender].events.get(heads[sender]) else {
+        return false;
+    };
+    let TraceKind::Send { to, message } = &line.kind else {
+        return false;
+    };
+    let from = party_of_origin(line.origin);
+    let to = party_of_endpoint(to);
+    let Some(receiver) = traces.iter().position(|trace| {
+        trace
+            .events
+            .first()
+            .is_some_and(|first| party_of_origin(first.origin) == to)
+    }) else {
+        return false;
+    };
+    let ahead = &traces[receiver].events[heads[receiver].min(traces[receiver].events.len())..];
+    let receives_it = |line: &TraceLine| {
+        matches!(&line.kind, TraceKind::Receive { from: source, message: received }
+            if party_of_endpoint(source) == from && received == message)
+    };
+    let Some(restart) = ahead
+        .iter()
+        .position(|line| line.sequence == 0 && matches!(line.kind, TraceKind::Restart))
+        .filter(|position| *position > 0 || heads[receiver] > 0)
+    else {
+        return false;
+    };
+    !ahead[..restart].iter().any(receives_it) && ahead[restart..].iter().any(receives_it)
+}
+
+fn starts_input(kind: &TraceKind) -> bool {
+    matches!(
+        kind,
+        TraceKind::Receive { .. } | TraceKind::Timeout { .. } | TraceKind::Restart
+    )
 }
 
 fn node_label(origin: Origin) -> String {
