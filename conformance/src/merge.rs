@@ -321,7 +321,12 @@ fn closes_links_with_messages_received_later(
                     on_closed_link
                         && pending.get(&(sender, receiver)).is_some_and(|queue| {
                             queue.iter().any(|candidate| {
-                                !candidate.received && candidate.message == *message
+                                !candidate.received
+                                    && candidate.message == *message
+                                    && match (&candidate.message_id, &line.message_id) {
+                                        (Some(sent), Some(received)) => sent == received,
+                                        _ => true,
+                                    }
                             })
                         })
                 })
@@ -365,10 +370,15 @@ fn received_after_a_restart(traces: &[NodeTrace], heads: &[usize], sender: usize
         return false;
     };
     let ahead = &traces[receiver].events[heads[receiver].min(traces[receiver].events.len())..];
-    let receives_it = |line: &TraceLine| {
-        matches!(&line.kind, TraceKind::Receive { from: source, message: received }
+    // With message ids the receive is known exactly; without, an equal message from the sender.
+    let receives_it =
+        |received_line: &TraceLine| match (&line.message_id, &received_line.message_id) {
+            (Some(sent), Some(received)) => sent == received,
+            _ => {
+                matches!(&received_line.kind, TraceKind::Receive { from: source, message: received }
             if party_of_endpoint(source) == from && received == message)
-    };
+            }
+        };
     let Some(restart) = ahead
         .iter()
         .position(|line| line.sequence == 0 && matches!(line.kind, TraceKind::Restart))
