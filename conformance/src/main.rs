@@ -290,7 +290,11 @@ fn run_sim(
         return PartResult {
             name,
             outcome: Outcome::Failed,
-            detail: format!("seed {seed}: {}", first_line(&failure.to_string())),
+            detail: format!(
+                "seed {seed} (after {} passing, {events} events): {}",
+                seed - first_seed,
+                first_line(&failure.to_string())
+            ),
         };
     }
     print!("{coverage}");
@@ -353,7 +357,11 @@ fn run_tcp(
                 return PartResult {
                     name,
                     outcome: Outcome::Failed,
-                    detail: format!("seed {seed}: {}", first_line(&failure.to_string())),
+                    detail: format!(
+                        "seed {seed} (after {} passing): {}",
+                        seed - first_seed,
+                        first_line(&failure.to_string())
+                    ),
                 };
             }
         }
