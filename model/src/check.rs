@@ -5,13 +5,14 @@
 //! (for a preset declared exhaustive) the search was not stopped by a depth or time limit. A
 //! counterexample is re-validated by replaying it with `Config::apply` before it is reported.
 
+use crate::chooser::WeightedChooser;
 use crate::config::{Bug, Config};
 use crate::model::Action;
 use crate::presets::{self, Preset, Strategy};
 use crate::properties;
 use crate::state::State;
 use stateright::report::{ReportData, ReportDiscovery, Reporter};
-use stateright::{Checker, HasDiscoveries, Model, UniformChooser};
+use stateright::{Checker, HasDiscoveries, Model};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -31,7 +32,15 @@ pub struct CheckOptions {
     pub seconds_max: Option<u64>,
     /// Print a progress line to stderr while checking.
     pub progress: bool,
+    /// Seed of the simulation's walks (default [`SIMULATION_SEED`]).
+    pub seed: Option<u64>,
+    /// Stop as soon as every required witness was reached, instead of searching for violations
+    /// until the time limit (a violation found before then is still reported).
+    pub until_witnessed: bool,
 }
+
+/// The simulation's default seed: with one thread, a seed gives the same walks on every run.
+pub const SIMULATION_SEED: u64 = 0x5eed;
 
 /// Why a check could not run.
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +193,16 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let mut searched = config.clone();
     searched.search_deadline = seconds_max.map(|seconds| started + Duration::from_secs(seconds));
+    let finish_when = if options.until_witnessed {
+        HasDiscoveries::AllOf(preset.witnesses.iter().copied().collect())
+    } else {
+        HasDiscoveries::AnyFailures
+    };
+    let chooser = WeightedChooser::for_config(&config);
     let mut builder = searched
         .checker()
         .threads(options.threads.unwrap_or(1))
-        .finish_when(HasDiscoveries::AnyFailures);
+        .finish_when(finish_when);
     if let Some(depth) = depth_max {
         builder = builder.target_max_depth(depth);
     }
@@ -202,11 +217,8 @@ pub fn run_preset(preset: &Preset, options: &CheckOptions) -> CheckReport {
         Strategy::Bfs => finish(builder.spawn_bfs(), &mut reporter),
         Strategy::Dfs => finish(builder.spawn_dfs(), &mut reporter),
         Strategy::Simulation => {
-            let seed = 0x5eed;
-            finish(
-                builder.spawn_simulation(seed, UniformChooser),
-                &mut reporter,
-            )
+            let seed = options.seed.unwrap_or(SIMULATION_SEED);
+            finish(builder.spawn_simulation(seed, chooser), &mut reporter)
         }
     };
     let seconds = started.elapsed().as_secs_f64();

@@ -10,6 +10,7 @@
 //! [`Config::enabled_actions`], and [`check::run_preset`] for a model-checking verdict.
 
 pub mod check;
+pub mod chooser;
 pub mod config;
 pub mod kv;
 pub mod master;

@@ -44,6 +44,13 @@ enum Command {
         /// Stop after this many seconds (the run is then not exhaustive).
         #[arg(long)]
         seconds_max: Option<u64>,
+        /// Seed of the simulation's walks (default 0x5eed = 24301).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop as soon as every required witness was reached (simulation: instead of
+        /// walking until the time limit).
+        #[arg(long)]
+        until_witnessed: bool,
     },
     /// List the seeded bugs: name, then what it does.
     Bugs,
@@ -91,6 +98,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             threads,
             depth_max,
             seconds_max,
+            seed,
+            until_witnessed,
         } => {
             let options = CheckOptions {
                 bugs,
@@ -99,6 +108,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 depth_max,
                 seconds_max,
                 progress: true,
+                seed,
+                until_witnessed,
             };
             let suite = check::run_named(&preset, &options)?;
             println!("{suite}");

@@ -253,6 +253,7 @@ pub fn seed() -> Preset {
             "value_chosen",
             "leader_change",
             "follower_evicted",
+            "evicted_follower_rejoins",
             "pause_and_resume",
             "wrong_cluster_answered",
             "request_timed_out_once",
