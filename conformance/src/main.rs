@@ -280,6 +280,17 @@ fn run_sim(
                     "seed {seed}: faults {}",
                     outcome.run.faults_applied.join("; ")
                 );
+                if matches!(error, CheckFailure::Divergence(_)) && !outcome.plan.faults.is_empty() {
+                    let (smallest, title) = run::shrink(seed, MASTERS, &outcome.plan);
+                    let faults: Vec<String> =
+                        smallest.faults.iter().map(ToString::to_string).collect();
+                    println!(
+                        "seed {seed} shrunk to {} of {} faults, still diverging ({title}): [{}]",
+                        smallest.faults.len(),
+                        outcome.plan.faults.len(),
+                        faults.join("; ")
+                    );
+                }
                 failure = Some((seed, error));
                 break;
             }

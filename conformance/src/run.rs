@@ -151,6 +151,34 @@ pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOu
     }
 }
 
+/// Shrinks a failing simulated run's plan: drops faults one at a time while the run still
+/// diverges (any divergence, as proptest would), at most one attempt per fault of the plan.
+/// Returns the smallest plan found and its failure's first line.
+pub fn shrink(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, String) {
+    let diverges = |plan: &FaultPlan| -> Option<String> {
+        let run = sim::run(seed, masters, plan);
+        match check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, 0) {
+            Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
+            _ => None,
+        }
+    };
+    let mut smallest = plan.clone();
+    let mut title = diverges(plan).unwrap_or_default();
+    let mut index = 0;
+    while index < smallest.faults.len() {
+        let mut candidate = smallest.clone();
+        candidate.faults.remove(index);
+        match diverges(&candidate) {
+            Some(found) => {
+                smallest = candidate;
+                title = found;
+            }
+            None => index += 1,
+        }
+    }
+    (smallest, title)
+}
+
 /// Writes a run's traces to `directory` (one file per node), for `check` and for reading.
 pub fn write_traces(directory: &Path, traces: &[NodeTrace]) -> std::io::Result<()> {
     std::fs::create_dir_all(directory)?;
