@@ -6,8 +6,8 @@
 //! CARGO_TARGET_DIR=/work/target-conf cargo test -p vigil-conformance --test mutations -- --ignored --test-threads 1
 //! ```
 //!
-//! Each case runs the real host on TCP with the one fault that exercises the bug, and asserts the
-//! bug's own signature in the report (not just any failure: the model and the core still
+//! Each case runs the simulation (or the real host on TCP) with the one fault that exercises the
+//! bug, and asserts the bug's own signature in the report (not just any failure: the model and the core still
 //! disagree on other paths, `docs/trace.md` §8, and such a divergence must not count as a catch).
 
 use std::path::PathBuf;
@@ -21,8 +21,9 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
 }
 
-/// Builds `vigil-conform` with `vigil-core/<feature>` and runs it; (success, stdout).
-fn run_with_bug(feature: &str, faults: &str) -> (bool, String) {
+/// Builds `vigil-conform` with `vigil-core/<feature>` and runs it in `mode` (seed 1, one run)
+/// with `faults`; (success, stdout).
+fn run_with_bug(feature: &str, mode: &str, faults: &str) -> (bool, String) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let target = target_dir().join("mutations");
     let built = Command::new(&cargo)
@@ -41,7 +42,9 @@ fn run_with_bug(feature: &str, faults: &str) -> (bool, String) {
         .expect("cargo runs");
     assert!(built.success(), "building with {feature}");
     let output = Command::new(target.join("debug/vigil-conform"))
-        .args(["run", "--mode", "tcp", "--seeds", "1", "--faults", faults])
+        .args([
+            "run", "--mode", mode, "--seed", "1", "--seeds", "1", "--faults", faults,
+        ])
         .output()
         .expect("vigil-conform runs");
     (
@@ -53,7 +56,7 @@ fn run_with_bug(feature: &str, faults: &str) -> (bool, String) {
 #[test]
 #[ignore = "builds vigil-conform with a planted bug; see the module doc"]
 fn error_path_leak_is_caught() {
-    let (success, output) = run_with_bug("bug-error-path-leak", "wrong-cluster");
+    let (success, output) = run_with_bug("bug-error-path-leak", "sim", "wrong-cluster");
     assert!(!success, "{output}");
     let line = output
         .lines()
@@ -65,7 +68,7 @@ fn error_path_leak_is_caught() {
 #[test]
 #[ignore = "builds vigil-conform with a planted bug; see the module doc"]
 fn forget_promise_is_caught() {
-    let (success, output) = run_with_bug("bug-forget-promise", "crash");
+    let (success, output) = run_with_bug("bug-forget-promise", "sim", "crash");
     assert!(!success, "{output}");
     assert!(output.contains("Restart"), "{output}");
     assert!(
@@ -79,7 +82,7 @@ fn forget_promise_is_caught() {
 #[test]
 #[ignore = "builds vigil-conform with a planted bug; see the module doc"]
 fn double_complete_is_caught() {
-    let (success, output) = run_with_bug("bug-double-complete", "timeout");
+    let (success, output) = run_with_bug("bug-double-complete", "sim", "timeout");
     assert!(!success, "{output}");
     assert!(
         output.contains("implementation sent, model did not: proxy -> client")
@@ -94,7 +97,7 @@ fn double_complete_is_caught() {
 #[test]
 #[ignore = "builds vigil-conform with a planted bug; see the module doc"]
 fn evicted_ack_counts_is_caught() {
-    let (success, output) = run_with_bug("bug-evicted-ack-counts", "pause");
+    let (success, output) = run_with_bug("bug-evicted-ack-counts", "tcp", "pause");
     assert!(!success, "{output}");
     assert!(
         output
