@@ -207,8 +207,9 @@ pub struct Master {
     pub(crate) round_seen_max: u64,
     pub(crate) role: RoleState,
     pub(crate) election_elapsed_ticks: u64,
-    /// Ticks since this master last heard from a leader (for pre-vote, §6.2).
-    pub(crate) leader_silence_ticks: u64,
+    /// Heard from a leader (`Heartbeat`, `Accept`, `Commit`, `CatchUp`, §5.5) since its own
+    /// election timer last fired: while true it refuses pre-votes (§6.2).
+    pub(crate) heard_from_leader: bool,
     /// Ticks before another `Rejoin` may be sent (0: may send now). Bounds them to one per
     /// election timeout while still retrying when a `Rejoin` or its `CatchUp` is lost.
     pub(crate) rejoin_wait_ticks: u64,
@@ -247,7 +248,6 @@ impl Master {
             .unwrap_or(0);
         let commit_index = durable.snapshot.slot;
         let store = durable.snapshot.store.clone();
-        let leader_silence_ticks = config.election_timeout_ticks;
         Ok(Master {
             id,
             config,
@@ -259,7 +259,7 @@ impl Master {
             round_seen_max,
             role: RoleState::Follower,
             election_elapsed_ticks: 0,
-            leader_silence_ticks,
+            heard_from_leader: false,
             rejoin_wait_ticks: 0,
             counters: MasterCounters::default(),
             output: Output::default(),
@@ -283,7 +283,6 @@ impl Master {
 
     /// One tick of logical time: fires the timers that are due (§5.1, §5.4, §6.1).
     pub fn tick(&mut self) {
-        self.leader_silence_ticks = self.leader_silence_ticks.saturating_add(1);
         self.rejoin_wait_ticks = self.rejoin_wait_ticks.saturating_sub(1);
         if let RoleState::Leader(leadership) = &mut self.role {
             leadership.heartbeat_elapsed_ticks += 1;
@@ -791,7 +790,7 @@ impl Master {
             self.become_follower(Some(ballot));
         }
         self.election_elapsed_ticks = 0;
-        self.leader_silence_ticks = 0;
+        self.heard_from_leader = true;
     }
 
     /// `Nack { ballot, promised }` (§3.5, §4.6): a master promised a newer ballot than the one

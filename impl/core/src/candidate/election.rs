@@ -26,6 +26,7 @@ impl Master {
             grants: BTreeSet::new(),
         });
         self.leader = None;
+        self.heard_from_leader = false;
         self.rejoin_wait_ticks = 0;
         self.election_elapsed_ticks = 0;
         self.trace
@@ -39,7 +40,7 @@ impl Master {
     }
 
     /// `PreVote { ballot }` (§6.2). A leader refuses and names itself; a master that heard a
-    /// leader within a full election timeout refuses and names it; a ballot not above
+    /// leader since its own election timer last fired refuses and names it; a ballot not above
     /// `promised` is answered `Nack` so the PreCandidate learns the newer round; otherwise the
     /// pre-vote is granted. `promised` does not change.
     pub(crate) fn handle_pre_vote(&mut self, from: NodeId, ballot: Ballot) {
@@ -49,9 +50,7 @@ impl Master {
                 granted: false,
                 leader: Some(leadership.ballot),
             }
-        } else if self.leader.is_some()
-            && self.leader_silence_ticks < self.config.election_timeout_ticks
-        {
+        } else if self.heard_from_leader {
             Message::PreVoteReply {
                 ballot,
                 granted: false,
