@@ -27,11 +27,15 @@ pub enum FaultKind {
     Timeout,
     /// A burst of requests beyond the proxy's `in_flight_max`.
     Overload,
+    /// Two followers paused with an `Accept` queued while the leader's links to the others are
+    /// cut, so that all are evicted; the paused two resume first and acknowledge the old `Accept`
+    /// (their acknowledgement must not count, §4.3). Simulation only.
+    StaleAck,
 }
 
 impl FaultKind {
     /// Every fault kind, in `--faults all` order.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Drop,
         FaultKind::Partition,
         FaultKind::Pause,
@@ -39,6 +43,7 @@ impl FaultKind {
         FaultKind::WrongCluster,
         FaultKind::Timeout,
         FaultKind::Overload,
+        FaultKind::StaleAck,
     ];
 
     /// The name on the command line.
@@ -51,6 +56,7 @@ impl FaultKind {
             FaultKind::WrongCluster => "wrong-cluster",
             FaultKind::Timeout => "timeout",
             FaultKind::Overload => "overload",
+            FaultKind::StaleAck => "stale-ack",
         }
     }
 
@@ -64,6 +70,7 @@ impl FaultKind {
             FaultKind::WrongCluster => &["wrong cluster"],
             FaultKind::Timeout => &["timeout"],
             FaultKind::Overload => &["overload"],
+            FaultKind::StaleAck => &["eviction"],
         }
     }
 }
@@ -149,6 +156,7 @@ fn fault_strategy(kind: FaultKind, window: u64, masters: u64) -> impl Strategy<V
         FaultKind::WrongCluster => 1..2,
         FaultKind::Timeout => 24..30,
         FaultKind::Overload => 1..2,
+        FaultKind::StaleAck => 8..9,
     };
     (0..masters, 0..10u64, duration).prop_map(move |(node, offset, duration_ticks)| Fault {
         kind,
@@ -204,7 +212,7 @@ mod tests {
     #[test]
     fn fault_lists_parse() {
         assert_eq!(parse_fault_list("none").unwrap(), vec![]);
-        assert_eq!(parse_fault_list("all").unwrap().len(), 7);
+        assert_eq!(parse_fault_list("all").unwrap().len(), 8);
         assert_eq!(
             parse_fault_list("pause,crash").unwrap(),
             vec![FaultKind::Pause, FaultKind::Crash]

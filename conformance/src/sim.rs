@@ -138,6 +138,8 @@ struct World {
     loss_per_mille: u64,
     /// While set, what the proxy sends is held until this tick (message hold and release).
     hold_proxy_until: Option<u64>,
+    /// `stale-ack`: when to resume which paused followers.
+    stale_ack_resume: Option<(u64, Vec<u64>)>,
     clients: Vec<Client>,
     requests_sent: usize,
     workload_open: bool,
@@ -165,6 +167,14 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> SimRun {
         world.tick += 1;
         for fault in &plan.faults {
             world.apply_fault(fault);
+        }
+        if let Some((at, nodes)) = world.stale_ack_resume.clone() {
+            if world.tick == at {
+                world.stale_ack_resume = None;
+                for node in nodes {
+                    world.resume(node);
+                }
+            }
         }
         if world.tick == fault_phase_end {
             world.heal();
@@ -211,6 +221,7 @@ impl World {
             cut: Vec::new(),
             loss_per_mille: 0,
             hold_proxy_until: None,
+            stale_ack_resume: None,
             clients: (0..WORKLOAD_CLIENTS)
                 .map(|id| Client {
                     id: id + 1,
@@ -284,8 +295,40 @@ impl World {
                 self.request(300, 1, CLUSTER, get("k0"));
             }
             (FaultKind::Timeout, false) => self.hold_proxy_until = None,
+            (FaultKind::StaleAck, true) => self.stale_ack_start(fault.start_tick),
+            (FaultKind::StaleAck, false) => self.cut.clear(),
             (FaultKind::WrongCluster | FaultKind::Overload, false) => {}
         }
+    }
+
+    /// `stale-ack`: pause two followers (an `Accept` is queued for them), cut the leader from
+    /// the others; all four are evicted; the paused two resume first (after the eviction).
+    fn stale_ack_start(&mut self, start: u64) {
+        let leader = (0..self.protocol.masters)
+            .find(|node| {
+                self.masters[*node as usize]
+                    .core
+                    .as_ref()
+                    .is_some_and(|master| master.role() == core::Role::Leader)
+            })
+            .unwrap_or(0);
+        let followers: Vec<u64> = (0..self.protocol.masters)
+            .filter(|node| *node != leader)
+            .collect();
+        let quorum = self.protocol.quorum() as usize;
+        let (paused, cut) = followers.split_at((quorum - 1).min(followers.len()));
+        for node in cut {
+            self.cut.push((Node::Master(leader), Node::Master(*node)));
+            self.cut.push((Node::Master(*node), Node::Master(leader)));
+        }
+        for node in paused {
+            self.masters[*node as usize].paused = true;
+        }
+        self.stale_ack_resume = Some((
+            start + self.protocol.eviction_threshold + 2,
+            paused.to_vec(),
+        ));
+        self.request(400, 1, CLUSTER, get("k1"));
     }
 
     fn isolate(&mut self, node: Node) {
