@@ -349,13 +349,28 @@ fn closes_links_with_messages_received_later(
     })
 }
 
-/// Whether the head of `traces[sender]` is a send that its receiver handles only after a
-/// restart still ahead in the receiver's trace: the model's crash (at the restart) would lose it,
-/// and the send is concurrent with the restart, so the restart may go first.
+/// Whether the input that the head of `traces[sender]` starts sends a message that its receiver
+/// handles only after a restart still ahead in the receiver's trace: the model's crash (at the
+/// restart) would lose it, and the input is concurrent with the restart, so the restart may go
+/// first.
 fn received_after_a_restart(traces: &[NodeTrace], heads: &[usize], sender: usize) -> bool {
-    let Some(line) = traces[sender].events.get(heads[sender]) else {
+    let events = &traces[sender].events;
+    let Some(head) = events.get(heads[sender]) else {
         return false;
     };
+    // The model sends at the input's first event: look at every send of the input it starts.
+    if !starts_input(&head.kind) {
+        return false;
+    }
+    events[heads[sender]..]
+        .iter()
+        .enumerate()
+        .take_while(|(offset, line)| *offset == 0 || !starts_input(&line.kind))
+        .any(|(_, line)| send_received_after_a_restart(traces, heads, line))
+}
+
+/// Whether `line`, a send, is received only after a restart still ahead in the receiver's trace.
+fn send_received_after_a_restart(traces: &[NodeTrace], heads: &[usize], line: &TraceLine) -> bool {
     let TraceKind::Send { to, message } = &line.kind else {
         return false;
     };
