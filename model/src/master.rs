@@ -87,20 +87,25 @@ impl Step<'_> {
             }
             return;
         }
-        let Some(leader) = leader.filter(|leader| *leader >= state.promised) else {
+        // A refusal naming this master's own old ballot (it was deposed; the sender has not
+        // heard yet) says nothing about who leads: ignored.
+        let Some(leader) = leader.filter(|leader| *leader >= state.promised && leader.node != node)
+        else {
             return;
         };
+        // Followed in memory only: a refusal is no promise, so `promised` stays (§5.2). The
+        // `Rejoin` is outstanding, like a gap's (§6.3).
         state.role = Role::Follower;
-        state.promised = leader;
-        state.leader = Some(leader);
-        let commit_index = state.commit_index;
-        if leader.node != node {
-            let rejoin = Message::Rejoin {
-                ballot: leader,
-                commit_index,
-            };
-            self.send(master(node), master(leader.node), rejoin);
+        if state.leader != Some(leader) {
+            state.forget_leader();
         }
+        state.leader = Some(leader);
+        state.rejoin_requested = true;
+        let rejoin = Message::Rejoin {
+            ballot: leader,
+            commit_index: state.commit_index,
+        };
+        self.send(master(node), master(leader.node), rejoin);
     }
 
     /// §3.1 `BecomeCandidate`: persist the ballot, then send `Prepare`.
