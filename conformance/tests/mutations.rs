@@ -21,9 +21,27 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
 }
 
+/// Runs `binary run --mode MODE --seed 1 --seeds 1 --faults FAULTS`; (success, stdout).
+fn run(binary: &std::path::Path, mode: &str, faults: &str) -> (bool, String) {
+    let output = Command::new(binary)
+        .args([
+            "run", "--mode", mode, "--seed", "1", "--seeds", "1", "--faults", faults,
+        ])
+        .output()
+        .expect("vigil-conform runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
 /// Builds `vigil-conform` with `vigil-core/<feature>` and runs it in `mode` (seed 1, one run)
-/// with `faults`; (success, stdout).
+/// with `faults`; (success, stdout). First checks that the same run passes without the bug, so
+/// that a failure is the bug's.
 fn run_with_bug(feature: &str, mode: &str, faults: &str) -> (bool, String) {
+    let baseline = std::path::Path::new(env!("CARGO_BIN_EXE_vigil-conform"));
+    let (passed, output) = run(baseline, mode, faults);
+    assert!(passed, "without {feature} the run must pass:\n{output}");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let target = target_dir().join("mutations");
     let built = Command::new(&cargo)
@@ -41,16 +59,7 @@ fn run_with_bug(feature: &str, mode: &str, faults: &str) -> (bool, String) {
         .status()
         .expect("cargo runs");
     assert!(built.success(), "building with {feature}");
-    let output = Command::new(target.join("debug/vigil-conform"))
-        .args([
-            "run", "--mode", mode, "--seed", "1", "--seeds", "1", "--faults", faults,
-        ])
-        .output()
-        .expect("vigil-conform runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    run(&target.join("debug/vigil-conform"), mode, faults)
 }
 
 #[test]
@@ -84,12 +93,13 @@ fn forget_promise_is_caught() {
 fn double_complete_is_caught() {
     let (success, output) = run_with_bug("bug-double-complete", "sim", "timeout");
     assert!(!success, "{output}");
+    // The bug's first visible effect: a second `Reply`, or (its timeout path returns before the
+    // cache is cleared) the next `Propose` going to the cached leader the model forgot.
+    assert!(output.contains("DIVERGENCE"), "{output}");
     assert!(
         output.contains("implementation sent, model did not: proxy -> client")
             || output.contains("complete_at_most_once")
-            || output
-                .lines()
-                .any(|line| line.trim_start().starts_with("late_replies")),
+            || output.contains("implementation sent, model did not: proxy -> master"),
         "{output}"
     );
 }
