@@ -147,6 +147,7 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
     while events.len() < total {
         let mut best: Option<Candidate> = None;
         let mut deferred: Option<Candidate> = None;
+        let mut deferred_restart: Option<Candidate> = None;
         for (index, trace) in traces.iter().enumerate() {
             let Some(line) = trace.events.get(heads[index]) else {
                 continue;
@@ -158,7 +159,12 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
             // received first when the receivers' traces show it (see the function).
             let later = closes_links_with_messages_received_later(traces, &heads, index, &pending)
                 || received_after_a_restart(traces, &heads, index);
-            let slot = if later { &mut deferred } else { &mut best };
+            let restart = matches!(line.kind, TraceKind::Restart);
+            let slot = match (later, restart) {
+                (false, _) => &mut best,
+                (true, true) => &mut deferred_restart,
+                (true, false) => &mut deferred,
+            };
             if slot
                 .as_ref()
                 .is_none_or(|(best_clock, _, _)| clock < *best_clock)
@@ -166,7 +172,9 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
                 *slot = Some((clock, index, matched));
             }
         }
-        let best = best.or(deferred);
+        // When preferences conflict (a cycle), a restart goes first: without message ids a later
+        // receive of an equal message more likely comes from the new incarnation.
+        let best = best.or(deferred_restart).or(deferred);
         let Some((clock, index, matched)) = best else {
             return Err(blocked(traces, &heads));
         };
