@@ -176,15 +176,21 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
 fn verify() -> bool {
     println!("vigil-conform verify");
     let mut parts = vec![model_check()];
-    parts.extend(run_modes(
-        Mode::Both,
-        1,
-        VERIFY_SEEDS,
-        &FaultKind::ALL,
-        None,
-    ));
+    parts.extend(run_modes(Mode::Sim, 1, VERIFY_SEEDS, &FaultKind::ALL, None));
+    parts.push(PartResult {
+        name: "conformance run (real TCP)".to_string(),
+        outcome: Outcome::Skipped,
+        detail: TCP_NOT_IN_VERIFY.to_string(),
+    });
     print_table("verify", &parts)
 }
+
+/// Why `verify` does not run real TCP yet. Real-TCP runs are not deterministic and still meet
+/// open divergences: host trace files carry no message ids, so the merge orders receives
+/// around a restart by content and can get it wrong; and the core retries `Rejoin` after an
+/// election timeout, which the model cannot express (docs/trace.md §8). Until both are fixed
+/// a real-TCP part would fail or pass by chance; `vigil-conform run --mode tcp` runs it.
+const TCP_NOT_IN_VERIFY: &str = "not in verify yet: open divergences (no message ids in host traces; Rejoin retry), docs/trace.md §8; run `vigil-conform run --mode tcp`";
 
 fn model_check() -> PartResult {
     let name = "model check (preset ci)".to_string();
