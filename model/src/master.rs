@@ -254,13 +254,7 @@ impl Step<'_> {
         from: NodeId,
         (ballot, slot, command, commit_index): (Ballot, Slot, Command, Slot),
     ) {
-        let promised = self.state.masters[node as usize].promised;
-        if ballot < promised {
-            self.send(
-                master(node),
-                master(from),
-                Message::Nack { ballot, promised },
-            );
+        if self.refuse_older_ballot(node, from, ballot) {
             return;
         }
         self.adopt_leader(node, ballot, true);
@@ -346,6 +340,21 @@ impl Step<'_> {
 
     /// §3.5, §4.6: a refusal naming a newer ballot makes a candidate or leader step down.
     /// §6.2: a refused pre-vote learns the newer round (in memory only) and follows nobody.
+    /// §4.2, §5.2: a message of a ballot older than `promised` is answered `Nack` and otherwise
+    /// ignored. True if it was refused.
+    fn refuse_older_ballot(&mut self, node: NodeId, from: NodeId, ballot: Ballot) -> bool {
+        let promised = self.state.masters[node as usize].promised;
+        if ballot >= promised {
+            return false;
+        }
+        self.send(
+            master(node),
+            master(from),
+            Message::Nack { ballot, promised },
+        );
+        true
+    }
+
     /// Every `Nack` teaches the round it names; only one naming a strictly higher promise than
     /// the refused ballot, which is still this master's own, makes it step down (§3.5).
     pub fn handle_nack(&mut self, node: NodeId, refused: Ballot, promised: Ballot) {
@@ -372,13 +381,7 @@ impl Step<'_> {
         ballot: Ballot,
         commit_index: Slot,
     ) {
-        let promised = self.state.masters[node as usize].promised;
-        if ballot < promised {
-            self.send(
-                master(node),
-                master(from),
-                Message::Nack { ballot, promised },
-            );
+        if self.refuse_older_ballot(node, from, ballot) {
             return;
         }
         self.adopt_leader(node, ballot, false);
@@ -420,13 +423,7 @@ impl Step<'_> {
         ballot: Ballot,
         commit_index: Slot,
     ) {
-        let promised = self.state.masters[node as usize].promised;
-        if ballot < promised {
-            self.send(
-                master(node),
-                master(from),
-                Message::Nack { ballot, promised },
-            );
+        if self.refuse_older_ballot(node, from, ballot) {
             return;
         }
         self.adopt_leader(node, ballot, false);
@@ -487,13 +484,7 @@ impl Step<'_> {
         commit_index: Slot,
         entries: Entries,
     ) {
-        let promised = self.state.masters[node as usize].promised;
-        if ballot < promised {
-            self.send(
-                master(node),
-                master(from),
-                Message::Nack { ballot, promised },
-            );
+        if self.refuse_older_ballot(node, from, ballot) {
             return;
         }
         self.adopt_leader(node, ballot, true);
