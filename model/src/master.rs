@@ -148,11 +148,7 @@ impl Step<'_> {
         self.step_down(node, Some(ballot));
         let state = &mut self.state.masters[node as usize];
         state.promised = ballot;
-        let entries: Entries = state
-            .log
-            .range(commit_index.saturating_add(1)..)
-            .map(|(slot, entry)| (*slot, *entry))
-            .collect();
+        let entries = state.entries_above(commit_index);
         let promise = Message::Promise {
             ballot,
             commit_index: state.commit_index,
@@ -462,11 +458,7 @@ impl Step<'_> {
             Some(leader) if leader.ballot == ballot => {}
             _ => return,
         }
-        let entries: Entries = state
-            .log
-            .range(commit_index.saturating_add(1)..)
-            .map(|(slot, entry)| (*slot, *entry))
-            .collect();
+        let entries = state.entries_above(commit_index);
         let catch_up = Message::CatchUp {
             ballot,
             commit_index: state.commit_index,

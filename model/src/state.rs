@@ -6,7 +6,7 @@
 //! and `Hash + Eq`, so the checker can deduplicate them.
 
 use crate::config::{Budget, Config};
-use crate::message::{Link, Message};
+use crate::message::{Entries, Link, Message};
 use crate::types::{
     Ballot, Command, Entry, NodeId, NodeSet, Operation, OperationResult, RequestId, RequestOutcome,
     Round, Slot,
@@ -97,6 +97,14 @@ pub struct Master {
 }
 
 impl Master {
+    /// The accepted entries in slots above `slot` (what `Promise` and `CatchUp` carry, §3.2, §6.3).
+    pub fn entries_above(&self, slot: Slot) -> Entries {
+        self.log
+            .range(slot.saturating_add(1)..)
+            .map(|(slot, entry)| (*slot, *entry))
+            .collect()
+    }
+
     /// Stops following its leader: the leader's round stays learned (`round_seen`), and a
     /// `Rejoin` asked of that leader is no longer outstanding.
     pub fn forget_leader(&mut self) {
