@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use vigil_core::{Operation, OperationResult, ReplyOutcome, RequestId};
 
 use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello};
+use crate::platform::{Network, TokioNetwork};
 use crate::transport::{self, DialError, LinkSettings};
 use crate::wire::{ClientFrame, ClusterStatus, ProxyFrame};
 
@@ -37,11 +37,11 @@ pub enum CallError {
     Status(String),
 }
 
-/// A connection to a proxy.
+/// A connection to a proxy (over TCP unless built with [`Client::connect_on`]).
 #[derive(Debug)]
-pub struct Client {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: FrameWriter<OwnedWriteHalf>,
+pub struct Client<N: Network = TokioNetwork> {
+    reader: FrameReader<N::Reader>,
+    writer: FrameWriter<N::Writer>,
     next_request_id: RequestId,
     timeout: Duration,
 }
@@ -49,16 +49,29 @@ pub struct Client {
 impl Client {
     /// Connects to the proxy at `address` (`host:port`); calls time out after `timeout`.
     pub async fn connect(address: &str, timeout: Duration) -> Result<Client, CallError> {
+        Client::connect_on(TokioNetwork, address, timeout).await
+    }
+}
+
+impl<N: Network> Client<N> {
+    /// [`Client::connect`] on `network`.
+    pub async fn connect_on(
+        network: N,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<Client<N>, CallError> {
         let hello = Hello {
             protocol_version: codec::PROTOCOL_VERSION,
             cluster: String::new(),
             role: DialerRole::Client,
         };
         let settings = LinkSettings::default();
-        let (reader, writer) =
-            tokio::time::timeout(timeout, transport::dial(address, &hello, &settings))
-                .await
-                .map_err(|_| CallError::Timeout(timeout))??;
+        let (reader, writer) = tokio::time::timeout(
+            timeout,
+            transport::dial_on(&network, address, &hello, &settings),
+        )
+        .await
+        .map_err(|_| CallError::Timeout(timeout))??;
         Ok(Client {
             reader,
             writer,

@@ -15,19 +15,27 @@ use std::path::Path;
 
 use vigil_core::{Ballot, DurableState, DurableWrite, Entry, Snapshot};
 
+use crate::platform::{FileSystem, StdFileSystem};
 use crate::storage::{Storage, StorageError};
 
 /// The master's storage plus its in-memory mirror.
 #[derive(Debug)]
-pub struct MasterStorage {
-    storage: Storage<Ballot, Snapshot, Entry>,
+pub struct MasterStorage<F: FileSystem = StdFileSystem> {
+    storage: Storage<Ballot, Snapshot, Entry, F>,
     mirror: DurableState,
 }
 
 impl MasterStorage {
-    /// Opens the data directory and rebuilds the durable state from it.
+    /// Opens the data directory on the real disk and rebuilds the durable state from it.
     pub fn open(directory: &Path) -> Result<MasterStorage, StorageError> {
-        let (storage, recovered) = Storage::open(directory)?;
+        MasterStorage::open_on(StdFileSystem, directory)
+    }
+}
+
+impl<F: FileSystem> MasterStorage<F> {
+    /// [`MasterStorage::open`] on `file_system`.
+    pub fn open_on(file_system: F, directory: &Path) -> Result<MasterStorage<F>, StorageError> {
+        let (storage, recovered) = Storage::open_on(file_system, directory)?;
         let mut mirror = DurableState {
             promised: recovered.metadata.unwrap_or(Ballot::ZERO),
             snapshot: recovered.snapshot.unwrap_or_default(),

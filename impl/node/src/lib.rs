@@ -5,7 +5,9 @@
 //! durable state on it); `codec` (frames, handshake) and `transport` (accept loop, links);
 //! `wire` (what travels after the handshake); `master` and `proxy` (the tasks that own the
 //! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
-//! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`).
+//! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`);
+//! `platform`, the seam (network, file system) that lets conformance run all of it under a
+//! deterministic simulation.
 
 pub mod client;
 pub mod cluster;
@@ -14,6 +16,7 @@ pub mod config;
 pub mod durable;
 pub mod master;
 pub mod metrics;
+pub mod platform;
 pub mod proxy;
 pub mod status;
 pub mod storage;

@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
     DurableWrite, Envelope, Master, MasterCounters, MasterStatus, Message, NodeId, Peer, ProxyId,
@@ -29,6 +29,7 @@ use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
 use crate::config::{HostSettings, MasterConfig};
 use crate::durable::MasterStorage;
 use crate::metrics as names;
+use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
 use crate::storage::StorageError;
 use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkSender};
@@ -200,36 +201,54 @@ pub fn spawn(
     })
 }
 
-/// Runs a master: opens storage, starts the listener and links, drives the core.
+/// Runs a master on TCP and the real disk: opens storage, starts the listener and links,
+/// drives the core. Traces to `settings.trace_file` if set.
 pub async fn run(
     listener: TcpListener,
     settings: MasterSettings,
     shutdown: CancellationToken,
     control: mpsc::Receiver<Control>,
 ) -> Result<(), MasterError> {
+    let trace = match &settings.trace_file {
+        Some(path) => Some(TraceSink::create(path, &trace_header(&settings))?),
+        None => None,
+    };
+    let platform = (TokioNetwork, StdFileSystem);
+    run_on(platform, listener, settings, trace, shutdown, control).await
+}
+
+/// The first line of a master's trace (`docs/trace.md` §1).
+pub fn trace_header(settings: &MasterSettings) -> TraceHeader {
+    let node = format!("m{}", settings.node_id);
+    let cluster = Some(settings.cluster.clone());
+    TraceHeader::new(node, cluster, settings.protocol.clone())
+}
+
+/// [`run`] on `network` and `file_system`, tracing to `trace` (`settings.trace_file` is not
+/// read here: the caller opens the sink, e.g. an in-memory one in a simulation).
+pub async fn run_on<N: Network, F: FileSystem>(
+    (network, file_system): (N, F),
+    listener: N::Listener,
+    settings: MasterSettings,
+    trace: Option<TraceSink>,
+    shutdown: CancellationToken,
+    control: mpsc::Receiver<Control>,
+) -> Result<(), MasterError> {
     let data_dir = settings.data_dir.clone();
-    let storage = tokio::task::spawn_blocking(move || MasterStorage::open(&data_dir))
-        .await
-        .map_err(|_| MasterError::PersistTask)??;
+    let opening = file_system.clone();
+    let storage = file_system
+        .run_blocking(move || MasterStorage::open_on(opening, &data_dir))
+        .await?;
     let mut master = Master::new(
         settings.node_id,
         settings.protocol.clone(),
         storage.state().clone(),
     )?;
-    let trace = match &settings.trace_file {
-        Some(path) => {
-            let node = format!("m{}", settings.node_id);
-            let cluster = Some(settings.cluster.clone());
-            let header = TraceHeader::new(node, cluster, settings.protocol.clone());
-            Some(TraceSink::create(path, &header)?)
-        }
-        None => None,
-    };
     master.set_tracing(trace.is_some());
     // Everything this master spawns stops with it, even if the caller's token lives on.
     let local_shutdown = shutdown.child_token();
     let _stop_children = local_shutdown.clone().drop_guard();
-    let router = Arc::new(Router::connect(&settings, &local_shutdown));
+    let router = Arc::new(Router::connect(&network, &settings, &local_shutdown));
     let (inbox, inbox_receiver) = mpsc::channel(INBOX_MESSAGES_MAX);
     let context = Arc::new(ConnectionContext {
         policy: HandshakePolicy {
@@ -243,17 +262,18 @@ pub async fn run(
         router: router.clone(),
         next_proxy_id: AtomicU64::new(1),
     });
-    tokio::spawn(accept_loop(listener, context, local_shutdown.clone()));
+    tokio::spawn(accept_loop::<N>(listener, context, local_shutdown.clone()));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
     let faults = Arc::new(StorageFaults::default());
-    let persist_task = {
-        let router = router.clone();
-        let faults = faults.clone();
-        tokio::task::spawn_blocking(move || {
-            persist_loop(storage, job_receiver, done_sender, router, &faults)
-        })
-    };
+    let persist_task = tokio::spawn(persist_loop(
+        file_system,
+        storage,
+        job_receiver,
+        done_sender,
+        router.clone(),
+        faults.clone(),
+    ));
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
     let mut driver = Driver::new(master, router, jobs, done, &settings);
     driver.trace = trace;
@@ -291,7 +311,11 @@ struct Router {
 }
 
 impl Router {
-    fn connect(settings: &MasterSettings, shutdown: &CancellationToken) -> Router {
+    fn connect<N: Network>(
+        network: &N,
+        settings: &MasterSettings,
+        shutdown: &CancellationToken,
+    ) -> Router {
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
             cluster: settings.cluster.clone(),
@@ -300,7 +324,8 @@ impl Router {
         let links = (0..settings.masters.len() as NodeId)
             .filter(|node| *node != settings.node_id)
             .map(|node| {
-                let sender = transport::spawn_link::<PeerFrame, PeerFrame>(
+                let sender = transport::spawn_link_on::<N, PeerFrame, PeerFrame>(
+                    network.clone(),
                     settings.masters[node as usize].clone(),
                     hello.clone(),
                     settings.host.link_settings(),
@@ -370,18 +395,13 @@ impl StorageFaults {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sleeps through a stall; fails if the disk was made to fail.
-    fn before_write(&self) -> Result<(), StorageError> {
-        let (stall_until, failing) = {
-            let state = self.lock();
-            (state.stall_until, state.failing)
-        };
-        if let Some(remaining) =
-            stall_until.and_then(|until| until.checked_duration_since(Instant::now()))
-        {
-            std::thread::sleep(remaining);
+    /// Waits through a stall (only the persist task waits); fails if the disk was made to fail.
+    async fn before_write(&self) -> Result<(), StorageError> {
+        let stall_until = self.lock().stall_until;
+        if let Some(until) = stall_until {
+            tokio::time::sleep_until(until).await;
         }
-        if failing {
+        if self.lock().failing {
             return Err(StorageError::Io {
                 path: PathBuf::from("(injected fault)"),
                 operation: "write",
@@ -392,18 +412,33 @@ impl StorageFaults {
     }
 }
 
-/// The persist task: owns the storage; fsyncs each job's write, then sends what depended on it.
-fn persist_loop(
-    mut storage: MasterStorage,
+/// The persist task: owns the storage; fsyncs each job's write (as blocking work of the file
+/// system, off the async threads), then sends what depended on it.
+async fn persist_loop<F: FileSystem>(
+    file_system: F,
+    mut storage: MasterStorage<F>,
     mut jobs: mpsc::Receiver<PersistJob>,
     done: mpsc::Sender<Result<(), StorageError>>,
     router: Arc<Router>,
-    faults: &StorageFaults,
+    faults: Arc<StorageFaults>,
 ) {
-    while let Some(job) = jobs.blocking_recv() {
-        if let Some(write) = &job.write {
-            if let Err(error) = faults.before_write().and_then(|()| storage.persist(write)) {
-                let _ = done.blocking_send(Err(error));
+    while let Some(job) = jobs.recv().await {
+        if let Some(write) = job.write {
+            let persisted = match faults.before_write().await {
+                Ok(()) => {
+                    let (returned, persisted) = file_system
+                        .run_blocking(move || {
+                            let persisted = storage.persist(&write);
+                            (storage, persisted)
+                        })
+                        .await;
+                    storage = returned;
+                    persisted
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = persisted {
+                let _ = done.send(Err(error)).await;
                 return;
             }
         }
@@ -414,7 +449,7 @@ fn persist_loop(
             metrics::histogram!(names::COMMIT_LATENCY_SECONDS)
                 .record(started.elapsed().as_secs_f64());
         }
-        if done.blocking_send(Ok(())).is_err() {
+        if done.send(Ok(())).await.is_err() {
             return;
         }
     }
@@ -675,22 +710,30 @@ struct ConnectionContext {
     next_proxy_id: AtomicU64,
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn accept_loop<N: Network>(
+    listener: N::Listener,
     context: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) {
     let limits = context.settings.host.server_limits();
-    transport::accept_connections(listener, limits, shutdown, "master", move |stream, peer| {
-        serve_connection(stream, peer, context.clone())
-    })
+    transport::accept_connections::<N, _, _>(
+        listener,
+        limits,
+        shutdown,
+        "master",
+        move |stream, peer| serve_connection::<N>(stream, peer, context.clone()),
+    )
     .await;
 }
 
 /// One inbound connection: handshake, then frames into the inbox until it closes or misbehaves.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
+async fn serve_connection<N: Network>(
+    stream: N::Stream,
+    peer: SocketAddr,
+    context: Arc<ConnectionContext>,
+) {
     let host = &context.settings.host;
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = N::split(stream);
     let (mut reader, mut writer) = codec::framed(read_half, write_half, host.frame_bytes_max);
     let timeout = host.server_limits().handshake_timeout;
     let Ok(role) = transport::accept_hello(
@@ -744,8 +787,8 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     }
 }
 
-async fn read_frames(
-    reader: &mut codec::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut codec::FrameReader<R>,
     from: Peer,
     peer: SocketAddr,
     context: &ConnectionContext,

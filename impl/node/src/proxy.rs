@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
     ClientId, LedgerCounters, MasterStatus, Message, NodeId, Operation, Proxy, ProxyReady,
@@ -25,6 +26,7 @@ use vigil_core::{
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
 use crate::config::{HostSettings, ProxyConfig};
 use crate::metrics as names;
+use crate::platform::{Network, TokioNetwork};
 use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
 use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
 use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
@@ -142,11 +144,45 @@ struct StatusCollection {
     deadline: Instant,
 }
 
-/// Runs a proxy on `listener` until `shutdown` is cancelled. `ledger`, if given, is kept up to
-/// date for whoever started the proxy (tests, the in-process cluster).
+/// The proxy's id in traces and in the core.
+const PROXY_ID: u64 = 1;
+
+/// Runs a proxy on `listener` (TCP) until `shutdown` is cancelled, tracing to
+/// `settings.trace_file` if set. `ledger`, if given, is kept up to date for whoever started the
+/// proxy (tests, the in-process cluster).
 pub async fn run(
     listener: TcpListener,
     settings: ProxySettings,
+    shutdown: CancellationToken,
+    ledger: Arc<LedgerView>,
+) -> Result<(), ProxyError> {
+    let trace = match &settings.trace_file {
+        Some(path) => Some(TraceSink::create(path, &trace_header(&settings))?),
+        None => None,
+    };
+    run_on(TokioNetwork, listener, settings, trace, shutdown, ledger).await
+}
+
+/// The first line of the proxy's trace (`docs/trace.md` §1).
+pub fn trace_header(settings: &ProxySettings) -> TraceHeader {
+    let node = format!("p{PROXY_ID}");
+    let mut config = settings.protocol.clone();
+    let cluster = match settings.clusters.iter().collect::<Vec<_>>()[..] {
+        [(name, masters)] => {
+            config.masters = masters.len() as u64;
+            Some(name.clone())
+        }
+        _ => None,
+    };
+    TraceHeader::new(node, cluster, config)
+}
+
+/// [`run`] on `network`, tracing to `trace` (`settings.trace_file` is not read here).
+pub async fn run_on<N: Network>(
+    network: N,
+    listener: N::Listener,
+    settings: ProxySettings,
+    trace: Option<TraceSink>,
     shutdown: CancellationToken,
     ledger: Arc<LedgerView>,
 ) -> Result<(), ProxyError> {
@@ -155,28 +191,12 @@ pub async fn run(
         .iter()
         .map(|(name, masters)| (name.clone(), (0..masters.len() as NodeId).collect()))
         .collect();
-    let mut proxy = Proxy::new(1, settings.protocol.clone(), clusters)?;
-    let trace = match &settings.trace_file {
-        Some(path) => {
-            let node = format!("p{}", proxy.id());
-            let mut config = settings.protocol.clone();
-            let cluster = match settings.clusters.iter().collect::<Vec<_>>()[..] {
-                [(name, masters)] => {
-                    config.masters = masters.len() as u64;
-                    Some(name.clone())
-                }
-                _ => None,
-            };
-            let header = TraceHeader::new(node, cluster, config);
-            Some(TraceSink::create(path, &header)?)
-        }
-        None => None,
-    };
+    let mut proxy = Proxy::new(PROXY_ID, settings.protocol.clone(), clusters)?;
     proxy.set_tracing(trace.is_some());
     let local_shutdown = shutdown.child_token();
     let _stop_children = local_shutdown.clone().drop_guard();
     let (replies_sender, replies) = mpsc::channel(INBOX_MAX);
-    let links = connect_links(&settings, replies_sender, &local_shutdown);
+    let links = connect_links(&network, &settings, replies_sender, &local_shutdown);
     let (inbox, inputs) = mpsc::channel(INBOX_MAX);
     let clients = Arc::new(Mutex::new(Clients::default()));
     let context = Arc::new(ClientContext {
@@ -186,12 +206,12 @@ pub async fn run(
         host: settings.host.clone(),
     });
     let limits = settings.host.server_limits();
-    tokio::spawn(transport::accept_connections(
+    tokio::spawn(transport::accept_connections::<N, _, _>(
         listener,
         limits,
         local_shutdown.clone(),
         "proxy",
-        move |stream, peer| serve_client(stream, peer, context.clone()),
+        move |stream, peer| serve_client::<N>(stream, peer, context.clone()),
     ));
     tracing::info!(clusters = settings.clusters.len(), "proxy started");
     let link_index = links
@@ -223,7 +243,8 @@ pub async fn run(
 /// Links to every master of every cluster, by (cluster, node); tag = index in the returned list.
 type Links = Vec<(String, NodeId, LinkSender<PeerFrame>)>;
 
-fn connect_links(
+fn connect_links<N: Network>(
+    network: &N,
     settings: &ProxySettings,
     replies: mpsc::Sender<(usize, PeerFrame)>,
     shutdown: &CancellationToken,
@@ -240,7 +261,8 @@ fn connect_links(
                 sender: replies.clone(),
                 tag: links.len(),
             };
-            let link = transport::spawn_link::<PeerFrame, PeerFrame>(
+            let link = transport::spawn_link_on::<N, PeerFrame, PeerFrame>(
+                network.clone(),
                 address.clone(),
                 hello.clone(),
                 settings.host.link_settings(),
@@ -479,8 +501,12 @@ struct ClientContext {
 }
 
 /// One client connection: handshake, then requests in, replies out.
-async fn serve_client(stream: TcpStream, peer: SocketAddr, context: Arc<ClientContext>) {
-    let (read_half, write_half) = stream.into_split();
+async fn serve_client<N: Network>(
+    stream: N::Stream,
+    peer: SocketAddr,
+    context: Arc<ClientContext>,
+) {
+    let (read_half, write_half) = N::split(stream);
     let (mut reader, mut writer) =
         codec::framed(read_half, write_half, context.host.frame_bytes_max);
     let policy = HandshakePolicy {
@@ -521,8 +547,8 @@ fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
     clients.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn read_requests(
-    reader: &mut codec::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut codec::FrameReader<R>,
     client: ClientId,
     peer: SocketAddr,
     context: &ClientContext,

@@ -28,6 +28,7 @@ use vigil_core::{LedgerCounters, NodeId};
 
 use crate::master::StatusQuery;
 use crate::metrics::MetricsError;
+use crate::platform::TokioNetwork;
 use crate::proxy::LedgerView;
 use crate::transport::{self, ServerLimits};
 
@@ -125,9 +126,13 @@ pub async fn serve(
         connections_max: HTTP_CONNECTIONS_MAX,
         ..ServerLimits::default()
     };
-    transport::accept_connections(listener, limits, shutdown, "http", move |stream, _| {
-        serve_connection(stream, context.clone())
-    })
+    transport::accept_connections::<TokioNetwork, _, _>(
+        listener,
+        limits,
+        shutdown,
+        "http",
+        move |stream, _| serve_connection(stream, context.clone()),
+    )
     .await;
 }
 

@@ -19,16 +19,19 @@
 //! same length + checksum header, so a damaged one is also refused with its path.
 //!
 //! The store is generic over serde types (metadata `M`, snapshot `S`, record `R`) so it does
-//! not depend on the core's vocabulary; the master driver picks the types.
+//! not depend on the core's vocabulary; the master driver picks the types. It is also generic
+//! over the file system (`crate::platform::FileSystem`): the real disk, or conformance's
+//! simulated one, where a crash loses exactly what was never synced.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::platform::{FileSystem, StdFileSystem, StorageFile};
 
 /// Bytes of the header in front of every record: length then checksum.
 const RECORD_HEADER_BYTES: usize = 8;
@@ -90,9 +93,10 @@ pub struct Recovered<M, S, R> {
 }
 
 /// A master's durable storage in one directory. Not thread-safe by design: one task owns it.
-pub struct Storage<M, S, R> {
+pub struct Storage<M, S, R, F: FileSystem = StdFileSystem> {
+    file_system: F,
     directory: PathBuf,
-    log: File,
+    log: F::File,
     log_bytes: u64,
     log_records: u64,
     _types: PhantomData<StoredTypes<M, S, R>>,
@@ -101,7 +105,7 @@ pub struct Storage<M, S, R> {
 /// Storage holds no value of its types, only encodes and decodes them; `fn() -> T` keeps it `Send`.
 type StoredTypes<M, S, R> = fn() -> (M, S, R);
 
-impl<M, S, R> std::fmt::Debug for Storage<M, S, R> {
+impl<M, S, R, F: FileSystem> std::fmt::Debug for Storage<M, S, R, F> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Storage")
@@ -118,23 +122,43 @@ where
     S: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    /// Opens (creating if needed) the storage in `directory` and reads back everything in it.
-    /// A torn tail is truncated (with a warning); any other damage is an error.
+    /// Opens (creating if needed) the storage in `directory` on the real disk and reads back
+    /// everything in it. A torn tail is truncated (with a warning); any other damage is an error.
     pub fn open(directory: &Path) -> Result<(Self, Recovered<M, S, R>), StorageError> {
-        fs::create_dir_all(directory).map_err(io_error(directory, "create directory"))?;
-        remove_stale_temporaries(directory)?;
-        let metadata = read_atomic_file(&directory.join(METADATA_FILE_NAME))?;
-        let snapshot = read_atomic_file(&directory.join(SNAPSHOT_FILE_NAME))?;
+        Storage::open_on(StdFileSystem, directory)
+    }
+}
+
+impl<M, S, R, F> Storage<M, S, R, F>
+where
+    M: Serialize + DeserializeOwned,
+    S: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+    F: FileSystem,
+{
+    /// [`Storage::open`] on `file_system`.
+    pub fn open_on(
+        file_system: F,
+        directory: &Path,
+    ) -> Result<(Self, Recovered<M, S, R>), StorageError> {
+        let fs = &file_system;
+        fs.create_dir_all(directory)
+            .map_err(io_error(directory, "create directory"))?;
+        remove_stale_temporaries(fs, directory)?;
+        let metadata = read_atomic_file(fs, &directory.join(METADATA_FILE_NAME))?;
+        let snapshot = read_atomic_file(fs, &directory.join(SNAPSHOT_FILE_NAME))?;
         let log_path = directory.join(LOG_FILE_NAME);
-        let mut log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&log_path)
+        let mut log = fs
+            .open_append(&log_path)
             .map_err(io_error(&log_path, "open"))?;
         let mut contents = Vec::new();
         log.read_to_end(&mut contents)
             .map_err(io_error(&log_path, "read"))?;
+        if contents.is_empty() {
+            // Possibly just created: its directory entry must be durable before an append to
+            // it is acknowledged, or a crash could take the whole log with it.
+            sync_directory(fs, directory)?;
+        }
         let scan = scan_records(&log_path, &contents)?;
         let torn_tail_bytes = contents.len() as u64 - scan.intact_bytes;
         if torn_tail_bytes > 0 {
@@ -161,6 +185,7 @@ where
             records.push(record);
         }
         let storage = Storage {
+            file_system,
             directory: directory.to_path_buf(),
             log,
             log_bytes: scan.intact_bytes,
@@ -197,7 +222,12 @@ where
 
     /// Replaces the metadata file atomically (and durably) with `metadata`.
     pub fn write_metadata(&mut self, metadata: &M) -> Result<(), StorageError> {
-        write_atomic_file(&self.directory, METADATA_FILE_NAME, metadata)
+        write_atomic_file(
+            &self.file_system,
+            &self.directory,
+            METADATA_FILE_NAME,
+            metadata,
+        )
     }
 
     /// Compaction: durably writes `snapshot`, then replaces the log by `kept_records` (the
@@ -205,21 +235,24 @@ where
     /// snapshot with the old log, which the caller must tolerate (records the snapshot covers
     /// are skipped on recovery by their slot).
     pub fn compact(&mut self, snapshot: &S, kept_records: &[R]) -> Result<(), StorageError> {
-        write_atomic_file(&self.directory, SNAPSHOT_FILE_NAME, snapshot)?;
+        let fs = &self.file_system;
+        write_atomic_file(fs, &self.directory, SNAPSHOT_FILE_NAME, snapshot)?;
         let mut buffer = Vec::new();
         for record in kept_records {
             encode_record(record, &mut buffer)?;
         }
         let temporary_path = self.directory.join(format!("{LOG_FILE_NAME}.tmp"));
-        write_and_sync(&temporary_path, &buffer)?;
+        write_and_sync(fs, &temporary_path, &buffer)?;
         let log_path = self.log_path();
-        fs::rename(&temporary_path, &log_path).map_err(io_error(&log_path, "rename"))?;
-        sync_directory(&self.directory)?;
-        self.log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&log_path)
+        fs.rename(&temporary_path, &log_path)
+            .map_err(io_error(&log_path, "rename"))?;
+        sync_directory(fs, &self.directory)?;
+        let mut log = fs
+            .open_append(&log_path)
             .map_err(io_error(&log_path, "reopen"))?;
+        log.seek(SeekFrom::End(0))
+            .map_err(io_error(&log_path, "seek"))?;
+        self.log = log;
         self.log_bytes = buffer.len() as u64;
         self.log_records = kept_records.len() as u64;
         Ok(())
@@ -327,7 +360,8 @@ fn encode_record<T: Serialize>(value: &T, buffer: &mut Vec<u8>) -> Result<(), St
 }
 
 /// Writes `value` as one framed record to `directory/name` atomically and durably.
-fn write_atomic_file<T: Serialize>(
+fn write_atomic_file<T: Serialize, F: FileSystem>(
+    fs: &F,
     directory: &Path,
     name: &str,
     value: &T,
@@ -335,15 +369,19 @@ fn write_atomic_file<T: Serialize>(
     let mut buffer = Vec::new();
     encode_record(value, &mut buffer)?;
     let temporary_path = directory.join(format!("{name}.tmp"));
-    write_and_sync(&temporary_path, &buffer)?;
+    write_and_sync(fs, &temporary_path, &buffer)?;
     let path = directory.join(name);
-    fs::rename(&temporary_path, &path).map_err(io_error(&path, "rename"))?;
-    sync_directory(directory)
+    fs.rename(&temporary_path, &path)
+        .map_err(io_error(&path, "rename"))?;
+    sync_directory(fs, directory)
 }
 
 /// Reads a file written by `write_atomic_file`; `None` when it does not exist.
-fn read_atomic_file<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
-    let contents = match fs::read(path) {
+fn read_atomic_file<T: DeserializeOwned, F: FileSystem>(
+    fs: &F,
+    path: &Path,
+) -> Result<Option<T>, StorageError> {
+    let contents = match fs.read(path) {
         Ok(contents) => contents,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error(path, "read")(error)),
@@ -375,8 +413,8 @@ fn read_atomic_file<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Stora
         .map_err(|error| corrupt(format!("not decodable: {error}")))
 }
 
-fn write_and_sync(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
-    let mut file = File::create(path).map_err(io_error(path, "create"))?;
+fn write_and_sync<F: FileSystem>(fs: &F, path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    let mut file = fs.create(path).map_err(io_error(path, "create"))?;
     file.write_all(contents).map_err(io_error(path, "write"))?;
     let started = Instant::now();
     file.sync_all().map_err(io_error(path, "fsync"))?;
@@ -384,18 +422,17 @@ fn write_and_sync(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn sync_directory(directory: &Path) -> Result<(), StorageError> {
-    File::open(directory)
-        .and_then(|handle| handle.sync_all())
+fn sync_directory<F: FileSystem>(fs: &F, directory: &Path) -> Result<(), StorageError> {
+    fs.sync_directory(directory)
         .map_err(io_error(directory, "fsync directory"))
 }
 
 /// A crash between writing a temporary file and renaming it leaves the temporary behind;
 /// it was never acknowledged, so it is removed.
-fn remove_stale_temporaries(directory: &Path) -> Result<(), StorageError> {
+fn remove_stale_temporaries<F: FileSystem>(fs: &F, directory: &Path) -> Result<(), StorageError> {
     for name in [LOG_FILE_NAME, METADATA_FILE_NAME, SNAPSHOT_FILE_NAME] {
         let path = directory.join(format!("{name}.tmp"));
-        match fs::remove_file(&path) {
+        match fs.remove_file(&path) {
             Ok(()) => {
                 tracing::warn!(path = %path.display(), "removed an unfinished temporary file")
             }

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -64,8 +65,39 @@ impl TraceHeader {
 /// The sending side: hand it each `Ready`'s trace events.
 #[derive(Debug)]
 pub struct TraceSink {
-    batches: mpsc::Sender<Vec<TraceEvent>>,
-    writer: JoinHandle<Result<(), TraceError>>,
+    target: Target,
+}
+
+#[derive(Debug)]
+enum Target {
+    /// A file, written by a blocking task of its own.
+    File {
+        batches: mpsc::Sender<Vec<TraceEvent>>,
+        writer: JoinHandle<Result<(), TraceError>>,
+    },
+    /// Memory, written at once (a simulation: no thread, nothing lost when the host crashes).
+    Memory(TraceBuffer),
+}
+
+/// An in-memory trace file (the same bytes a file sink writes), shared with whoever reads it;
+/// it outlives the node, so a restarted node continues it as it would continue its file.
+#[derive(Clone, Debug, Default)]
+pub struct TraceBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl TraceBuffer {
+    /// An empty buffer.
+    pub fn new() -> TraceBuffer {
+        TraceBuffer::default()
+    }
+
+    /// A copy of the bytes written so far.
+    pub fn contents(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl TraceSink {
@@ -90,7 +122,21 @@ impl TraceSink {
         let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
         let path = path.to_path_buf();
         let writer = tokio::task::spawn_blocking(move || write_loop(file, &path, receiver));
-        Ok(TraceSink { batches, writer })
+        Ok(TraceSink {
+            target: Target::File { batches, writer },
+        })
+    }
+
+    /// A sink writing to `buffer` (a simulation's), continuing it if it is not empty.
+    pub fn in_memory(buffer: TraceBuffer, header: &TraceHeader) -> Result<TraceSink, TraceError> {
+        let mut bytes = buffer.lock();
+        if bytes.is_empty() {
+            write_line(&mut *bytes, header).map_err(memory_error)?;
+        }
+        drop(bytes);
+        Ok(TraceSink {
+            target: Target::Memory(buffer),
+        })
     }
 
     /// Queues `events` (in order); waits if the writer is behind.
@@ -98,16 +144,42 @@ impl TraceSink {
         if events.is_empty() {
             return Ok(());
         }
-        self.batches
-            .send(events)
-            .await
-            .map_err(|_| TraceError::Stopped)
+        match &self.target {
+            Target::File { batches, .. } => {
+                batches.send(events).await.map_err(|_| TraceError::Stopped)
+            }
+            Target::Memory(buffer) => {
+                let mut bytes = buffer.lock();
+                for event in &events {
+                    write_line(&mut *bytes, event).map_err(memory_error)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Flushes everything queued and closes the file.
     pub async fn close(self) -> Result<(), TraceError> {
-        drop(self.batches);
-        self.writer.await.map_err(|_| TraceError::Stopped)?
+        match self.target {
+            Target::File { batches, writer } => {
+                drop(batches);
+                writer.await.map_err(|_| TraceError::Stopped)?
+            }
+            Target::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Writes `value` as one JSON line.
+fn write_line<W: Write, T: serde::Serialize>(writer: &mut W, value: &T) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *writer, value)?;
+    writer.write_all(b"\n")
+}
+
+fn memory_error(source: std::io::Error) -> TraceError {
+    TraceError::Io {
+        path: PathBuf::from("(memory)"),
+        source,
     }
 }
 

@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello, HelloReply};
 use crate::metrics as names;
+use crate::platform::{Network, TokioNetwork};
 
 /// Limits of a listening server.
 #[derive(Clone, Debug)]
@@ -48,19 +47,23 @@ impl Default for ServerLimits {
 /// Accepts connections until `shutdown` is cancelled, calling `on_connection` in a task of
 /// its own for each. Holds a semaphore permit per connection (mini-redis style), so at most
 /// `connections_max` are served at once; a listener error is logged and accepting continues.
-pub async fn accept_connections<F, Fut>(
-    listener: TcpListener,
+pub async fn accept_connections<N, F, Fut>(
+    listener: N::Listener,
     limits: ServerLimits,
     shutdown: CancellationToken,
     server_label: &'static str,
     on_connection: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    N: Network,
+    F: Fn(N::Stream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.connections_max));
+    // Every `select!` of the host is `biased`: its order is then fixed, which a deterministic
+    // simulation needs (an unbiased one draws from tokio's unseeded random numbers).
     loop {
         let permit = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -68,8 +71,9 @@ pub async fn accept_connections<F, Fut>(
             },
         };
         let accepted = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = N::accept(&listener) => accepted,
         };
         let (stream, address) = match accepted {
             Ok(accepted) => accepted,
@@ -78,7 +82,6 @@ pub async fn accept_connections<F, Fut>(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         metrics::counter!(names::CONNECTIONS_ACCEPTED, "server" => server_label).increment(1);
         let gauge = metrics::gauge!(names::CONNECTIONS_OPEN, "server" => server_label);
         gauge.increment(1.0);
@@ -86,6 +89,7 @@ pub async fn accept_connections<F, Fut>(
         let connection_shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
+                biased;
                 _ = connection_shutdown.cancelled() => {}
                 _ = connection => {}
             }
@@ -170,14 +174,18 @@ pub struct HandshakePolicy {
 
 /// The listener's side of the handshake: reads the `Hello`, checks it against `policy`,
 /// answers, and on refusal logs the reason and counts it. The caller closes on `Err`.
-pub async fn accept_hello(
-    reader: &mut FrameReader<OwnedReadHalf>,
-    writer: &mut FrameWriter<OwnedWriteHalf>,
+pub async fn accept_hello<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
     policy: &HandshakePolicy,
     timeout: Duration,
     peer_address: SocketAddr,
     server_label: &'static str,
-) -> Result<DialerRole, HandshakeError> {
+) -> Result<DialerRole, HandshakeError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let result = match tokio::time::timeout(timeout, codec::read_value::<Hello, _>(reader)).await {
         Err(_) => Err(HandshakeError::Timeout(timeout)),
         Ok(Ok(None)) => Err(HandshakeError::Closed),
@@ -344,9 +352,9 @@ pub struct LinkInbound<In> {
     pub tag: usize,
 }
 
-/// Spawns an outbound link to `address`: dials, says `hello`, then writes queued messages.
-/// Values the peer sends back on this connection are decoded and delivered to `inbound`
-/// (a proxy's replies from a master); a bad frame closes the connection and redials.
+/// Spawns an outbound link to `address` over TCP: dials, says `hello`, then writes queued
+/// messages. Values the peer sends back on this connection are decoded and delivered to
+/// `inbound` (a proxy's replies from a master); a bad frame closes the connection and redials.
 pub fn spawn_link<Out, In>(
     address: String,
     hello: Hello,
@@ -355,6 +363,23 @@ pub fn spawn_link<Out, In>(
     shutdown: CancellationToken,
 ) -> LinkSender<Out>
 where
+    Out: Serialize + Send + Sync + 'static,
+    In: DeserializeOwned + Send + 'static,
+{
+    spawn_link_on(TokioNetwork, address, hello, settings, inbound, shutdown)
+}
+
+/// [`spawn_link`] on `network`.
+pub fn spawn_link_on<N, Out, In>(
+    network: N,
+    address: String,
+    hello: Hello,
+    settings: LinkSettings,
+    inbound: Option<LinkInbound<In>>,
+    shutdown: CancellationToken,
+) -> LinkSender<Out>
+where
+    N: Network,
     Out: Serialize + Send + Sync + 'static,
     In: DeserializeOwned + Send + 'static,
 {
@@ -368,14 +393,16 @@ where
     let reset = sender.reset.clone();
     tokio::spawn(async move {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => {}
-            _ = run_link(address, hello, settings, receiver, inbound, reset) => {}
+            _ = run_link(network, address, hello, settings, receiver, inbound, reset) => {}
         }
     });
     sender
 }
 
-async fn run_link<Out, In>(
+async fn run_link<N, Out, In>(
+    network: N,
     address: String,
     hello: Hello,
     settings: LinkSettings,
@@ -383,18 +410,23 @@ async fn run_link<Out, In>(
     inbound: Option<LinkInbound<In>>,
     reset: Arc<Notify>,
 ) where
+    N: Network,
     Out: Serialize + Send + Sync + 'static,
     In: DeserializeOwned + Send + 'static,
 {
     let mut backoff = settings.backoff_initial;
     loop {
-        let connected =
-            tokio::time::timeout(settings.connect_timeout, dial(&address, &hello, &settings)).await;
+        let connected = tokio::time::timeout(
+            settings.connect_timeout,
+            dial_on(&network, &address, &hello, &settings),
+        )
+        .await;
         match connected {
             Ok(Ok((reader, writer))) => {
                 backoff = settings.backoff_initial;
                 tracing::debug!(peer = %address, "link connected");
                 let ended = tokio::select! {
+                    biased;
                     ended = serve_link(reader, writer, &mut outbound, inbound.as_ref()) => ended,
                     _ = reset.notified() => {
                         let mut discarded = 0u64;
@@ -432,15 +464,29 @@ pub enum DialError {
     Handshake(#[from] HandshakeError),
 }
 
-/// Connects to `address` and performs the dialer's side of the handshake.
+/// Connects to `address` over TCP and performs the dialer's side of the handshake.
 pub async fn dial(
     address: &str,
     hello: &Hello,
     settings: &LinkSettings,
-) -> Result<(FrameReader<OwnedReadHalf>, FrameWriter<OwnedWriteHalf>), DialError> {
-    let stream = TcpStream::connect(address).await?;
-    stream.set_nodelay(true)?;
-    let (read_half, write_half) = stream.into_split();
+) -> Result<
+    (
+        FrameReader<tokio::net::tcp::OwnedReadHalf>,
+        FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    ),
+    DialError,
+> {
+    dial_on(&TokioNetwork, address, hello, settings).await
+}
+
+/// [`dial`] on `network`.
+pub async fn dial_on<N: Network>(
+    network: &N,
+    address: &str,
+    hello: &Hello,
+    settings: &LinkSettings,
+) -> Result<(FrameReader<N::Reader>, FrameWriter<N::Writer>), DialError> {
+    let (read_half, write_half) = N::split(network.connect(address).await?);
     let (mut reader, mut writer) = codec::framed(read_half, write_half, settings.frame_bytes_max);
     codec::write_value(&mut writer, hello)
         .await
@@ -458,13 +504,15 @@ pub async fn dial(
 
 /// Writes queued messages and reads replies until the connection fails (returns false) or
 /// every sender is gone (returns true).
-async fn serve_link<Out, In>(
-    mut reader: FrameReader<OwnedReadHalf>,
-    mut writer: FrameWriter<OwnedWriteHalf>,
+async fn serve_link<R, W, Out, In>(
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
     outbound: &mut mpsc::Receiver<Out>,
     inbound: Option<&LinkInbound<In>>,
 ) -> bool
 where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
     Out: Serialize,
     In: DeserializeOwned,
 {
@@ -472,6 +520,7 @@ where
     const BATCH_MESSAGES_MAX: usize = 64;
     loop {
         tokio::select! {
+            biased;
             message = outbound.recv() => {
                 let Some(message) = message else { return true };
                 if codec::feed_value(&mut writer, &message).await.is_err() {
