@@ -776,6 +776,7 @@ pub fn action_kind(action: &Action) -> String {
         Action::ElectionTimeout(_) => "ElectionTimeout".to_string(),
         Action::HeartbeatTimeout(_) => "HeartbeatTimeout".to_string(),
         Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout".to_string(),
+        Action::RejoinWaitExpired(_) => "RejoinWaitExpired".to_string(),
         Action::RequestTimeout(_) => "RequestTimeout".to_string(),
         Action::ClientRequest(_) => "ClientRequest".to_string(),
         Action::Pause(_) => "Pause".to_string(),

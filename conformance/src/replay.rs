@@ -12,8 +12,11 @@
 //!   sender's input closes, because the full trace proves it was never delivered;
 //! - the untraced clients: their `Reply`s are delivered in the model as soon as the proxy sends
 //!   them, and a client's `ClientRequest` precedes the proxy's receive of its `Request`;
-//! - otherwise a silent step is tried only when the mapped action is not enabled, and bounded:
-//!   one `Drop` of a message in flight, at most [`SILENT_CANDIDATES_MAX`] candidates.
+//! - otherwise a silent step is tried only when nothing else matches, and bounded (at most
+//!   [`SILENT_CANDIDATES_MAX`] candidates, one step): when the mapped action is not enabled, one
+//!   `Drop` of a message in flight that enables it; when it is enabled but what the model sends
+//!   or the node's post-state differ from the implementation's input, one silent timer of that
+//!   master that sends nothing (`RejoinWaitExpired`, §6.3) after which they match.
 //!
 //! The model's fault and timer budgets bound its exhaustive search, not the protocol: replay
 //! resets the counters of used budget after each step so that a long run is not cut short.
@@ -124,6 +127,15 @@ struct Replayer<'a> {
     stats: ReplayStats,
     /// Whether each merged event is the last of its node's input (the input closes there).
     input_ends: Vec<bool>,
+    /// For each merged event, the next event of the same node, if any.
+    next_of_node: Vec<Option<usize>>,
+}
+
+/// What the implementation did in one input of a master that maps to one model action: what it
+/// sent and its post-state at the end of the input.
+struct ExpectedInput {
+    sends: Vec<Sent>,
+    post: core::PostState,
 }
 
 impl<'a> Replayer<'a> {
@@ -138,6 +150,7 @@ impl<'a> Replayer<'a> {
             chosen_len: 0,
             stats: ReplayStats::default(),
             input_ends: input_ends(merged),
+            next_of_node: next_of_node(merged),
             vocabulary,
         }
     }
@@ -231,7 +244,14 @@ impl<'a> Replayer<'a> {
     ) -> Result<(), Box<Divergence>> {
         let before = self.state.network.clone();
         let next = match self.config().apply(&self.state, &action) {
-            Some(next) => next,
+            Some(next) => match self.silent_step_before(index, &action, next) {
+                (Some(silent), next) => {
+                    self.path.push(silent);
+                    self.stats.silent_steps += 1;
+                    next
+                }
+                (None, next) => next,
+            },
             None => match self.silent_step_then(&action) {
                 Some((silent, next)) => {
                     self.path.push(silent);
@@ -308,6 +328,97 @@ impl<'a> Replayer<'a> {
         None
     }
 
+    /// `action` is enabled and gives `next`; if the master's input that `index` starts sent other
+    /// messages or ends in another post-state, one silent timer of that master (one that sends
+    /// nothing) before `action` may explain it: the first candidate after which they match is
+    /// returned with the state after both. Otherwise `next` unchanged (the input's close reports
+    /// the difference).
+    fn silent_step_before(
+        &self,
+        index: usize,
+        action: &Action,
+        next: State,
+    ) -> (Option<Action>, State) {
+        let Endpoint::Master(node) = actor_of(action) else {
+            return (None, next);
+        };
+        let candidates = self.silent_timers(node);
+        if candidates.is_empty() {
+            return (None, next);
+        }
+        let Some(expected) = self.expected_input(index) else {
+            return (None, next);
+        };
+        if self.input_matches(node, &self.state, &next, &expected) {
+            return (None, next);
+        }
+        for candidate in candidates {
+            let Some(silent) = self.config().apply(&self.state, &candidate) else {
+                continue;
+            };
+            let Some(retried) = self.config().apply(&silent, action) else {
+                continue;
+            };
+            if self.input_matches(node, &silent, &retried, &expected) {
+                return (Some(candidate), retried);
+            }
+        }
+        (None, next)
+    }
+
+    /// The silent timers of `node` enabled now: steps with no trace event that send nothing.
+    fn silent_timers(&self, node: u8) -> Vec<Action> {
+        let master = &self.state.masters[node as usize];
+        if !master.rejoin_requested {
+            return Vec::new();
+        }
+        self.config()
+            .enabled_actions(&self.state)
+            .into_iter()
+            .filter(|action| *action == Action::RejoinWaitExpired(node))
+            .take(SILENT_CANDIDATES_MAX)
+            .collect()
+    }
+
+    /// What the implementation sent in the input `start` begins and its post-state at the end,
+    /// if that input has one start event (not a tick that fired several timers) and every send
+    /// maps to the model.
+    fn expected_input(&self, start: usize) -> Option<ExpectedInput> {
+        let mut sends = Vec::new();
+        let mut position = start;
+        loop {
+            let line = &self.merged.events[position].line;
+            if position != start && starts_input(&line.kind) {
+                return None;
+            }
+            if let core::TraceKind::Send { to, message } = &line.kind {
+                sends.push(mapping::send_of(&self.vocabulary, line.origin, to, message).ok()?);
+            }
+            if self.input_ends[position] {
+                sends.sort();
+                return Some(ExpectedInput {
+                    sends,
+                    post: line.post.clone(),
+                });
+            }
+            position = self.next_of_node[position]?;
+        }
+    }
+
+    /// Whether going from `before` to `after` master `node` sent what `expected` says and ends in
+    /// its post-state.
+    fn input_matches(
+        &self,
+        node: u8,
+        before: &State,
+        after: &State,
+        expected: &ExpectedInput,
+    ) -> bool {
+        let mut sent = sent_by(Endpoint::Master(node), &before.network, &after.network);
+        sent.sort();
+        sent == expected.sends && post_state_diff(after, Some(node), &expected.post).is_empty()
+    }
+
     /// The untraced clients receive every `Reply` as soon as the proxy sends it.
     fn deliver_replies(&mut self) -> Result<(), Box<Divergence>> {
         let replies: Vec<(Endpoint, Message)> = self
@@ -374,7 +485,7 @@ impl<'a> Replayer<'a> {
             core::Origin::Master(node) => u8::try_from(node).ok(),
             core::Origin::Proxy(_) => None,
         };
-        let diff = self.post_state_diff(node, &open.post);
+        let diff = post_state_diff(&self.state, node, &open.post);
         if !diff.is_empty() {
             let mut divergence =
                 self.divergence(open.start, "the post-state differs", None, Vec::new());
@@ -413,86 +524,6 @@ impl<'a> Replayer<'a> {
             }
         }
         Ok(())
-    }
-
-    fn post_state_diff(&self, node: Option<u8>, post: &core::PostState) -> Vec<FieldDiff> {
-        let mut diff = Vec::new();
-        match post {
-            core::PostState::Master(observed) => {
-                let Some(node) = node else { return diff };
-                if node as usize >= self.state.masters.len() {
-                    diff.push(FieldDiff {
-                        field: "node",
-                        expected: format!("< {}", self.state.masters.len()),
-                        observed: node.to_string(),
-                    });
-                    return diff;
-                }
-                let expected = mapping::master_view(&self.state, node);
-                push_diff(&mut diff, "role", &expected.role, &observed.role);
-                push_diff(
-                    &mut diff,
-                    "promised",
-                    &expected.promised,
-                    &observed.promised,
-                );
-                push_diff(&mut diff, "leader", &expected.leader, &observed.leader);
-                push_diff(
-                    &mut diff,
-                    "commit_index",
-                    &expected.commit_index,
-                    &observed.commit_index,
-                );
-                push_diff(
-                    &mut diff,
-                    "last_slot",
-                    &expected.last_slot,
-                    &observed.last_slot,
-                );
-                push_diff(&mut diff, "active", &expected.active, &observed.active);
-                push_diff(&mut diff, "evicted", &expected.evicted, &observed.evicted);
-            }
-            core::PostState::Proxy(observed) => {
-                let expected = mapping::ledger_view(&self.state);
-                push_diff(
-                    &mut diff,
-                    "accepted",
-                    &expected.accepted,
-                    &observed.accepted,
-                );
-                push_diff(
-                    &mut diff,
-                    "completed_ok",
-                    &expected.completed_ok,
-                    &observed.completed_ok,
-                );
-                push_diff(
-                    &mut diff,
-                    "completed_err",
-                    &expected.completed_err,
-                    &observed.completed_err,
-                );
-                push_diff(
-                    &mut diff,
-                    "in_flight",
-                    &expected.in_flight,
-                    &observed.in_flight,
-                );
-                push_diff(
-                    &mut diff,
-                    "late_replies",
-                    &expected.late_replies,
-                    &observed.late_replies,
-                );
-                push_diff(
-                    &mut diff,
-                    "dropped_unanswered",
-                    &expected.dropped_unanswered,
-                    &observed.dropped_unanswered,
-                );
-            }
-        }
-        diff
     }
 
     fn check_properties(&self, index: usize, when: When) -> Result<(), Box<Divergence>> {
@@ -611,6 +642,19 @@ impl<'a> Replayer<'a> {
     }
 }
 
+/// For each merged event, the next event of the same node's trace.
+fn next_of_node(merged: &Merged) -> Vec<Option<usize>> {
+    let mut next = vec![None; merged.events.len()];
+    let mut last_of_trace: Vec<Option<usize>> = vec![None; merged.nodes.len()];
+    for (index, event) in merged.events.iter().enumerate() {
+        if let Some(previous) = last_of_trace[event.trace] {
+            next[previous] = Some(index);
+        }
+        last_of_trace[event.trace] = Some(index);
+    }
+    next
+}
+
 fn starts_input(kind: &core::TraceKind) -> bool {
     matches!(
         kind,
@@ -640,6 +684,88 @@ fn input_ends(merged: &Merged) -> Vec<bool> {
     ends
 }
 
+/// Field-by-field difference between the model's abstraction of `node` (or of the proxy) in
+/// `state` and the observed post-state.
+fn post_state_diff(state: &State, node: Option<u8>, post: &core::PostState) -> Vec<FieldDiff> {
+    let mut diff = Vec::new();
+    match post {
+        core::PostState::Master(observed) => {
+            let Some(node) = node else { return diff };
+            if node as usize >= state.masters.len() {
+                diff.push(FieldDiff {
+                    field: "node",
+                    expected: format!("< {}", state.masters.len()),
+                    observed: node.to_string(),
+                });
+                return diff;
+            }
+            let expected = mapping::master_view(state, node);
+            push_diff(&mut diff, "role", &expected.role, &observed.role);
+            push_diff(
+                &mut diff,
+                "promised",
+                &expected.promised,
+                &observed.promised,
+            );
+            push_diff(&mut diff, "leader", &expected.leader, &observed.leader);
+            push_diff(
+                &mut diff,
+                "commit_index",
+                &expected.commit_index,
+                &observed.commit_index,
+            );
+            push_diff(
+                &mut diff,
+                "last_slot",
+                &expected.last_slot,
+                &observed.last_slot,
+            );
+            push_diff(&mut diff, "active", &expected.active, &observed.active);
+            push_diff(&mut diff, "evicted", &expected.evicted, &observed.evicted);
+        }
+        core::PostState::Proxy(observed) => {
+            let expected = mapping::ledger_view(state);
+            push_diff(
+                &mut diff,
+                "accepted",
+                &expected.accepted,
+                &observed.accepted,
+            );
+            push_diff(
+                &mut diff,
+                "completed_ok",
+                &expected.completed_ok,
+                &observed.completed_ok,
+            );
+            push_diff(
+                &mut diff,
+                "completed_err",
+                &expected.completed_err,
+                &observed.completed_err,
+            );
+            push_diff(
+                &mut diff,
+                "in_flight",
+                &expected.in_flight,
+                &observed.in_flight,
+            );
+            push_diff(
+                &mut diff,
+                "late_replies",
+                &expected.late_replies,
+                &observed.late_replies,
+            );
+            push_diff(
+                &mut diff,
+                "dropped_unanswered",
+                &expected.dropped_unanswered,
+                &observed.dropped_unanswered,
+            );
+        }
+    }
+    diff
+}
+
 fn push_diff<T: PartialEq + std::fmt::Debug>(
     diff: &mut Vec<FieldDiff>,
     field: &'static str,
@@ -663,6 +789,7 @@ fn actor_of(action: &Action) -> Endpoint {
         Action::ElectionTimeout(node)
         | Action::HeartbeatTimeout(node)
         | Action::CheckQuorumTimeout(node)
+        | Action::RejoinWaitExpired(node)
         | Action::Pause(node)
         | Action::Resume(node)
         | Action::Crash(node)

@@ -86,7 +86,10 @@ pub fn weight(state: &State, action: &Action) -> u64 {
         }
         Action::HeartbeatTimeout(_) | Action::Restart(_) | Action::Resume(_) => 20,
         Action::RequestTimeout(_) => 4,
-        Action::CheckQuorumTimeout(_) | Action::ElectionTimeout(_) | Action::Pause(_) => 2,
+        Action::CheckQuorumTimeout(_)
+        | Action::ElectionTimeout(_)
+        | Action::RejoinWaitExpired(_)
+        | Action::Pause(_) => 2,
         Action::Drop { .. } | Action::Crash(_) => 1,
     }
 }

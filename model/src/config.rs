@@ -131,6 +131,9 @@ pub struct Budget {
     pub drops: u32,
     /// `RequestTimeout` firings at the proxy.
     pub request_timeouts: u32,
+    /// `RejoinWaitExpired` firings: a follower's outstanding `Rejoin` given up (§6.3).
+    #[serde(default)]
+    pub rejoin_waits_expired: u32,
 }
 
 impl Budget {
@@ -143,6 +146,7 @@ impl Budget {
         crashes: u32::MAX,
         drops: u32::MAX,
         request_timeouts: u32::MAX,
+        rejoin_waits_expired: u32::MAX,
     };
 }
 

@@ -42,6 +42,9 @@ pub enum Action {
     HeartbeatTimeout(NodeId),
     /// `CheckQuorumTimeout` at a leader.
     CheckQuorumTimeout(NodeId),
+    /// `RejoinWaitExpired` at a master with an outstanding `Rejoin`: an election timeout passed
+    /// without its `CatchUp`, so the next gap asks again (§6.3). Sends nothing.
+    RejoinWaitExpired(NodeId),
     /// `RequestTimeout` at the proxy for a pending request.
     RequestTimeout(RequestId),
     /// `ClientRequest`: a client sends its next `Request`.
@@ -65,6 +68,7 @@ impl Action {
             Action::ElectionTimeout(_) => "ElectionTimeout",
             Action::HeartbeatTimeout(_) => "HeartbeatTimeout",
             Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout",
+            Action::RejoinWaitExpired(_) => "RejoinWaitExpired",
             Action::RequestTimeout(_) => "RequestTimeout",
             Action::ClientRequest(_) => "ClientRequest",
             Action::Pause(_) => "Pause",
@@ -105,6 +109,8 @@ impl Action {
             Action::ElectionTimeout(_) => "on_election_timeout",
             Action::HeartbeatTimeout(_) => "on_heartbeat_timeout",
             Action::CheckQuorumTimeout(_) => "on_check_quorum_timeout",
+            // The core counts `rejoin_wait_ticks` down in `tick`; no handler of its own.
+            Action::RejoinWaitExpired(_) => "tick",
             Action::RequestTimeout(_) => "on_request_timeout",
             _ => return None,
         };
@@ -143,6 +149,9 @@ impl fmt::Display for Action {
             }
             Action::CheckQuorumTimeout(node) => {
                 write!(formatter, "CheckQuorumTimeout at master {node}")
+            }
+            Action::RejoinWaitExpired(node) => {
+                write!(formatter, "RejoinWaitExpired at master {node}")
             }
             Action::RequestTimeout(request) => {
                 write!(formatter, "RequestTimeout of request {request}")
@@ -240,6 +249,12 @@ impl Config {
             }
             return;
         }
+        if !master.paused
+            && master.rejoin_requested
+            && state.used.rejoin_waits_expired < self.budget.rejoin_waits_expired
+        {
+            actions.push(Action::RejoinWaitExpired(node));
+        }
         let next_round = crate::timers::next_ballot(master, node).round;
         if !master.paused
             && state.used.election_timeouts < self.budget.election_timeouts
@@ -329,6 +344,11 @@ impl Step<'_> {
                         self.state.used.check_quorum_timeouts.saturating_add(1);
                 }
                 self.on_check_quorum_timeout(node);
+            }
+            Action::RejoinWaitExpired(node) => {
+                self.state.used.rejoin_waits_expired =
+                    self.state.used.rejoin_waits_expired.saturating_add(1);
+                self.on_rejoin_wait_expired(node);
             }
             Action::RequestTimeout(request_id) => {
                 self.state.used.request_timeouts =

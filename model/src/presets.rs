@@ -143,6 +143,7 @@ pub fn ci_election() -> Preset {
     config.budget = Budget {
         heartbeat_timeouts: 2,
         election_timeouts: 2,
+        rejoin_waits_expired: 1,
         ..Budget::default()
     };
     exhaustive(

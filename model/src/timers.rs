@@ -143,6 +143,13 @@ impl Step<'_> {
         }
     }
 
+    /// §6.3: an election timeout passed since the outstanding `Rejoin` was sent and no
+    /// `CatchUp` came (the `Rejoin` or its answer was lost): the next message showing a gap asks
+    /// again. Nothing is sent now.
+    pub fn on_rejoin_wait_expired(&mut self, node: NodeId) {
+        self.state.masters[node as usize].rejoin_requested = false;
+    }
+
     /// §7.1: the master stops; its links keep what is sent to it.
     pub fn pause(&mut self, node: NodeId) {
         self.state.masters[node as usize].paused = true;
