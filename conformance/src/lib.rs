@@ -5,12 +5,14 @@
 //! causal order, [`mapping`] (the only module that knows both vocabularies) turns events into
 //! model actions and model states into the implementation's post-states, [`replay`] steps the
 //! model and compares, [`report`] prints a divergence for a CI log. [`sim`] and [`faults`]
-//! produce runs; [`coverage`] says what they exercised; [`run`] ties it together.
+//! produce runs; [`coverage`] says what they exercised; [`run`] ties it together. [`nemesis`]
+//! runs real `vigil` processes under faults and checks the clients' history.
 
 pub mod coverage;
 pub mod faults;
 pub mod mapping;
 pub mod merge;
+pub mod nemesis;
 pub mod replay;
 pub mod report;
 pub mod run;

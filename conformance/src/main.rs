@@ -1,7 +1,9 @@
 //! `vigil-conform`: the project's main job. `verify` (the default) model-checks the `ci`
 //! preset, runs the implementation under faults, replays its traces against the model and
 //! prints one summary table; `run` runs and validates; `check` validates traces recorded
-//! elsewhere. Exit status 1 on any failure, with the first divergence's report.
+//! elsewhere; `nemesis` runs real `vigil` processes under SIGSTOP, SIGKILL, partitions and a
+//! wrong-cluster flood and checks the clients' history (`docs/reliability.md`). Exit status 1 on
+//! any failure, with the first divergence's report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use vigil_conformance::coverage::Coverage;
 use vigil_conformance::faults::{self, FaultKind};
+use vigil_conformance::nemesis;
 use vigil_conformance::run::{self, CheckFailure};
 use vigil_conformance::trace;
 
@@ -75,6 +78,35 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: u32,
     },
+    /// Run 5 `vigil master` processes and a `vigil proxy` under a nemesis (SIGSTOP of a
+    /// follower and of the leader, SIGKILL and restart, the leader cut off, a wrong-cluster
+    /// flood) with concurrent clients; check linearizability, durability, traces, the proxy's
+    /// ledger and memory.
+    Nemesis {
+        /// The `vigil` binary (default: `vigil` next to this program).
+        #[arg(long)]
+        vigil: Option<PathBuf>,
+        /// Time budget of the fault schedule, seconds (the heal and checks come after).
+        #[arg(long, default_value_t = 75)]
+        duration: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Keys the clients share.
+        #[arg(long, default_value_t = 3)]
+        keys: usize,
+        /// Wrong-cluster requests per flood.
+        #[arg(long, default_value_t = 20_000)]
+        flood_requests: u64,
+        /// Configs, data, traces and logs (default: a temporary directory, removed after a
+        /// passing run and kept after a failing one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Run without trace files and skip the trace check (it replays every event: minutes
+        /// for a 75 s run on 2 cores).
+        #[arg(long)]
+        no_trace_check: bool,
+    },
 }
 
 /// The result of one part of `verify` or `run`.
@@ -125,6 +157,23 @@ fn main() -> ExitCode {
             floor,
             repeat,
         } => check(&paths, floor, repeat),
+        Command::Nemesis {
+            vigil,
+            duration,
+            clients,
+            keys,
+            flood_requests,
+            dir,
+            no_trace_check,
+        } => nemesis(NemesisArguments {
+            vigil,
+            duration,
+            clients,
+            keys,
+            flood_requests,
+            dir,
+            check_traces: !no_trace_check,
+        }),
     };
     if ok {
         ExitCode::SUCCESS
@@ -171,6 +220,69 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
             false
         }
     }
+}
+
+/// The `nemesis` subcommand's arguments.
+struct NemesisArguments {
+    vigil: Option<PathBuf>,
+    duration: u64,
+    clients: usize,
+    keys: usize,
+    flood_requests: u64,
+    dir: Option<PathBuf>,
+    check_traces: bool,
+}
+
+fn nemesis(arguments: NemesisArguments) -> bool {
+    let vigil = arguments.vigil.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|directory| directory.join("vigil")))
+            .unwrap_or_else(|| PathBuf::from("vigil"))
+    });
+    let temporary = match &arguments.dir {
+        Some(_) => None,
+        None => match tempfile::Builder::new().prefix("vigil-nemesis-").tempdir() {
+            Ok(directory) => Some(directory),
+            Err(error) => {
+                eprintln!("vigil-conform nemesis: creating a temporary directory: {error}");
+                return false;
+            }
+        },
+    };
+    let directory = arguments.dir.clone().unwrap_or_else(|| {
+        temporary
+            .as_ref()
+            .expect("created above")
+            .path()
+            .to_path_buf()
+    });
+    let mut options = nemesis::NemesisOptions::new(vigil, directory.clone());
+    options.duration = std::time::Duration::from_secs(arguments.duration);
+    options.clients = arguments.clients.max(1);
+    options.keys = arguments.keys.max(1);
+    options.flood_requests = arguments.flood_requests;
+    options.check_traces = arguments.check_traces;
+    let passed = match nemesis::run(&options) {
+        Ok(report) => {
+            print!("{report}");
+            report.anomalies().is_empty()
+        }
+        Err(error) => {
+            println!("vigil-conform nemesis: FAIL: {error}");
+            false
+        }
+    };
+    if !passed {
+        // Keep the evidence: configs, data, traces and every process's log.
+        if let Some(temporary) = temporary {
+            let kept = temporary.keep();
+            println!("run directory kept: {}", kept.display());
+        } else {
+            println!("run directory: {}", directory.display());
+        }
+    }
+    passed
 }
 
 fn verify() -> bool {

@@ -1,0 +1,563 @@
+//! Per-key linearizability of a client history against vigil's key-value semantics
+//! (`protocol.md` §9.1: a version per key, incremented by every write), with a time limit.
+//!
+//! Why this algorithm: Wing & Gong's search with Lowe's memoisation, as Porcupine does it —
+//! walk the history's call and return events in time order, linearize a pending call when the
+//! model accepts its result, backtrack at a return that no order explains, and never revisit a
+//! (set of linearized operations, state) pair. Keys are independent (every operation touches
+//! one key), so the history is checked one key at a time (P-compositionality), which keeps the
+//! search small.
+//!
+//! Indeterminate operations (no definite answer) get a return time of "never": they may be
+//! linearized anywhere after their call, and linearizing one at the very end is the same as its
+//! never having happened. An indeterminate `Get` tells nothing and is left out; so are definite
+//! refusals.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use vigil_core::OperationResult;
+
+use super::history::{Call, Outcome, Record};
+
+/// A key's state in the model: its value (none: never written) and its version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct KeyState {
+    value: Option<Vec<u8>>,
+    version: u64,
+}
+
+/// The result the model must reproduce, or none for an indeterminate write.
+type Expected<'a> = Option<&'a OperationResult>;
+
+/// Applies `call` to `state`; `None` if the model cannot give `expected`.
+fn step(state: &KeyState, call: &Call, expected: Expected<'_>) -> Option<KeyState> {
+    let written = |value: &Vec<u8>| KeyState {
+        value: Some(value.clone()),
+        version: state.version + 1,
+    };
+    match (call, expected) {
+        (Call::Get, Some(OperationResult::Value { value, version })) => {
+            (value == &state.value && *version == state.version).then(|| state.clone())
+        }
+        (Call::Get, _) => None,
+        (Call::Put { value }, None) => Some(written(value)),
+        (Call::Put { value }, Some(OperationResult::Written { version })) => {
+            (*version == state.version + 1).then(|| written(value))
+        }
+        (Call::Put { .. }, Some(_)) => None,
+        (
+            Call::Cas {
+                expected_version,
+                value,
+            },
+            result,
+        ) => {
+            let matches = *expected_version == state.version;
+            match result {
+                None if matches => Some(written(value)),
+                None => Some(state.clone()),
+                Some(OperationResult::Written { version }) => {
+                    (matches && *version == state.version + 1).then(|| written(value))
+                }
+                Some(OperationResult::VersionMismatch { current_version }) => {
+                    (!matches && *current_version == state.version).then(|| state.clone())
+                }
+                Some(_) => None,
+            }
+        }
+    }
+}
+
+/// The verdict on a whole history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every key's history is linearizable.
+    Linearizable,
+    /// A key's history is not: no order of its operations explains the results.
+    NotLinearizable(Box<Anomaly>),
+    /// The time limit hit before every key was decided (no anomaly found in those decided).
+    Unknown {
+        /// Keys left undecided.
+        keys: Vec<String>,
+    },
+}
+
+/// A history that no linearization explains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    /// The key.
+    pub key: String,
+    /// Operations of the key in the check.
+    pub operations: usize,
+    /// The most operations any partial linearization reached.
+    pub linearized_max: usize,
+    /// The operation whose completion no order could get past, at that deepest point.
+    pub blocking: String,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Linearizable => write!(formatter, "linearizable"),
+            Verdict::NotLinearizable(anomaly) => write!(
+                formatter,
+                "NOT linearizable: key {}: {} of {} operations linearized at best; no order explains {}",
+                anomaly.key, anomaly.linearized_max, anomaly.operations, anomaly.blocking
+            ),
+            Verdict::Unknown { keys } => write!(
+                formatter,
+                "UNKNOWN: the time limit hit before keys {} were decided",
+                keys.join(", ")
+            ),
+        }
+    }
+}
+
+/// Checks `records` key by key within `limit` in all.
+pub fn check(records: &[Record], limit: Duration) -> Verdict {
+    let deadline = Instant::now() + limit;
+    let mut by_key: BTreeMap<&[u8], Vec<&Record>> = BTreeMap::new();
+    for record in records {
+        by_key.entry(&record.key).or_default().push(record);
+    }
+    let mut undecided = Vec::new();
+    for (key, records) in by_key {
+        match check_key(&records, deadline) {
+            KeyVerdict::Linearizable => {}
+            KeyVerdict::TimedOut => undecided.push(String::from_utf8_lossy(key).into_owned()),
+            KeyVerdict::Not {
+                operations,
+                linearized_max,
+                blocking,
+            } => {
+                return Verdict::NotLinearizable(Box::new(Anomaly {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    operations,
+                    linearized_max,
+                    blocking,
+                }))
+            }
+        }
+    }
+    if undecided.is_empty() {
+        Verdict::Linearizable
+    } else {
+        Verdict::Unknown { keys: undecided }
+    }
+}
+
+enum KeyVerdict {
+    Linearizable,
+    TimedOut,
+    Not {
+        operations: usize,
+        linearized_max: usize,
+        blocking: String,
+    },
+}
+
+/// One operation in the search.
+struct Operation<'a> {
+    record: &'a Record,
+    expected: Expected<'a>,
+}
+
+/// The operations of one key that constrain the search, in call order.
+fn operations<'a>(records: &[&'a Record]) -> Vec<Operation<'a>> {
+    let mut operations: Vec<Operation<'a>> = records
+        .iter()
+        .filter_map(|record| match (&record.outcome, record.call.is_write()) {
+            (Outcome::Ok(result), _) => Some(Operation {
+                record,
+                expected: Some(result),
+            }),
+            (Outcome::Unknown(_), true) => Some(Operation {
+                record,
+                expected: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    operations.sort_by_key(|operation| operation.record.invoked_ns);
+    operations
+}
+
+/// The event list: `2 * n` entries (call of operation i, return of operation i) in time order,
+/// doubly linked behind a head at index `2 * n` so entries can be lifted out and put back.
+struct Events {
+    operation: Vec<usize>,
+    is_call: Vec<bool>,
+    partner: Vec<usize>,
+    next: Vec<usize>,
+    previous: Vec<usize>,
+    head: usize,
+}
+
+const END: usize = usize::MAX;
+
+impl Events {
+    fn new(operations: &[Operation<'_>]) -> Events {
+        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(operations.len() * 2);
+        for (index, operation) in operations.iter().enumerate() {
+            let returned = match operation.expected {
+                Some(_) => operation.record.completed_ns,
+                None => u64::MAX,
+            };
+            // Calls sort before returns at the same instant: such operations overlap, which
+            // allows more orders, never fewer.
+            order.push((operation.record.invoked_ns, false, index));
+            order.push((returned, true, index));
+        }
+        order.sort();
+        let count = order.len();
+        let mut events = Events {
+            operation: order.iter().map(|(_, _, index)| *index).collect(),
+            is_call: order.iter().map(|(_, is_return, _)| !is_return).collect(),
+            partner: vec![END; count],
+            // Entry i links to i + 1, the last one to END (set below), the head to entry 0.
+            next: (1..=count).collect(),
+            previous: vec![END; count + 1],
+            head: count,
+        };
+        if let Some(last) = events.next.last_mut() {
+            *last = END;
+        }
+        events.next.push(if count == 0 { END } else { 0 });
+        for index in 0..count {
+            events.previous[index] = if index == 0 { count } else { index - 1 };
+        }
+        let mut call_of = vec![END; operations.len()];
+        for index in 0..count {
+            let operation = events.operation[index];
+            if events.is_call[index] {
+                call_of[operation] = index;
+            } else {
+                let call = call_of[operation];
+                assert_ne!(call, END, "a return sorts after its call");
+                events.partner[call] = index;
+                events.partner[index] = call;
+            }
+        }
+        events
+    }
+
+    fn first(&self) -> usize {
+        self.next[self.head]
+    }
+
+    /// Removes a call and its return from the list.
+    fn lift(&mut self, call: usize) {
+        for entry in [call, self.partner[call]] {
+            let (previous, next) = (self.previous[entry], self.next[entry]);
+            self.next[previous] = next;
+            if next != END {
+                self.previous[next] = previous;
+            }
+        }
+    }
+
+    /// Puts back what `lift(call)` removed (in reverse order).
+    fn unlift(&mut self, call: usize) {
+        for entry in [self.partner[call], call] {
+            let (previous, next) = (self.previous[entry], self.next[entry]);
+            self.next[previous] = entry;
+            if next != END {
+                self.previous[next] = entry;
+            }
+        }
+    }
+}
+
+/// A set of operations as bits.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Linearized(Vec<u64>);
+
+impl Linearized {
+    fn new(operations: usize) -> Linearized {
+        Linearized(vec![0; operations.div_ceil(64)])
+    }
+    fn set(&mut self, operation: usize) {
+        self.0[operation / 64] |= 1 << (operation % 64);
+    }
+    fn clear(&mut self, operation: usize) {
+        self.0[operation / 64] &= !(1 << (operation % 64));
+    }
+}
+
+fn check_key(records: &[&Record], deadline: Instant) -> KeyVerdict {
+    let operations = operations(records);
+    let mut events = Events::new(&operations);
+    let mut linearized = Linearized::new(operations.len());
+    let mut seen: HashSet<(Linearized, KeyState)> = HashSet::new();
+    let mut stack: Vec<(usize, KeyState)> = Vec::new();
+    let mut state = KeyState::default();
+    let (mut deepest, mut blocking) = (0, String::new());
+    let mut entry = events.first();
+    let mut steps: u64 = 0;
+    while events.first() != END {
+        steps += 1;
+        if steps % 4096 == 0 && Instant::now() >= deadline {
+            return KeyVerdict::TimedOut;
+        }
+        let operation = &operations[events.operation[entry]];
+        if events.is_call[entry] {
+            if let Some(next_state) = step(&state, &operation.record.call, operation.expected) {
+                let mut with = linearized.clone();
+                with.set(events.operation[entry]);
+                if seen.insert((with.clone(), next_state.clone())) {
+                    stack.push((entry, std::mem::replace(&mut state, next_state)));
+                    linearized = with;
+                    events.lift(entry);
+                    entry = events.first();
+                    continue;
+                }
+            }
+            entry = events.next[entry];
+            continue;
+        }
+        // A return whose call could not be linearized before it: backtrack.
+        if stack.len() >= deepest {
+            deepest = stack.len();
+            blocking = operation.record.to_string();
+        }
+        let Some((call, previous_state)) = stack.pop() else {
+            return KeyVerdict::Not {
+                operations: operations.len(),
+                linearized_max: deepest,
+                blocking,
+            };
+        };
+        state = previous_state;
+        linearized.clear(events.operation[call]);
+        events.unlift(call);
+        entry = events.next[call];
+    }
+    KeyVerdict::Linearizable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn record(
+        client: usize,
+        call: Call,
+        times_ms: (u64, u64),
+        outcome: Outcome,
+        key: &str,
+    ) -> Record {
+        Record {
+            client,
+            key: key.as_bytes().to_vec(),
+            call,
+            invoked_ns: times_ms.0 * 1_000_000,
+            completed_ns: times_ms.1 * 1_000_000,
+            outcome,
+        }
+    }
+
+    fn put(client: usize, value: &str, times_ms: (u64, u64), version: u64) -> Record {
+        record(
+            client,
+            Call::Put {
+                value: value.as_bytes().to_vec(),
+            },
+            times_ms,
+            Outcome::Ok(OperationResult::Written { version }),
+            "k",
+        )
+    }
+
+    fn get(client: usize, value: Option<&str>, times_ms: (u64, u64), version: u64) -> Record {
+        record(
+            client,
+            Call::Get,
+            times_ms,
+            Outcome::Ok(OperationResult::Value {
+                value: value.map(|value| value.as_bytes().to_vec()),
+                version,
+            }),
+            "k",
+        )
+    }
+
+    #[test]
+    fn a_sequential_history_is_linearizable() {
+        let history = [
+            get(0, None, (0, 1), 0),
+            put(0, "a", (2, 3), 1),
+            get(1, Some("a"), (4, 5), 1),
+            put(1, "b", (6, 7), 2),
+            get(0, Some("b"), (8, 9), 2),
+        ];
+        assert_eq!(check(&history, LIMIT), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn a_stale_read_is_not_linearizable() {
+        // `b` is acknowledged before the read starts, yet the read returns `a`.
+        let history = [
+            put(0, "a", (0, 1), 1),
+            put(0, "b", (2, 3), 2),
+            get(1, Some("a"), (4, 5), 1),
+        ];
+        let Verdict::NotLinearizable(anomaly) = check(&history, LIMIT) else {
+            panic!("a stale read passed");
+        };
+        assert_eq!(anomaly.key, "k");
+        assert!(anomaly.blocking.contains("get(k)"), "{}", anomaly.blocking);
+    }
+
+    #[test]
+    fn a_lost_write_is_not_linearizable() {
+        // `a` is acknowledged, then a read finds the key never written.
+        let history = [put(0, "a", (0, 1), 1), get(1, None, (2, 3), 0)];
+        assert!(matches!(
+            check(&history, LIMIT),
+            Verdict::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn two_writes_with_one_version_are_not_linearizable() {
+        // Two acknowledged puts both claim version 1: one of them overwrote the other unseen.
+        let history = [put(0, "a", (0, 5), 1), put(1, "b", (1, 6), 1)];
+        assert!(matches!(
+            check(&history, LIMIT),
+            Verdict::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn concurrent_operations_may_take_effect_in_either_order() {
+        // The read overlaps both writes and sees the first one; then the second shows.
+        let history = [
+            put(0, "a", (0, 10), 2),
+            put(1, "b", (1, 9), 1),
+            get(2, Some("b"), (2, 8), 1),
+            get(2, Some("a"), (11, 12), 2),
+        ];
+        assert_eq!(check(&history, LIMIT), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn an_indeterminate_write_may_apply_late_or_never() {
+        let unknown = |value: &str, times_ms| {
+            record(
+                0,
+                Call::Put {
+                    value: value.as_bytes().to_vec(),
+                },
+                times_ms,
+                Outcome::Unknown("timeout".into()),
+                "k",
+            )
+        };
+        // Applied long after the client gave up.
+        let late = [
+            unknown("a", (0, 1)),
+            get(1, None, (2, 3), 0),
+            get(1, Some("a"), (4, 5), 1),
+        ];
+        assert_eq!(check(&late, LIMIT), Verdict::Linearizable);
+        // Never applied.
+        let never = [unknown("a", (0, 1)), get(1, None, (2, 3), 0)];
+        assert_eq!(check(&never, LIMIT), Verdict::Linearizable);
+        // But not before it was invoked.
+        let early = [get(1, Some("a"), (0, 1), 1), unknown("a", (2, 3))];
+        assert!(matches!(check(&early, LIMIT), Verdict::NotLinearizable(_)));
+    }
+
+    #[test]
+    fn cas_results_follow_the_version() {
+        let cas = |expected_version, times_ms, outcome| {
+            record(
+                0,
+                Call::Cas {
+                    expected_version,
+                    value: b"c".to_vec(),
+                },
+                times_ms,
+                outcome,
+                "k",
+            )
+        };
+        let good = [
+            put(0, "a", (0, 1), 1),
+            cas(
+                1,
+                (2, 3),
+                Outcome::Ok(OperationResult::Written { version: 2 }),
+            ),
+            cas(
+                1,
+                (4, 5),
+                Outcome::Ok(OperationResult::VersionMismatch { current_version: 2 }),
+            ),
+        ];
+        assert_eq!(check(&good, LIMIT), Verdict::Linearizable);
+        // A mismatch that names a version the key does not have.
+        let bad = [
+            put(0, "a", (0, 1), 1),
+            cas(
+                0,
+                (2, 3),
+                Outcome::Ok(OperationResult::VersionMismatch { current_version: 0 }),
+            ),
+        ];
+        assert!(matches!(check(&bad, LIMIT), Verdict::NotLinearizable(_)));
+    }
+
+    #[test]
+    fn refused_operations_constrain_nothing_and_keys_are_independent() {
+        let refused = record(
+            0,
+            Call::Put {
+                value: b"z".to_vec(),
+            },
+            (0, 1),
+            Outcome::Failed("no leader".into()),
+            "k",
+        );
+        let other_key = record(
+            1,
+            Call::Get,
+            (0, 1),
+            Outcome::Ok(OperationResult::Value {
+                value: None,
+                version: 0,
+            }),
+            "other",
+        );
+        let history = [refused, other_key, get(1, None, (2, 3), 0)];
+        assert_eq!(check(&history, LIMIT), Verdict::Linearizable);
+    }
+
+    #[test]
+    fn the_time_limit_gives_unknown() {
+        // Many overlapping indeterminate writes and reads no order explains: the search is
+        // exponential, and a zero limit stops it at the first clock check.
+        let mut history: Vec<Record> = (0..40)
+            .map(|index| {
+                record(
+                    index,
+                    Call::Put {
+                        value: format!("v{index}").into_bytes(),
+                    },
+                    (0, 1),
+                    Outcome::Unknown("timeout".into()),
+                    "k",
+                )
+            })
+            .collect();
+        history.push(get(99, Some("none of them"), (2, 3), 41));
+        assert!(matches!(
+            check(&history, Duration::ZERO),
+            Verdict::Unknown { .. }
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! The checks on a finished nemesis run and the report they produce: what was injected, how
+//! many operations ran, and every promise with its verdict.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use vigil_core::LedgerCounters;
+
+use super::history::{self, HistoryCounts, KeyDurability, Record};
+use super::linearizability::{self, Verdict};
+use super::NemesisOptions;
+use crate::{run, trace};
+
+/// One fault the nemesis injected.
+#[derive(Clone, Debug)]
+pub struct FaultRecord {
+    /// `sigstop-follower`, `sigstop-leader`, `sigkill-restart`, `isolate-leader`,
+    /// `wrong-cluster-flood`.
+    pub kind: String,
+    /// The master it hit (5 for the proxy).
+    pub node: usize,
+    /// When it started, seconds since the run started.
+    pub at_seconds: f64,
+    /// How long it lasted, seconds.
+    pub lasted_seconds: f64,
+    /// What the cluster did meanwhile (eviction, election, rejoin, RSS).
+    pub observed: String,
+}
+
+impl fmt::Display for FaultRecord {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = if self.node < 5 {
+            format!("m{}", self.node)
+        } else {
+            "p1".to_string()
+        };
+        write!(
+            formatter,
+            "{:7.1} s  {:<20} {target:<3} {:5.1} s  {}",
+            self.at_seconds, self.kind, self.lasted_seconds, self.observed
+        )
+    }
+}
+
+/// One measured wrong-cluster flood.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodRecord {
+    /// Requests sent.
+    pub sent: u64,
+    /// Answered `UnknownCluster`.
+    pub refused: u64,
+    /// Proxy RSS before, bytes.
+    pub rss_before_bytes: u64,
+    /// Proxy RSS after, bytes.
+    pub rss_after_bytes: u64,
+}
+
+/// What [`after`] says of an effect that never came; a fault with it is an anomaly.
+const NOT_OBSERVED: &str = "NOT within the deadline";
+
+/// "after 0.42 s" or "NOT within the deadline".
+pub fn after(took: Option<Duration>) -> String {
+    match took {
+        Some(took) => format!("after {:.2} s", took.as_secs_f64()),
+        None => NOT_OBSERVED.to_string(),
+    }
+}
+
+/// Bytes as MiB.
+pub fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What the run left for the checks.
+pub struct RunFacts {
+    /// The options it ran with.
+    pub options: NemesisOptions,
+    /// The keys.
+    pub keys: Vec<Vec<u8>>,
+    /// The clients' operations.
+    pub records: Vec<Record>,
+    /// The reads after the heal.
+    pub final_reads: Vec<Record>,
+    /// The proxy's ledger at the end (none: `/status` never answered).
+    pub ledger: Option<LedgerCounters>,
+    /// Faults injected.
+    pub faults: Vec<FaultRecord>,
+    /// Floods measured.
+    pub floods: Vec<FloodRecord>,
+    /// SIGSTOPs sent.
+    pub pauses: u64,
+    /// Processes that had exited before the end without the nemesis killing them.
+    pub unexpected_exits: Vec<String>,
+    /// Processes that did not stop on SIGTERM within the grace time.
+    pub forced_stops: Vec<String>,
+    /// Wall time from start to the end of the run, seconds.
+    pub schedule_seconds: f64,
+}
+
+/// A nemesis run's findings.
+#[derive(Debug)]
+pub struct NemesisReport {
+    /// Faults injected, in order.
+    pub faults: Vec<FaultRecord>,
+    /// The clients' operations (final reads included) by outcome.
+    pub counts: HistoryCounts,
+    /// Per-key linearizability.
+    pub linearizability: Verdict,
+    /// Seconds the checker took.
+    pub check_seconds: f64,
+    /// Acknowledged writes after the heal, per key, or what was lost.
+    pub durability: Result<Vec<KeyDurability>, history::DurabilityError>,
+    /// `vigil-conform check` on the trace files: its summary line or its failure (`None`: not
+    /// run, `check_traces` off).
+    pub traces: Option<Result<String, String>>,
+    /// The proxy's ledger at the end.
+    pub ledger: Option<LedgerCounters>,
+    /// Measured floods.
+    pub floods: Vec<FloodRecord>,
+    /// RSS growth over a flood that fails the run, bytes.
+    pub rss_growth_max_bytes: u64,
+    /// Processes that exited on their own, and ones that needed SIGKILL at the end.
+    pub unexpected_exits: Vec<String>,
+    /// Processes that ignored SIGTERM.
+    pub forced_stops: Vec<String>,
+    /// Wall time of the run, seconds.
+    pub run_seconds: f64,
+}
+
+/// Runs every check on `facts`.
+pub fn check(facts: RunFacts) -> NemesisReport {
+    let mut all = facts.records;
+    all.extend(facts.final_reads.iter().cloned());
+    let started = Instant::now();
+    let linearizability = linearizability::check(&all, facts.options.check_limit);
+    let check_seconds = started.elapsed().as_secs_f64();
+    let durability = history::check_durability(&facts.keys, &all, &facts.final_reads);
+    let traces = facts
+        .options
+        .check_traces
+        .then(|| check_trace_files(&facts.options.directory.join("traces"), facts.pauses));
+    NemesisReport {
+        faults: facts.faults,
+        counts: history::count(&all),
+        linearizability,
+        check_seconds,
+        durability,
+        traces,
+        ledger: facts.ledger,
+        floods: facts.floods,
+        rss_growth_max_bytes: facts.options.rss_growth_max_bytes,
+        unexpected_exits: facts.unexpected_exits,
+        forced_stops: facts.forced_stops,
+        run_seconds: facts.schedule_seconds,
+    }
+}
+
+/// `vigil-conform check` on the run's trace files: its summary, or its failure.
+fn check_trace_files(directory: &std::path::Path, pauses: u64) -> Result<String, String> {
+    let trace_started = Instant::now();
+    trace::read_paths(&[directory.to_path_buf()])
+        .map_err(|error| error.to_string())
+        .and_then(|traces| {
+            run::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT, pauses)
+                .map_err(|failure| failure.to_string())
+        })
+        .map(|checked| {
+            format!(
+                "{} events, {} model actions ({:.1} s)",
+                checked.stats.events,
+                checked.stats.actions,
+                trace_started.elapsed().as_secs_f64()
+            )
+        })
+}
+
+impl NemesisReport {
+    /// Every broken promise, one line each; empty when the run passed. An "unknown" from the
+    /// linearizability checker is listed too: a run that proved nothing does not pass.
+    pub fn anomalies(&self) -> Vec<String> {
+        let mut anomalies = Vec::new();
+        if self.linearizability != Verdict::Linearizable {
+            anomalies.push(format!("history: {}", self.linearizability));
+        }
+        if let Err(error) = &self.durability {
+            anomalies.push(format!("durability: {error}"));
+        }
+        if let Some(Err(error)) = &self.traces {
+            anomalies.push(format!("traces: {error}"));
+        }
+        for fault in &self.faults {
+            if fault.observed.contains(NOT_OBSERVED) {
+                anomalies.push(format!("a fault without its effect: {fault}"));
+            }
+        }
+        match &self.ledger {
+            None => anomalies.push("ledger: the proxy's /status never answered".to_string()),
+            Some(ledger) => {
+                if !ledger.is_balanced() || ledger.in_flight != 0 || ledger.dropped_unanswered != 0
+                {
+                    anomalies.push(format!("ledger: does not balance at the end: {ledger:?}"));
+                }
+            }
+        }
+        for flood in &self.floods {
+            if flood.refused != flood.sent {
+                anomalies.push(format!(
+                    "flood: {} of {} wrong-cluster requests refused",
+                    flood.refused, flood.sent
+                ));
+            }
+            let growth = flood.rss_after_bytes.saturating_sub(flood.rss_before_bytes);
+            if growth > self.rss_growth_max_bytes {
+                anomalies.push(format!(
+                    "proxy memory: RSS grew {:.1} MiB over a flood of {} (limit {:.1} MiB)",
+                    mebibytes(growth),
+                    flood.sent,
+                    mebibytes(self.rss_growth_max_bytes)
+                ));
+            }
+        }
+        if let (Some(first), Some(last)) = (self.floods.first(), self.floods.last()) {
+            let growth = last.rss_after_bytes.saturating_sub(first.rss_before_bytes);
+            if growth > self.rss_growth_max_bytes {
+                let sent: u64 = self.floods.iter().map(|flood| flood.sent).sum();
+                anomalies.push(format!(
+                    "proxy memory: RSS grew {:.1} MiB over {} floods ({sent} requests; limit {:.1} MiB)",
+                    mebibytes(growth),
+                    self.floods.len(),
+                    mebibytes(self.rss_growth_max_bytes)
+                ));
+            }
+        }
+        if self.floods.is_empty() {
+            anomalies.push("flood: no measured wrong-cluster flood ran".to_string());
+        }
+        if !self.unexpected_exits.is_empty() {
+            anomalies.push(format!(
+                "processes exited on their own: {}",
+                self.unexpected_exits.join(", ")
+            ));
+        }
+        anomalies
+    }
+
+    /// Faults of `kind` injected.
+    pub fn faults_of(&self, kind: &str) -> usize {
+        self.faults
+            .iter()
+            .filter(|fault| fault.kind == kind)
+            .count()
+    }
+}
+
+impl fmt::Display for NemesisReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            formatter,
+            "vigil-conform nemesis: {:.1} s",
+            self.run_seconds
+        )?;
+        writeln!(formatter, "faults injected ({}):", self.faults.len())?;
+        for fault in &self.faults {
+            writeln!(formatter, "  {fault}")?;
+        }
+        let counts = &self.counts;
+        writeln!(
+            formatter,
+            "operations: {} ({} ok, {} refused, {} indeterminate)",
+            counts.operations, counts.ok, counts.failed, counts.unknown
+        )?;
+        writeln!(
+            formatter,
+            "linearizability (per key): {} ({:.2} s)",
+            self.linearizability, self.check_seconds
+        )?;
+        match &self.durability {
+            Ok(keys) => {
+                let detail: Vec<String> = keys
+                    .iter()
+                    .map(|key| {
+                        format!(
+                            "{} final version {} >= acknowledged {} (<= {} possible)",
+                            String::from_utf8_lossy(&key.key),
+                            key.final_version,
+                            key.acknowledged_version_max,
+                            key.writes_possible
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    formatter,
+                    "acknowledged writes after heal: present; {}",
+                    detail.join("; ")
+                )?;
+            }
+            Err(error) => writeln!(formatter, "acknowledged writes after heal: {error}")?,
+        }
+        match &self.traces {
+            Some(Ok(summary)) => writeln!(formatter, "trace check: PASS: {summary}")?,
+            Some(Err(error)) => writeln!(formatter, "trace check: FAIL: {error}")?,
+            None => writeln!(formatter, "trace check: not run (tracing off)")?,
+        }
+        match &self.ledger {
+            Some(ledger) => writeln!(formatter, "proxy ledger at the end: {ledger:?}")?,
+            None => writeln!(formatter, "proxy ledger at the end: unknown")?,
+        }
+        if !self.forced_stops.is_empty() {
+            writeln!(
+                formatter,
+                "needed SIGKILL at the end: {}",
+                self.forced_stops.join(", ")
+            )?;
+        }
+        let anomalies = self.anomalies();
+        writeln!(formatter, "anomalies: {}", anomalies.len())?;
+        for anomaly in anomalies {
+            writeln!(formatter, "  {anomaly}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! The nemesis run itself: start the processes, run the clients, inject the faults in turn
+//! until the time budget is spent, heal, read every key, stop everything and check.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use vigil_core::{NodeId, Role};
+
+use super::history::Record;
+use super::links::Links;
+use super::processes::{self, Endpoints, Layout, Processes};
+use super::report::{self, FaultRecord, FloodRecord, NemesisReport};
+use super::workload::{self, WorkloadSettings};
+use super::{http, protocol, NemesisError, NemesisOptions, TICK_MS};
+
+/// Masters in the cluster.
+const MASTERS: usize = 5;
+/// A master's `/status` must answer within this.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the cluster may take to elect a leader (at the start, after a fault, after the heal).
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// Workload without faults between two faults.
+const CALM: Duration = Duration::from_secs(2);
+/// A fault is not started with less than this left of the budget.
+const FAULT_TIME_MIN: Duration = Duration::from_secs(8);
+/// Requests pipelined per flood connection, and connections per flood: at most 128 requests
+/// open at once (the trace check's model has one client per open request, numbered in a byte).
+const FLOOD_BATCH: u64 = 32;
+const FLOOD_CONNECTIONS: u64 = 4;
+/// Distinct values the clients write in all (the model numbers values in a byte).
+const VALUES_MAX: u64 = 240;
+
+fn ticks(count: u64) -> Duration {
+    Duration::from_millis(count * TICK_MS)
+}
+
+/// The running cluster and what the nemesis did to it.
+struct Cluster {
+    processes: Processes,
+    masters: Vec<(usize, Endpoints)>,
+    proxy: (usize, Endpoints),
+    links: Links,
+    started: Instant,
+    faults: Vec<FaultRecord>,
+    floods: Vec<FloodRecord>,
+    pauses: u64,
+}
+
+/// Runs the whole nemesis (see the module `nemesis`).
+pub async fn run(options: &NemesisOptions) -> Result<NemesisReport, NemesisError> {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(options, started).await?;
+    let first_leader = cluster.wait_for_leader(None).await?;
+    tracing::info!(leader = first_leader, "nemesis: cluster up");
+    // Warm the proxy's allocator up so the flood measurements compare like with like.
+    cluster.flood(options.flood_requests / 10, false).await?;
+    let settings = WorkloadSettings {
+        proxy: cluster.proxy.1.listen.to_string(),
+        cluster: "nemesis".to_string(),
+        keys: (0..options.keys)
+            .map(|key| format!("key-{key}").into_bytes())
+            .collect(),
+        call_timeout: ticks(protocol().request_timeout_ticks) + Duration::from_secs(2),
+        think_time: Duration::from_millis(10),
+        started,
+        values_per_client: (VALUES_MAX / options.clients.max(1) as u64).max(1),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..options.clients)
+        .map(|client| {
+            tokio::spawn(workload::client_loop(
+                settings.clone(),
+                client,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    cluster.schedule(options).await?;
+    cluster.heal().await?;
+    tokio::time::sleep(CALM).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut records: Vec<Record> = Vec::new();
+    for client in clients {
+        records.extend(
+            client
+                .await
+                .map_err(|error| NemesisError::Setup(format!("a client task: {error}")))?,
+        );
+    }
+    let final_reads =
+        workload::final_reads(&settings, options.clients, Instant::now() + LEADER_WAIT).await;
+    cluster
+        .finish(options, settings, records, final_reads)
+        .await
+}
+
+impl Cluster {
+    async fn start(options: &NemesisOptions, started: Instant) -> Result<Cluster, NemesisError> {
+        let directory = &options.directory;
+        for stale in ["data", "traces", "logs", "configs"] {
+            let path = directory.join(stale);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(NemesisError::io("clearing a directory"))?;
+            }
+            std::fs::create_dir_all(&path).map_err(NemesisError::io("creating a directory"))?;
+        }
+        let layout = Layout {
+            cluster: "nemesis".to_string(),
+            protocol: protocol(),
+            host: vigil::config::HostSettings {
+                tick_interval_ms: TICK_MS,
+                ..vigil::config::HostSettings::default()
+            },
+            directory: directory.clone(),
+            traces: options.check_traces,
+        };
+        let endpoints: Vec<Endpoints> = (0..MASTERS)
+            .map(|_| Endpoints::fresh())
+            .collect::<Result<_, _>>()?;
+        let targets: Vec<SocketAddr> = endpoints.iter().map(|e| e.listen).collect();
+        let links = Links::start(&targets).await?;
+        let mut processes = Processes::new(options.vigil.clone());
+        let mut masters = Vec::new();
+        for (node, own) in endpoints.iter().enumerate() {
+            let peers: Vec<String> = (0..MASTERS)
+                .map(|peer| match links.address(node, peer) {
+                    Some(address) => address.to_string(),
+                    None => own.listen.to_string(),
+                })
+                .collect();
+            let config = directory.join(format!("configs/m{node}.toml"));
+            processes::write_config(&config, &layout.master_config(node, own, &peers))?;
+            let index = processes.start(
+                &format!("m{node}"),
+                "master",
+                &config,
+                &directory.join("logs"),
+            )?;
+            masters.push((index, own.clone()));
+        }
+        let proxy_endpoints = Endpoints::fresh()?;
+        let config = directory.join("configs/p1.toml");
+        processes::write_config(&config, &layout.proxy_config(&proxy_endpoints, &endpoints))?;
+        let proxy = processes.start("p1", "proxy", &config, &directory.join("logs"))?;
+        Ok(Cluster {
+            processes,
+            masters,
+            proxy: (proxy, proxy_endpoints),
+            links,
+            started,
+            faults: Vec::new(),
+            floods: Vec::new(),
+            pauses: 0,
+        })
+    }
+
+    fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    async fn status(&self, node: usize) -> Option<vigil_core::MasterStatus> {
+        http::master_status(self.masters[node].1.http, STATUS_TIMEOUT).await
+    }
+
+    /// The leader a quorum of answering masters follows, other than `excluded`.
+    async fn leader(&self, excluded: Option<usize>) -> Option<(usize, vigil_core::MasterStatus)> {
+        let mut statuses = Vec::new();
+        for node in (0..MASTERS).filter(|node| Some(*node) != excluded) {
+            if let Some(status) = self.status(node).await {
+                statuses.push(status);
+            }
+        }
+        let leader = statuses.iter().find(|status| status.role == Role::Leader)?;
+        let ballot = leader.leader?;
+        let followers = statuses
+            .iter()
+            .filter(|status| status.leader == Some(ballot))
+            .count();
+        (followers as u64 >= protocol().quorum()).then(|| (leader.id as usize, leader.clone()))
+    }
+
+    async fn wait_for_leader(&self, excluded: Option<usize>) -> Result<usize, NemesisError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            if let Some((leader, _)) = self.leader(excluded).await {
+                return Ok(leader);
+            }
+            if Instant::now() >= deadline {
+                return Err(NemesisError::Setup(format!(
+                    "no leader followed by a quorum within {LEADER_WAIT:?} (at {:.1} s; logs in the run's logs/)",
+                    self.elapsed_seconds()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `condition` holds of the leader's status, up to `timeout`; the time it took.
+    async fn wait_leader_status(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&vigil_core::MasterStatus) -> bool,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some((_, status)) = self.leader(None).await {
+                if condition(&status) {
+                    return Some(started.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    fn signal(&self, node: usize, signal: Signal) -> Result<(), NemesisError> {
+        self.processes.signal(self.masters[node].0, signal)
+    }
+
+    async fn schedule(&mut self, options: &NemesisOptions) -> Result<(), NemesisError> {
+        let budget_end = self.started + options.duration;
+        let mut round = 0usize;
+        'rounds: loop {
+            for step in 0..5 {
+                if Instant::now() + FAULT_TIME_MIN > budget_end {
+                    break 'rounds;
+                }
+                match step {
+                    0 => self.pause_follower(round).await?,
+                    1 => self.pause_leader().await?,
+                    2 => self.kill_and_restart(round).await?,
+                    3 => self.isolate_leader().await?,
+                    _ => self.flood(options.flood_requests, true).await?,
+                }
+                let exited = self.processes.exited();
+                if !exited.is_empty() {
+                    return Err(NemesisError::Setup(format!(
+                        "processes exited on their own: {}",
+                        exited.join(", ")
+                    )));
+                }
+                tokio::time::sleep(CALM).await;
+            }
+            round += 1;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, kind: &str, node: usize, at: f64, observed: String) {
+        let record = FaultRecord {
+            kind: kind.to_string(),
+            node,
+            at_seconds: at,
+            lasted_seconds: self.elapsed_seconds() - at,
+            observed,
+        };
+        tracing::info!(%record, "nemesis: fault");
+        self.faults.push(record);
+    }
+
+    /// SIGSTOP a follower until the leader evicts it (past the eviction threshold), hold it
+    /// three thresholds, SIGCONT, and wait until it is active again (`Rejoin`, `CatchUp`).
+    async fn pause_follower(&mut self, round: usize) -> Result<(), NemesisError> {
+        let leader = self.wait_for_leader(None).await?;
+        let follower = (leader + 1 + round % (MASTERS - 1)) % MASTERS;
+        let at = self.elapsed_seconds();
+        let threshold = ticks(protocol().eviction_threshold * protocol().heartbeat_interval_ticks);
+        self.signal(follower, Signal::SIGSTOP)?;
+        self.pauses += 1;
+        let node = follower as NodeId;
+        let evicted = self
+            .wait_leader_status(threshold * 40, |status| status.evicted.contains(&node))
+            .await;
+        tokio::time::sleep(threshold * 3).await;
+        self.signal(follower, Signal::SIGCONT)?;
+        let rejoined = self
+            .wait_leader_status(Duration::from_secs(20), |status| {
+                status.active.contains(&node)
+            })
+            .await;
+        let observed = format!(
+            "evicted {}; active again {}",
+            report::after(evicted),
+            report::after(rejoined)
+        );
+        self.record("sigstop-follower", follower, at, observed);
+        Ok(())
+    }
+
+    /// SIGSTOP the leader until the others elect another, hold three election timeouts, SIGCONT.
+    async fn pause_leader(&mut self) -> Result<(), NemesisError> {
+        let leader = self.wait_for_leader(None).await?;
+        let at = self.elapsed_seconds();
+        self.signal(leader, Signal::SIGSTOP)?;
+        self.pauses += 1;
+        let elected = Instant::now();
+        let successor = self.wait_for_leader(Some(leader)).await;
+        let took = elected.elapsed();
+        tokio::time::sleep(ticks(protocol().election_timeout_ticks * 2)).await;
+        self.signal(leader, Signal::SIGCONT)?;
+        let successor = successor?;
+        let observed = format!(
+            "master {successor} elected after {:.2} s",
+            took.as_secs_f64()
+        );
+        self.record("sigstop-leader", leader, at, observed);
+        Ok(())
+    }
+
+    /// SIGKILL a master (the leader on even rounds, a follower on odd ones) and restart it from
+    /// its data directory a second later; wait until it answers `/status` again.
+    async fn kill_and_restart(&mut self, round: usize) -> Result<(), NemesisError> {
+        let leader = self.wait_for_leader(None).await?;
+        let node = if round % 2 == 0 {
+            leader
+        } else {
+            (leader + 2) % MASTERS
+        };
+        let at = self.elapsed_seconds();
+        let index = self.masters[node].0;
+        self.processes.kill(index)?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.processes.restart(index)?;
+        let restarted = Instant::now();
+        let mut answered = None;
+        while restarted.elapsed() < LEADER_WAIT {
+            if self.status(node).await.is_some() {
+                answered = Some(restarted.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let role = if node == leader { "leader" } else { "follower" };
+        let observed = format!("was {role}; serving again {}", report::after(answered));
+        self.record("sigkill-restart", node, at, observed);
+        Ok(())
+    }
+
+    /// Cuts the leader off from every other master (the proxy still reaches it) until the others
+    /// elect another leader, holds two election timeouts, heals.
+    async fn isolate_leader(&mut self) -> Result<(), NemesisError> {
+        let leader = self.wait_for_leader(None).await?;
+        let at = self.elapsed_seconds();
+        self.links.isolate(leader, true);
+        let cut = Instant::now();
+        let successor = self.wait_for_leader(Some(leader)).await;
+        let took = cut.elapsed();
+        tokio::time::sleep(ticks(protocol().election_timeout_ticks * 2)).await;
+        self.links.isolate(leader, false);
+        let successor = successor?;
+        let observed = format!(
+            "master {successor} elected after {:.2} s without it",
+            took.as_secs_f64()
+        );
+        self.record("isolate-leader", leader, at, observed);
+        Ok(())
+    }
+
+    /// Floods the proxy with wrong-cluster requests; `measured`: record RSS before and after.
+    async fn flood(&mut self, requests: u64, measured: bool) -> Result<(), NemesisError> {
+        let proxy_index = self.proxy.0;
+        let at = self.elapsed_seconds();
+        let before = self.processes.resident_bytes(proxy_index)?;
+        let result = workload::wrong_cluster_flood(
+            &self.proxy.1.listen.to_string(),
+            requests,
+            FLOOD_CONNECTIONS,
+            FLOOD_BATCH,
+        )
+        .await
+        .map_err(|error| NemesisError::Setup(format!("wrong-cluster flood: {error}")))?;
+        // Let the proxy finish closing the flood's connections before measuring.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = self.processes.resident_bytes(proxy_index)?;
+        if measured {
+            let flood = FloodRecord {
+                sent: result.sent,
+                refused: result.refused,
+                rss_before_bytes: before,
+                rss_after_bytes: after,
+            };
+            let observed = format!(
+                "{} sent, {} refused UnknownCluster; proxy RSS {:.1} → {:.1} MiB",
+                flood.sent,
+                flood.refused,
+                report::mebibytes(before),
+                report::mebibytes(after)
+            );
+            self.floods.push(flood);
+            self.record("wrong-cluster-flood", MASTERS, at, observed);
+        }
+        Ok(())
+    }
+
+    /// Ends every fault: links healed, every master thawed, a leader followed by a quorum.
+    async fn heal(&mut self) -> Result<(), NemesisError> {
+        self.links.heal_all();
+        for node in 0..MASTERS {
+            self.signal(node, Signal::SIGCONT)?;
+        }
+        self.wait_for_leader(None).await.map(|_| ())
+    }
+
+    /// Waits for the proxy's ledger to settle, stops every process, runs the checks.
+    async fn finish(
+        mut self,
+        options: &NemesisOptions,
+        settings: WorkloadSettings,
+        records: Vec<Record>,
+        final_reads: Vec<Record>,
+    ) -> Result<NemesisReport, NemesisError> {
+        let deadline = Instant::now() + ticks(protocol().request_timeout_ticks * 3);
+        let mut ledger = None;
+        while Instant::now() < deadline {
+            ledger = http::proxy_status(self.proxy.1.http, STATUS_TIMEOUT)
+                .await
+                .map(|status| status.ledger);
+            if ledger.is_some_and(|ledger| ledger.in_flight == 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let unexpected_exits = self.processes.exited();
+        let forced_stops = self.processes.stop_all(Duration::from_secs(10));
+        Ok(report::check(report::RunFacts {
+            options: options.clone(),
+            keys: settings.keys,
+            records,
+            final_reads,
+            ledger,
+            faults: std::mem::take(&mut self.faults),
+            floods: std::mem::take(&mut self.floods),
+            pauses: self.pauses,
+            unexpected_exits,
+            forced_stops,
+            schedule_seconds: self.started.elapsed().as_secs_f64(),
+        }))
+    }
+}

@@ -1,0 +1,126 @@
+//! The nemesis on real processes, short and bounded for CI (`docs/reliability.md`): 5 `vigil
+//! master` processes and a `vigil proxy` on 127.0.0.1 under a 60 s fault schedule (SIGSTOP of a
+//! follower past the eviction threshold, SIGSTOP of the leader, SIGKILL and restart, the leader
+//! cut off, a wrong-cluster flood), 4 clients on 3 keys; the history must be linearizable per
+//! key, every acknowledged write present after the heal, the proxy's ledger balanced with nothing
+//! in flight, its RSS flat over the floods, and every fault must have had its effect.
+//!
+//! The `vigil` binary: `VIGIL_BIN` if set; otherwise the test asks cargo to build it
+//! (`cargo build -p vigil --bin vigil`, `--release` if this test was built so, into the target
+//! directory this test was built in) and takes the path cargo reports for it. `cargo test` and
+//! `cargo nextest run` build binaries with the `dev` profile (only test targets use `test`), and
+//! `cargo nextest run --workspace` has already built `vigil` for `impl/node`'s tests, so this
+//! build is a fingerprint check that takes a second. A package's tests only get
+//! `CARGO_BIN_EXE_*` for their own package's binaries, hence the build.
+//!
+//! The trace check is off here: it replays every event of the run (minutes on a 2-core machine)
+//! and real-TCP traces still meet open conformance divergences (`docs/trace.md` §8).
+//! `vigil-conform nemesis` runs it by default.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use vigil_conformance::nemesis::{self, NemesisOptions};
+
+/// The target directory this test binary was built in (`<target>/<profile>/deps/<test>`), and
+/// whether that profile directory is `release`.
+fn target_directory() -> (PathBuf, bool) {
+    let executable = std::env::current_exe().expect("the test knows its path");
+    let profile = executable
+        .ancestors()
+        .nth(2)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let release = profile.file_name().is_some_and(|name| name == "release");
+    let target = profile.parent().expect("a profile directory has a parent");
+    (target.to_path_buf(), release)
+}
+
+/// The `executable` of the `vigil` bin artifact in cargo's JSON messages.
+fn executable_in(messages: &str) -> Option<PathBuf> {
+    messages.lines().find_map(|line| {
+        let message: serde_json::Value = serde_json::from_str(line).ok()?;
+        let is_vigil = message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "vigil"
+            && message["target"]["kind"][0] == "bin";
+        is_vigil
+            .then(|| message["executable"].as_str().map(PathBuf::from))
+            .flatten()
+    })
+}
+
+fn vigil_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("VIGIL_BIN") {
+        return PathBuf::from(path);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (target, release) = target_directory();
+    let mut build = Command::new(cargo);
+    build.current_dir(&workspace).args([
+        "build",
+        "-p",
+        "vigil",
+        "--bin",
+        "vigil",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let output = build
+        .env("CARGO_TARGET_DIR", target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building vigil failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    executable_in(&String::from_utf8_lossy(&output.stdout))
+        .expect("cargo reports the vigil executable")
+}
+
+#[test]
+fn the_nemesis_finds_no_anomaly() {
+    let vigil = vigil_binary();
+    let directory = tempfile::Builder::new()
+        .prefix("vigil-nemesis-")
+        .tempdir()
+        .unwrap();
+    let mut options = NemesisOptions::new(vigil, directory.path().to_path_buf());
+    options.duration = Duration::from_secs(60);
+    options.check_traces = false;
+    let report = match nemesis::run(&options) {
+        Ok(report) => report,
+        Err(error) => {
+            let kept = directory.keep();
+            panic!(
+                "the nemesis could not run: {error} (logs in {})",
+                kept.display()
+            )
+        }
+    };
+    println!("{report}");
+    for kind in [
+        "sigstop-follower",
+        "sigstop-leader",
+        "sigkill-restart",
+        "isolate-leader",
+        "wrong-cluster-flood",
+    ] {
+        assert!(
+            report.faults_of(kind) >= 1,
+            "no {kind} was injected:\n{report}"
+        );
+    }
+    assert!(
+        report.counts.ok >= 500,
+        "too few operations to say anything:\n{report}"
+    );
+    let anomalies = report.anomalies();
+    if !anomalies.is_empty() {
+        let kept = directory.keep();
+        panic!("anomalies (run kept in {}):\n{report}", kept.display());
+    }
+}
