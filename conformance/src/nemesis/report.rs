@@ -42,13 +42,17 @@ impl fmt::Display for FaultRecord {
     }
 }
 
-/// One measured wrong-cluster flood.
-#[derive(Clone, Copy, Debug)]
+/// One wrong-cluster flood.
+#[derive(Clone, Debug)]
 pub struct FloodRecord {
     /// Requests sent.
     pub sent: u64,
     /// Answered `UnknownCluster`.
     pub refused: u64,
+    /// Why a flood connection stopped early, if one did.
+    pub error: Option<String>,
+    /// A fault of the schedule (RSS checked); false for the warm-up flood.
+    pub measured: bool,
     /// Proxy RSS before, bytes.
     pub rss_before_bytes: u64,
     /// Proxy RSS after, bytes.
@@ -115,7 +119,7 @@ pub struct NemesisReport {
     pub traces: Option<Result<String, String>>,
     /// The proxy's ledger at the end.
     pub ledger: Option<LedgerCounters>,
-    /// Measured floods.
+    /// Floods (the warm-up one included).
     pub floods: Vec<FloodRecord>,
     /// RSS growth over a flood that fails the run, bytes.
     pub rss_growth_max_bytes: u64,
@@ -196,19 +200,32 @@ impl NemesisReport {
         match &self.ledger {
             None => anomalies.push("ledger: the proxy's /status never answered".to_string()),
             Some(ledger) => {
-                if !ledger.is_balanced() || ledger.in_flight != 0 || ledger.dropped_unanswered != 0
-                {
-                    anomalies.push(format!("ledger: does not balance at the end: {ledger:?}"));
+                if !ledger.is_balanced() {
+                    anomalies.push(format!(
+                        "ledger: accepted != ok + err + in_flight: {ledger:?}"
+                    ));
+                }
+                if ledger.in_flight != 0 || ledger.dropped_unanswered != 0 {
+                    anomalies.push(format!(
+                        "ledger: requests never answered at the end (in_flight {}, dropped_unanswered {}): {ledger:?}",
+                        ledger.in_flight, ledger.dropped_unanswered
+                    ));
                 }
             }
         }
         for flood in &self.floods {
-            if flood.refused != flood.sent {
+            if flood.refused != flood.sent || flood.error.is_some() {
                 anomalies.push(format!(
-                    "flood: {} of {} wrong-cluster requests refused",
-                    flood.refused, flood.sent
+                    "flood: {} of {} wrong-cluster requests answered UnknownCluster ({})",
+                    flood.refused,
+                    flood.sent,
+                    flood.error.as_deref().unwrap_or("no error")
                 ));
             }
+        }
+        let measured: Vec<&FloodRecord> =
+            self.floods.iter().filter(|flood| flood.measured).collect();
+        for flood in &measured {
             let growth = flood.rss_after_bytes.saturating_sub(flood.rss_before_bytes);
             if growth > self.rss_growth_max_bytes {
                 anomalies.push(format!(
@@ -219,19 +236,19 @@ impl NemesisReport {
                 ));
             }
         }
-        if let (Some(first), Some(last)) = (self.floods.first(), self.floods.last()) {
+        if let (Some(first), Some(last)) = (measured.first(), measured.last()) {
             let growth = last.rss_after_bytes.saturating_sub(first.rss_before_bytes);
             if growth > self.rss_growth_max_bytes {
-                let sent: u64 = self.floods.iter().map(|flood| flood.sent).sum();
+                let sent: u64 = measured.iter().map(|flood| flood.sent).sum();
                 anomalies.push(format!(
                     "proxy memory: RSS grew {:.1} MiB over {} floods ({sent} requests; limit {:.1} MiB)",
                     mebibytes(growth),
-                    self.floods.len(),
+                    measured.len(),
                     mebibytes(self.rss_growth_max_bytes)
                 ));
             }
         }
-        if self.floods.is_empty() {
+        if measured.is_empty() {
             anomalies.push("flood: no measured wrong-cluster flood ran".to_string());
         }
         if !self.unexpected_exits.is_empty() {
@@ -318,5 +335,89 @@ impl fmt::Display for NemesisReport {
             writeln!(formatter, "  {anomaly}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flood(refused: u64, rss_before_mib: u64, rss_after_mib: u64) -> FloodRecord {
+        FloodRecord {
+            sent: 1000,
+            refused,
+            error: None,
+            measured: true,
+            rss_before_bytes: rss_before_mib << 20,
+            rss_after_bytes: rss_after_mib << 20,
+        }
+    }
+
+    fn clean() -> NemesisReport {
+        NemesisReport {
+            faults: Vec::new(),
+            counts: HistoryCounts::default(),
+            linearizability: Verdict::Linearizable,
+            check_seconds: 0.0,
+            durability: Ok(Vec::new()),
+            traces: None,
+            ledger: Some(LedgerCounters {
+                accepted: 10,
+                completed_ok: 4,
+                completed_err: 6,
+                ..LedgerCounters::default()
+            }),
+            floods: vec![flood(1000, 10, 10)],
+            rss_growth_max_bytes: 3 << 20,
+            unexpected_exits: Vec::new(),
+            forced_stops: Vec::new(),
+            run_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_clean_run_has_no_anomaly() {
+        assert_eq!(clean().anomalies(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_broken_promise_is_an_anomaly() {
+        let mut report = clean();
+        report.ledger = Some(LedgerCounters {
+            accepted: 10,
+            completed_ok: 4,
+            completed_err: 4,
+            in_flight: 2,
+            ..LedgerCounters::default()
+        });
+        assert!(report.anomalies()[0].starts_with("ledger:"));
+
+        let mut report = clean();
+        report.floods = vec![flood(990, 10, 10)];
+        assert!(report.anomalies()[0].starts_with("flood:"));
+
+        let mut report = clean();
+        report.floods = vec![flood(1000, 10, 12), flood(1000, 12, 14)];
+        let anomalies = report.anomalies();
+        assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+        assert!(anomalies[0].contains("over 2 floods"), "{anomalies:?}");
+
+        let mut report = clean();
+        report.floods.clear();
+        assert!(report.anomalies()[0].contains("no measured"));
+
+        let mut report = clean();
+        report.faults.push(FaultRecord {
+            kind: "sigstop-follower".into(),
+            node: 1,
+            at_seconds: 1.0,
+            lasted_seconds: 1.0,
+            observed: format!("evicted {}", after(None)),
+        });
+        assert!(report.anomalies()[0].starts_with("a fault without its effect"));
+
+        let mut report = clean();
+        report.traces = Some(Err("DIVERGENCE".into()));
+        assert!(report.anomalies()[0].starts_with("traces:"));
     }
 }

@@ -359,7 +359,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Floods the proxy with wrong-cluster requests; `measured`: record RSS before and after.
+    /// Floods the proxy with wrong-cluster requests, reading its RSS before and after;
+    /// `measured`: a fault of the schedule (the warm-up flood is not one, but is checked too).
     async fn flood(&mut self, requests: u64, measured: bool) -> Result<(), NemesisError> {
         let proxy_index = self.proxy.0;
         let at = self.elapsed_seconds();
@@ -370,18 +371,19 @@ impl Cluster {
             FLOOD_CONNECTIONS,
             FLOOD_BATCH,
         )
-        .await
-        .map_err(|error| NemesisError::Setup(format!("wrong-cluster flood: {error}")))?;
+        .await;
         // Let the proxy finish closing the flood's connections before measuring.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = self.processes.resident_bytes(proxy_index)?;
+        let flood = FloodRecord {
+            sent: result.sent,
+            refused: result.refused,
+            error: result.error,
+            measured,
+            rss_before_bytes: before,
+            rss_after_bytes: after,
+        };
         if measured {
-            let flood = FloodRecord {
-                sent: result.sent,
-                refused: result.refused,
-                rss_before_bytes: before,
-                rss_after_bytes: after,
-            };
             let observed = format!(
                 "{} sent, {} refused UnknownCluster; proxy RSS {:.1} → {:.1} MiB",
                 flood.sent,
@@ -389,9 +391,9 @@ impl Cluster {
                 report::mebibytes(before),
                 report::mebibytes(after)
             );
-            self.floods.push(flood);
             self.record("wrong-cluster-flood", MASTERS, at, observed);
         }
+        self.floods.push(flood);
         Ok(())
     }
 
