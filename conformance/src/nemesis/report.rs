@@ -190,7 +190,9 @@ impl NemesisReport {
             anomalies.push(format!("durability: {error}"));
         }
         if let Some(Err(error)) = &self.traces {
-            anomalies.push(format!("traces: {error}"));
+            // The first line; the whole report is printed under "trace check".
+            let first = error.lines().next().unwrap_or_default();
+            anomalies.push(format!("traces: {first}"));
         }
         for fault in &self.faults {
             if fault.observed.contains(NOT_OBSERVED) {
