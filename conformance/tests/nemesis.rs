@@ -5,13 +5,14 @@
 //! key, every acknowledged write present after the heal, the proxy's ledger balanced with nothing
 //! in flight, its RSS flat over the floods, and every fault must have had its effect.
 //!
-//! The `vigil` binary: `VIGIL_BIN` if set; otherwise the test asks cargo to build it
-//! (`cargo build -p vigil --bin vigil`, `--release` if this test was built so, into the target
-//! directory this test was built in) and takes the path cargo reports for it. `cargo test` and
-//! `cargo nextest run` build binaries with the `dev` profile (only test targets use `test`), and
-//! `cargo nextest run --workspace` has already built `vigil` for `impl/node`'s tests, so this
-//! build is a fingerprint check that takes a second. A package's tests only get
-//! `CARGO_BIN_EXE_*` for their own package's binaries, hence the build.
+//! The `vigil` binary: `VIGIL_BIN` if set; else `vigil` in the profile directory this test was
+//! built in, if it is newer than every source it is built from (`cargo nextest run --workspace`
+//! has just built it there for `impl/node`'s tests: binaries use the `dev` profile under `cargo
+//! test` and nextest too); else the test asks cargo to build it (`cargo build -p vigil --bin
+//! vigil`, `--release` if this test was built so, into this test's target directory) and takes
+//! the path cargo reports. A package's tests only get `CARGO_BIN_EXE_*` for their own package's
+//! binaries, hence the search; the freshness check keeps the test from rebuilding (and
+//! overwriting) a binary that `impl/node`'s tests may be running at the same moment.
 //!
 //! The trace check is off here: it replays every event of the run (minutes on a 2-core machine)
 //! and real-TCP traces still meet open conformance divergences (`docs/trace.md` §8).
@@ -19,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use vigil_conformance::nemesis::{self, NemesisOptions};
 
@@ -49,9 +50,48 @@ fn executable_in(messages: &str) -> Option<PathBuf> {
     })
 }
 
+/// The newest modification time under `path` (a file, or a directory walked recursively).
+fn newest_modification(path: &Path) -> Option<SystemTime> {
+    let metadata = std::fs::metadata(path).ok()?;
+    if !metadata.is_dir() {
+        return metadata.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| newest_modification(&entry.path()))
+        .max()
+}
+
+/// `vigil` next to this test's profile directory, if built after its last source change.
+fn fresh_built_binary() -> Option<PathBuf> {
+    let (target, release) = target_directory();
+    let binary = target
+        .join(if release { "release" } else { "debug" })
+        .join("vigil");
+    let built = std::fs::metadata(&binary).ok()?.modified().ok()?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = [
+        "impl/node/src",
+        "impl/node/Cargo.toml",
+        "impl/core/src",
+        "impl/core/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ];
+    let newest_source = sources
+        .iter()
+        .filter_map(|source| newest_modification(&workspace.join(source)))
+        .max()?;
+    (built >= newest_source).then_some(binary)
+}
+
 fn vigil_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("VIGIL_BIN") {
         return PathBuf::from(path);
+    }
+    if let Some(binary) = fresh_built_binary() {
+        return binary;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
