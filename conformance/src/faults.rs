@@ -27,9 +27,9 @@ pub enum FaultKind {
     Timeout,
     /// A burst of requests beyond the proxy's `in_flight_max`.
     Overload,
-    /// Two followers paused with an `Accept` queued while the leader's links to the others are
-    /// cut, so that all are evicted; the paused two resume first and acknowledge the old `Accept`
-    /// (their acknowledgement must not count, §4.3). Simulation only.
+    /// What two followers send to the leader is held (their `Accepted` of a new slot among it)
+    /// while the leader's links to the others are cut, so that all four are evicted; then the
+    /// held acknowledgements arrive (they must not count, §4.3, §5.1). Simulation only.
     StaleAck,
 }
 

@@ -138,8 +138,8 @@ struct World {
     loss_per_mille: u64,
     /// While set, what the proxy sends is held until this tick (message hold and release).
     hold_proxy_until: Option<u64>,
-    /// `stale-ack`: when to resume which paused followers.
-    stale_ack_resume: Option<(u64, Vec<u64>)>,
+    /// `stale-ack`: links (from, to) whose messages are held until a tick (hold and release).
+    held_links: Vec<((Node, Node), u64)>,
     clients: Vec<Client>,
     requests_sent: usize,
     workload_open: bool,
@@ -168,14 +168,8 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> SimRun {
         for fault in &plan.faults {
             world.apply_fault(fault);
         }
-        if let Some((at, nodes)) = world.stale_ack_resume.clone() {
-            if world.tick == at {
-                world.stale_ack_resume = None;
-                for node in nodes {
-                    world.resume(node);
-                }
-            }
-        }
+        let tick = world.tick;
+        world.held_links.retain(|(_, until)| *until > tick);
         if world.tick == fault_phase_end {
             world.heal();
             world.workload_open = false;
@@ -221,7 +215,7 @@ impl World {
             cut: Vec::new(),
             loss_per_mille: 0,
             hold_proxy_until: None,
-            stale_ack_resume: None,
+            held_links: Vec::new(),
             clients: (0..WORKLOAD_CLIENTS)
                 .map(|id| Client {
                     id: id + 1,
@@ -301,8 +295,10 @@ impl World {
         }
     }
 
-    /// `stale-ack`: pause two followers (an `Accept` is queued for them), cut the leader from
-    /// the others; all four are evicted; the paused two resume first (after the eviction).
+    /// `stale-ack`: hold what two followers send to the leader (their `Accepted` of a new
+    /// request's slot among it) and cut the leader from the others, so that all four are
+    /// evicted; each follower's held messages are released when it is evicted: the leader
+    /// receives acknowledgements from evicted followers, which count for no quorum (§4.3, §5.1).
     fn stale_ack_start(&mut self, start: u64) {
         let leader = (0..self.protocol.masters)
             .find(|node| {
@@ -316,19 +312,39 @@ impl World {
             .filter(|node| *node != leader)
             .collect();
         let quorum = self.protocol.quorum() as usize;
-        let (paused, cut) = followers.split_at((quorum - 1).min(followers.len()));
+        let (held, cut) = followers.split_at((quorum - 1).min(followers.len()));
         for node in cut {
             self.cut.push((Node::Master(leader), Node::Master(*node)));
             self.cut.push((Node::Master(*node), Node::Master(leader)));
         }
-        for node in paused {
-            self.masters[*node as usize].paused = true;
+        // Released when the leader evicts the follower (after `eviction_threshold` heartbeat
+        // periods without an acknowledgement), or at the latest at twice that.
+        let release = start
+            + 2 * self.protocol.eviction_threshold * self.protocol.heartbeat_interval_ticks
+            + 2;
+        for node in held {
+            self.held_links
+                .push(((Node::Master(*node), Node::Master(leader)), release));
         }
-        self.stale_ack_resume = Some((
-            start + self.protocol.eviction_threshold + 2,
-            paused.to_vec(),
-        ));
         self.request(400, 1, CLUSTER, get("k1"));
+    }
+
+    /// `stale-ack`: the leader `to` evicted `from`: what `from` sent it and was held arrives now,
+    /// after the eviction (before the leader's next check-quorum can depose it).
+    fn release_held(&mut self, from: Node, to: Node) {
+        let held = self.held_links.len();
+        self.held_links.retain(|(link, _)| *link != (from, to));
+        if self.held_links.len() == held {
+            return;
+        }
+        let tick = self.tick;
+        for flight in self
+            .flights
+            .iter_mut()
+            .filter(|flight| flight.from == from && flight.to == to)
+        {
+            flight.deliver_tick = flight.deliver_tick.min(tick);
+        }
     }
 
     fn isolate(&mut self, node: Node) {
@@ -542,6 +558,9 @@ impl World {
         if let (Node::Proxy, Some(until)) = (from, self.hold_proxy_until) {
             latency = latency.max(until.saturating_sub(self.tick));
         }
+        for (_, until) in self.held_links.iter().filter(|(link, _)| *link == (from, to)) {
+            latency = latency.max(until.saturating_sub(self.tick));
+        }
         self.flights.push_back(Flight {
             from,
             to,
@@ -569,6 +588,7 @@ impl World {
                 let to = Node::Master(*follower);
                 self.flights
                     .retain(|flight| !(flight.from == me && flight.to == to));
+                self.release_held(to, me);
             }
             let mut stamped = self.sinks[node as usize].stamp(ready.trace.clone(), received);
             let envelopes = ready
