@@ -558,7 +558,11 @@ impl World {
         if let (Node::Proxy, Some(until)) = (from, self.hold_proxy_until) {
             latency = latency.max(until.saturating_sub(self.tick));
         }
-        for (_, until) in self.held_links.iter().filter(|(link, _)| *link == (from, to)) {
+        for (_, until) in self
+            .held_links
+            .iter()
+            .filter(|(link, _)| *link == (from, to))
+        {
             latency = latency.max(until.saturating_sub(self.tick));
         }
         self.flights.push_back(Flight {
