@@ -7,11 +7,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::path::{Path, PathBuf};
+
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
+use serde::{Deserialize, Serialize};
 
 /// A fault class that `--faults` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// Random message loss on master links for a while.
     Drop,
@@ -108,7 +112,7 @@ pub fn parse_fault_list(text: &str) -> Result<Vec<FaultKind>, String> {
 
 /// One fault in a plan: `kind` on `node` (when it applies to one) from `start_tick` for
 /// `duration_ticks`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     /// What.
     pub kind: FaultKind,
@@ -134,7 +138,7 @@ impl fmt::Display for Fault {
 }
 
 /// The faults of one run, in start order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultPlan {
     /// The faults.
     pub faults: Vec<Fault>,
@@ -197,6 +201,98 @@ pub fn plan_for_seed(kinds: &[FaultKind], masters: u64, seed: u64) -> FaultPlan 
         .current()
 }
 
+/// A shrunk fault plan that once made a simulated run diverge, saved so that a test replays it
+/// on every run (`conformance/regressions/*.json`, `conformance/tests/regressions.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Regression {
+    /// The simulation's seed.
+    pub seed: u64,
+    /// Masters in the run.
+    pub masters: u64,
+    /// The shrunk plan.
+    pub plan: FaultPlan,
+    /// What it diverged with when it was saved (the report's first line).
+    pub found: String,
+}
+
+/// Where `vigil-conform run` saves regression seeds: `conformance/regressions` of the source tree.
+pub fn regressions_directory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions")
+}
+
+/// Why a regression file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RegressionError {
+    /// The file system refused.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not a regression seed.
+    #[error("{path}: not a regression seed: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
+}
+
+/// Saves `regression` as `sim-seed-<seed>-<faults>f.json` in `directory` (replacing a file of
+/// the same name) and returns its path.
+pub fn save_regression(
+    directory: &Path,
+    regression: &Regression,
+) -> Result<PathBuf, RegressionError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RegressionError::Io { path, source }
+    };
+    std::fs::create_dir_all(directory).map_err(io(directory))?;
+    let path = directory.join(format!(
+        "sim-seed-{}-{}f.json",
+        regression.seed,
+        regression.plan.faults.len()
+    ));
+    let text = serde_json::to_string_pretty(regression).expect("a regression serializes");
+    std::fs::write(&path, text + "\n").map_err(io(&path))?;
+    Ok(path)
+}
+
+/// Every regression seed in `directory` (`*.json`), by file name.
+pub fn load_regressions(directory: &Path) -> Result<Vec<(PathBuf, Regression)>, RegressionError> {
+    let entries = std::fs::read_dir(directory).map_err(|source| RegressionError::Io {
+        path: directory.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|source| RegressionError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let regression =
+                serde_json::from_str(&text).map_err(|source| RegressionError::Parse {
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok((path, regression))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +303,32 @@ mod tests {
         assert_eq!(first, plan_for_seed(&FaultKind::ALL, 5, 7));
         assert_eq!(first.faults.len(), FaultKind::ALL.len());
         assert_ne!(first, plan_for_seed(&FaultKind::ALL, 5, 8));
+    }
+
+    #[test]
+    fn a_regression_round_trips_through_its_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let regression = Regression {
+            seed: 25,
+            masters: 5,
+            plan: plan_for_seed(&FaultKind::ALL, 5, 25),
+            found: "the messages sent differ".to_string(),
+        };
+        let path = save_regression(directory.path(), &regression).unwrap();
+        assert!(path.ends_with("sim-seed-25-8f.json"));
+        let loaded = load_regressions(directory.path()).unwrap();
+        assert_eq!(loaded, vec![(path, regression)]);
+    }
+
+    #[test]
+    fn a_broken_regression_file_is_an_error() {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join("bad.json"), "{").unwrap();
+        let error = load_regressions(directory.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("not a regression seed"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -408,6 +408,19 @@ fn run_sim(
                         outcome.plan.faults.len(),
                         faults.join("; ")
                     );
+                    let regression = faults::Regression {
+                        seed,
+                        masters: MASTERS,
+                        plan: smallest,
+                        found: title,
+                    };
+                    let directory = faults::regressions_directory();
+                    match faults::save_regression(&directory, &regression) {
+                        Ok(path) => println!("  regression seed saved to {}", path.display()),
+                        Err(error) => {
+                            eprintln!("vigil-conform: saving the regression seed: {error}")
+                        }
+                    }
                 }
                 failure = Some((seed, error));
                 break;
