@@ -4,12 +4,14 @@
 //! Pipeline (`docs/trace.md`): [`trace`] reads per-node NDJSON files, [`merge`] puts them in one
 //! causal order, [`mapping`] (the only module that knows both vocabularies) turns events into
 //! model actions and model states into the implementation's post-states, [`replay`] steps the
-//! model and compares, [`report`] prints a divergence for a CI log. [`sim`] and [`faults`]
+//! model and compares, [`report`] prints a divergence for a CI log. [`sim`] (the core),
+//! [`host_sim`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and [`faults`]
 //! produce runs; [`coverage`] says what they exercised; [`run`] ties it together. [`nemesis`]
 //! runs real `vigil` processes under faults and checks the clients' history.
 
 pub mod coverage;
 pub mod faults;
+pub mod host_sim;
 pub mod mapping;
 pub mod merge;
 pub mod nemesis;

@@ -155,13 +155,31 @@ pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOu
 /// diverges (any divergence, as proptest would), at most one attempt per fault of the plan.
 /// Returns the smallest plan found and its failure's first line.
 pub fn shrink(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, String) {
-    let diverges = |plan: &FaultPlan| -> Option<String> {
+    shrink_with(plan, |plan| {
         let run = sim::run(seed, masters, plan);
-        match check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, 0) {
-            Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
-            _ => None,
-        }
-    };
+        divergence_title(&run.traces)
+    })
+}
+
+/// [`shrink`] for a turmoil run of the tokio host (deterministic too, so it shrinks).
+pub fn shrink_turmoil(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, String) {
+    shrink_with(plan, |plan| {
+        let run = crate::host_sim::run(seed, masters, plan).ok()?;
+        divergence_title(&run.traces)
+    })
+}
+
+fn divergence_title(traces: &[NodeTrace]) -> Option<String> {
+    match check_traces(traces, trace::EVENTS_FLOOR_DEFAULT, 0) {
+        Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
+        _ => None,
+    }
+}
+
+fn shrink_with(
+    plan: &FaultPlan,
+    diverges: impl Fn(&FaultPlan) -> Option<String>,
+) -> (FaultPlan, String) {
     let mut smallest = plan.clone();
     let mut title = diverges(plan).unwrap_or_default();
     let mut index = 0;
@@ -246,6 +264,64 @@ pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &P
         seed,
         faults_applied,
         run_seconds,
+        result,
+    }
+}
+
+/// One turmoil run of the tokio host: the plan, the run, and the check's result.
+pub struct TurmoilOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// The fault plan.
+    pub plan: FaultPlan,
+    /// The run (`None` if the simulation itself failed; the failure says why).
+    pub run: Option<crate::host_sim::TurmoilRun>,
+    /// Simulation wall time, seconds.
+    pub simulate_seconds: f64,
+    /// The check.
+    pub result: Result<Checked, CheckFailure>,
+}
+
+/// Runs the tokio host under turmoil for seed `seed` with faults `kinds`, validates the traces.
+pub fn turmoil_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> TurmoilOutcome {
+    let plan = if kinds.is_empty() {
+        FaultPlan::default()
+    } else {
+        crate::faults::plan_for_seed(kinds, masters, seed)
+    };
+    let started = Instant::now();
+    let run = crate::host_sim::run(seed, masters, &plan);
+    let simulate_seconds = started.elapsed().as_secs_f64();
+    let pauses = plan
+        .faults
+        .iter()
+        .filter(|fault| fault.kind == FaultKind::Pause)
+        .count() as u64;
+    let (run, result) = match run {
+        Ok(run) => {
+            let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, pauses)
+                .and_then(|checked| match &run.client_error {
+                    // The traces conform, but a client could not complete its workload.
+                    Some(error) => Err(CheckFailure::Run(error.clone())),
+                    None => Ok(checked),
+                })
+                .and_then(|checked| {
+                    let missing = checked.coverage.missing(kinds);
+                    if missing.is_empty() {
+                        Ok(checked)
+                    } else {
+                        Err(CheckFailure::Vacuous(missing))
+                    }
+                });
+            (Some(run), result)
+        }
+        Err(error) => (None, Err(CheckFailure::Run(error))),
+    };
+    TurmoilOutcome {
+        seed,
+        plan,
+        run,
+        simulate_seconds,
         result,
     }
 }

@@ -1,0 +1,589 @@
+//! Mode `turmoil`: the real tokio host (`vigil::master`, `vigil::proxy`, `vigil::transport`,
+//! `vigil::storage`, `vigil::client`) in a deterministic turmoil simulation — N master hosts, a
+//! proxy host and two client hosts in one thread, on a simulated network and clock, with a
+//! simulated disk per master, seeded. The host code runs through its platform seam
+//! (`vigil::platform`): [`SimNetwork`] and [`SimFileSystem`] below.
+//!
+//! Faults of a [`FaultPlan`], in the host's terms: partitions (a master's links held both ways,
+//! released when the window ends, as TCP delivers after a partition heals), message loss (the
+//! host's own link cut: what a master sends to the others is lost), latency (every run draws
+//! link latencies from the seed; `drop` windows also slow the links), crash and restart (the
+//! master host's runtime dropped; its disk keeps what was synced and loses the rest; restarted
+//! on the same disk), stop-the-world pauses (the master's event loop frozen and its links held,
+//! longer than the eviction threshold), message hold and release (`timeout`: the proxy's links
+//! held longer than the request timeout), and floods of wrong-cluster requests and overload
+//! bursts from a client host. The same seed gives byte-identical traces (a test checks it).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use turmoil::fs::shim::std::fs as sim_fs;
+use vigil::client::Client;
+use vigil::config::HostSettings;
+use vigil::master::{self, Control, MasterSettings};
+use vigil::platform::{FileSystem, Network, StorageFile};
+use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil::trace_sink::{TraceBuffer, TraceSink};
+use vigil_core as core;
+
+use crate::faults::{Fault, FaultKind, FaultPlan, FAULT_SPACING_TICKS, WARMUP_TICKS};
+use crate::sim::{BURST_REQUESTS, CLUSTER, DRAIN_TICKS, FLOOD_REQUESTS, WRONG_CLUSTER};
+use crate::trace::{self, NodeTrace};
+
+/// Simulated milliseconds per host tick (`tick_interval_ms`).
+pub const TICK_MS: u64 = 10;
+/// Port every master listens on (each master is a host of its own).
+const MASTER_PORT: u16 = 7000;
+/// Port the proxy listens on.
+const PROXY_PORT: u16 = 7100;
+/// Requests of the steady workload at most (the model numbers requests in a `u8`).
+const WORKLOAD_REQUESTS_MAX: u64 = 60;
+/// Ticks between two steady requests.
+const WORKLOAD_GAP_TICKS: u64 = 6;
+/// Ticks of a run without faults.
+const QUIET_RUN_TICKS: u64 = 150;
+/// How long a client waits for a reply (simulated), far above the proxy's request timeout.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where a master keeps its data on its simulated disk.
+const DATA_DIR: &str = "/data";
+
+/// The protocol configuration of turmoil runs (the core simulation's).
+pub fn protocol(masters: u64) -> core::Config {
+    crate::sim::protocol(masters)
+}
+
+/// turmoil's network for the host: every connection a simulated TCP stream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimNetwork;
+
+impl Network for SimNetwork {
+    type Listener = turmoil::net::TcpListener;
+    type Stream = turmoil::net::TcpStream;
+    type Reader = turmoil::net::tcp::OwnedReadHalf;
+    type Writer = turmoil::net::tcp::OwnedWriteHalf;
+
+    async fn connect(&self, address: &str) -> io::Result<turmoil::net::TcpStream> {
+        turmoil::net::TcpStream::connect(address).await
+    }
+
+    async fn accept(
+        listener: &turmoil::net::TcpListener,
+    ) -> io::Result<(turmoil::net::TcpStream, SocketAddr)> {
+        listener.accept().await
+    }
+
+    fn split(
+        stream: turmoil::net::TcpStream,
+    ) -> (
+        turmoil::net::tcp::OwnedReadHalf,
+        turmoil::net::tcp::OwnedWriteHalf,
+    ) {
+        stream.into_split()
+    }
+}
+
+/// turmoil's simulated disk (one per host): writes are pending until synced, a crash loses
+/// what is pending, a file whose directory entry was never synced disappears.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimFileSystem;
+
+/// A file on [`SimFileSystem`].
+#[derive(Debug)]
+pub struct SimFile(sim_fs::File);
+
+impl Read for SimFile {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buffer)
+    }
+}
+
+impl Write for SimFile {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        self.0.write(buffer)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Seek for SimFile {
+    fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
+        self.0.seek(position)
+    }
+}
+
+impl StorageFile for SimFile {
+    fn set_len(&self, bytes: u64) -> io::Result<()> {
+        self.0.set_len(bytes)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+impl FileSystem for SimFileSystem {
+    type File = SimFile;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        sim_fs::create_dir_all(path)
+    }
+    fn open_append(&self, path: &Path) -> io::Result<SimFile> {
+        sim_fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map(SimFile)
+    }
+    fn create(&self, path: &Path) -> io::Result<SimFile> {
+        sim_fs::File::create(path).map(SimFile)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        sim_fs::read(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        sim_fs::rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        sim_fs::remove_file(path)
+    }
+    fn sync_directory(&self, path: &Path) -> io::Result<()> {
+        sim_fs::sync_dir(path)
+    }
+
+    /// Inline: the simulation is one thread, and a thread of its own would make it
+    /// nondeterministic (and could not reach the simulated disk).
+    async fn run_blocking<T, W>(&self, work: W) -> T
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+    {
+        work()
+    }
+}
+
+/// A turmoil run's result: one trace per node and what happened.
+#[derive(Debug)]
+pub struct TurmoilRun {
+    /// One trace per master, then the proxy's.
+    pub traces: Vec<NodeTrace>,
+    /// The trace files' bytes, in the same order (what the determinism test compares).
+    pub trace_bytes: Vec<Vec<u8>>,
+    /// Faults injected, as printed.
+    pub faults_applied: Vec<String>,
+    /// Simulated milliseconds.
+    pub simulated_ms: u64,
+    /// Why a client could not complete its workload, if one could not.
+    pub client_error: Option<String>,
+}
+
+fn ticks(count: u64) -> Duration {
+    Duration::from_millis(count * TICK_MS)
+}
+
+fn master_name(node: u64) -> String {
+    format!("m{node}")
+}
+
+fn host_settings() -> HostSettings {
+    HostSettings {
+        tick_interval_ms: TICK_MS,
+        reconnect_backoff_initial_ms: TICK_MS,
+        reconnect_backoff_max_ms: 10 * TICK_MS,
+        ..HostSettings::default()
+    }
+}
+
+/// One master host's shared state: its trace (outlives crashes) and its control channel.
+#[derive(Clone, Default)]
+struct MasterSlot {
+    trace: TraceBuffer,
+    control: Arc<Mutex<Option<mpsc::Sender<Control>>>>,
+}
+
+impl MasterSlot {
+    fn send(&self, command: Control) {
+        let control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(control) = control.as_ref() {
+            // The channel holds 16 commands; a fault sends one at a time.
+            let _ = control.try_send(command);
+        }
+    }
+}
+
+/// Runs the hosts under `plan` for seed `seed` and returns their traces.
+pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, String> {
+    let total_ticks = plan_end_ticks(plan) + DRAIN_TICKS;
+    let mut builder = turmoil::Builder::new();
+    let latency_max_ms = 1 + seed % 4;
+    builder
+        .rng_seed(seed)
+        .tick_duration(Duration::from_millis(1))
+        .simulation_duration(ticks(total_ticks + 10))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1 + latency_max_ms));
+    let mut sim = builder.build();
+    let slots: Vec<MasterSlot> = (0..masters).map(|_| MasterSlot::default()).collect();
+    let addresses: Vec<String> = (0..masters)
+        .map(|node| format!("{}:{MASTER_PORT}", master_name(node)))
+        .collect();
+    for (node, slot) in slots.iter().enumerate() {
+        add_master(&mut sim, node as u64, slot.clone(), &addresses);
+    }
+    let proxy_trace = TraceBuffer::new();
+    add_proxy(&mut sim, proxy_trace.clone(), &addresses);
+    let client_error = Arc::new(Mutex::new(None));
+    add_clients(&mut sim, plan, seed, client_error.clone());
+    let mut faults_applied = Vec::new();
+    let mut schedule = Schedule::new(plan, masters);
+    while sim.elapsed() < ticks(total_ticks) {
+        let now_ticks = sim.elapsed().as_millis() as u64 / TICK_MS;
+        schedule.apply_due(&mut sim, &slots, now_ticks, &mut faults_applied);
+        sim.step().map_err(|error| format!("simulation: {error}"))?;
+    }
+    let mut buffers: Vec<(String, Vec<u8>)> = slots
+        .iter()
+        .enumerate()
+        .map(|(node, slot)| (master_name(node as u64), slot.trace.contents()))
+        .collect();
+    buffers.push(("p1".to_string(), proxy_trace.contents()));
+    let mut traces = Vec::new();
+    for (name, bytes) in &buffers {
+        let path = Path::new("turmoil").join(format!("{name}.ndjson"));
+        let text = String::from_utf8_lossy(bytes);
+        traces.push(trace::parse(&path, &text).map_err(|error| error.to_string())?);
+    }
+    let client_error = client_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    Ok(TurmoilRun {
+        traces,
+        trace_bytes: buffers.into_iter().map(|(_, bytes)| bytes).collect(),
+        faults_applied,
+        simulated_ms: sim.elapsed().as_millis() as u64,
+        client_error,
+    })
+}
+
+/// The tick after the last fault window (or a quiet run's length).
+fn plan_end_ticks(plan: &FaultPlan) -> u64 {
+    plan.faults
+        .iter()
+        .map(|fault| fault.start_tick + fault.duration_ticks.max(FAULT_SPACING_TICKS / 2))
+        .max()
+        .unwrap_or(QUIET_RUN_TICKS)
+        .max(WARMUP_TICKS + 40)
+}
+
+fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses: &[String]) {
+    let settings = MasterSettings {
+        cluster: CLUSTER.to_string(),
+        node_id: node,
+        masters: addresses.to_vec(),
+        data_dir: Path::new(DATA_DIR).to_path_buf(),
+        protocol: protocol(addresses.len() as u64),
+        host: host_settings(),
+        trace_file: None,
+    };
+    sim.host(master_name(node), move || {
+        let settings = settings.clone();
+        let slot = slot.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MASTER_PORT)).await?;
+            let (control, control_receiver) = mpsc::channel(16);
+            *slot.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(control);
+            let header = master::trace_header(&settings);
+            let trace = TraceSink::in_memory(slot.trace.clone(), &header)?;
+            master::run_on(
+                (SimNetwork, SimFileSystem),
+                listener,
+                settings,
+                Some(trace),
+                CancellationToken::new(),
+                control_receiver,
+            )
+            .await?;
+            Ok(())
+        }
+    });
+}
+
+fn add_proxy(sim: &mut turmoil::Sim<'_>, trace: TraceBuffer, addresses: &[String]) {
+    let settings = ProxySettings {
+        clusters: BTreeMap::from([(CLUSTER.to_string(), addresses.to_vec())]),
+        protocol: protocol(addresses.len() as u64),
+        host: host_settings(),
+        trace_file: None,
+    };
+    sim.host("proxy", move || {
+        let settings = settings.clone();
+        let trace = trace.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PROXY_PORT)).await?;
+            let sink = TraceSink::in_memory(trace, &proxy::trace_header(&settings))?;
+            let ledger = Arc::new(LedgerView::default());
+            proxy::run_on(
+                SimNetwork,
+                listener,
+                settings,
+                Some(sink),
+                CancellationToken::new(),
+                ledger,
+            )
+            .await?;
+            Ok(())
+        }
+    });
+}
+
+/// Records the first thing a client could not do.
+type ClientError = Arc<Mutex<Option<String>>>;
+
+fn record_error(errors: &ClientError, error: String) {
+    errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert(error);
+}
+
+/// Two client hosts: `client` runs the steady closed-loop workload from warm-up to the end of
+/// the fault windows; `flooder` sends the plan's wrong-cluster floods, overload bursts and the
+/// request that the `timeout` fault holds.
+fn add_clients(sim: &mut turmoil::Sim<'_>, plan: &FaultPlan, seed: u64, errors: ClientError) {
+    let end_ticks = plan_end_ticks(plan);
+    let steady_errors = errors.clone();
+    sim.client("client", async move {
+        if let Err(error) = steady_workload(seed, end_ticks).await {
+            record_error(&steady_errors, format!("client: {error}"));
+        }
+        Ok(())
+    });
+    let faults: Vec<Fault> = plan
+        .faults
+        .iter()
+        .filter(|fault| {
+            matches!(
+                fault.kind,
+                FaultKind::WrongCluster | FaultKind::Overload | FaultKind::Timeout
+            )
+        })
+        .cloned()
+        .collect();
+    sim.client("flooder", async move {
+        if let Err(error) = flood(&faults).await {
+            record_error(&errors, format!("flooder: {error}"));
+        }
+        Ok(())
+    });
+}
+
+async fn connect() -> Result<Client<SimNetwork>, String> {
+    let address = format!("proxy:{PROXY_PORT}");
+    Client::connect_on(SimNetwork, &address, CLIENT_TIMEOUT)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// One request at a time, `WORKLOAD_GAP_TICKS` apart, until `end_ticks`.
+async fn steady_workload(seed: u64, end_ticks: u64) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(ticks(WARMUP_TICKS / 2)).await;
+    let mut client = connect().await?;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for _ in 0..WORKLOAD_REQUESTS_MAX {
+        if started.elapsed() >= ticks(end_ticks) {
+            break;
+        }
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let key = format!("k{}", state % 2).into_bytes();
+        let value = format!("v{}", (state >> 8) % 3).into_bytes();
+        let operation = match (state >> 16) % 4 {
+            0 | 1 => core::Operation::Put { key, value },
+            2 => core::Operation::Get { key },
+            _ => core::Operation::Delete { key },
+        };
+        // Any outcome will do (the replay checks it); a connection error ends the workload.
+        let _outcome = client
+            .call(CLUSTER, operation)
+            .await
+            .map_err(|error| error.to_string())?;
+        tokio::time::sleep(ticks(WORKLOAD_GAP_TICKS)).await;
+    }
+    Ok(())
+}
+
+/// The client side of the plan's faults, each at its start tick.
+async fn flood(faults: &[Fault]) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(ticks(WARMUP_TICKS / 2)).await;
+    let mut client = connect().await?;
+    let get = |key: &str| core::Operation::Get {
+        key: key.as_bytes().to_vec(),
+    };
+    for fault in faults {
+        tokio::time::sleep_until(started + ticks(fault.start_tick)).await;
+        let (cluster, count, key) = match fault.kind {
+            FaultKind::WrongCluster => (WRONG_CLUSTER, FLOOD_REQUESTS, "k0"),
+            FaultKind::Overload => (CLUSTER, BURST_REQUESTS, "k1"),
+            _ => (CLUSTER, 1, "k0"),
+        };
+        for _ in 0..count {
+            client
+                .send_request(cluster, get(key))
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        for _ in 0..count {
+            let (_, outcome) = client
+                .next_reply()
+                .await
+                .map_err(|error| error.to_string())?;
+            if fault.kind == FaultKind::WrongCluster
+                && outcome != Err(core::ClientError::UnknownCluster)
+            {
+                return Err(format!("a wrong-cluster request answered {outcome:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fault's start or end, as the harness applies it between simulation steps.
+#[derive(Clone, Debug)]
+struct Step {
+    tick: u64,
+    fault: Fault,
+    start: bool,
+}
+
+/// The plan's starts and ends in time order.
+struct Schedule {
+    steps: Vec<Step>,
+    next: usize,
+    masters: u64,
+}
+
+impl Schedule {
+    fn new(plan: &FaultPlan, masters: u64) -> Schedule {
+        let mut steps: Vec<Step> = plan
+            .faults
+            .iter()
+            .flat_map(|fault| {
+                let end = fault.start_tick + fault.duration_ticks;
+                [(fault.start_tick, true), (end, false)].map(|(tick, start)| Step {
+                    tick,
+                    fault: fault.clone(),
+                    start,
+                })
+            })
+            .collect();
+        steps.sort_by_key(|step| (step.tick, step.start));
+        Schedule {
+            steps,
+            next: 0,
+            masters,
+        }
+    }
+
+    fn apply_due(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        slots: &[MasterSlot],
+        now_ticks: u64,
+        applied: &mut Vec<String>,
+    ) {
+        while let Some(step) = self.steps.get(self.next) {
+            if step.tick > now_ticks {
+                return;
+            }
+            let step = step.clone();
+            self.next += 1;
+            if step.start {
+                applied.push(step.fault.to_string());
+            }
+            self.apply(sim, slots, &step, applied);
+        }
+    }
+
+    fn apply(
+        &self,
+        sim: &mut turmoil::Sim<'_>,
+        slots: &[MasterSlot],
+        step: &Step,
+        applied: &mut Vec<String>,
+    ) {
+        let node = step.fault.node % self.masters;
+        let name = master_name(node);
+        let others: Vec<String> = (0..self.masters)
+            .filter(|other| *other != node)
+            .map(master_name)
+            .collect();
+        let slot = &slots[node as usize];
+        match (step.fault.kind, step.start) {
+            (FaultKind::Drop, cut) => {
+                // The host's own loss: what this master sends to the others is dropped at its
+                // links; the links also get slower while it lasts.
+                for other in 0..self.masters {
+                    if other != node {
+                        slot.send(Control::CutLink { peer: other, cut });
+                        let latency = if cut { ticks(2) } else { ticks(0) };
+                        sim.set_link_max_message_latency(
+                            name.as_str(),
+                            master_name(other).as_str(),
+                            latency.max(Duration::from_millis(5)),
+                        );
+                    }
+                }
+            }
+            (FaultKind::Partition, start) => hold_links(sim, &name, &others, start),
+            (FaultKind::Pause, true) => {
+                slot.send(Control::Pause);
+                hold_links(sim, &name, &others, true);
+            }
+            (FaultKind::Pause, false) => {
+                hold_links(sim, &name, &others, false);
+                slot.send(Control::Resume);
+            }
+            (FaultKind::Crash, true) => sim.crash(name.as_str()),
+            (FaultKind::Crash, false) => sim.bounce(name.as_str()),
+            (FaultKind::Timeout, start) => {
+                let masters: Vec<String> = (0..self.masters).map(master_name).collect();
+                for master in &masters {
+                    if start {
+                        sim.hold("proxy", master.as_str());
+                    } else {
+                        sim.release("proxy", master.as_str());
+                    }
+                }
+            }
+            (FaultKind::StaleAck, true) => {
+                applied.push("stale-ack not run on turmoil (core simulation only)".to_string())
+            }
+            (FaultKind::WrongCluster | FaultKind::Overload | FaultKind::StaleAck, _) => {}
+        }
+    }
+}
+
+/// Holds (or releases) every link of master `name`: to the other masters and to the proxy.
+fn hold_links(sim: &mut turmoil::Sim<'_>, name: &str, others: &[String], hold: bool) {
+    let peers = others.iter().map(String::as_str).chain(["proxy"]);
+    for peer in peers {
+        if hold {
+            sim.hold(name, peer);
+        } else {
+            sim.release(name, peer);
+        }
+    }
+}
