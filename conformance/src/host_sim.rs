@@ -224,13 +224,13 @@ impl MasterSlot {
 pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, String> {
     let total_ticks = plan_end_ticks(plan) + DRAIN_TICKS;
     let mut builder = turmoil::Builder::new();
-    let latency_max_ms = 1 + seed % 4;
+    let latency_max = Duration::from_millis(2 + seed % 4);
     builder
         .rng_seed(seed)
         .tick_duration(Duration::from_millis(1))
         .simulation_duration(ticks(total_ticks + 10))
         .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(1 + latency_max_ms));
+        .max_message_latency(latency_max);
     let mut sim = builder.build();
     let slots: Vec<MasterSlot> = (0..masters).map(|_| MasterSlot::default()).collect();
     let addresses: Vec<String> = (0..masters)
@@ -244,7 +244,7 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, Stri
     let client_error = Arc::new(Mutex::new(None));
     add_clients(&mut sim, plan, seed, client_error.clone());
     let mut faults_applied = Vec::new();
-    let mut schedule = Schedule::new(plan, masters);
+    let mut schedule = Schedule::new(plan, masters, latency_max);
     while sim.elapsed() < ticks(total_ticks) {
         let now_ticks = sim.elapsed().as_millis() as u64 / TICK_MS;
         schedule.apply_due(&mut sim, &slots, now_ticks, &mut faults_applied);
@@ -473,10 +473,12 @@ struct Schedule {
     steps: Vec<Step>,
     next: usize,
     masters: u64,
+    /// The run's largest link latency, restored when a `drop` window ends.
+    latency_max: Duration,
 }
 
 impl Schedule {
-    fn new(plan: &FaultPlan, masters: u64) -> Schedule {
+    fn new(plan: &FaultPlan, masters: u64, latency_max: Duration) -> Schedule {
         let mut steps: Vec<Step> = plan
             .faults
             .iter()
@@ -494,6 +496,7 @@ impl Schedule {
             steps,
             next: 0,
             masters,
+            latency_max,
         }
     }
 
@@ -538,11 +541,11 @@ impl Schedule {
                 for other in 0..self.masters {
                     if other != node {
                         slot.send(Control::CutLink { peer: other, cut });
-                        let latency = if cut { ticks(2) } else { ticks(0) };
+                        let latency = if cut { ticks(2) } else { self.latency_max };
                         sim.set_link_max_message_latency(
                             name.as_str(),
                             master_name(other).as_str(),
-                            latency.max(Duration::from_millis(5)),
+                            latency,
                         );
                     }
                 }
