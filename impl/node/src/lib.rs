@@ -7,8 +7,10 @@
 //! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
 //! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`);
 //! `platform`, the seam (network, file system) that lets conformance run all of it under a
-//! deterministic simulation.
+//! deterministic simulation; `bench` (`vigil bench`: the service, the incident, failures and
+//! verification, measured side by side).
 
+pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod codec;

@@ -1,0 +1,266 @@
+//! The closed-loop load generator: N clients, each with its own connection, each sending one
+//! operation and waiting for its answer before the next, for a warm-up and then a fixed
+//! measured duration. The same generator drives vigil (through its proxy) and etcd (through
+//! `etcd-client`), so the two are measured by the same code with the same sizes.
+//!
+//! Keys are 8 bytes (a big-endian index into a key space), values 256 bytes. Latency is
+//! recorded per operation in microseconds in an HDR histogram (3 significant digits); only
+//! operations that start after the warm-up and end before the deadline are counted.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use vigil_core::ReplyOutcome;
+
+use super::BenchError;
+use crate::client::Client;
+
+/// Bytes of every key.
+pub const KEY_BYTES: usize = 8;
+/// Bytes of every value.
+pub const VALUE_BYTES: usize = 256;
+/// Largest latency recorded (longer ones are clamped to it), in microseconds.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+/// Which operation a run sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Write a 256-byte value.
+    Put,
+    /// Linearizable read.
+    Get,
+}
+
+impl OperationKind {
+    /// As printed in the tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            OperationKind::Put => "put",
+            OperationKind::Get => "get",
+        }
+    }
+}
+
+/// One client's connection to the service under test.
+pub enum Connection {
+    /// A vigil proxy; requests name `cluster`.
+    Vigil {
+        /// The connection.
+        client: Client,
+        /// The cluster name put in every request.
+        cluster: String,
+    },
+    /// An etcd cluster (linearizable gets: the client's default).
+    #[cfg(feature = "etcd")]
+    Etcd(etcd_client::KvClient),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Connection::Vigil { cluster, .. } => write!(formatter, "vigil cluster {cluster}"),
+            #[cfg(feature = "etcd")]
+            Connection::Etcd(_) => write!(formatter, "etcd"),
+        }
+    }
+}
+
+/// How an operation ended, when it did not succeed.
+#[derive(Debug)]
+pub enum OperationFailure {
+    /// The service answered with an error (counted, the client goes on).
+    Refused(String),
+    /// The connection failed (the client stops).
+    Broken(String),
+}
+
+impl Connection {
+    /// Sends one operation and waits for its outcome.
+    pub async fn execute(
+        &mut self,
+        kind: OperationKind,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), OperationFailure> {
+        match self {
+            Connection::Vigil { client, cluster } => {
+                let outcome = match kind {
+                    OperationKind::Put => client.put(cluster, key, value).await,
+                    OperationKind::Get => client.get(cluster, key).await,
+                };
+                match outcome {
+                    Ok(ReplyOutcome::Ok(_)) => Ok(()),
+                    Ok(ReplyOutcome::Err(error)) => {
+                        Err(OperationFailure::Refused(format!("{error:?}")))
+                    }
+                    Err(error) => Err(OperationFailure::Broken(error.to_string())),
+                }
+            }
+            #[cfg(feature = "etcd")]
+            Connection::Etcd(client) => {
+                let outcome = match kind {
+                    OperationKind::Put => client.put(key, value, None).await.map(|_| ()),
+                    OperationKind::Get => client.get(key, None).await.map(|_| ()),
+                };
+                outcome.map_err(|error| OperationFailure::Refused(error.to_string()))
+            }
+        }
+    }
+}
+
+/// The shape of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadSpec {
+    /// The operation every client sends.
+    pub kind: OperationKind,
+    /// Time before measuring starts.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+    /// Keys are drawn uniformly from `0..key_space`.
+    pub key_space: u64,
+}
+
+/// What one run measured (all clients together).
+#[derive(Clone, Debug)]
+pub struct LoadResult {
+    /// Operations that succeeded within the measured window.
+    pub operations: u64,
+    /// Operations refused within the measured window.
+    pub refused: u64,
+    /// The first refusal, for the report.
+    pub first_refusal: Option<String>,
+    /// The measured window, seconds.
+    pub seconds: f64,
+    /// Latency of the successful operations, microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl LoadResult {
+    /// Successful operations per second.
+    pub fn operations_per_second(&self) -> f64 {
+        self.operations as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Latency at `quantile` (0.5, 0.99, 0.999), milliseconds.
+    pub fn latency_ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn empty(seconds: f64) -> Result<LoadResult, BenchError> {
+        let latency_us = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .map_err(|error| BenchError::Setup(format!("histogram: {error}")))?;
+        Ok(LoadResult {
+            operations: 0,
+            refused: 0,
+            first_refusal: None,
+            seconds,
+            latency_us,
+        })
+    }
+
+    fn merge(&mut self, other: LoadResult) -> Result<(), BenchError> {
+        self.operations += other.operations;
+        self.refused += other.refused;
+        if self.first_refusal.is_none() {
+            self.first_refusal = other.first_refusal;
+        }
+        self.latency_us
+            .add(&other.latency_us)
+            .map_err(|error| BenchError::Setup(format!("histogram: {error}")))
+    }
+}
+
+/// Runs `spec` with one client per connection; fails if a connection breaks.
+pub async fn run(connections: Vec<Connection>, spec: LoadSpec) -> Result<LoadResult, BenchError> {
+    assert!(!connections.is_empty(), "a load run needs a client");
+    let started = Instant::now();
+    let measure_from = started + spec.warmup;
+    let deadline = measure_from + spec.duration;
+    let tasks: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(index, connection)| {
+            tokio::spawn(client_loop(
+                connection,
+                spec,
+                index as u64,
+                measure_from,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut total = LoadResult::empty(spec.duration.as_secs_f64())?;
+    for task in tasks {
+        let result = task
+            .await
+            .map_err(|error| BenchError::Load(format!("client task: {error}")))??;
+        total.merge(result)?;
+    }
+    Ok(total)
+}
+
+/// One closed-loop client until `deadline`.
+async fn client_loop(
+    mut connection: Connection,
+    spec: LoadSpec,
+    seed: u64,
+    measure_from: Instant,
+    deadline: Instant,
+) -> Result<LoadResult, BenchError> {
+    let mut result = LoadResult::empty(spec.duration.as_secs_f64())?;
+    let mut keys = KeyStream::new(seed, spec.key_space);
+    let value = [b'v'; VALUE_BYTES];
+    loop {
+        let key = keys.next_key();
+        let sent = Instant::now();
+        if sent >= deadline {
+            return Ok(result);
+        }
+        let outcome = connection.execute(spec.kind, &key, &value).await;
+        let answered = Instant::now();
+        let measured = sent >= measure_from && answered <= deadline;
+        match outcome {
+            Ok(()) if measured => {
+                let micros = (answered - sent)
+                    .as_micros()
+                    .clamp(1, LATENCY_MAX_US as u128);
+                result.latency_us.saturating_record(micros as u64);
+                result.operations += 1;
+            }
+            Ok(()) => {}
+            Err(OperationFailure::Refused(reason)) => {
+                if measured {
+                    result.refused += 1;
+                    result.first_refusal.get_or_insert(reason);
+                }
+            }
+            Err(OperationFailure::Broken(reason)) => {
+                return Err(BenchError::Load(format!("{connection:?}: {reason}")));
+            }
+        }
+    }
+}
+
+/// Uniform keys from a small xorshift generator (no shared state between clients).
+struct KeyStream {
+    state: u64,
+    key_space: u64,
+}
+
+impl KeyStream {
+    fn new(seed: u64, key_space: u64) -> KeyStream {
+        assert!(key_space > 0, "the key space holds at least one key");
+        KeyStream {
+            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            key_space,
+        }
+    }
+
+    fn next_key(&mut self) -> [u8; KEY_BYTES] {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % self.key_space).to_be_bytes()
+    }
+}
