@@ -264,3 +264,55 @@ impl KeyStream {
         (self.state % self.key_space).to_be_bytes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterOptions, LocalCluster};
+
+    #[test]
+    fn keys_stay_in_the_key_space_and_vary() {
+        let mut keys = KeyStream::new(3, 10);
+        let drawn: std::collections::BTreeSet<u64> = (0..200)
+            .map(|_| u64::from_be_bytes(keys.next_key()))
+            .collect();
+        assert!(drawn.iter().all(|key| *key < 10));
+        assert!(drawn.len() > 5, "{drawn:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_generator_measures_puts_and_gets_on_a_local_cluster() {
+        let directory = tempfile::tempdir().unwrap();
+        let cluster = LocalCluster::start(ClusterOptions::local(3, directory.path().into()))
+            .await
+            .unwrap();
+        cluster
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap();
+        for kind in [OperationKind::Put, OperationKind::Get] {
+            let mut connections = Vec::new();
+            for _ in 0..2 {
+                let client =
+                    Client::connect(&cluster.proxy_address().to_string(), Duration::from_secs(5))
+                        .await
+                        .unwrap();
+                connections.push(Connection::Vigil {
+                    client,
+                    cluster: cluster.name().to_string(),
+                });
+            }
+            let spec = LoadSpec {
+                kind,
+                warmup: Duration::from_millis(100),
+                duration: Duration::from_millis(400),
+                key_space: 16,
+            };
+            let result = run(connections, spec).await.unwrap();
+            assert!(result.operations > 0, "{kind:?}: nothing measured");
+            assert_eq!(result.latency_us.len(), result.operations);
+            assert!(result.latency_ms(0.99) >= result.latency_ms(0.5));
+        }
+        cluster.shutdown().await.unwrap();
+    }
+}
