@@ -1,8 +1,10 @@
 //! Causal merge of per-node traces into one order (`docs/trace.md` §Merge): each node's events
 //! stay in their order, and every receive comes after the send it receives.
 //!
-//! A receive is linked to its send by message id when the sink stamps ids, otherwise by content:
-//! the earliest not yet received send of an equal message on the same link (sender, receiver).
+//! A receive is linked to its send by message id when the sink stamps ids (the simulation's
+//! sink, and the tokio host's, which carries the id in the frame): exactly, the id must name a
+//! send of the same message on the same link. Traces without ids are linked by content: the
+//! earliest not yet received send of an equal message on the same link (sender, receiver).
 //! Equal messages are interchangeable for the model, so the earliest is always a valid choice.
 //! Among the events that may come next, the one with the smallest Lamport clock goes first (the
 //! stamped clock, or one computed from the links), so the merged order follows real time as far
@@ -103,7 +105,7 @@ pub enum MergeError {
         detail: String,
     },
     /// A receive whose send is in no trace.
-    #[error("receive without send: {node} event #{sequence} `{event}` (no unreceived send of this message on link {link})")]
+    #[error("receive without send: {node} event #{sequence} `{event}` (no unreceived send of {wanted} on link {link})")]
     ReceiveWithoutSend {
         /// The receiving node.
         node: String,
@@ -113,6 +115,22 @@ pub enum MergeError {
         event: String,
         /// The link.
         link: String,
+        /// What was looked for: `this message`, or `message id <id>`.
+        wanted: String,
+    },
+    /// A receive's message id names a send of another message.
+    #[error("message id {message_id} names a different message: {node} event #{sequence} received `{received}`, the send was `{sent}`")]
+    IdMismatch {
+        /// The receiving node.
+        node: String,
+        /// The event's sequence.
+        sequence: u64,
+        /// The id.
+        message_id: String,
+        /// The message received.
+        received: String,
+        /// The message sent under that id.
+        sent: String,
     },
     /// Two traces of the same node, or more than one proxy.
     #[error("{0}")]
@@ -252,18 +270,22 @@ fn readiness(
     let Some(queue) = pending.get(&link) else {
         return Ok(None);
     };
-    // The earliest unreceived send of an equal message; ids, when both carry one, must agree.
-    let found = queue.iter().position(|candidate| {
-        !candidate.received
-            && candidate.message == *message
-            && match (&line.message_id, &candidate.message_id) {
-                (Some(wanted), Some(id)) => wanted == id,
-                _ => true,
-            }
-    });
+    // The send with the receive's id, or without ids the earliest unreceived equal message.
+    let found = queue
+        .iter()
+        .position(|candidate| links_to(candidate, message, line.message_id.as_deref()));
     let Some(index) = found else {
         return Ok(None);
     };
+    if queue[index].message != *message {
+        return Err(MergeError::IdMismatch {
+            node: node_label(line.origin),
+            sequence: line.sequence,
+            message_id: line.message_id.clone().unwrap_or_default(),
+            received: message.to_string(),
+            sent: queue[index].message.to_string(),
+        });
+    }
     let send_clock = queue[index].lamport;
     if let Some(stamped) = line.lamport {
         if stamped <= send_clock {
@@ -279,6 +301,22 @@ fn readiness(
         return Ok(Some((stamped, Some((link, index)))));
     }
     Ok(Some((local.max(send_clock + 1), Some((link, index)))))
+}
+
+/// Whether `candidate`, a send not yet received, is the send of a receive of `message` with
+/// `message_id`: by id when the receive carries one (exactly: the message is checked by the
+/// caller), otherwise by content.
+fn links_to(
+    candidate: &PendingSend,
+    message: &vigil_core::Message,
+    message_id: Option<&str>,
+) -> bool {
+    !candidate.received
+        && match (message_id, candidate.message_id.as_deref()) {
+            (Some(wanted), Some(id)) => wanted == id,
+            (Some(_), None) => false,
+            (None, _) => candidate.message == *message,
+        }
 }
 
 /// Whether the input starting at `traces[closing]`'s head closes links (a restart closes all of
@@ -331,12 +369,7 @@ fn closes_links_with_messages_received_later(
                     on_closed_link
                         && pending.get(&(sender, receiver)).is_some_and(|queue| {
                             queue.iter().any(|candidate| {
-                                !candidate.received
-                                    && candidate.message == *message
-                                    && match (&candidate.message_id, &line.message_id) {
-                                        (Some(sent), Some(received)) => sent == received,
-                                        _ => true,
-                                    }
+                                links_to(candidate, message, line.message_id.as_deref())
                             })
                         })
                 })
@@ -455,7 +488,12 @@ fn blocked(traces: &[NodeTrace], heads: &[usize]) -> MergeError {
     for (index, trace) in traces.iter().enumerate() {
         if let Some(line) = trace.events.get(heads[index]) {
             if let TraceKind::Receive { from, .. } = &line.kind {
+                let wanted = match &line.message_id {
+                    Some(id) => format!("message id {id}"),
+                    None => "this message".to_string(),
+                };
                 return MergeError::ReceiveWithoutSend {
+                    wanted,
                     node: trace.header.node.clone(),
                     sequence: line.sequence,
                     event: line.kind.to_string(),

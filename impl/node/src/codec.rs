@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-/// Bumped whenever the encoding of `Hello`, `HelloReply` or any protocol message changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever the encoding of `Hello`, `HelloReply` or any protocol message changes
+/// (2: protocol frames carry the sender's trace stamp, `wire::TraceStamp`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default limit on one frame. A `CatchUp` with a snapshot is the largest message.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;

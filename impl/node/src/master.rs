@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
-    DurableWrite, Envelope, Master, MasterCounters, MasterStatus, Message, NodeId, Peer, ProxyId,
-    Ready, Role,
+    DurableWrite, Endpoint, Envelope, Master, MasterCounters, MasterStatus, Message, NodeId, Peer,
+    ProxyId, Ready, Role,
 };
 
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
@@ -31,7 +31,7 @@ use crate::durable::MasterStorage;
 use crate::metrics as names;
 use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
 use crate::storage::StorageError;
-use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
+use crate::trace_sink::{StampedSends, TraceError, TraceHeader, TraceSink, TraceStamp};
 use crate::transport::{self, HandshakePolicy, LinkSender};
 use crate::wire::PeerFrame;
 
@@ -299,8 +299,18 @@ pub async fn run_on<N: Network, F: FileSystem>(
 /// An input for the driver from a connection.
 #[derive(Debug)]
 enum Inbound {
-    Protocol { from: Peer, message: Message },
-    StatusQuery { proxy: ProxyId, query_id: u64 },
+    Protocol {
+        from: Peer,
+        message: Message,
+        stamp: Option<TraceStamp>,
+        /// False once the connection it came on has closed: then it is lost, as what a
+        /// crashed or evicted sender had in flight is (`protocol.md` §5.1, §8).
+        open: Arc<AtomicBool>,
+    },
+    StatusQuery {
+        proxy: ProxyId,
+        query_id: u64,
+    },
 }
 
 /// Routes the core's envelopes to links (masters) and connection queues (proxies).
@@ -341,14 +351,19 @@ impl Router {
         }
     }
 
-    fn send(&self, envelope: Envelope) {
+    /// Sends `envelope` with its trace stamp (none when tracing is off).
+    fn send(&self, envelope: Envelope, stamp: Option<TraceStamp>) {
         let is_heartbeat = matches!(envelope.message, Message::Heartbeat { .. });
+        let frame = PeerFrame::Protocol {
+            message: envelope.message,
+            stamp,
+        };
         let sent = match envelope.to {
             Peer::Master(node) => match self.links.get(&node) {
-                Some(link) => link.send(PeerFrame::Protocol(envelope.message)).is_ok(),
+                Some(link) => link.send(frame).is_ok(),
                 None => false,
             },
-            Peer::Proxy(proxy) => self.send_to_proxy(proxy, PeerFrame::Protocol(envelope.message)),
+            Peer::Proxy(proxy) => self.send_to_proxy(proxy, frame),
         };
         if !sent && is_heartbeat {
             metrics::counter!(names::HEARTBEAT_SEND_FAILURES).increment(1);
@@ -375,7 +390,8 @@ impl Router {
 #[derive(Debug)]
 struct PersistJob {
     write: Option<DurableWrite>,
-    after_persist: Vec<Envelope>,
+    /// Messages and replies, each with its trace stamp.
+    after_persist: Vec<(Envelope, Option<TraceStamp>)>,
     /// Start times of the proposals answered by this job's replies (commit latency).
     replies_started: Vec<Instant>,
 }
@@ -442,8 +458,8 @@ async fn persist_loop<F: FileSystem>(
                 return;
             }
         }
-        for envelope in job.after_persist {
-            router.send(envelope);
+        for (envelope, stamp) in job.after_persist {
+            router.send(envelope, stamp);
         }
         for started in job.replies_started {
             metrics::histogram!(names::COMMIT_LATENCY_SECONDS)
@@ -471,6 +487,8 @@ struct Driver {
     counters: MasterCounters,
     node: NodeId,
     trace: Option<TraceSink>,
+    /// The trace stamp of the frame whose message the core is handling (for its `Receive`).
+    received: Option<TraceStamp>,
     /// Fault injection shared with the persist task (`Control::StallStorage`, `FailStorage`).
     faults: Arc<StorageFaults>,
 }
@@ -495,6 +513,7 @@ impl Driver {
             counters: MasterCounters::default(),
             node: settings.node_id,
             trace: None,
+            received: None,
             faults: Arc::new(StorageFaults::default()),
         }
     }
@@ -567,7 +586,16 @@ impl Driver {
 
     fn handle_inbound(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Protocol { from, message } => {
+            Inbound::Protocol {
+                from,
+                message,
+                stamp,
+                open,
+            } => {
+                if !open.load(Ordering::Acquire) {
+                    tracing::debug!(node = self.node, %from, "message of a closed connection dropped");
+                    return;
+                }
                 if let (Peer::Proxy(proxy), Message::Propose { request_id, .. }) = (from, &message)
                 {
                     if self.proposal_started.len() >= PROPOSAL_TIMINGS_MAX {
@@ -576,6 +604,7 @@ impl Driver {
                     self.proposal_started
                         .insert((proxy, *request_id), Instant::now());
                 }
+                self.received = stamp;
                 if let Err(error) = self.master.step(from, message) {
                     tracing::warn!(node = self.node, %error, "message refused by the core");
                 }
@@ -602,16 +631,30 @@ impl Driver {
                     link.reset();
                 }
             }
+            // The trace first: its `Send` events give the frames their stamps.
+            let received = self.received.take();
+            let mut stamps = match &mut self.trace {
+                Some(trace) => {
+                    trace
+                        .record(std::mem::take(&mut ready.trace), received)
+                        .await?
+                }
+                None => StampedSends::default(),
+            };
             // Independent messages (heartbeats among them) leave now, not behind the disk.
             for envelope in ready.messages.drain(..) {
-                self.router.send(envelope);
+                let stamp = take_stamp(&mut stamps, &envelope);
+                self.router.send(envelope, stamp);
             }
-            let mut after_persist = std::mem::take(&mut ready.messages_after_persist);
             let replies_started = self.reply_timings(&ready.replies);
-            after_persist.append(&mut ready.replies);
-            if let Some(trace) = &self.trace {
-                trace.record(std::mem::take(&mut ready.trace)).await?;
-            }
+            let after_persist = std::mem::take(&mut ready.messages_after_persist)
+                .into_iter()
+                .chain(std::mem::take(&mut ready.replies))
+                .map(|envelope| {
+                    let stamp = take_stamp(&mut stamps, &envelope);
+                    (envelope, stamp)
+                })
+                .collect();
             let job = PersistJob {
                 write: ready.durable.take(),
                 after_persist,
@@ -643,6 +686,8 @@ impl Driver {
                 .map_err(|_| MasterError::PersistTask)?;
             self.pending.push_back(vec![ready]);
         }
+        // A refused message records nothing: its stamp must not reach a later input.
+        self.received = None;
         self.record_metrics();
         Ok(())
     }
@@ -699,6 +744,19 @@ impl Driver {
         metrics::gauge!(names::MASTER_ROLE, "node" => node.clone()).set(role);
         metrics::gauge!(names::COMMIT_INDEX, "node" => node).set(self.master.commit_index() as f64);
     }
+}
+
+/// The trace stamp of the `Send` event of `envelope`'s message (none when tracing is off).
+fn take_stamp(stamps: &mut StampedSends, envelope: &Envelope) -> Option<TraceStamp> {
+    let to = envelope.to;
+    stamps.take(
+        |endpoint| match (endpoint, to) {
+            (Endpoint::Master { node, .. }, Peer::Master(peer)) => *node == peer,
+            (Endpoint::Proxy(proxy), Peer::Proxy(peer)) => *proxy == peer,
+            _ => false,
+        },
+        &envelope.message,
+    )
 }
 
 /// What every connection of this master shares.
@@ -773,7 +831,10 @@ async fn serve_connection<N: Network>(
         }
         Peer::Master(_) => None,
     };
-    read_frames(&mut reader, from, peer, &context).await;
+    let open = Arc::new(AtomicBool::new(true));
+    read_frames(&mut reader, from, peer, &context, &open).await;
+    // What this connection delivered and the driver has not handled yet is lost with it.
+    open.store(false, Ordering::Release);
     if let Peer::Proxy(proxy) = from {
         let mut proxies = context
             .router
@@ -792,6 +853,7 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
     from: Peer,
     peer: SocketAddr,
     context: &ConnectionContext,
+    open: &Arc<AtomicBool>,
 ) {
     loop {
         let frame = match codec::read_value::<PeerFrame, _>(reader).await {
@@ -803,12 +865,28 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
             }
         };
         let inbound = match (from, frame) {
-            (Peer::Master(_), PeerFrame::Protocol(message)) if message.ballot().is_some() => {
-                Inbound::Protocol { from, message }
+            (Peer::Master(_), PeerFrame::Protocol { message, stamp })
+                if message.ballot().is_some() =>
+            {
+                Inbound::Protocol {
+                    from,
+                    message,
+                    stamp,
+                    open: open.clone(),
+                }
             }
-            (Peer::Proxy(_), PeerFrame::Protocol(message @ Message::Propose { .. })) => {
-                Inbound::Protocol { from, message }
-            }
+            (
+                Peer::Proxy(_),
+                PeerFrame::Protocol {
+                    message: message @ Message::Propose { .. },
+                    stamp,
+                },
+            ) => Inbound::Protocol {
+                from,
+                message,
+                stamp,
+                open: open.clone(),
+            },
             (Peer::Proxy(proxy), PeerFrame::StatusQuery { query_id }) => {
                 Inbound::StatusQuery { proxy, query_id }
             }

@@ -19,15 +19,15 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{
-    ClientId, LedgerCounters, MasterStatus, Message, NodeId, Operation, Proxy, ProxyReady,
-    RequestId,
+    ClientId, Endpoint, LedgerCounters, MasterStatus, Message, NodeId, Operation, Proxy,
+    ProxyReady, RequestId,
 };
 
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
 use crate::config::{HostSettings, ProxyConfig};
 use crate::metrics as names;
 use crate::platform::{Network, TokioNetwork};
-use crate::trace_sink::{TraceError, TraceHeader, TraceSink};
+use crate::trace_sink::{StampedSends, TraceError, TraceHeader, TraceSink, TraceStamp};
 use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
 use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
 
@@ -229,6 +229,7 @@ pub async fn run_on<N: Network>(
         next_status: 1,
         tick_interval: settings.host.tick_interval(),
         trace,
+        received: None,
     };
     let result = driver.run(inputs, replies, local_shutdown).await;
     let closed = match driver.trace.take() {
@@ -287,6 +288,8 @@ struct ProxyDriver {
     next_status: u64,
     tick_interval: Duration,
     trace: Option<TraceSink>,
+    /// The trace stamp of the master frame the core is handling (for its `Receive`).
+    received: Option<TraceStamp>,
 }
 
 impl ProxyDriver {
@@ -311,13 +314,18 @@ impl ProxyDriver {
             }
             while self.proxy.has_ready() {
                 let mut ready = self.proxy.ready();
-                // Messages and replies first, then the trace (the core's ProxyReady order).
+                // The trace first: its `Send` events give the frames their stamps. Nothing in
+                // a `ProxyReady` waits for a disk, so the core's order (messages, replies,
+                // trace) only matters against a crash, and a proxy keeps no durable state.
                 let trace = std::mem::take(&mut ready.trace);
-                self.handle_ready(ready);
-                if let Some(sink) = &self.trace {
-                    sink.record(trace).await?;
-                }
+                let received = self.received.take();
+                let stamps = match &mut self.trace {
+                    Some(sink) => sink.record(trace, received).await?,
+                    None => StampedSends::default(),
+                };
+                self.handle_ready(ready, stamps);
             }
+            self.received = None;
             self.publish_ledger();
         }
     }
@@ -346,7 +354,8 @@ impl ProxyDriver {
         };
         let (cluster, node) = (cluster.clone(), *node);
         match frame {
-            PeerFrame::Protocol(message) => {
+            PeerFrame::Protocol { message, stamp } => {
+                self.received = stamp;
                 if let Err(error) = self.proxy.step(&cluster, node, message) {
                     tracing::warn!(%cluster, node, %error, "master frame refused");
                 }
@@ -367,15 +376,30 @@ impl ProxyDriver {
         }
     }
 
-    fn handle_ready(&mut self, ready: ProxyReady) {
+    fn handle_ready(&mut self, ready: ProxyReady, mut stamps: StampedSends) {
         for envelope in ready.messages {
+            let stamp = stamps.take(
+                |endpoint| match endpoint {
+                    Endpoint::Master { node, cluster } => {
+                        *node == envelope.to
+                            && cluster
+                                .as_ref()
+                                .is_none_or(|name| *name == envelope.cluster)
+                    }
+                    _ => false,
+                },
+                &envelope.message,
+            );
             let link = self
                 .link_index
                 .get(&(envelope.cluster, envelope.to))
                 .and_then(|tag| self.links.get(*tag));
             if let Some((_, _, link)) = link {
                 // A lost Propose is answered by the request's timeout.
-                let _ = link.send(PeerFrame::Protocol(envelope.message));
+                let _ = link.send(PeerFrame::Protocol {
+                    message: envelope.message,
+                    stamp,
+                });
             }
         }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,18 +4,34 @@
 //! Why a task of its own with a bounded queue that waits instead of dropping: a trace with a
 //! hole cannot be replayed, so a slow disk must slow the traced node down rather than lose
 //! events. Tracing is off unless a trace file is configured; then the core builds no events.
+//!
+//! Why the host stamps message ids: without them the merge can only link a receive to an equal
+//! message sent earlier on the link, and around a restart equal messages of two incarnations
+//! are ambiguous. Each `Send` gets an id `<node>.<incarnation>.<peer>.<sequence>` (a per-link
+//! sequence number), carried with its Lamport clock in the frame ([`TraceStamp`]) and written
+//! into the receiver's `Receive`. The incarnation is the Lamport clock the node's trace file
+//! resumed from: it grows over a node's restarts (clocks strictly increase along a trace file),
+//! so ids stay unique without randomness and without touching the core, which stays sans-IO.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use vigil_core::TraceEvent;
+use vigil_core::{Endpoint, Message, Origin, PostState, TraceEvent, TraceKind};
+
+pub use crate::wire::TraceStamp;
 
 /// Batches of events waiting for the writer at most.
 const TRACE_BATCHES_MAX: usize = 256;
+/// The trace schema version this host writes (`docs/trace.md` §1).
+pub const TRACE_SCHEMA_VERSION: u32 = 1;
+/// Bytes read from the end of an existing trace file at a time, looking for its last event.
+const TAIL_WINDOW_BYTES: u64 = 64 * 1024;
 
 /// Why the trace could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +47,15 @@ pub enum TraceError {
     /// The writer stopped (after an error it logged).
     #[error("the trace writer stopped")]
     Stopped,
+    /// An existing trace file cannot be continued (another schema version, an unreadable
+    /// last event): appending would make one file of two formats.
+    #[error("trace file {path} cannot be continued: {reason}; move it away")]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The first line of every trace file (`docs/trace.md` §1).
@@ -38,7 +63,7 @@ pub enum TraceError {
 pub struct TraceHeader {
     /// Always `vigil-trace`.
     pub schema: &'static str,
-    /// The schema version, 1.
+    /// The schema version, [`TRACE_SCHEMA_VERSION`].
     pub version: u32,
     /// `m<id>` for a master, `p<id>` for a proxy.
     pub node: String,
@@ -54,7 +79,7 @@ impl TraceHeader {
     pub fn new(node: String, cluster: Option<String>, config: vigil_core::Config) -> TraceHeader {
         TraceHeader {
             schema: "vigil-trace",
-            version: 1,
+            version: TRACE_SCHEMA_VERSION,
             node,
             cluster,
             config,
@@ -62,17 +87,168 @@ impl TraceHeader {
     }
 }
 
+/// One event line as written: the core's event plus the stamps (`docs/trace.md` §1).
+#[derive(Clone, Debug, Serialize)]
+struct StampedEvent {
+    origin: Origin,
+    sequence: u64,
+    input: u64,
+    lamport: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+    kind: TraceKind,
+    post: PostState,
+}
+
+/// Where a node's stamps resume: the last event of its trace file (zeros for a new file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Resume {
+    lamport: u64,
+    input: u64,
+}
+
+/// Stamps events: input numbers, the Lamport clock, message ids (per-link sequence numbers).
+#[derive(Debug)]
+struct Stamper {
+    node: String,
+    incarnation: u64,
+    lamport: u64,
+    inputs: u64,
+    /// Next sequence number per peer (`m1`, `p3`): ids are per link.
+    link_sequences: HashMap<String, u64>,
+    last_post: Option<PostState>,
+}
+
+/// The peer's name in a message id; clients are not traced, so their messages get none.
+fn peer_name(endpoint: &Endpoint) -> Option<String> {
+    match endpoint {
+        Endpoint::Master { node, .. } => Some(format!("m{node}")),
+        Endpoint::Proxy(proxy) => Some(format!("p{proxy}")),
+        Endpoint::Client(_) => None,
+    }
+}
+
+impl Stamper {
+    fn new(node: String, resume: Resume) -> Stamper {
+        Stamper {
+            node,
+            incarnation: resume.lamport,
+            lamport: resume.lamport,
+            inputs: resume.input,
+            link_sequences: HashMap::new(),
+            last_post: None,
+        }
+    }
+
+    /// Stamps one batch (the events of one input). `received`: the stamp of the frame whose
+    /// message this input handles, if its sender traces.
+    fn stamp(
+        &mut self,
+        events: Vec<TraceEvent>,
+        mut received: Option<TraceStamp>,
+    ) -> (Vec<StampedEvent>, StampedSends) {
+        let mut sends = StampedSends::default();
+        let mut lines = Vec::with_capacity(events.len());
+        for (position, event) in events.into_iter().enumerate() {
+            let starts_input = matches!(
+                event.kind,
+                TraceKind::Receive { .. } | TraceKind::Timeout { .. } | TraceKind::Restart
+            ) || position == 0;
+            // One tick may fire two leader timers: one input, one post-state.
+            let same_tick_timer = matches!(event.kind, TraceKind::Timeout { .. })
+                && position > 0
+                && self.last_post.as_ref() == Some(&event.post);
+            if starts_input && !same_tick_timer {
+                self.inputs += 1;
+            }
+            self.lamport += 1;
+            let mut message_id = None;
+            match &event.kind {
+                TraceKind::Receive { from, .. } if peer_name(from).is_some() => {
+                    if let Some(stamp) = received.take() {
+                        self.lamport = self.lamport.max(stamp.lamport + 1);
+                        message_id = Some(stamp.message_id);
+                    }
+                }
+                TraceKind::Send { to, message } => {
+                    if let Some(peer) = peer_name(to) {
+                        let sequence = self.link_sequences.entry(peer.clone()).or_insert(0);
+                        *sequence += 1;
+                        let id = format!("{}.{}.{peer}.{sequence}", self.node, self.incarnation);
+                        sends.sends.push(PendingStamp {
+                            to: to.clone(),
+                            message: message.clone(),
+                            stamp: TraceStamp {
+                                message_id: id.clone(),
+                                lamport: self.lamport,
+                            },
+                            claimed: false,
+                        });
+                        message_id = Some(id);
+                    }
+                }
+                _ => {}
+            }
+            self.last_post = Some(event.post.clone());
+            lines.push(StampedEvent {
+                origin: event.origin,
+                sequence: event.sequence,
+                input: self.inputs,
+                lamport: self.lamport,
+                message_id,
+                kind: event.kind,
+                post: event.post,
+            });
+        }
+        (lines, sends)
+    }
+}
+
+/// A stamped `Send` waiting for the host to hand its stamp to the frame.
+#[derive(Clone, Debug)]
+struct PendingStamp {
+    to: Endpoint,
+    message: Message,
+    stamp: TraceStamp,
+    claimed: bool,
+}
+
+/// The stamps of one batch's `Send` events, for the frames that carry those messages.
+/// Empty when tracing is off: frames then carry no stamp.
+#[derive(Clone, Debug, Default)]
+pub struct StampedSends {
+    sends: Vec<PendingStamp>,
+}
+
+impl StampedSends {
+    /// The stamp of the first unclaimed `Send` of `message` to an endpoint `to` accepts
+    /// (equal messages to one peer are interchangeable); `None` if there is none.
+    pub fn take(
+        &mut self,
+        to: impl Fn(&Endpoint) -> bool,
+        message: &Message,
+    ) -> Option<TraceStamp> {
+        let pending = self
+            .sends
+            .iter_mut()
+            .find(|pending| !pending.claimed && pending.message == *message && to(&pending.to))?;
+        pending.claimed = true;
+        Some(pending.stamp.clone())
+    }
+}
+
 /// The sending side: hand it each `Ready`'s trace events.
 #[derive(Debug)]
 pub struct TraceSink {
     target: Target,
+    stamper: Stamper,
 }
 
 #[derive(Debug)]
 enum Target {
     /// A file, written by a blocking task of its own.
     File {
-        batches: mpsc::Sender<Vec<TraceEvent>>,
+        batches: mpsc::Sender<Vec<StampedEvent>>,
         writer: JoinHandle<Result<(), TraceError>>,
     },
     /// Memory, written at once (a simulation: no thread, nothing lost when the host crashes).
@@ -102,8 +278,8 @@ impl TraceBuffer {
 
 impl TraceSink {
     /// Opens `path` for appending (a restarted master continues its file after a `Restart`
-    /// event) and starts the writer. A new (empty) file first gets the schema header line
-    /// (`docs/trace.md` §1).
+    /// event; its clock and input numbers continue from the file's last event) and starts the
+    /// writer. A new (empty) file first gets the schema header line (`docs/trace.md` §1).
     pub fn create(path: &Path, header: &TraceHeader) -> Result<TraceSink, TraceError> {
         let io_error = |source| TraceError::Io {
             path: path.to_path_buf(),
@@ -112,50 +288,70 @@ impl TraceSink {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .map_err(io_error)?;
-        if file.metadata().map_err(io_error)?.len() == 0 {
+        let resume = if file.metadata().map_err(io_error)?.len() == 0 {
             let mut line = serde_json::to_vec(header).map_err(|error| io_error(error.into()))?;
             line.push(b'\n');
             file.write_all(&line).map_err(io_error)?;
-        }
+            Resume::default()
+        } else {
+            file_resume_point(&mut file, path)?
+        };
         let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
         let path = path.to_path_buf();
         let writer = tokio::task::spawn_blocking(move || write_loop(file, &path, receiver));
         Ok(TraceSink {
             target: Target::File { batches, writer },
+            stamper: Stamper::new(header.node.clone(), resume),
         })
     }
 
     /// A sink writing to `buffer` (a simulation's), continuing it if it is not empty.
     pub fn in_memory(buffer: TraceBuffer, header: &TraceHeader) -> Result<TraceSink, TraceError> {
         let mut bytes = buffer.lock();
-        if bytes.is_empty() {
+        let resume = if bytes.is_empty() {
             write_line(&mut *bytes, header).map_err(memory_error)?;
-        }
+            Resume::default()
+        } else {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+            let first = lines.next().unwrap_or_default().to_string();
+            let last = lines.last().map(str::to_string);
+            resume_point(&first, last.as_deref(), Path::new("(memory)"))?
+        };
         drop(bytes);
         Ok(TraceSink {
             target: Target::Memory(buffer),
+            stamper: Stamper::new(header.node.clone(), resume),
         })
     }
 
-    /// Queues `events` (in order); waits if the writer is behind.
-    pub async fn record(&self, events: Vec<TraceEvent>) -> Result<(), TraceError> {
+    /// Stamps `events` (the events of one input, in order) and queues them; waits if the
+    /// writer is behind. `received`: the stamp of the frame this input handles. Returns the
+    /// stamps the frames of this batch's sends must carry.
+    pub async fn record(
+        &mut self,
+        events: Vec<TraceEvent>,
+        received: Option<TraceStamp>,
+    ) -> Result<StampedSends, TraceError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(StampedSends::default());
         }
+        let (lines, sends) = self.stamper.stamp(events, received);
         match &self.target {
             Target::File { batches, .. } => {
-                batches.send(events).await.map_err(|_| TraceError::Stopped)
+                batches.send(lines).await.map_err(|_| TraceError::Stopped)?;
             }
             Target::Memory(buffer) => {
                 let mut bytes = buffer.lock();
-                for event in &events {
-                    write_line(&mut *bytes, event).map_err(memory_error)?;
+                for line in &lines {
+                    write_line(&mut *bytes, line).map_err(memory_error)?;
                 }
-                Ok(())
             }
         }
+        Ok(sends)
     }
 
     /// Flushes everything queued and closes the file.
@@ -166,6 +362,71 @@ impl TraceSink {
                 writer.await.map_err(|_| TraceError::Stopped)?
             }
             Target::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Checks an existing trace file's header and reads its last event's clock and input number.
+fn file_resume_point(file: &mut File, path: &Path) -> Result<Resume, TraceError> {
+    let io_error = |source| TraceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    let mut first = String::new();
+    BufReader::new(&mut *file)
+        .read_line(&mut first)
+        .map_err(io_error)?;
+    let last = last_line(file).map_err(io_error)?;
+    let last = last.filter(|last| last.as_str() != first.trim_end());
+    resume_point(&first, last.as_deref(), path)
+}
+
+/// Where a trace continues: checks its header line's version and reads the clock and input
+/// number of its last event (none: a header without events).
+fn resume_point(first: &str, last: Option<&str>, path: &Path) -> Result<Resume, TraceError> {
+    let incompatible = |reason: String| TraceError::Incompatible {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let header: serde_json::Value = serde_json::from_str(first)
+        .map_err(|error| incompatible(format!("unreadable header: {error}")))?;
+    let version = header.get("version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(TRACE_SCHEMA_VERSION)) {
+        return Err(incompatible(format!(
+            "schema version {version:?}, this host writes {TRACE_SCHEMA_VERSION}"
+        )));
+    }
+    let Some(last) = last else {
+        return Ok(Resume::default());
+    };
+    let event: serde_json::Value = serde_json::from_str(last)
+        .map_err(|error| incompatible(format!("unreadable last event: {error}")))?;
+    let field = |name: &str| event.get(name).and_then(serde_json::Value::as_u64);
+    match (field("lamport"), field("input")) {
+        (Some(lamport), Some(input)) => Ok(Resume { lamport, input }),
+        _ => Err(incompatible(
+            "its last event has no Lamport clock or input number".to_string(),
+        )),
+    }
+}
+
+/// The file's last non-empty line, reading backwards from its end a window at a time.
+fn last_line(file: &mut File) -> std::io::Result<Option<String>> {
+    let length = file.seek(SeekFrom::End(0))?;
+    let mut window = TAIL_WINDOW_BYTES.min(length);
+    loop {
+        file.seek(SeekFrom::Start(length - window))?;
+        let mut tail = Vec::with_capacity(window as usize);
+        Read::by_ref(file).take(window).read_to_end(&mut tail)?;
+        let text = String::from_utf8_lossy(&tail);
+        let trimmed = text.trim_end();
+        match trimmed.rfind('\n') {
+            Some(newline) => return Ok(Some(trimmed[newline + 1..].to_string())),
+            None if window == length => {
+                return Ok((!trimmed.is_empty()).then(|| trimmed.to_string()))
+            }
+            None => window = (window * 2).min(length),
         }
     }
 }
@@ -186,7 +447,7 @@ fn memory_error(source: std::io::Error) -> TraceError {
 fn write_loop(
     file: File,
     path: &Path,
-    mut batches: mpsc::Receiver<Vec<TraceEvent>>,
+    mut batches: mpsc::Receiver<Vec<StampedEvent>>,
 ) -> Result<(), TraceError> {
     let io_error = |source| TraceError::Io {
         path: path.to_path_buf(),

@@ -2,6 +2,11 @@
 //! (a semaphore caps connections), the listener's side of the handshake, and outbound links
 //! with a bounded send queue and reconnect with capped exponential backoff.
 //!
+//! An outbound link queues only while it is connected, and a lost connection loses its queue:
+//! what is delivered on a connection was sent while that connection was up, so a master that
+//! crashed and restarted never receives what was sent to its previous incarnation (the
+//! protocol's and the model's crash loses messages in flight, `protocol.md` §8).
+//!
 //! Why bounded queues that drop: the incident's follower was frozen for seconds while its
 //! leader kept producing heartbeats and accepts for it. Anything queued for a peer that does
 //! not read must be bounded, or a slow peer turns into memory growth on a healthy one. Paxos
@@ -11,7 +16,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -291,6 +296,10 @@ pub enum SendError {
     /// The link was cut on purpose (fault injection) or has shut down.
     #[error("link down")]
     LinkDown,
+    /// The link has no connection to the peer right now (dialing, backing off): the message is
+    /// dropped rather than delivered later, perhaps to the peer's next incarnation.
+    #[error("peer not connected")]
+    NotConnected,
 }
 
 /// The sending end of an outbound link: cheap to clone, never blocks.
@@ -298,6 +307,9 @@ pub enum SendError {
 pub struct LinkSender<Out> {
     queue: mpsc::Sender<Out>,
     cut: Arc<AtomicBool>,
+    /// True while a connection is up. Held while queueing, and by the link while it changes
+    /// connection and discards the queue, so nothing queued for one connection reaches the next.
+    connected: Arc<Mutex<bool>>,
     reset: Arc<Notify>,
     /// Peer label for metrics and logs.
     peer: Arc<str>,
@@ -308,6 +320,7 @@ impl<Out> Clone for LinkSender<Out> {
         LinkSender {
             queue: self.queue.clone(),
             cut: self.cut.clone(),
+            connected: self.connected.clone(),
             reset: self.reset.clone(),
             peer: self.peer.clone(),
         }
@@ -315,10 +328,16 @@ impl<Out> Clone for LinkSender<Out> {
 }
 
 impl<Out> LinkSender<Out> {
-    /// Queues `message` for the peer, or drops it (counted) if the queue is full or the link cut.
+    /// Queues `message` for the peer, or drops it (counted) if the link is cut, not connected,
+    /// or its queue is full.
     pub fn send(&self, message: Out) -> Result<(), SendError> {
         if self.cut.load(Ordering::Relaxed) {
             return Err(SendError::LinkDown);
+        }
+        let connected = self.connected.lock().unwrap_or_else(|p| p.into_inner());
+        if !*connected {
+            metrics::counter!(names::PEER_SEND_DROPS, "peer" => self.peer.to_string()).increment(1);
+            return Err(SendError::NotConnected);
         }
         self.queue.try_send(message).map_err(|error| {
             let reason = match error {
@@ -387,15 +406,17 @@ where
     let sender = LinkSender {
         queue,
         cut: Arc::new(AtomicBool::new(false)),
+        connected: Arc::new(Mutex::new(false)),
         reset: Arc::new(Notify::new()),
         peer: Arc::from(address.as_str()),
     };
     let reset = sender.reset.clone();
+    let connected = sender.connected.clone();
     tokio::spawn(async move {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {}
-            _ = run_link(network, address, hello, settings, receiver, inbound, reset) => {}
+            _ = run_link(network, address, hello, settings, receiver, inbound, LinkState { reset, connected }) => {}
         }
     });
     sender
@@ -408,31 +429,30 @@ async fn run_link<N, Out, In>(
     settings: LinkSettings,
     mut outbound: mpsc::Receiver<Out>,
     inbound: Option<LinkInbound<In>>,
-    reset: Arc<Notify>,
+    state: LinkState,
 ) where
     N: Network,
     Out: Serialize + Send + Sync + 'static,
     In: DeserializeOwned + Send + 'static,
 {
+    let LinkState { reset, connected } = state;
     let mut backoff = settings.backoff_initial;
     loop {
-        let connected = tokio::time::timeout(
+        let dialed = tokio::time::timeout(
             settings.connect_timeout,
             dial_on(&network, &address, &hello, &settings),
         )
         .await;
-        match connected {
+        match dialed {
             Ok(Ok((reader, writer))) => {
                 backoff = settings.backoff_initial;
+                set_connected(&connected, &mut outbound, true);
                 tracing::debug!(peer = %address, "link connected");
                 let ended = tokio::select! {
                     biased;
                     ended = serve_link(reader, writer, &mut outbound, inbound.as_ref()) => ended,
                     _ = reset.notified() => {
-                        let mut discarded = 0u64;
-                        while outbound.try_recv().is_ok() {
-                            discarded += 1;
-                        }
+                        let discarded = set_connected(&connected, &mut outbound, false);
                         tracing::info!(peer = %address, discarded, "link closed on request; queue discarded");
                         false
                     }
@@ -440,7 +460,12 @@ async fn run_link<N, Out, In>(
                 if ended {
                     return; // every sender dropped: the owner is gone
                 }
-                tracing::debug!(peer = %address, "link lost; reconnecting");
+                // What was queued for the lost connection is lost with it, as what was in its
+                // socket buffers is: a peer that crashed must not receive, once restarted,
+                // what was sent to its previous incarnation (`protocol.md` §8: a crash loses
+                // the messages in flight to the master). Paxos retries by its timers.
+                let discarded = set_connected(&connected, &mut outbound, false);
+                tracing::debug!(peer = %address, discarded, "link lost; queue discarded; reconnecting");
             }
             Ok(Err(error)) => {
                 tracing::debug!(peer = %address, %error, "dial failed");
@@ -451,6 +476,30 @@ async fn run_link<N, Out, In>(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(settings.backoff_max);
     }
+}
+
+/// What a link's task shares with its senders.
+struct LinkState {
+    /// Notified to close the connection (an eviction).
+    reset: Arc<Notify>,
+    /// Whether a connection is up (see [`LinkSender`]).
+    connected: Arc<Mutex<bool>>,
+}
+
+/// Marks the link connected or not and empties its queue (nothing queued before a change of
+/// connection is delivered on the next one); returns how many messages were discarded.
+fn set_connected<Out>(
+    connected: &Mutex<bool>,
+    outbound: &mut mpsc::Receiver<Out>,
+    now_connected: bool,
+) -> u64 {
+    let mut state = connected.lock().unwrap_or_else(|p| p.into_inner());
+    let mut discarded = 0u64;
+    while outbound.try_recv().is_ok() {
+        discarded += 1;
+    }
+    *state = now_connected;
+    discarded
 }
 
 /// Why dialing failed.

@@ -8,11 +8,27 @@
 use serde::{Deserialize, Serialize};
 use vigil_core::{LedgerCounters, MasterStatus, Message, Operation, ReplyOutcome, RequestId};
 
+/// What a traced sender puts next to a protocol message (`docs/trace.md` §3): the id of its
+/// `Send` event (`<node>.<incarnation>.<peer>.<per-link sequence>`) and that event's Lamport
+/// clock. The receiver writes both into its `Receive` event, so the merge links the two exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStamp {
+    /// The send's message id, unique in the run.
+    pub message_id: String,
+    /// The send's Lamport clock.
+    pub lamport: u64,
+}
+
 /// Between masters, and between a proxy and a master.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerFrame {
     /// A protocol message.
-    Protocol(Message),
+    Protocol {
+        /// The message.
+        message: Message,
+        /// The sender's trace stamp; none when the sender does not trace.
+        stamp: Option<TraceStamp>,
+    },
     /// proxy → master: report your status.
     StatusQuery {
         /// Chosen by the proxy, echoed in the answer.
