@@ -26,6 +26,10 @@ const VERIFY_SEEDS: u64 = 8;
 const VERIFY_TURMOIL_SEEDS: u64 = 6;
 /// The first seed of `verify`'s turmoil runs.
 const VERIFY_TURMOIL_FIRST_SEED: u64 = 5;
+/// Real-TCP runs of `verify`: one per fault kind (real time: ~3 s each).
+const VERIFY_TCP_SEEDS: u64 = 7;
+/// The faults of `verify`'s real-TCP runs, one kind per run in turn (`docs/trace.md` §7).
+const VERIFY_TCP_FAULTS: &str = "all";
 /// TCP runs (real time, ~10 s each) when `--mode both`.
 const TCP_SEEDS_IN_BOTH: u64 = 2;
 /// Masters in a run.
@@ -33,10 +37,35 @@ const MASTERS: u64 = 5;
 
 /// Command line of `vigil-conform`.
 #[derive(Debug, Parser)]
-#[command(name = "vigil-conform", version, about)]
+#[command(
+    name = "vigil-conform",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `verify`'s options, when no command is given.
+    #[command(flatten)]
+    verify: VerifyArgs,
+}
+
+/// What `verify` runs (the defaults are the CI job).
+#[derive(Clone, Debug, clap::Args)]
+struct VerifyArgs {
+    /// The model-check preset (`ci`, or one of its members for a quick look).
+    #[arg(long, default_value = "ci")]
+    preset: String,
+    /// Seeds of the simulation.
+    #[arg(long, default_value_t = VERIFY_SEEDS)]
+    seeds: u64,
+    /// Real-TCP runs; each runs one fault kind of `--tcp-faults`, in turn (0: none).
+    #[arg(long, default_value_t = VERIFY_TCP_SEEDS)]
+    tcp_seeds: u64,
+    /// The real-TCP runs' fault kinds (`all`, `none` or a list).
+    #[arg(long, default_value = VERIFY_TCP_FAULTS)]
+    tcp_faults: String,
 }
 
 /// Which runs.
@@ -57,7 +86,7 @@ enum Mode {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Model-check the `ci` preset, run the implementation against the model, print a summary.
-    Verify,
+    Verify(VerifyArgs),
     /// Run the implementation under faults and validate its traces against the model.
     Run {
         /// Number of seeds (runs per mode).
@@ -145,8 +174,8 @@ impl Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ok = match cli.command.unwrap_or(Command::Verify) {
-        Command::Verify => verify(),
+    let ok = match cli.command.unwrap_or(Command::Verify(cli.verify)) {
+        Command::Verify(arguments) => verify(&arguments),
         Command::Run {
             seeds,
             mode,
@@ -296,36 +325,85 @@ fn nemesis(arguments: NemesisArguments) -> bool {
     passed
 }
 
-fn verify() -> bool {
+fn verify(arguments: &VerifyArgs) -> bool {
     println!("vigil-conform verify");
-    let mut parts = vec![model_check()];
-    parts.extend(run_modes(Mode::Sim, 1, VERIFY_SEEDS, &FaultKind::ALL, None));
+    let tcp_kinds = match faults::parse_fault_list(&arguments.tcp_faults) {
+        Ok(kinds) => kinds,
+        Err(error) => {
+            eprintln!("vigil-conform: {error}");
+            return false;
+        }
+    };
+    let mut parts = vec![model_check(&arguments.preset)];
+    parts.extend(run_modes(
+        Mode::Sim,
+        1,
+        arguments.seeds,
+        &FaultKind::ALL,
+        None,
+    ));
     parts.push(run_turmoil(
         VERIFY_TURMOIL_FIRST_SEED,
         VERIFY_TURMOIL_SEEDS,
         &FaultKind::ALL,
         None,
     ));
-    parts.push(PartResult {
-        name: "conformance run (real TCP)".to_string(),
-        outcome: Outcome::Skipped,
-        detail: TCP_NOT_IN_VERIFY.to_string(),
-    });
+    parts.push(run_tcp_rotating(arguments.tcp_seeds, &tcp_kinds));
     print_table("verify", &parts)
 }
 
-/// Why `verify` does not run real TCP yet. Real-TCP runs are not deterministic and still meet
-/// open divergences: host trace files carry no message ids, so the merge orders receives
-/// around a restart by content and can get it wrong; and the core retries `Rejoin` after an
-/// election timeout, which the model cannot express (docs/trace.md §8). Until both are fixed
-/// a real-TCP part would fail or pass by chance; `vigil-conform run --mode tcp` runs it.
-const TCP_NOT_IN_VERIFY: &str = "not in verify yet: open divergences (no message ids in host traces; Rejoin retry), docs/trace.md §8; run `vigil-conform run --mode tcp`";
+/// `verify`'s real-TCP part: run `i` uses seed `i` and the `i`-th fault kind of `kinds` (in
+/// turn; `stale-ack` is simulation only), so a few runs cover every kind, each run short.
+fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
+    let kinds: Vec<FaultKind> = kinds
+        .iter()
+        .copied()
+        .filter(|kind| *kind != FaultKind::StaleAck)
+        .collect();
+    let mut total = PartResult {
+        name: "conformance run (real TCP)".to_string(),
+        outcome: Outcome::Passed,
+        detail: String::new(),
+    };
+    let (mut events, mut run_seconds, mut exercised) = (0u64, 0f64, Vec::new());
+    let mut coverage = Coverage::default();
+    for run in 0..runs {
+        let seed = run + 1;
+        let fault = (!kinds.is_empty()).then(|| kinds[run as usize % kinds.len()]);
+        let one: Vec<FaultKind> = fault.into_iter().collect();
+        let (part, part_coverage, part_events, part_seconds) = run_tcp_counted(seed, 1, &one, None);
+        coverage.add(&part_coverage);
+        if let Outcome::Failed = part.outcome {
+            total.outcome = Outcome::Failed;
+            total.detail = format!(
+                "faults {}: {}",
+                fault.map_or("none".to_string(), |kind| kind.to_string()),
+                part.detail
+            );
+            return total;
+        }
+        events += part_events as u64;
+        run_seconds += part_seconds;
+        exercised.push(fault.map_or("none".to_string(), |kind| kind.to_string()));
+    }
+    if runs == 0 {
+        total.outcome = Outcome::Skipped;
+        total.detail = "0 runs asked (--tcp-seeds 0)".to_string();
+        return total;
+    }
+    print!("{coverage}");
+    total.detail = format!(
+        "{runs} runs ({run_seconds:.0} s), {events} events, faults {}",
+        exercised.join(", ")
+    );
+    total
+}
 
-fn model_check() -> PartResult {
-    let name = "model check (preset ci)".to_string();
+fn model_check(preset: &str) -> PartResult {
+    let name = format!("model check (preset {preset})");
     let started = Instant::now();
     let options = vigil_model::check::CheckOptions::default();
-    match vigil_model::check::run_named("ci", &options) {
+    match vigil_model::check::run_named(preset, &options) {
         Ok(suite) => {
             let passed = suite.passed();
             if !passed {
@@ -546,6 +624,21 @@ fn run_tcp(
     kinds: &[FaultKind],
     trace_dir: Option<&std::path::Path>,
 ) -> PartResult {
+    let (part, coverage, _, _) = run_tcp_counted(first_seed, seeds, kinds, trace_dir);
+    if matches!(part.outcome, Outcome::Passed) {
+        print!("{coverage}");
+    }
+    part
+}
+
+/// TCP runs: the part's result, the coverage, the events validated and the runs' wall time in
+/// seconds.
+fn run_tcp_counted(
+    first_seed: u64,
+    seeds: u64,
+    kinds: &[FaultKind],
+    trace_dir: Option<&std::path::Path>,
+) -> (PartResult, Coverage, usize, f64) {
     let name = "conformance run (real TCP)".to_string();
     let mut coverage = Coverage::default();
     let (mut events, mut replay_seconds, mut run_seconds) = (0usize, 0f64, 0f64);
@@ -553,11 +646,12 @@ fn run_tcp(
         let scratch = match tempfile::tempdir() {
             Ok(scratch) => scratch,
             Err(error) => {
-                return PartResult {
+                let part = PartResult {
                     name,
                     outcome: Outcome::Failed,
                     detail: format!("temporary directory: {error}"),
-                }
+                };
+                return (part, coverage, events, run_seconds);
             }
         };
         let directory = match trace_dir {
@@ -578,7 +672,7 @@ fn run_tcp(
                     outcome.faults_applied.join("; ")
                 );
                 print_failure(&failure, trace_dir, &format!("tcp-seed-{seed}"));
-                return PartResult {
+                let part = PartResult {
                     name,
                     outcome: Outcome::Failed,
                     detail: format!(
@@ -587,18 +681,19 @@ fn run_tcp(
                         first_line(&failure.to_string())
                     ),
                 };
+                return (part, coverage, events, run_seconds);
             }
         }
     }
-    print!("{coverage}");
-    PartResult {
+    let part = PartResult {
         name,
         outcome: Outcome::Passed,
         detail: format!(
             "{seeds} runs ({run_seconds:.0} s), {events} events, {:.0} events/s replayed",
             events as f64 / replay_seconds.max(1e-9)
         ),
-    }
+    };
+    (part, coverage, events, run_seconds)
 }
 
 /// Prints a failure; a divergence's model path is saved as JSON next to the traces (or in the

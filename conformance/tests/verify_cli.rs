@@ -1,5 +1,7 @@
-//! The main job's command line: `vigil-conform` with no arguments runs `verify`, a part that is
+//! The main job's command line: `vigil-conform` with no command runs `verify`, a part that is
 //! not built is reported as skipped, never as passed, and the exit status follows the verdict.
+//! Runs a small `verify` (one model-check preset of `ci`, one simulated seed, one real-TCP
+//! run): the full one is the CI job itself (`cargo run --release`), not paid for again here.
 
 use std::process::Command;
 
@@ -32,10 +34,14 @@ fn shape(output: &str) -> Vec<String> {
         .collect()
 }
 
+/// A small `verify`: the options every run of this test passes.
+const SMALL: [&str; 6] = ["--preset", "ci-read", "--seeds", "1", "--tcp-seeds", "1"];
+
 #[test]
 fn verify_is_the_default_and_its_status_follows_its_verdict() {
-    let (default_success, default_output) = run_vigil_conform(&[]);
-    let (verify_success, verify_output) = run_vigil_conform(&["verify"]);
+    let (default_success, default_output) = run_vigil_conform(&SMALL);
+    let verify_arguments: Vec<&str> = std::iter::once("verify").chain(SMALL).collect();
+    let (verify_success, verify_output) = run_vigil_conform(&verify_arguments);
     assert!(
         default_output.starts_with("vigil-conform verify"),
         "{default_output}"
@@ -62,9 +68,33 @@ fn verify_is_the_default_and_its_status_follows_its_verdict() {
         assert!(verify_output.contains("INCOMPLETE"), "{verify_output}");
     }
     assert!(
-        verify_output.contains("model check (preset ci)"),
+        verify_output.contains("model check (preset ci-read)"),
         "{verify_output}"
     );
+    let tcp_row = verify_output
+        .lines()
+        .find(|line| line.starts_with("conformance run (real TCP)"))
+        .unwrap_or_else(|| panic!("no real-TCP row: {verify_output}"));
+    assert!(!tcp_row.contains("SKIPPED"), "{tcp_row}");
+}
+
+#[test]
+fn verify_without_tcp_runs_reports_that_part_skipped() {
+    let (_, output) = run_vigil_conform(&[
+        "verify",
+        "--preset",
+        "ci-read",
+        "--seeds",
+        "0",
+        "--tcp-seeds",
+        "0",
+    ]);
+    let tcp_row = output
+        .lines()
+        .find(|line| line.starts_with("conformance run (real TCP)"))
+        .unwrap_or_else(|| panic!("no real-TCP row: {output}"));
+    assert!(tcp_row.contains("SKIPPED"), "{tcp_row}");
+    assert!(output.contains("INCOMPLETE"), "{output}");
 }
 
 #[test]
