@@ -281,6 +281,12 @@ pub async fn run_on<N: Network, F: FileSystem>(
     let mut result = driver
         .run(inbox_receiver, control, local_shutdown.clone())
         .await;
+    // A stopped master sends nothing more: its links close before it counts as stopped, so a
+    // peer never receives from it after it has been restarted (`protocol.md` §8).
+    local_shutdown.cancel();
+    for link in driver.router.links.values() {
+        link.finished().await;
+    }
     if let Some(trace) = driver.trace.take() {
         let closed = trace.close().await;
         if result.is_ok() {
@@ -759,6 +765,15 @@ fn take_stamp(stamps: &mut StampedSends, envelope: &Envelope) -> Option<TraceSta
     )
 }
 
+/// Aborts a task when dropped (a connection's writer, when the connection's task ends).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What every connection of this master shares.
 struct ConnectionContext {
     policy: HandshakePolicy,
@@ -821,13 +836,15 @@ async fn serve_connection<N: Network>(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(proxy, queue);
-            Some(tokio::spawn(async move {
+            // Aborted when this connection ends, also when a stopping master drops it: a
+            // stopped master writes nothing more.
+            Some(AbortOnDrop(tokio::spawn(async move {
                 while let Some(frame) = frames.recv().await {
                     if codec::write_value(&mut writer, &frame).await.is_err() {
                         return;
                     }
                 }
-            }))
+            })))
         }
         Peer::Master(_) => None,
     };
@@ -843,9 +860,7 @@ async fn serve_connection<N: Network>(
             .unwrap_or_else(|p| p.into_inner());
         proxies.remove(&proxy);
     }
-    if let Some(task) = writer_task {
-        task.abort();
-    }
+    drop(writer_task);
 }
 
 async fn read_frames<R: tokio::io::AsyncRead + Unpin>(

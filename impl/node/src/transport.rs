@@ -311,6 +311,8 @@ pub struct LinkSender<Out> {
     /// connection and discards the queue, so nothing queued for one connection reaches the next.
     connected: Arc<Mutex<bool>>,
     reset: Arc<Notify>,
+    /// Cancelled when the link's task has ended (its connection closed).
+    finished: CancellationToken,
     /// Peer label for metrics and logs.
     peer: Arc<str>,
 }
@@ -322,6 +324,7 @@ impl<Out> Clone for LinkSender<Out> {
             cut: self.cut.clone(),
             connected: self.connected.clone(),
             reset: self.reset.clone(),
+            finished: self.finished.clone(),
             peer: self.peer.clone(),
         }
     }
@@ -353,6 +356,13 @@ impl<Out> LinkSender<Out> {
     /// §5.1: what was in flight on that link is lost). The link then redials.
     pub fn reset(&self) {
         self.reset.notify_one();
+    }
+
+    /// Waits until the link's task has ended (after its shutdown token was cancelled): its
+    /// connection is closed and nothing more is written on it. A stopped master waits for this
+    /// so that nothing it queued reaches a peer once it has been restarted.
+    pub async fn finished(&self) {
+        self.finished.cancelled().await;
     }
 
     /// Fault injection: while cut, everything sent on this link is lost (`protocol.md` §11 `Drop`).
@@ -407,12 +417,15 @@ where
         queue,
         cut: Arc::new(AtomicBool::new(false)),
         connected: Arc::new(Mutex::new(false)),
+        finished: CancellationToken::new(),
         reset: Arc::new(Notify::new()),
         peer: Arc::from(address.as_str()),
     };
     let reset = sender.reset.clone();
     let connected = sender.connected.clone();
+    let finished = sender.finished.clone();
     tokio::spawn(async move {
+        let _finished = finished.drop_guard();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {}
