@@ -27,15 +27,15 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 pub const BEHAVIOUR_WAIT: Duration = Duration::from_secs(10);
 
 /// The protocol configuration of TCP runs: slow enough ticks for a shared 2-core machine. A
-/// heartbeat period of 3 ticks (60 ms) keeps the leader's Accept retransmission (§4.7, after a
+/// heartbeat period of 8 ticks (160 ms) keeps the leader's Accept retransmission (§4.7, after a
 /// heartbeat period without commit progress) rarer than a slow fsync on a loaded machine: the
 /// core holds back a retransmission whose Accept still waits for the disk, which the model
 /// cannot see (`docs/trace.md` §8, divergence 13).
 pub fn protocol(masters: u64) -> core::Config {
     core::Config {
         masters,
-        heartbeat_interval_ticks: 3,
-        eviction_threshold: 4,
+        heartbeat_interval_ticks: 8,
+        eviction_threshold: 3,
         election_timeout_ticks: 25,
         request_timeout_ticks: 40,
         in_flight_max: 8,

@@ -318,7 +318,7 @@ impl TraceSink {
             let text = String::from_utf8_lossy(&bytes);
             let mut lines = text.lines().filter(|line| !line.trim().is_empty());
             let first = lines.next().unwrap_or_default().to_string();
-            let last = lines.last().map(str::to_string);
+            let last = lines.next_back().map(str::to_string);
             resume_point(&first, last.as_deref(), Path::new("(memory)"))?
         };
         drop(bytes);
