@@ -501,7 +501,7 @@ impl Vocabulary {
                 request_id: self.request((client, *request_id))?.model_id,
                 outcome: match outcome {
                     Ok(result) => Ok(self.result(result)?),
-                    Err(error) => Err(request_error(error)),
+                    Err(error) => Err(request_error(error)?),
                 },
             }),
             other => self.message(other),
@@ -712,15 +712,22 @@ fn propose_error(error: &core::MasterError) -> Result<model::types::ProposeError
     })
 }
 
-fn request_error(error: &core::ClientError) -> model::types::RequestError {
+fn request_error(error: &core::ClientError) -> Result<model::types::RequestError, MappingError> {
     use model::types::RequestError as E;
-    match error {
+    Ok(match error {
         core::ClientError::UnknownCluster => E::UnknownCluster,
         core::ClientError::Overloaded => E::Overloaded,
         core::ClientError::NoLeader => E::NoLeader,
         core::ClientError::Timeout => E::Timeout,
         core::ClientError::LeaderChanged => E::LeaderChanged,
-    }
+        core::ClientError::PermissionDenied => {
+            return Err(MappingError::Unsupported(
+                "PermissionDenied: client tokens are checked by the host; the model has no \
+                 authentication (docs/security.md)"
+                    .to_string(),
+            ))
+        }
+    })
 }
 
 /// The model's master `node` abstracted to the implementation's post-state.

@@ -201,6 +201,31 @@ impl Proxy {
         self.finish_input();
     }
 
+    /// A client's `Request` the host refused before the protocol: the client's token for
+    /// `cluster` is missing or wrong. Accepted into the ledger and completed at once with
+    /// `PermissionDenied`, so it is answered exactly once like every other request.
+    pub fn deny_request(
+        &mut self,
+        client: ClientId,
+        request_id: RequestId,
+        cluster: &str,
+        operation: Operation,
+    ) {
+        self.trace.record(|| TraceKind::Receive {
+            from: Endpoint::Client(client),
+            message: Message::Request {
+                request_id,
+                cluster: cluster.to_string(),
+                operation,
+            },
+        });
+        let pending = self.ledger.accept(client, request_id);
+        self.trace
+            .record(|| TraceKind::RequestAccepted { client, request_id });
+        pending.complete(Err(ClientError::PermissionDenied));
+        self.finish_input();
+    }
+
     fn admit(
         &mut self,
         client: ClientId,
@@ -530,6 +555,29 @@ mod tests {
                 request_id: 5,
                 outcome: Err(ClientError::UnknownCluster)
             }
+        );
+        let ledger = proxy.ledger();
+        assert_eq!(
+            (ledger.accepted, ledger.completed_err, ledger.in_flight),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_denied_request_is_completed_once_and_never_forwarded() {
+        let mut proxy = proxy(Config::default());
+        proxy.deny_request(1, 6, "local", get());
+        let ready = proxy.ready();
+        assert!(ready.messages.is_empty(), "nothing reaches a master");
+        assert_eq!(
+            ready.replies,
+            vec![ClientEnvelope {
+                to: 1,
+                message: Message::Reply {
+                    request_id: 6,
+                    outcome: Err(ClientError::PermissionDenied)
+                }
+            }]
         );
         let ledger = proxy.ledger();
         assert_eq!(

@@ -175,6 +175,10 @@ pub enum ClientError {
     /// The leader stepped down before applying the operation: indeterminate outcome.
     #[error("leader changed")]
     LeaderChanged,
+    /// The client's token for the cluster is missing or wrong (checked by the host, outside
+    /// the protocol; `docs/security.md`): nothing was forwarded.
+    #[error("permission denied")]
+    PermissionDenied,
 }
 
 /// A master's answer to a `Propose`.

@@ -5,10 +5,12 @@
 //! A client may pipeline (`send_request` many times, then `next_reply`); the proxy answers each
 //! request exactly once, in completion order, matched by `request_id`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use vigil_core::{Operation, OperationResult, ReplyOutcome, RequestId};
 
+use crate::auth::Token;
 use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello};
 use crate::platform::{Network, TokioNetwork};
 use crate::transport::{self, DialError, LinkSettings};
@@ -44,6 +46,8 @@ pub struct Client<N: Network = TokioNetwork> {
     writer: FrameWriter<N::Writer>,
     next_request_id: RequestId,
     timeout: Duration,
+    /// Cluster name → the token presented with each request to it (`docs/security.md`).
+    tokens: HashMap<String, Token>,
 }
 
 impl Client {
@@ -77,7 +81,13 @@ impl<N: Network> Client<N> {
             writer,
             next_request_id: 1,
             timeout,
+            tokens: HashMap::new(),
         })
+    }
+
+    /// Presents `token` with every later request and status query to `cluster`.
+    pub fn set_token(&mut self, cluster: &str, token: Token) {
+        self.tokens.insert(cluster.to_string(), token);
     }
 
     /// Sends a request without waiting for its reply; returns its id.
@@ -92,6 +102,7 @@ impl<N: Network> Client<N> {
             request_id,
             cluster: cluster.to_string(),
             operation,
+            token: self.tokens.get(cluster).cloned(),
         };
         codec::write_value(&mut self.writer, &frame).await?;
         Ok(request_id)
@@ -172,6 +183,7 @@ impl<N: Network> Client<N> {
         let frame = ClientFrame::StatusQuery {
             query_id,
             cluster: cluster.to_string(),
+            token: self.tokens.get(cluster).cloned(),
         };
         codec::write_value(&mut self.writer, &frame).await?;
         match self.next_frame().await? {

@@ -17,9 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{MasterStatus, NodeId, Role};
 
+use crate::auth::{Authentication, Secret, SecretError};
 use crate::config::HostSettings;
 use crate::master::{self, Control, MasterError, MasterHandle, MasterSettings};
-use crate::proxy::{self, LedgerView, ProxyError, ProxySettings};
+use crate::proxy::{self, ClusterSecurity, LedgerView, ProxyError, ProxySettings};
 
 /// The cluster name of the embedded default.
 pub const LOCAL_CLUSTER: &str = "local";
@@ -41,6 +42,11 @@ pub struct ClusterOptions {
     pub host: HostSettings,
     /// If set, master `i` writes `m<i>.ndjson` and the proxy `p1.ndjson` here (`docs/trace.md`).
     pub trace_dir: Option<PathBuf>,
+    /// The secret masters and the proxy prove to each other; none: a fresh random one is
+    /// generated at start and never leaves the process. (There is no insecure mode here.)
+    pub cluster_secret: Option<Secret>,
+    /// The token clients must present; none: any client on loopback may send requests.
+    pub client_token: Option<Secret>,
 }
 
 impl ClusterOptions {
@@ -54,6 +60,8 @@ impl ClusterOptions {
             protocol: vigil_core::Config::default(),
             host: HostSettings::default(),
             trace_dir: None,
+            cluster_secret: None,
+            client_token: None,
         }
     }
 }
@@ -86,6 +94,9 @@ pub enum ClusterError {
     /// A wait ran out.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
+    /// The cluster secret could not be generated.
+    #[error("cluster secret: {0}")]
+    Secret(#[from] SecretError),
 }
 
 /// A running in-process cluster.
@@ -98,6 +109,8 @@ pub struct LocalCluster {
     proxy_task: JoinHandle<Result<(), ProxyError>>,
     ledger: Arc<LedgerView>,
     shutdown: CancellationToken,
+    /// The secret generated for this cluster's masters and proxy; never leaves the process.
+    authentication: Authentication,
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, ClusterError> {
@@ -124,7 +137,13 @@ impl LocalCluster {
             })
             .collect();
         let shutdown = CancellationToken::new();
+        let secret = match &options.cluster_secret {
+            Some(secret) => secret.clone(),
+            None => Secret::generate()?,
+        };
+        let authentication = Authentication::ClusterSecret(secret);
         let mut cluster = LocalCluster {
+            authentication,
             proxy_address: loopback,
             proxy_task: tokio::spawn(async { Ok(()) }),
             ledger: Arc::new(LedgerView::default()),
@@ -153,6 +172,13 @@ impl LocalCluster {
             protocol: cluster.options.protocol.clone(),
             host: cluster.options.host.clone(),
             trace_file: cluster.trace_file("p1.ndjson"),
+            security: BTreeMap::from([(
+                cluster.options.cluster.clone(),
+                ClusterSecurity {
+                    authentication: cluster.authentication.clone(),
+                    client_token: cluster.options.client_token.clone(),
+                },
+            )]),
         };
         cluster.proxy_task = tokio::spawn(proxy::run(
             proxy_listener,
@@ -176,6 +202,7 @@ impl LocalCluster {
             protocol: self.options.protocol.clone(),
             host: self.options.host.clone(),
             trace_file: self.trace_file(&format!("m{node}.ndjson")),
+            authentication: self.authentication.clone(),
         };
         let address = self.addresses[node as usize];
         master::spawn(listener, settings, self.shutdown.child_token())

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Authentication, Secret};
 use crate::codec::FRAME_BYTES_MAX_DEFAULT;
 use crate::transport::{LinkSettings, ServerLimits};
 
@@ -138,7 +139,8 @@ impl HostSettings {
         }
     }
 
-    /// Outbound link settings derived from these settings.
+    /// Outbound link settings derived from these settings, without authentication (the
+    /// caller sets the cluster secret, which is not a host setting).
     pub fn link_settings(&self) -> LinkSettings {
         LinkSettings {
             queue_messages_max: self.peer_queue_messages_max,
@@ -146,6 +148,7 @@ impl HostSettings {
             backoff_initial: Duration::from_millis(self.reconnect_backoff_initial_ms),
             backoff_max: Duration::from_millis(self.reconnect_backoff_max_ms),
             connect_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            authentication: Authentication::Insecure,
         }
     }
 }
@@ -186,6 +189,24 @@ pub struct MasterConfig {
     /// Trace events (NDJSON) for conformance; none: tracing off (the default, zero cost).
     #[serde(default)]
     pub trace_file: Option<PathBuf>,
+    /// Where the cluster secret comes from (`docs/security.md`).
+    #[serde(default)]
+    pub auth: MasterAuth,
+}
+
+/// A master's `[auth]` table: the cluster secret every master and proxy of the cluster must
+/// prove. Exactly one source, or `insecure = true`; a master with neither refuses to start.
+/// Secrets are never accepted on the command line (they would show in `ps`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MasterAuth {
+    /// A file holding the secret (at least 16 bytes; mode 600: not readable by others).
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The name of an environment variable holding the secret.
+    pub cluster_secret_env: Option<String>,
+    /// Run without authentication: anyone who can reach the port may join. Trusted
+    /// networks and tests only.
+    pub insecure: bool,
 }
 
 /// One cluster a proxy serves.
@@ -196,6 +217,122 @@ pub struct ClusterAddresses {
     pub name: String,
     /// `host:port` of every master, by node id.
     pub masters: Vec<String>,
+    /// A file holding the cluster's secret, proved to its masters.
+    #[serde(default)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The name of an environment variable holding the cluster's secret.
+    #[serde(default)]
+    pub cluster_secret_env: Option<String>,
+    /// A file holding the token clients must present for this cluster.
+    #[serde(default)]
+    pub client_token_file: Option<PathBuf>,
+    /// The name of an environment variable holding the client token.
+    #[serde(default)]
+    pub client_token_env: Option<String>,
+    /// No cluster secret and no client token for this cluster. Trusted networks and tests only.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// Where one secret comes from: `<prefix>_file` or `<prefix>_env`, checked for exactly one.
+struct SecretSource<'a> {
+    /// TOML path of the table holding the two fields (`auth.`, `clusters[0].`).
+    table: String,
+    /// Field name prefix (`cluster_secret`, `client_token`).
+    prefix: &'static str,
+    file: &'a Option<PathBuf>,
+    environment: &'a Option<String>,
+}
+
+impl SecretSource<'_> {
+    /// Checks the fields without reading anything: exactly one source unless `insecure`.
+    fn validate(&self, insecure: bool) -> Result<(), ConfigError> {
+        let (table, prefix) = (&self.table, self.prefix);
+        match (self.file, self.environment, insecure) {
+            (None, None, true) => Ok(()),
+            (_, _, true) => Err(invalid(
+                format!("{table}insecure"),
+                format!("is true but {prefix}_file or {prefix}_env is set too; choose one"),
+            )),
+            (Some(_), Some(_), false) => Err(invalid(
+                format!("{table}{prefix}_file"),
+                format!("set {prefix}_file or {prefix}_env, not both"),
+            )),
+            (None, None, false) => Err(invalid(
+                format!("{table}{prefix}_file"),
+                format!(
+                    "missing: set {table}{prefix}_file (a file only this user can read) or \
+                     {table}{prefix}_env (an environment variable's name), or {table}insecure = \
+                     true to run without authentication (docs/security.md)"
+                ),
+            )),
+            (Some(_), None, false) | (None, Some(_), false) => Ok(()),
+        }
+    }
+
+    /// Reads the secret (after `validate`); `None` if there is no source.
+    fn load(&self) -> Result<Option<Secret>, ConfigError> {
+        let loaded = match (self.file, self.environment) {
+            (Some(path), _) => Secret::from_file(path),
+            (None, Some(name)) => Secret::from_environment(name),
+            (None, None) => return Ok(None),
+        };
+        loaded
+            .map(Some)
+            .map_err(|error| invalid(format!("{}{}", self.table, self.prefix), error.to_string()))
+    }
+}
+
+impl MasterAuth {
+    fn source(&self) -> SecretSource<'_> {
+        SecretSource {
+            table: "auth.".to_string(),
+            prefix: "cluster_secret",
+            file: &self.cluster_secret_file,
+            environment: &self.cluster_secret_env,
+        }
+    }
+
+    /// Reads the secret: what the master's handshakes require.
+    pub fn authentication(&self) -> Result<Authentication, ConfigError> {
+        self.source().validate(self.insecure)?;
+        Ok(match self.source().load()? {
+            Some(secret) => Authentication::ClusterSecret(secret),
+            None => Authentication::Insecure,
+        })
+    }
+}
+
+impl ClusterAddresses {
+    fn sources(&self, index: usize) -> [SecretSource<'_>; 2] {
+        let table = format!("clusters[{index}].");
+        [
+            SecretSource {
+                table: table.clone(),
+                prefix: "cluster_secret",
+                file: &self.cluster_secret_file,
+                environment: &self.cluster_secret_env,
+            },
+            SecretSource {
+                table,
+                prefix: "client_token",
+                file: &self.client_token_file,
+                environment: &self.client_token_env,
+            },
+        ]
+    }
+
+    /// Reads the cluster secret and the client token of the cluster at `index` in the file.
+    pub fn security(&self, index: usize) -> Result<(Authentication, Option<Secret>), ConfigError> {
+        let [secret, token] = self.sources(index);
+        secret.validate(self.insecure)?;
+        token.validate(self.insecure)?;
+        let authentication = match secret.load()? {
+            Some(secret) => Authentication::ClusterSecret(secret),
+            None => Authentication::Insecure,
+        };
+        Ok((authentication, token.load()?))
+    }
 }
 
 /// `vigil proxy --config FILE`.
@@ -297,6 +434,7 @@ impl MasterConfig {
             ));
         }
         self.protocol.validate().map_err(protocol_error)?;
+        self.auth.source().validate(self.auth.insecure)?;
         self.host.validate("host.")
     }
 }
@@ -333,6 +471,9 @@ impl ProxyConfig {
             for (master, address) in cluster.masters.iter().enumerate() {
                 validate_address(&format!("clusters[{index}].masters[{master}]"), address)?;
             }
+            for source in cluster.sources(index) {
+                source.validate(cluster.insecure)?;
+            }
         }
         self.protocol.validate().map_err(protocol_error)?;
         self.host.validate("host.")
@@ -357,6 +498,8 @@ masters = [
 tick_interval_ms = 20
 [protocol]
 eviction_threshold = 4
+[auth]
+cluster_secret_env = "VIGIL_TEST_SECRET"
 "#;
 
     #[test]
@@ -409,9 +552,78 @@ listen = "127.0.0.1:7400"
 [[clusters]]
 name = "prod"
 masters = ["10.0.0.1:7000", "10.0.0.2"]
+insecure = true
 "#;
         let config: ProxyConfig = toml::from_str(text).unwrap();
         let message = config.validate().unwrap_err().to_string();
         assert!(message.starts_with("clusters[0].masters[1]:"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_or_doubled_secret_is_refused_before_anything_is_read() {
+        let text = MASTER.replace("cluster_secret_env = \"VIGIL_TEST_SECRET\"", "");
+        let mut config: MasterConfig = toml::from_str(&text).unwrap();
+        config.protocol.masters = 3;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.starts_with("auth.cluster_secret_file: missing"),
+            "{message}"
+        );
+        assert!(message.contains("insecure = true"), "{message}");
+
+        let text = MASTER.replace("[auth]", "[auth]\ninsecure = true");
+        let mut config: MasterConfig = toml::from_str(&text).unwrap();
+        config.protocol.masters = 3;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.starts_with("auth.insecure:"), "{message}");
+
+        let text = MASTER.replace("[auth]", "[auth]\ncluster_secret_file = \"/s\"");
+        let mut config: MasterConfig = toml::from_str(&text).unwrap();
+        config.protocol.masters = 3;
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("not both"), "{message}");
+
+        let proxy = r#"
+listen = "127.0.0.1:7400"
+[[clusters]]
+name = "prod"
+masters = ["10.0.0.1:7000"]
+cluster_secret_file = "/etc/vigil/prod.secret"
+"#;
+        let config: ProxyConfig = toml::from_str(proxy).unwrap();
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.starts_with("clusters[0].client_token_file: missing"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_the_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let auth = MasterAuth {
+            cluster_secret_file: Some(path.clone()),
+            ..MasterAuth::default()
+        };
+        let message = auth.authentication().unwrap_err().to_string();
+        assert!(message.contains("chmod 600"), "{message}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            auth.authentication().unwrap(),
+            Authentication::ClusterSecret(_)
+        ));
+        let auth = MasterAuth {
+            cluster_secret_env: Some("VIGIL_CONFIG_TEST_SECRET_UNSET".into()),
+            ..MasterAuth::default()
+        };
+        let message = auth.authentication().unwrap_err().to_string();
+        assert!(
+            message.contains("VIGIL_CONFIG_TEST_SECRET_UNSET is not set"),
+            "{message}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! the proxy server, metrics, and the client library used by the CLI, benchmarks and tests.
 //!
 //! Layers, bottom up: `storage` (checksummed log, atomic files) and `durable` (a master's
-//! durable state on it); `codec` (frames, handshake) and `transport` (accept loop, links);
+//! durable state on it); `codec` (frames, handshake), `auth` (cluster secret, client tokens) and `transport` (accept loop, links);
 //! `wire` (what travels after the handshake); `master` and `proxy` (the tasks that own the
 //! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
 //! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`);
@@ -10,6 +10,7 @@
 //! deterministic simulation; `bench` (`vigil bench`: the service, the incident, failures and
 //! verification, measured side by side).
 
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod cluster;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
+use vigil::auth::Token;
 use vigil::client::{describe_result, Client};
 use vigil::cluster::{ClusterOptions, LocalCluster};
 use vigil::config::{MasterConfig, ProxyConfig};
@@ -120,6 +121,30 @@ struct Target {
     /// How long to wait for an answer, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
+    /// A file holding the cluster's client token (else the VIGIL_CLIENT_TOKEN environment
+    /// variable, else none). Never the token itself: arguments show in `ps`.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// The environment variable a client reads its token from when no `--token-file` is given.
+const CLIENT_TOKEN_ENV: &str = "VIGIL_CLIENT_TOKEN";
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        let mut client = Client::connect(&self.proxy, timeout).await?;
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("token file {}", path.display()))?,
+            ),
+            None => std::env::var(CLIENT_TOKEN_ENV).ok().map(String::into_bytes),
+        };
+        if let Some(token) = token {
+            client.set_token(&self.cluster, Token::from_bytes(&token));
+        }
+        Ok(client)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -331,6 +356,8 @@ async fn run_cluster(
 
 async fn run_master(path: PathBuf) -> anyhow::Result<()> {
     let config = MasterConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
+    let settings = MasterSettings::from_config(&config)
+        .with_context(|| format!("config {}", path.display()))?;
     let http = match config.metrics_listen {
         Some(address) => Some(HttpEndpoint::bind(address).await?),
         None => None,
@@ -339,7 +366,7 @@ async fn run_master(path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen: binding {}", config.listen))?;
     let shutdown = CancellationToken::new();
-    let handle = master::spawn(listener, MasterSettings::from(&config), shutdown.clone())?;
+    let handle = master::spawn(listener, settings, shutdown.clone())?;
     if let Some(http) = http {
         http.spawn(
             StatusSource::Master(handle.status_query()),
@@ -366,6 +393,8 @@ async fn wait_finished(handle: &master::MasterHandle) {
 
 async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
     let config = ProxyConfig::load(&path).with_context(|| format!("config {}", path.display()))?;
+    let settings = ProxySettings::from_config(&config)
+        .with_context(|| format!("config {}", path.display()))?;
     let http = match config.metrics_listen {
         Some(address) => Some(HttpEndpoint::bind(address).await?),
         None => None,
@@ -379,12 +408,7 @@ async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
     if let Some(http) = http {
         http.spawn(StatusSource::Proxy(ledger.clone()), shutdown.child_token());
     }
-    let task = tokio::spawn(proxy::run(
-        listener,
-        ProxySettings::from(&config),
-        shutdown.clone(),
-        ledger,
-    ));
+    let task = tokio::spawn(proxy::run(listener, settings, shutdown.clone(), ledger));
     termination().await;
     shutdown.cancel();
     task.await.context("proxy task")??;
@@ -392,8 +416,7 @@ async fn run_proxy(path: PathBuf) -> anyhow::Result<()> {
 }
 
 async fn run_operation(target: &Target, operation: Operation) -> anyhow::Result<()> {
-    let timeout = Duration::from_millis(target.timeout_ms);
-    let mut client = Client::connect(&target.proxy, timeout).await?;
+    let mut client = target.connect().await?;
     match client.call(&target.cluster, operation).await? {
         ReplyOutcome::Ok(vigil_core::OperationResult::VersionMismatch { current_version }) => {
             bail!("version mismatch: the key's current version is {current_version}")
@@ -422,12 +445,15 @@ fn describe_error(cluster: &str, error: &vigil_core::ClientError) -> String {
         ClientError::LeaderChanged => {
             "leader changed: the operation may or may not have been applied".into()
         }
+        ClientError::PermissionDenied => format!(
+            "permission denied: the client token for cluster {cluster:?} is missing or wrong \
+             (--token-file or VIGIL_CLIENT_TOKEN)"
+        ),
     }
 }
 
 async fn run_status(target: &Target) -> anyhow::Result<()> {
-    let timeout = Duration::from_millis(target.timeout_ms);
-    let mut client = Client::connect(&target.proxy, timeout).await?;
+    let mut client = target.connect().await?;
     let status = client.status(&target.cluster).await?;
     let leader = status
         .masters

@@ -25,8 +25,9 @@ use vigil_core::{
     ProxyId, Ready, Role,
 };
 
+use crate::auth::Authentication;
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
-use crate::config::{HostSettings, MasterConfig};
+use crate::config::{ConfigError, HostSettings, MasterConfig};
 use crate::durable::MasterStorage;
 use crate::metrics as names;
 use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
@@ -68,11 +69,14 @@ pub struct MasterSettings {
     pub host: HostSettings,
     /// Where to write trace events (NDJSON) for conformance; none: tracing off.
     pub trace_file: Option<PathBuf>,
+    /// The cluster secret masters and proxies must prove (`auth.rs`).
+    pub authentication: Authentication,
 }
 
-impl From<&MasterConfig> for MasterSettings {
-    fn from(config: &MasterConfig) -> MasterSettings {
-        MasterSettings {
+impl MasterSettings {
+    /// The settings of a config file; reads the cluster secret.
+    pub fn from_config(config: &MasterConfig) -> Result<MasterSettings, ConfigError> {
+        Ok(MasterSettings {
             cluster: config.cluster.clone(),
             node_id: config.node_id,
             masters: config.masters.iter().map(|m| m.address.clone()).collect(),
@@ -80,6 +84,14 @@ impl From<&MasterConfig> for MasterSettings {
             protocol: config.protocol.clone(),
             host: config.host.clone(),
             trace_file: config.trace_file.clone(),
+            authentication: config.auth.authentication()?,
+        })
+    }
+
+    fn link_settings(&self) -> crate::transport::LinkSettings {
+        crate::transport::LinkSettings {
+            authentication: self.authentication.clone(),
+            ..self.host.link_settings()
         }
     }
 }
@@ -256,6 +268,7 @@ pub async fn run_on<N: Network, F: FileSystem>(
             accept_masters: Some((settings.masters.len() as NodeId, settings.node_id)),
             accept_proxies: true,
             accept_clients: false,
+            authentication: settings.authentication.clone(),
         },
         settings: settings.clone(),
         inbox,
@@ -344,7 +357,7 @@ impl Router {
                     network.clone(),
                     settings.masters[node as usize].clone(),
                     hello.clone(),
-                    settings.host.link_settings(),
+                    settings.link_settings(),
                     None,
                     shutdown.clone(),
                 );

@@ -45,8 +45,12 @@ pub const CONNECTIONS_ACCEPTED: &str = "vigil_connections_accepted_total";
 pub const CONNECTIONS_OPEN: &str = "vigil_connections_open";
 /// Frames that could not be read or decoded (label `reason`); the connection was closed.
 pub const BAD_FRAMES: &str = "vigil_bad_frames_total";
-/// Handshakes refused (label `reason`: cluster, version, role); the connection was closed.
+/// Handshakes refused (label `reason`: cluster, version, role, auth, …); the connection was
+/// closed. `reason="auth"`: a wrong or missing cluster secret (`auth.rs`).
 pub const HANDSHAKE_REJECTIONS: &str = "vigil_handshake_rejections_total";
+/// Client requests and status queries refused for a missing or wrong token (label `cluster`);
+/// each request was still answered once (`PermissionDenied`).
+pub const PROXY_PERMISSION_DENIED: &str = "vigil_proxy_permission_denied_total";
 /// Outbound connection attempts to a peer that failed (reconnect with backoff follows).
 pub const RECONNECTS: &str = "vigil_reconnects_total";
 

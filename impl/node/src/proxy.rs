@@ -23,8 +23,9 @@ use vigil_core::{
     ProxyReady, RequestId,
 };
 
+use crate::auth::{Authentication, Secret, Token};
 use crate::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
-use crate::config::{HostSettings, ProxyConfig};
+use crate::config::{ConfigError, HostSettings, ProxyConfig};
 use crate::metrics as names;
 use crate::platform::{Network, TokioNetwork};
 use crate::trace_sink::{StampedSends, TraceError, TraceHeader, TraceSink, TraceStamp};
@@ -51,11 +52,50 @@ pub struct ProxySettings {
     pub host: HostSettings,
     /// Where to write trace events (NDJSON) for conformance; none: tracing off.
     pub trace_file: Option<std::path::PathBuf>,
+    /// Cluster name → its secret and client token; every cluster served needs an entry.
+    pub security: BTreeMap<String, ClusterSecurity>,
 }
 
-impl From<&ProxyConfig> for ProxySettings {
-    fn from(config: &ProxyConfig) -> ProxySettings {
-        ProxySettings {
+/// How a proxy authenticates for one cluster (`docs/security.md`).
+#[derive(Clone, Debug)]
+pub struct ClusterSecurity {
+    /// The cluster secret this proxy proves to the cluster's masters.
+    pub authentication: Authentication,
+    /// The token clients must present with each request; none: any client may send them.
+    pub client_token: Option<Secret>,
+}
+
+impl ClusterSecurity {
+    /// No cluster secret, no client token (`insecure = true`).
+    pub fn insecure() -> ClusterSecurity {
+        ClusterSecurity {
+            authentication: Authentication::Insecure,
+            client_token: None,
+        }
+    }
+
+    fn admits(&self, token: Option<&Token>) -> bool {
+        match (&self.client_token, token) {
+            (None, _) => true,
+            (Some(expected), Some(token)) => expected.matches(token),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl ProxySettings {
+    /// The settings of a config file; reads every cluster's secret and client token.
+    pub fn from_config(config: &ProxyConfig) -> Result<ProxySettings, ConfigError> {
+        let mut security = BTreeMap::new();
+        for (index, cluster) in config.clusters.iter().enumerate() {
+            let (authentication, client_token) = cluster.security(index)?;
+            let entry = ClusterSecurity {
+                authentication,
+                client_token,
+            };
+            security.insert(cluster.name.clone(), entry);
+        }
+        Ok(ProxySettings {
             clusters: config
                 .clusters
                 .iter()
@@ -64,7 +104,8 @@ impl From<&ProxyConfig> for ProxySettings {
             protocol: config.protocol.clone(),
             host: config.host.clone(),
             trace_file: config.trace_file.clone(),
-        }
+            security,
+        })
     }
 }
 
@@ -77,6 +118,9 @@ pub enum ProxyError {
     /// The trace file could not be written.
     #[error("trace: {0}")]
     Trace(#[from] TraceError),
+    /// A cluster has no entry in `ProxySettings::security`.
+    #[error("cluster {0:?} has no security settings (secret and client token, or insecure)")]
+    MissingSecurity(String),
 }
 
 /// The proxy's ledger and cached leaders as last published, readable from outside the proxy
@@ -116,11 +160,14 @@ enum Input {
         request_id: RequestId,
         cluster: String,
         operation: Operation,
+        /// False if the client's token for `cluster` is missing or wrong.
+        admitted: bool,
     },
     Status {
         client: ClientId,
         query_id: u64,
         cluster: String,
+        admitted: bool,
     },
 }
 
@@ -192,6 +239,13 @@ pub async fn run_on<N: Network>(
         .map(|(name, masters)| (name.clone(), (0..masters.len() as NodeId).collect()))
         .collect();
     let mut proxy = Proxy::new(PROXY_ID, settings.protocol.clone(), clusters)?;
+    if let Some(cluster) = settings
+        .clusters
+        .keys()
+        .find(|name| !settings.security.contains_key(*name))
+    {
+        return Err(ProxyError::MissingSecurity(cluster.clone()));
+    }
     proxy.set_tracing(trace.is_some());
     let local_shutdown = shutdown.child_token();
     let _stop_children = local_shutdown.clone().drop_guard();
@@ -204,6 +258,7 @@ pub async fn run_on<N: Network>(
         clients: clients.clone(),
         next_client: AtomicU64::new(1),
         host: settings.host.clone(),
+        security: settings.security.clone(),
     });
     let limits = settings.host.server_limits();
     tokio::spawn(transport::accept_connections::<N, _, _>(
@@ -257,6 +312,10 @@ fn connect_links<N: Network>(
             cluster: cluster.clone(),
             role: DialerRole::Proxy,
         };
+        let link_settings = transport::LinkSettings {
+            authentication: settings.security[cluster].authentication.clone(),
+            ..settings.host.link_settings()
+        };
         for (node, address) in masters.iter().enumerate() {
             let inbound = LinkInbound {
                 sender: replies.clone(),
@@ -266,7 +325,7 @@ fn connect_links<N: Network>(
                 network.clone(),
                 address.clone(),
                 hello.clone(),
-                settings.host.link_settings(),
+                link_settings.clone(),
                 Some(inbound),
                 shutdown.clone(),
             );
@@ -337,14 +396,28 @@ impl ProxyDriver {
                 request_id,
                 cluster,
                 operation,
+                admitted: true,
             } => self
                 .proxy
                 .handle_request(client, request_id, &cluster, operation),
+            Input::Request {
+                client,
+                request_id,
+                cluster,
+                operation,
+                admitted: false,
+            } => self
+                .proxy
+                .deny_request(client, request_id, &cluster, operation),
             Input::Status {
                 client,
                 query_id,
                 cluster,
+                admitted: true,
             } => self.start_status(client, query_id, cluster),
+            Input::Status {
+                client, query_id, ..
+            } => self.send_status(client, query_id, Err(PERMISSION_DENIED.to_string())),
         }
     }
 
@@ -516,12 +589,42 @@ impl ProxyDriver {
     }
 }
 
+/// What a status query without the right token gets.
+const PERMISSION_DENIED: &str = "permission denied: missing or wrong client token";
+
 /// What every client connection shares.
 struct ClientContext {
     inbox: mpsc::Sender<Input>,
     clients: Arc<Mutex<Clients>>,
     next_client: AtomicU64,
     host: HostSettings,
+    security: BTreeMap<String, ClusterSecurity>,
+}
+
+impl ClientContext {
+    /// Whether `token` may be used for `cluster`. An unknown cluster is admitted here: the
+    /// core answers it `UnknownCluster`. A refusal is counted, and logged once per connection
+    /// (a flood of them must not flood the log).
+    fn admits(
+        &self,
+        cluster: &str,
+        token: Option<&Token>,
+        peer: SocketAddr,
+        logged: &mut bool,
+    ) -> bool {
+        let admitted = self
+            .security
+            .get(cluster)
+            .is_none_or(|security| security.admits(token));
+        if !admitted {
+            metrics::counter!(names::PROXY_PERMISSION_DENIED, "cluster" => cluster.to_string())
+                .increment(1);
+            if !std::mem::replace(logged, true) {
+                tracing::warn!(%peer, %cluster, presented = token.is_some(), "client token missing or wrong; requests answered PermissionDenied");
+            }
+        }
+        admitted
+    }
 }
 
 /// One client connection: handshake, then requests in, replies out.
@@ -538,6 +641,8 @@ async fn serve_client<N: Network>(
         accept_masters: None,
         accept_proxies: false,
         accept_clients: true,
+        // Clients present a token with each request instead (`ClientContext::admits`).
+        authentication: crate::auth::Authentication::Insecure,
     };
     let timeout = context.host.server_limits().handshake_timeout;
     if transport::accept_hello(&mut reader, &mut writer, &policy, timeout, peer, "proxy")
@@ -578,6 +683,7 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     context: &ClientContext,
 ) {
     let permits = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION_MAX));
+    let mut denial_logged = false;
     loop {
         let frame = match codec::read_value::<ClientFrame, _>(reader).await {
             Ok(Some(frame)) => frame,
@@ -595,21 +701,28 @@ async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
                 request_id,
                 cluster,
                 operation,
+                token,
             } => (
                 request_id,
                 Input::Request {
                     client,
                     request_id,
+                    admitted: context.admits(&cluster, token.as_ref(), peer, &mut denial_logged),
                     cluster,
                     operation,
                 },
             ),
             // Status queries use the top of the id space so they never collide with requests.
-            ClientFrame::StatusQuery { query_id, cluster } => (
+            ClientFrame::StatusQuery {
+                query_id,
+                cluster,
+                token,
+            } => (
                 u64::MAX - query_id,
                 Input::Status {
                     client,
                     query_id,
+                    admitted: context.admits(&cluster, token.as_ref(), peer, &mut denial_logged),
                     cluster,
                 },
             ),

@@ -24,6 +24,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::auth::{self, AuthError, Authentication, ExchangeContext};
 use crate::codec::{self, CodecError, DialerRole, FrameReader, FrameWriter, Hello, HelloReply};
 use crate::metrics as names;
 use crate::platform::{Network, TokioNetwork};
@@ -146,6 +149,9 @@ pub enum HandshakeError {
     /// The listener refused us (dialer side).
     #[error("refused by the listener: {0}")]
     Refused(String),
+    /// The cluster-secret exchange failed (`auth.rs`): a wrong or missing secret.
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthError),
 }
 
 impl HandshakeError {
@@ -159,6 +165,7 @@ impl HandshakeError {
             HandshakeError::Role(_) => "role",
             HandshakeError::NodeId { .. } => "node_id",
             HandshakeError::Refused(_) => "refused",
+            HandshakeError::Auth(_) => "auth",
         }
     }
 }
@@ -175,10 +182,14 @@ pub struct HandshakePolicy {
     pub accept_proxies: bool,
     /// Whether clients may dial.
     pub accept_clients: bool,
+    /// Whether master and proxy dialers must prove the cluster secret (clients present
+    /// tokens with each request instead, `proxy.rs`).
+    pub authentication: Authentication,
 }
 
 /// The listener's side of the handshake: reads the `Hello`, checks it against `policy`,
-/// answers, and on refusal logs the reason and counts it. The caller closes on `Err`.
+/// answers, authenticates master and proxy dialers (`auth.rs`), and on refusal logs the
+/// reason and counts it. The caller closes on `Err`.
 pub async fn accept_hello<R, W>(
     reader: &mut FrameReader<R>,
     writer: &mut FrameWriter<W>,
@@ -188,35 +199,55 @@ pub async fn accept_hello<R, W>(
     server_label: &'static str,
 ) -> Result<DialerRole, HandshakeError>
 where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
-    let result = match tokio::time::timeout(timeout, codec::read_value::<Hello, _>(reader)).await {
-        Err(_) => Err(HandshakeError::Timeout(timeout)),
-        Ok(Ok(None)) => Err(HandshakeError::Closed),
-        Ok(Err(error)) => Err(HandshakeError::BadFrame(error)),
-        Ok(Ok(Some(hello))) => check_hello(hello, policy),
-    };
-    match result {
-        Ok(role) => {
-            codec::write_value(writer, &HelloReply::Welcome).await?;
-            Ok(role)
+    let exchange = async {
+        let hello = match codec::read_value::<Hello, _>(reader).await {
+            Ok(None) => return Err(HandshakeError::Closed),
+            Err(error) => return Err(HandshakeError::BadFrame(error)),
+            Ok(Some(hello)) => hello,
+        };
+        let role = check_hello(&hello, policy)?;
+        codec::write_value(writer, &HelloReply::Welcome).await?;
+        if matches!(role, DialerRole::Master(_) | DialerRole::Proxy) {
+            let context = ExchangeContext {
+                cluster: &hello.cluster,
+                role: &role,
+            };
+            auth::authenticate_dialer(reader, writer, &policy.authentication, &context)
+                .await
+                .map_err(|error| match error {
+                    // Garbage instead of an exchange frame is a bad frame like a garbage Hello.
+                    AuthError::Frame(error) => HandshakeError::BadFrame(error),
+                    error => HandshakeError::Auth(error),
+                })?;
         }
+        Ok(role)
+    };
+    let result = tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout(timeout)));
+    match result {
+        Ok(role) => Ok(role),
         Err(error) => {
             tracing::warn!(server = server_label, peer = %peer_address, reason = %error, "handshake refused; closing the connection");
             metrics::counter!(names::HANDSHAKE_REJECTIONS, "server" => server_label, "reason" => error.reason_label())
                 .increment(1);
-            let refusal = HelloReply::Refused {
-                reason: error.to_string(),
-            };
-            // Best effort: the dialer may already be gone.
-            let _ = tokio::time::timeout(timeout, codec::write_value(writer, &refusal)).await;
+            // After a `Welcome` the refusal is the exchange's own `AuthFrame::Refused`.
+            if !matches!(error, HandshakeError::Auth(_)) {
+                let refusal = HelloReply::Refused {
+                    reason: error.to_string(),
+                };
+                // Best effort: the dialer may already be gone.
+                let _ = tokio::time::timeout(timeout, codec::write_value(writer, &refusal)).await;
+            }
             Err(error)
         }
     }
 }
 
-fn check_hello(hello: Hello, policy: &HandshakePolicy) -> Result<DialerRole, HandshakeError> {
+fn check_hello(hello: &Hello, policy: &HandshakePolicy) -> Result<DialerRole, HandshakeError> {
     if hello.protocol_version != codec::PROTOCOL_VERSION {
         return Err(HandshakeError::Version {
             theirs: hello.protocol_version,
@@ -226,7 +257,7 @@ fn check_hello(hello: Hello, policy: &HandshakePolicy) -> Result<DialerRole, Han
     if let Some(cluster) = &policy.cluster {
         if &hello.cluster != cluster {
             return Err(HandshakeError::Cluster {
-                theirs: hello.cluster,
+                theirs: hello.cluster.clone(),
                 ours: cluster.clone(),
             });
         }
@@ -247,9 +278,9 @@ fn check_hello(hello: Hello, policy: &HandshakePolicy) -> Result<DialerRole, Han
         DialerRole::Client => policy.accept_clients,
     };
     if accepted {
-        Ok(hello.role)
+        Ok(hello.role.clone())
     } else {
-        Err(HandshakeError::Role(hello.role))
+        Err(HandshakeError::Role(hello.role.clone()))
     }
 }
 
@@ -273,6 +304,8 @@ pub struct LinkSettings {
     pub backoff_max: Duration,
     /// Time allowed for connect + handshake.
     pub connect_timeout: Duration,
+    /// The cluster secret proved to the listener when dialing as a master or proxy.
+    pub authentication: Authentication,
 }
 
 impl Default for LinkSettings {
@@ -283,6 +316,7 @@ impl Default for LinkSettings {
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
+            authentication: Authentication::Insecure,
         }
     }
 }
@@ -554,7 +588,28 @@ pub async fn dial_on<N: Network>(
         .await
         .map_err(HandshakeError::from)?;
     match codec::read_value::<HelloReply, _>(&mut reader).await {
-        Ok(Some(HelloReply::Welcome)) => Ok((reader, writer)),
+        Ok(Some(HelloReply::Welcome)) => {
+            if matches!(hello.role, DialerRole::Master(_) | DialerRole::Proxy) {
+                let context = ExchangeContext {
+                    cluster: &hello.cluster,
+                    role: &hello.role,
+                };
+                let authenticated = auth::authenticate_to_listener(
+                    &mut reader,
+                    &mut writer,
+                    &settings.authentication,
+                    &context,
+                )
+                .await;
+                if let Err(error) = authenticated {
+                    tracing::warn!(peer = %address, %error, "authentication with the peer failed");
+                    metrics::counter!(names::HANDSHAKE_REJECTIONS, "server" => "link", "reason" => "auth")
+                        .increment(1);
+                    return Err(HandshakeError::Auth(error).into());
+                }
+            }
+            Ok((reader, writer))
+        }
         Ok(Some(HelloReply::Refused { reason })) => {
             tracing::warn!(peer = %address, %reason, "handshake refused by the peer");
             Err(HandshakeError::Refused(reason).into())

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use vigil_core::{LedgerCounters, MasterStatus, Message, Operation, ReplyOutcome, RequestId};
 
+use crate::auth::Token;
+
 /// What a traced sender puts next to a protocol message (`docs/trace.md` §3): the id of its
 /// `Send` event (`<node>.<incarnation>.<peer>.<per-link sequence>`) and that event's Lamport
 /// clock. The receiver writes both into its `Receive` event, so the merge links the two exactly.
@@ -54,6 +56,8 @@ pub enum ClientFrame {
         cluster: String,
         /// The operation.
         operation: Operation,
+        /// The client token for `cluster` (`docs/security.md`); none if the client has none.
+        token: Option<Token>,
     },
     /// Ask for a cluster's status and the proxy's ledger.
     StatusQuery {
@@ -61,6 +65,8 @@ pub enum ClientFrame {
         query_id: u64,
         /// The cluster name.
         cluster: String,
+        /// The client token for `cluster`.
+        token: Option<Token>,
     },
 }
 

@@ -6,34 +6,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use common::metrics::{expect_counted, recorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use vigil::auth::Authentication;
 use vigil::codec::{self, DialerRole, Hello, PROTOCOL_VERSION};
-
-fn recorder() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
-            .install_recorder()
-            .expect("one recorder per test binary")
-    })
-}
-
-/// The value of counter `name` with all of `labels` (`key="value"` strings), 0 if absent.
-fn counter(name: &str, labels: &[&str]) -> u64 {
-    recorder()
-        .render()
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|value| value as u64)
-        .sum()
-}
+use vigil::transport::{self, LinkSettings};
 
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
@@ -50,41 +30,52 @@ fn hello(cluster: &str, protocol_version: u32, role: DialerRole) -> Vec<u8> {
     frame(&codec::encode(&hello).unwrap())
 }
 
-/// Sends `bytes` (after an optional valid hello) and waits until the server closes.
-async fn send_and_expect_close(address: SocketAddr, greeting: Option<Vec<u8>>, bytes: &[u8]) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    if let Some(greeting) = greeting {
-        stream.write_all(&greeting).await.unwrap();
-        // The Welcome frame: 4-byte length + 1-byte variant.
-        let mut welcome = [0u8; 5];
-        stream.read_exact(&mut welcome).await.unwrap();
-        assert_eq!(welcome, [0, 0, 0, 1, 0], "welcomed");
+/// How a test connection opens before its bad bytes.
+#[derive(Clone)]
+enum Greeting {
+    /// Nothing: the bad bytes are the first thing the server reads.
+    None,
+    /// A valid `Hello` (a client's), answered `Welcome`.
+    Hello(Vec<u8>),
+    /// A master's or proxy's `Hello` and the cluster-secret exchange (`auth.rs`).
+    Authenticated(Hello),
+}
+
+/// Opens a connection to `address` and says `greeting`.
+async fn open(address: SocketAddr, greeting: Greeting) -> TcpStream {
+    match greeting {
+        Greeting::None => TcpStream::connect(address).await.unwrap(),
+        Greeting::Hello(hello) => {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream.write_all(&hello).await.unwrap();
+            // The Welcome frame: 4-byte length + 1-byte variant.
+            let mut welcome = [0u8; 5];
+            stream.read_exact(&mut welcome).await.unwrap();
+            assert_eq!(welcome, [0, 0, 0, 1, 0], "welcomed");
+            stream
+        }
+        Greeting::Authenticated(hello) => {
+            let settings = LinkSettings {
+                authentication: Authentication::ClusterSecret(common::test_secret()),
+                ..LinkSettings::default()
+            };
+            let (reader, writer) = transport::dial(&address.to_string(), &hello, &settings)
+                .await
+                .expect("authenticated");
+            reader.into_inner().reunite(writer.into_inner()).unwrap()
+        }
     }
+}
+
+/// Sends `bytes` after `greeting` and waits until the server closes.
+async fn send_and_expect_close(address: SocketAddr, greeting: Greeting, bytes: &[u8]) {
+    let mut stream = open(address, greeting).await;
     // The server may close before reading everything we send; a reset is a close too.
     let _ = stream.write_all(bytes).await;
     let _ = stream.shutdown().await;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the server closed the connection");
-}
-
-/// Runs `action` and checks that counter `name{labels}` went up by exactly one.
-async fn expect_counted<F: std::future::Future<Output = ()>>(
-    name: &str,
-    labels: &[&str],
-    action: F,
-) {
-    let before = counter(name, labels);
-    action.await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while counter(name, labels) == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}{labels:?} not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(counter(name, labels), before + 1, "{name}{labels:?}");
 }
 
 const BAD_FRAMES: &str = "vigil_bad_frames_total";
@@ -111,7 +102,7 @@ fn bad_inputs() -> BadInputs {
 }
 
 /// Sends every framing fault after a valid `greeting` and checks each is closed and counted.
-async fn framing_faults(address: SocketAddr, server: &str, greeting: impl Fn() -> Option<Vec<u8>>) {
+async fn framing_faults(address: SocketAddr, server: &str, greeting: Greeting) {
     let inputs = bad_inputs();
     let cases: [(&str, Vec<u8>); 4] = [
         ("undecodable", frame(&inputs.garbage)),
@@ -125,7 +116,7 @@ async fn framing_faults(address: SocketAddr, server: &str, greeting: impl Fn() -
         expect_counted(
             BAD_FRAMES,
             &labels,
-            send_and_expect_close(address, greeting(), &bytes),
+            send_and_expect_close(address, greeting.clone(), &bytes),
         )
         .await;
     }
@@ -133,7 +124,7 @@ async fn framing_faults(address: SocketAddr, server: &str, greeting: impl Fn() -
     expect_counted(
         REJECTIONS,
         &labels,
-        send_and_expect_close(address, None, &inputs.garbage),
+        send_and_expect_close(address, Greeting::None, &inputs.garbage),
     )
     .await;
 }
@@ -164,10 +155,12 @@ async fn bad_input_to_a_master() {
     let master = cluster.master_addresses()[0];
     let name = cluster.name().to_string();
     let server = "server=\"master\"";
-    framing_faults(master, server, || {
-        Some(hello(&name, PROTOCOL_VERSION, DialerRole::Proxy))
-    })
-    .await;
+    let proxy_hello = Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster: name.clone(),
+        role: DialerRole::Proxy,
+    };
+    framing_faults(master, server, Greeting::Authenticated(proxy_hello)).await;
     let refusals = [
         (
             "cluster",
@@ -189,7 +182,7 @@ async fn bad_input_to_a_master() {
         expect_counted(
             REJECTIONS,
             &labels,
-            send_and_expect_close(master, None, &greeting),
+            send_and_expect_close(master, Greeting::None, &greeting),
         )
         .await;
     }
@@ -209,10 +202,8 @@ async fn bad_input_to_the_proxy() {
     let proxy = cluster.proxy_address();
     let name = cluster.name().to_string();
     let server = "server=\"proxy\"";
-    framing_faults(proxy, server, || {
-        Some(hello("", PROTOCOL_VERSION, DialerRole::Client))
-    })
-    .await;
+    let client_hello = hello("", PROTOCOL_VERSION, DialerRole::Client);
+    framing_faults(proxy, server, Greeting::Hello(client_hello)).await;
     let refusals = [
         (
             "role",
@@ -229,7 +220,7 @@ async fn bad_input_to_the_proxy() {
         expect_counted(
             REJECTIONS,
             &labels,
-            send_and_expect_close(proxy, None, &greeting),
+            send_and_expect_close(proxy, Greeting::None, &greeting),
         )
         .await;
     }

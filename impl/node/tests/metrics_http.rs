@@ -14,10 +14,11 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use vigil::auth::{Authentication, Secret};
 use vigil::client::Client;
 use vigil::config::HostSettings;
 use vigil::master::{self, MasterSettings};
-use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil::proxy::{self, ClusterSecurity, LedgerView, ProxySettings};
 use vigil::status::{self, HttpEndpoint, StatusSource, HTTP_CONNECTIONS_MAX};
 use vigil_core::OperationResult;
 
@@ -117,6 +118,7 @@ async fn status_is_served_over_http() {
         ..common::test_protocol()
     };
     let shutdown = CancellationToken::new();
+    let secret = Secret::generate().unwrap();
     let master_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let master_address = master_listener.local_addr().unwrap();
     let settings = MasterSettings {
@@ -127,6 +129,7 @@ async fn status_is_served_over_http() {
         protocol: protocol.clone(),
         host: host.clone(),
         trace_file: None,
+        authentication: Authentication::ClusterSecret(secret.clone()),
     };
     let master = master::spawn(master_listener, settings, shutdown.child_token()).unwrap();
     let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -137,6 +140,13 @@ async fn status_is_served_over_http() {
         protocol,
         host,
         trace_file: None,
+        security: BTreeMap::from([(
+            "solo".to_string(),
+            ClusterSecurity {
+                authentication: Authentication::ClusterSecret(secret),
+                client_token: None,
+            },
+        )]),
     };
     let proxy_task = tokio::spawn(proxy::run(
         proxy_listener,

@@ -1,6 +1,7 @@
 //! One proxy serving two clusters (the config maps each name to its masters): requests are
 //! routed by the name they carry, the clusters' data stay apart, and an unknown name is
-//! answered `UnknownCluster` by the same proxy.
+//! answered `UnknownCluster` by the same proxy. Each cluster has its own secret, and `alpha`
+//! its own client token: a request to it without the token is answered `PermissionDenied`.
 
 mod common;
 
@@ -10,19 +11,28 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vigil::auth::{Authentication, Secret};
 use vigil::client::Client;
 use vigil::cluster::LocalCluster;
-use vigil::proxy::{self, LedgerView, ProxySettings};
+use vigil::proxy::{self, ClusterSecurity, LedgerView, ProxySettings};
 use vigil_core::{ClientError, OperationResult};
 
 async fn start(name: &str, directory: &std::path::Path) -> LocalCluster {
     let mut options = common::test_options(3, &directory.join(name));
     options.cluster = name.to_string();
+    options.cluster_secret = Some(secret(&format!("{name}-cluster-secret")));
     options.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
     LocalCluster::start(options).await.unwrap()
 }
 
-/// A proxy config serving every given cluster by its name.
+fn secret(text: &str) -> Secret {
+    Secret::from_bytes(text.as_bytes(), "test").unwrap()
+}
+
+/// The token `alpha`'s clients must present (`beta` requires none).
+const ALPHA_TOKEN: &str = "alpha-client-token";
+
+/// A proxy config serving every given cluster by its name, with its secret.
 fn proxy_settings(clusters: &[&LocalCluster]) -> ProxySettings {
     let mut settings = ProxySettings {
         clusters: clusters
@@ -35,6 +45,19 @@ fn proxy_settings(clusters: &[&LocalCluster]) -> ProxySettings {
         protocol: common::test_protocol(),
         host: vigil::config::HostSettings::default(),
         trace_file: None,
+        security: clusters
+            .iter()
+            .map(|cluster| {
+                let name = cluster.name();
+                let security = ClusterSecurity {
+                    authentication: Authentication::ClusterSecret(secret(&format!(
+                        "{name}-cluster-secret"
+                    ))),
+                    client_token: (name == "alpha").then(|| secret(ALPHA_TOKEN)),
+                };
+                (name.to_string(), security)
+            })
+            .collect(),
     };
     settings.host.tick_interval_ms = common::TEST_TICK_INTERVAL_MS;
     settings
@@ -66,6 +89,20 @@ async fn one_proxy_serves_two_clusters() {
     let mut client = Client::connect(&address, Duration::from_secs(5))
         .await
         .unwrap();
+    assert_eq!(
+        client.put("alpha", b"k", b"no-token").await.unwrap(),
+        Err(ClientError::PermissionDenied)
+    );
+    client.set_token("alpha", secret("alpha-client-tokeN").token());
+    assert_eq!(
+        client.put("alpha", b"k", b"wrong-token").await.unwrap(),
+        Err(ClientError::PermissionDenied)
+    );
+    assert!(
+        client.status("alpha").await.is_err(),
+        "status needs the token"
+    );
+    client.set_token("alpha", secret(ALPHA_TOKEN).token());
     assert_eq!(
         client.put("alpha", b"k", b"from-alpha").await.unwrap(),
         Ok(OperationResult::Written { version: 1 })
@@ -105,7 +142,8 @@ async fn one_proxy_serves_two_clusters() {
             counters.completed_ok,
             counters.completed_err
         ),
-        (5, 4, 1)
+        (7, 4, 3),
+        "two PermissionDenied and one UnknownCluster, each answered once"
     );
     assert_eq!(counters.in_flight, 0);
     shutdown.cancel();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod metrics;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -26,9 +28,15 @@ pub fn test_protocol() -> vigil_core::Config {
     }
 }
 
-/// Cluster options with the test timing; the data lives in `directory`.
+/// The cluster secret of test clusters, known to tests that dial masters themselves.
+pub fn test_secret() -> vigil::auth::Secret {
+    vigil::auth::Secret::from_bytes(b"vigil-test-cluster-secret", "test").expect("long enough")
+}
+
+/// Cluster options with the test timing and [`test_secret`]; the data lives in `directory`.
 pub fn test_options(masters: usize, directory: &std::path::Path) -> ClusterOptions {
     let mut options = ClusterOptions::local(masters, directory.to_path_buf());
+    options.cluster_secret = Some(test_secret());
     options.host.tick_interval_ms = TEST_TICK_INTERVAL_MS;
     options.protocol = test_protocol();
     options
