@@ -131,12 +131,18 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Bytes, CodecError> {
         .map_err(|error| CodecError::Encode(error.to_string()))
 }
 
-/// Decodes one frame payload.
+/// Decodes one frame payload, which must hold exactly one value: trailing bytes are an error
+/// (a frame is either what the sender encoded or garbage, never both).
 pub fn decode<T: DeserializeOwned>(frame: &BytesMut) -> Result<T, CodecError> {
-    postcard::from_bytes(frame).map_err(|error| CodecError::Decode {
+    let undecodable = |reason: String| CodecError::Decode {
         bytes: frame.len(),
-        reason: error.to_string(),
-    })
+        reason,
+    };
+    match postcard::take_from_bytes(frame) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(undecodable(format!("{} trailing bytes", rest.len()))),
+        Err(error) => Err(undecodable(error.to_string())),
+    }
 }
 
 /// Reads the next value; `Ok(None)` when the peer closed cleanly between frames.

@@ -357,12 +357,15 @@ pub struct ProxyConfig {
     pub trace_file: Option<PathBuf>,
 }
 
-fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+fn read_toml(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    toml::from_str(&text).map_err(|error| ConfigError::Parse {
+    })
+}
+
+fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|error| ConfigError::Parse {
         path: path.to_path_buf(),
         message: error.to_string(),
     })
@@ -395,7 +398,12 @@ fn protocol_error(error: vigil_core::ConfigError) -> ConfigError {
 impl MasterConfig {
     /// Reads and validates a master's config file.
     pub fn load(path: &Path) -> Result<MasterConfig, ConfigError> {
-        let mut config: MasterConfig = read_toml(path)?;
+        MasterConfig::parse(&read_toml(path)?, path)
+    }
+
+    /// Parses and validates a master's config; `path` is only named in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<MasterConfig, ConfigError> {
+        let mut config: MasterConfig = parse_toml(text, path)?;
         config.protocol.masters = config.masters.len() as u64;
         config.validate()?;
         Ok(config)
@@ -442,7 +450,12 @@ impl MasterConfig {
 impl ProxyConfig {
     /// Reads and validates a proxy's config file.
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
-        let config: ProxyConfig = read_toml(path)?;
+        ProxyConfig::parse(&read_toml(path)?, path)
+    }
+
+    /// Parses and validates a proxy's config; `path` is only named in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ProxyConfig, ConfigError> {
+        let config: ProxyConfig = parse_toml(text, path)?;
         config.validate()?;
         Ok(config)
     }

@@ -2,10 +2,11 @@
 //! the proxy server, metrics, and the client library used by the CLI, benchmarks and tests.
 //!
 //! Layers, bottom up: `storage` (checksummed log, atomic files) and `durable` (a master's
-//! durable state on it); `codec` (frames, handshake), `auth` (cluster secret, client tokens) and `transport` (accept loop, links);
-//! `wire` (what travels after the handshake); `master` and `proxy` (the tasks that own the
-//! core's state machines); `client`; `cluster` (N masters and a proxy in one process);
-//! `config`, `metrics` and `status` (the HTTP endpoint for `/metrics` and `/status`);
+//! durable state on it); `codec` (frames, handshake), `auth` (cluster secret, client tokens)
+//! and `transport` (accept loop, links); `wire` (what travels after the handshake); `master`
+//! and `proxy` (the tasks that own the core's state machines); `client`; `cluster` (N masters
+//! and a proxy in one process); `config`, `metrics` and `status` (the HTTP endpoint for
+//! `/metrics` and `/status`); `fuzzing` (entry points of the fuzz targets and corpus replay);
 //! `platform`, the seam (network, file system) that lets conformance run all of it under a
 //! deterministic simulation; `bench` (`vigil bench`: the service, the incident, failures and
 //! verification, measured side by side).
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod durable;
+pub mod fuzzing;
 pub mod master;
 pub mod metrics;
 pub mod platform;

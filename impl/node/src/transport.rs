@@ -155,7 +155,8 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    fn reason_label(&self) -> &'static str {
+    /// The `reason` label of `vigil_handshake_rejections_total`.
+    pub fn reason_label(&self) -> &'static str {
         match self {
             HandshakeError::Timeout(_) => "timeout",
             HandshakeError::Closed => "closed",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vigil::auth::{self, Authentication, ExchangeContext, Secret};
 use vigil::codec::{self, DialerRole, Hello, HelloReply, PROTOCOL_VERSION};
 use vigil::transport::{self, LinkSettings, SendError};
 
@@ -18,10 +19,15 @@ fn hello() -> Hello {
     }
 }
 
+fn secret() -> Authentication {
+    Authentication::ClusterSecret(Secret::from_bytes(b"transport-test-secret", "test").unwrap())
+}
+
 fn settings(queue_messages_max: usize) -> LinkSettings {
     LinkSettings {
         queue_messages_max,
         connect_timeout: Duration::from_secs(30),
+        authentication: secret(),
         ..LinkSettings::default()
     }
 }
@@ -55,6 +61,13 @@ async fn accept_and_welcome(
     codec::write_value(&mut writer, &HelloReply::Welcome)
         .await
         .unwrap();
+    let context = ExchangeContext {
+        cluster: &said.cluster,
+        role: &said.role,
+    };
+    auth::authenticate_dialer(&mut reader, &mut writer, &secret(), &context)
+        .await
+        .expect("the link proves the cluster secret");
     (reader, writer)
 }
 
