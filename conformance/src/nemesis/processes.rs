@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use vigil::config::{ClusterAddresses, HostSettings, MasterAddress, MasterConfig, ProxyConfig};
+use vigil::config::{
+    ClusterAddresses, HostSettings, MasterAddress, MasterAuth, MasterConfig, ProxyConfig,
+};
 
 use super::NemesisError;
 
@@ -78,6 +80,38 @@ pub struct Layout {
     pub traces: bool,
 }
 
+/// The cluster secret file every master and the proxy read, under `directory`.
+pub fn cluster_secret_path(directory: &Path) -> PathBuf {
+    directory.join("configs/cluster.secret")
+}
+
+/// The client token file the proxy reads, under `directory`.
+pub fn client_token_path(directory: &Path) -> PathBuf {
+    directory.join("configs/client.token")
+}
+
+/// Writes a fresh cluster secret and client token (mode 600, as the processes require) and
+/// returns the token for the workload's clients.
+pub fn write_secrets(directory: &Path) -> Result<vigil::auth::Token, NemesisError> {
+    use std::os::unix::fs::PermissionsExt;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let pid = std::process::id();
+    let secret = format!("nemesis-cluster-secret-{pid}-{stamp}");
+    let token = format!("nemesis-client-token-{pid}-{stamp}");
+    for (path, text) in [
+        (cluster_secret_path(directory), &secret),
+        (client_token_path(directory), &token),
+    ] {
+        std::fs::write(&path, text).map_err(NemesisError::io("writing a secret"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(NemesisError::io("restricting a secret"))?;
+    }
+    Ok(vigil::auth::Token::from_bytes(token.as_bytes()))
+}
+
 impl Layout {
     /// The config of master `node`; `peers[j]` is the address it dials for master `j`.
     pub fn master_config(&self, node: usize, own: &Endpoints, peers: &[String]) -> MasterConfig {
@@ -100,6 +134,10 @@ impl Layout {
             trace_file: self
                 .traces
                 .then(|| self.directory.join(format!("traces/m{node}.ndjson"))),
+            auth: MasterAuth {
+                cluster_secret_file: Some(cluster_secret_path(&self.directory)),
+                ..MasterAuth::default()
+            },
         }
     }
 
@@ -111,6 +149,11 @@ impl Layout {
             clusters: vec![ClusterAddresses {
                 name: self.cluster.clone(),
                 masters: masters.iter().map(|m| m.listen.to_string()).collect(),
+                cluster_secret_file: Some(cluster_secret_path(&self.directory)),
+                cluster_secret_env: None,
+                client_token_file: Some(client_token_path(&self.directory)),
+                client_token_env: None,
+                insecure: false,
             }],
             host: self.host.clone(),
             protocol: self.protocol.clone(),

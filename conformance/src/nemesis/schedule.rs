@@ -47,6 +47,8 @@ struct Cluster {
     faults: Vec<FaultRecord>,
     floods: Vec<FloodRecord>,
     pauses: u64,
+    /// The client token the workload presents (`docs/security.md`).
+    token: vigil::auth::Token,
 }
 
 /// Runs the whole nemesis (see the module `nemesis`).
@@ -67,6 +69,7 @@ pub async fn run(options: &NemesisOptions) -> Result<NemesisReport, NemesisError
         think_time: Duration::from_millis(10),
         started,
         values_per_client: (VALUES_MAX / options.clients.max(1) as u64).max(1),
+        token: cluster.token.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..options.clients)
@@ -120,6 +123,7 @@ impl Cluster {
         let endpoints: Vec<Endpoints> = (0..MASTERS)
             .map(|_| Endpoints::fresh())
             .collect::<Result<_, _>>()?;
+        let token = processes::write_secrets(directory)?;
         let targets: Vec<SocketAddr> = endpoints.iter().map(|e| e.listen).collect();
         let links = Links::start(&targets).await?;
         let mut processes = Processes::new(options.vigil.clone());
@@ -154,6 +158,7 @@ impl Cluster {
             faults: Vec::new(),
             floods: Vec::new(),
             pauses: 0,
+            token,
         })
     }
 

@@ -34,6 +34,8 @@ pub struct WorkloadSettings {
     /// Distinct values per client: the trace check's model numbers values in a byte, so a
     /// client cycles through this many (versions still tell every write apart).
     pub values_per_client: u64,
+    /// The cluster's client token, presented with every request.
+    pub token: vigil::auth::Token,
 }
 
 /// A small deterministic generator (xorshift64): the workload needs no cryptographic quality.
@@ -93,7 +95,10 @@ pub async fn run_operation(
         None => match Client::connect(&settings.proxy, settings.call_timeout).await {
             // A dial that failed is a definite refusal: no request left the client.
             Err(error) => Outcome::Failed(error.to_string()),
-            Ok(connected) => call_on(client.insert(connected), settings, key, &call).await,
+            Ok(mut connected) => {
+                connected.set_token(&settings.cluster, settings.token.clone());
+                call_on(client.insert(connected), settings, key, &call).await
+            }
         },
     };
     if matches!(outcome, Outcome::Unknown(_)) {
