@@ -285,6 +285,14 @@ fn plan_end_ticks(plan: &FaultPlan) -> u64 {
         .max(WARMUP_TICKS + 40)
 }
 
+/// Masters and the proxy authenticate as in production (`docs/security.md`), with a fixed
+/// secret: the exchange's nonces never reach a trace, so runs stay reproducible.
+fn cluster_secret() -> vigil::auth::Authentication {
+    let secret = vigil::auth::Secret::from_bytes(b"turmoil-cluster-secret", "simulation")
+        .expect("long enough");
+    vigil::auth::Authentication::ClusterSecret(secret)
+}
+
 fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses: &[String]) {
     let settings = MasterSettings {
         cluster: CLUSTER.to_string(),
@@ -294,6 +302,7 @@ fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses
         protocol: protocol(addresses.len() as u64),
         host: host_settings(),
         trace_file: None,
+        authentication: cluster_secret(),
     };
     sim.host(master_name(node), move || {
         let settings = settings.clone();
@@ -324,6 +333,13 @@ fn add_proxy(sim: &mut turmoil::Sim<'_>, trace: TraceBuffer, addresses: &[String
         protocol: protocol(addresses.len() as u64),
         host: host_settings(),
         trace_file: None,
+        security: BTreeMap::from([(
+            CLUSTER.to_string(),
+            vigil::proxy::ClusterSecurity {
+                authentication: cluster_secret(),
+                client_token: None,
+            },
+        )]),
     };
     sim.host("proxy", move || {
         let settings = settings.clone();
