@@ -1,9 +1,7 @@
 //! Bad input to a master and to the proxy, on raw sockets: garbage bytes, a truncated frame,
 //! an oversized frame, an unknown message type, a handshake naming the wrong cluster or
 //! version. Each must close that connection, count it (`vigil_bad_frames_total`,
-//! `vigil_handshake_rejections_total`), and leave the server serving everyone else — and a
-//! flood of them (wrong-cluster requests, garbage, dialers without the secret) must leave the
-//! process's memory flat and the proxy's ledger balanced.
+//! `vigil_handshake_rejections_total`), and leave the server serving everyone else.
 
 mod common;
 
@@ -226,122 +224,6 @@ async fn bad_input_to_the_proxy() {
         )
         .await;
     }
-    still_serving(&cluster).await;
-    cluster.shutdown().await.unwrap();
-}
-
-/// This process's resident set size, in KiB (Linux `/proc/self/status`).
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// One client connection of the flood: 64 pipelined requests naming a wrong cluster (each
-/// answered `UnknownCluster`), then a garbage frame (the proxy closes the connection).
-async fn flood_connection(proxy: SocketAddr) {
-    let client_hello = hello("", PROTOCOL_VERSION, DialerRole::Client);
-    let stream = open(proxy, Greeting::Hello(client_hello)).await;
-    let (read_half, mut write_half) = stream.into_split();
-    let mut requests = Vec::new();
-    for request_id in 1..=64u64 {
-        let request = vigil::wire::ClientFrame::Request {
-            request_id,
-            cluster: format!("wrong-{request_id}"),
-            operation: vigil_core::Operation::Put {
-                key: vec![b'k'; 256],
-                value: vec![b'v'; 1024],
-            },
-            token: None,
-        };
-        requests.extend(frame(&codec::encode(&request).unwrap()));
-    }
-    write_half.write_all(&requests).await.unwrap();
-    let mut reader = codec::FrameReader::new(read_half, codec::frame_codec(1 << 20));
-    for _ in 0..64 {
-        let reply: vigil::wire::ProxyFrame = codec::read_value(&mut reader).await.unwrap().unwrap();
-        let vigil::wire::ProxyFrame::Reply { outcome, .. } = reply else {
-            panic!("{reply:?}")
-        };
-        assert_eq!(outcome, Err(vigil_core::ClientError::UnknownCluster));
-    }
-    let _ = write_half.write_all(&frame(&[250; 100])).await;
-    let closed = tokio::time::timeout(
-        Duration::from_secs(5),
-        codec::read_value::<vigil::wire::ProxyFrame, _>(&mut reader),
-    )
-    .await;
-    assert!(
-        matches!(closed, Ok(Ok(None)) | Ok(Err(_))),
-        "closed after garbage: {closed:?}"
-    );
-}
-
-/// One master connection of the flood: a dialer without the secret, then one with garbage
-/// instead of its `Hello`. Both are refused and closed.
-async fn master_flood_connection(master: SocketAddr, cluster: &str) {
-    let impostor = Hello {
-        protocol_version: PROTOCOL_VERSION,
-        cluster: cluster.to_string(),
-        role: DialerRole::Proxy,
-    };
-    let refused = transport::dial(&master.to_string(), &impostor, &LinkSettings::default()).await;
-    assert!(refused.is_err(), "a dialer without the secret is refused");
-    send_and_expect_close(master, Greeting::None, &frame(&[7; 3000])).await;
-}
-
-/// Runs `rounds` × 16 concurrent flood connections against the proxy and a master.
-async fn flood(proxy: SocketAddr, master: SocketAddr, cluster: &str, rounds: usize) {
-    for _ in 0..rounds {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..16 {
-            let cluster = cluster.to_string();
-            tasks.spawn(async move {
-                flood_connection(proxy).await;
-                master_flood_connection(master, &cluster).await;
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_bad_input_leaves_memory_flat_and_the_ledger_balanced() {
-    recorder();
-    let directory = tempfile::tempdir().unwrap();
-    let cluster = common::start_cluster(3, directory.path()).await;
-    cluster
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
-    let (proxy, master) = (cluster.proxy_address(), cluster.master_addresses()[0]);
-    let name = cluster.name().to_string();
-    // Warm-up: allocator pools, connection tables and the metrics registry reach their size.
-    flood(proxy, master, &name, 4).await;
-    let before_kib = rss_kib();
-    let accepted_before = cluster.ledger().accepted;
-    // 20 rounds × 16 connections × 64 requests = 20,480 wrong-cluster requests (1.3 KiB each)
-    // and 640 refused master dialers; about 27 MiB of requests in all.
-    flood(proxy, master, &name, 20).await;
-    let after_kib = rss_kib();
-    let ledger = cluster.ledger();
-    assert_eq!(
-        ledger.accepted - accepted_before,
-        20 * 16 * 64,
-        "{ledger:?}"
-    );
-    assert!(ledger.is_balanced() && ledger.in_flight == 0, "{ledger:?}");
-    assert_eq!(ledger.dropped_unanswered, 0, "{ledger:?}");
-    let growth_kib = after_kib.saturating_sub(before_kib);
-    assert!(
-        growth_kib < 8 * 1024,
-        "RSS grew {growth_kib} KiB over the flood ({before_kib} → {after_kib} KiB)"
-    );
     still_serving(&cluster).await;
     cluster.shutdown().await.unwrap();
 }
