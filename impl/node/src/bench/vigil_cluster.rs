@@ -70,6 +70,12 @@ impl VigilCluster {
             clusters: vec![ClusterAddresses {
                 name: CLUSTER.to_string(),
                 masters: peer.iter().map(SocketAddr::to_string).collect(),
+                cluster_secret_file: None,
+                cluster_secret_env: None,
+                client_token_file: None,
+                client_token_env: None,
+                // Loopback benchmark; the handshake's cost is per connection, not per request.
+                insecure: true,
             }],
             host: HostSettings::default(),
             protocol: vigil_core::Config::default(),
@@ -212,6 +218,10 @@ fn master_config(
             })
             .collect(),
         host: HostSettings::default(),
+        auth: crate::config::MasterAuth {
+            insecure: true,
+            ..crate::config::MasterAuth::default()
+        },
         protocol,
         trace_file: None,
     }
