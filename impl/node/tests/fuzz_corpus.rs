@@ -55,10 +55,13 @@ fn hello(cluster: &str, version: u32, role: DialerRole) -> Vec<u8> {
 }
 
 fn frame_seeds() -> Vec<(String, Vec<u8>)> {
-    let prepare = encoded(&PeerFrame::Protocol(Message::Prepare {
-        ballot: Ballot { round: 7, node: 2 },
-        commit_index: 41,
-    }));
+    let prepare = encoded(&PeerFrame::Protocol {
+        message: Message::Prepare {
+            ballot: Ballot { round: 7, node: 2 },
+            commit_index: 41,
+        },
+        stamp: None,
+    });
     let request = encoded(&ClientFrame::Request {
         request_id: 3,
         cluster: "prod".into(),

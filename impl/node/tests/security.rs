@@ -143,13 +143,16 @@ async fn a_process_without_the_secret_cannot_join_or_inject() {
     let before = cluster.status(0).await.unwrap().promised;
     let rejections_before = counter(REJECTIONS, &["server=\"master\""]);
     let (reader, mut writer) = welcomed(master, &impostor).await;
-    let prepare = PeerFrame::Protocol(Message::Prepare {
-        ballot: Ballot {
-            round: 1_000_000,
-            node: 1,
+    let prepare = PeerFrame::Protocol {
+        message: Message::Prepare {
+            ballot: Ballot {
+                round: 1_000_000,
+                node: 1,
+            },
+            commit_index: 0,
         },
-        commit_index: 0,
-    });
+        stamp: None,
+    };
     for _ in 0..3 {
         let _ = codec::write_value(&mut writer, &prepare).await;
     }
