@@ -230,6 +230,7 @@ impl Step<'_> {
             evictions: 0,
             rejoins: 0,
             commit_at_last_heartbeat: state.commit_index,
+            last_slot_at_last_heartbeat: state.commit_index,
         });
         let commit_index = state.commit_index;
         for (slot, command) in accepts {

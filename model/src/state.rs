@@ -67,6 +67,9 @@ pub struct LeaderState {
     pub rejoins: u8,
     /// The commit index when the heartbeat timer last fired (§4.7 retransmission).
     pub commit_at_last_heartbeat: Slot,
+    /// The last slot assigned when the heartbeat timer last fired (the commit index at election):
+    /// only slots outstanding for a whole heartbeat period are re-sent (§4.7).
+    pub last_slot_at_last_heartbeat: Slot,
 }
 
 /// One master.
@@ -288,6 +291,7 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
                 evictions: 0,
                 rejoins: 0,
                 commit_at_last_heartbeat: 0,
+                last_slot_at_last_heartbeat: 0,
             };
             (first_ballot, Some(first_ballot), Role::Leader(leader))
         }

@@ -92,20 +92,25 @@ impl Step<'_> {
     }
 
     /// §4.7: when the commit index did not move during the last heartbeat period, send `Accept`
-    /// again for every uncommitted slot to each active follower that has not acknowledged it.
+    /// again for every slot that was already uncommitted when the timer last fired, to each
+    /// active follower that has not acknowledged it. (The core's exception for a copy still
+    /// behind its own durable write needs a write slower than a heartbeat period to show.)
     fn retransmit(&mut self, node: NodeId) {
+        let last_slot = self.state.masters[node as usize].last_slot();
         let state = &mut self.state.masters[node as usize];
         let Role::Leader(leader) = &mut state.role else {
             return;
         };
         let stalled = leader.commit_at_last_heartbeat == state.commit_index;
+        let outstanding_until = leader.last_slot_at_last_heartbeat;
         leader.commit_at_last_heartbeat = state.commit_index;
+        leader.last_slot_at_last_heartbeat = last_slot;
         if !stalled {
             return;
         }
         let (ballot, commit_index) = (leader.ballot, state.commit_index);
         let mut accepts = Vec::new();
-        for (slot, accepted) in &leader.accepted_by {
+        for (slot, accepted) in leader.accepted_by.range(..=outstanding_until) {
             let Some(entry) = state.log.get(slot) else {
                 continue;
             };

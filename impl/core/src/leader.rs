@@ -258,9 +258,10 @@ impl Master {
 
     /// Retransmission (§4.7): a host may lose messages (a closed connection, a full bounded
     /// queue) and a slot that never gathers a quorum blocks the commit index. So when the commit
-    /// index did not move for a whole heartbeat period while slots are uncommitted, each active
-    /// follower gets the `Accept`s it has not acknowledged again (at most `pipeline_slots_max`
-    /// per follower and period) — except those whose previous copy has not left yet: its
+    /// index did not move for a whole heartbeat period, each active follower gets again the
+    /// `Accept`s it has not acknowledged among the slots already uncommitted at the previous
+    /// heartbeat (at most `pipeline_slots_max` per follower and period; a slot sent during
+    /// this period is not re-sent yet) — except those whose previous copy has not left yet: its
     /// `Ready` batch still waits for this leader's durable write (a slow fsync). Re-sending
     /// those would only pile up behind the disk, so at most one copy per slot and follower
     /// waits in the host.
@@ -274,14 +275,16 @@ impl Master {
             return;
         };
         let stalled = leadership.commit_index_at_heartbeat == commit_index;
+        let outstanding_until = leadership.last_slot_at_heartbeat;
         leadership.commit_index_at_heartbeat = commit_index;
-        if !stalled || leadership.next_slot <= commit_index + 1 {
+        leadership.last_slot_at_heartbeat = leadership.next_slot - 1;
+        if !stalled || outstanding_until <= commit_index {
             return;
         }
         let ballot = leadership.ballot;
         let mut resend = Vec::new();
         for node in followers {
-            for (slot, acks) in &leadership.acks {
+            for (slot, acks) in leadership.acks.range(..=outstanding_until) {
                 let waiting = self.accepts_awaiting_advance.contains_key(&(*node, *slot));
                 if !acks.contains(node) && !waiting {
                     resend.push((*node, *slot));

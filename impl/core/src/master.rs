@@ -157,6 +157,9 @@ pub(crate) struct Leadership {
     /// The commit index at the previous heartbeat: if it did not move while slots are
     /// uncommitted, the heartbeat re-sends their `Accept`s (a message was lost).
     pub(crate) commit_index_at_heartbeat: Slot,
+    /// The last slot assigned at the previous heartbeat (the commit index at election): only
+    /// slots uncommitted for a whole heartbeat period are re-sent (§4.7).
+    pub(crate) last_slot_at_heartbeat: Slot,
     pub(crate) check_quorum_elapsed_ticks: u64,
     /// Active followers heard from in the current check-quorum window.
     pub(crate) heard_in_window: BTreeSet<NodeId>,

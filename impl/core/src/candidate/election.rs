@@ -202,6 +202,7 @@ impl Master {
             owners: BTreeMap::new(),
             heartbeat_elapsed_ticks: 0,
             commit_index_at_heartbeat: self.commit_index,
+            last_slot_at_heartbeat: self.commit_index,
             check_quorum_elapsed_ticks: 0,
             heard_in_window: BTreeSet::new(),
         });
