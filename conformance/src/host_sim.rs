@@ -285,12 +285,13 @@ fn plan_end_ticks(plan: &FaultPlan) -> u64 {
         .max(WARMUP_TICKS + 40)
 }
 
-/// Masters and the proxy authenticate as in production (`docs/security.md`), with a fixed
-/// secret: the exchange's nonces never reach a trace, so runs stay reproducible.
+/// The simulated masters and proxy run without the authentication exchange
+/// (`insecure = true`): with it on, two runs of one seed order simultaneous receives differently
+/// (`tests/turmoil_host.rs` caught it; cause not yet found, see docs/trace.md §6).
+/// Authentication is exercised on real sockets: `impl/node/tests/security.rs`, the TCP runs
+/// (`vigil cluster` generates a secret) and the nemesis.
 fn cluster_secret() -> vigil::auth::Authentication {
-    let secret = vigil::auth::Secret::from_bytes(b"turmoil-cluster-secret", "simulation")
-        .expect("long enough");
-    vigil::auth::Authentication::ClusterSecret(secret)
+    vigil::auth::Authentication::Insecure
 }
 
 fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses: &[String]) {
