@@ -347,7 +347,7 @@ fn measure_replay(seeds: u64, directory: &Path) -> Result<SectionOutcome, BenchE
         thousands((events as f64 / seconds.max(1e-9)).round() as u64),
     ]);
     let notes = vec![format!(
-        "`vigil-conform run --mode sim --faults all --seeds {seeds}`: 5 simulated masters and a proxy per run under every fault kind, each run's traces merged and replayed against the model on one core; the replay rate is the one vigil-conform reports."
+        "`vigil-conform run --mode sim --faults all --seed 5 --seeds {seeds}`: 5 simulated masters and a proxy per run under every fault kind, each run's traces merged and replayed against the model on one core; the replay rate is the one vigil-conform reports."
     )];
     Ok(SectionOutcome::Measured {
         tables: vec![table],
