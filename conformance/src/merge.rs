@@ -1,19 +1,26 @@
-//! Causal merge of per-node traces into one order (`docs/trace.md` §Merge): each node's events
-//! stay in their order, and every receive comes after the send it receives.
+//! Causal merge of per-node traces into one order (`docs/trace.md` §3): each node's events
+//! stay in their order, every receive comes after the send it receives, and the model's network
+//! rules hold — what a master's crash or a leader's eviction loses in the model was, in the
+//! merged order, received before it or sent after it.
+//!
+//! The merge is correct by construction: it first builds the whole partial order (each receive
+//! linked to its send; each network rule an edge between the two events it concerns, see
+//! [`Reason`]) and then places a linear extension of it, the event whose constraints are met
+//! with the smallest Lamport clock first. Every constraint is necessary for the model to replay
+//! the trace, and together they are sufficient for its network (a delivery is enabled when its
+//! message is in flight), so an order exists if and only if the constraints have no cycle, and
+//! then the merge finds one without search. A cycle is reported as the chain of waiting events.
 //!
 //! A receive is linked to its send by message id when the sink stamps ids (the simulation's
 //! sink, and the tokio host's, which carries the id in the frame): exactly, the id must name a
 //! send of the same message on the same link. Traces without ids are linked by content: the
-//! earliest not yet received send of an equal message on the same link (sender, receiver).
-//! Equal messages are interchangeable for the model, so the earliest is always a valid choice.
-//! Among the events that may come next, the one with the smallest Lamport clock goes first (the
-//! stamped clock, or one computed from the links), so the merged order follows real time as far
-//! as causality shows it.
+//! earliest not yet linked send of an equal message on the same link (sender, receiver).
 //!
 //! Errors: a gap in a node's sequence numbers, clocks that go backwards on a node or from a send
-//! to its receive, a receive whose send is in no trace, a message id that names no send.
+//! to its receive, a receive whose send is in no trace, a message id that names no send or two,
+//! a cycle of constraints.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 
 use vigil_core::{Endpoint, Origin, TraceKind};
@@ -132,69 +139,121 @@ pub enum MergeError {
         /// The message sent under that id.
         sent: String,
     },
+    /// Two sends on one link with the same message id.
+    #[error("message id {message_id} is used twice: {first} and {second}")]
+    DuplicateId {
+        /// The id.
+        message_id: String,
+        /// The first send.
+        first: String,
+        /// The second send.
+        second: String,
+    },
+    /// The constraints form a cycle: no order satisfies causality and the model's network
+    /// rules (e.g. a receive before its send in its node's own trace).
+    #[error("no causal order: {detail}")]
+    NoOrder {
+        /// The chain of events each waiting for the next.
+        detail: String,
+    },
     /// Two traces of the same node, or more than one proxy.
     #[error("{0}")]
     Nodes(String),
 }
 
-/// A send waiting for its receive.
-struct PendingSend {
-    merged: usize,
-    message: vigil_core::Message,
-    lamport: u64,
-    message_id: Option<String>,
-    received: bool,
-}
+/// An event's place in the input: its trace, and its index among that trace's events.
+type At = (usize, usize);
 
 type Link = (Party, Party);
 
-/// The next event to merge: its clock, its trace, and for a receive the send it matches.
-type Candidate = (u64, usize, Option<(Link, usize)>);
+/// Why an event must come after another one, besides its predecessor on its own node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    /// A receive comes after its send.
+    Send,
+    /// A master's restart comes after every receive of a message its previous incarnation sent:
+    /// the model's crash (placed at the restart) loses what is in flight from the master.
+    SenderRestart,
+    /// The input that sends a message received after its receiver restarted comes after that
+    /// restart: the model's crash loses what is in flight to the master.
+    ReceiverRestart,
+    /// A leader's input that evicts a follower comes after every receive of a message the
+    /// leader sent that follower in an earlier input: the eviction discards the leader's queue
+    /// to the follower (§5.1).
+    Eviction,
+}
 
-/// Merges per-node traces. Checks sequences and clocks on the way.
+/// `event` must come before the event that holds this constraint.
+#[derive(Clone, Copy, Debug)]
+struct Constraint {
+    event: At,
+    reason: Reason,
+}
+
+/// The partial order the merged order must extend: each node's own order (implicit), plus
+/// per event the events that must come before it.
+struct Order {
+    /// For each event, the constraints it waits for.
+    waits_for: Vec<Vec<Vec<Constraint>>>,
+    /// For each receive of a traced node's message, its send.
+    send_of: Vec<Vec<Option<At>>>,
+}
+
+/// Merges per-node traces: the order is a linear extension of causality and of the model's
+/// network rules ([`Reason`]), built before any event is placed; among the events whose
+/// constraints are met, the smallest Lamport clock goes first (then the first trace). Checks
+/// sequences and clocks on the way. Deterministic, linear in the events times the nodes.
 pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
     check_nodes(traces)?;
     for trace in traces {
         check_sequences(trace)?;
     }
+    let send_of = link_receives(traces)?;
+    let waits_for = constraints(traces, &send_of);
+    let order = Order { waits_for, send_of };
+    let events = place(traces, &order)?;
+    Ok(Merged {
+        events,
+        nodes: traces
+            .iter()
+            .map(|trace| trace.header.node.clone())
+            .collect(),
+    })
+}
+
+/// Places the events one by one: the next is the waiting-free head with the smallest clock.
+fn place(traces: &[NodeTrace], order: &Order) -> Result<Vec<MergedEvent>, MergeError> {
+    let total: usize = traces.iter().map(|trace| trace.events.len()).sum();
     let mut heads = vec![0usize; traces.len()];
     let mut clocks = vec![0u64; traces.len()];
-    let mut pending: HashMap<Link, VecDeque<PendingSend>> = HashMap::new();
-    let total: usize = traces.iter().map(|trace| trace.events.len()).sum();
+    let mut placed: Vec<Vec<usize>> = traces
+        .iter()
+        .map(|trace| vec![usize::MAX; trace.events.len()])
+        .collect();
     let mut events: Vec<MergedEvent> = Vec::with_capacity(total);
     while events.len() < total {
-        let mut best: Option<Candidate> = None;
-        let mut deferred: Option<Candidate> = None;
-        let mut deferred_restart: Option<Candidate> = None;
+        let mut best: Option<(u64, usize)> = None;
         for (index, trace) in traces.iter().enumerate() {
-            let Some(line) = trace.events.get(heads[index]) else {
-                continue;
-            };
-            let Some((clock, matched)) = readiness(line, clocks[index], &pending)? else {
-                continue;
-            };
-            // Messages in flight on a link that this input closes (a restart, an eviction) are
-            // received first when the receivers' traces show it (see the function).
-            let later = closes_links_with_messages_received_later(traces, &heads, index, &pending)
-                || received_after_a_restart(traces, &heads, index);
-            let restart = matches!(line.kind, TraceKind::Restart);
-            let slot = match (later, restart) {
-                (false, _) => &mut best,
-                (true, true) => &mut deferred_restart,
-                (true, false) => &mut deferred,
-            };
-            if slot
-                .as_ref()
-                .is_none_or(|(best_clock, _, _)| clock < *best_clock)
+            let head = heads[index];
+            if head >= trace.events.len()
+                || order.waits_for[index][head]
+                    .iter()
+                    .any(|constraint| placed[constraint.event.0][constraint.event.1] == usize::MAX)
             {
-                *slot = Some((clock, index, matched));
+                continue;
+            }
+            let send = order.send_of[index][head].map(|(trace, event)| placed[trace][event]);
+            let clock = clock_of(
+                &trace.events[head],
+                clocks[index],
+                send.map(|at| &events[at]),
+            )?;
+            if best.is_none_or(|(best_clock, _)| clock < best_clock) {
+                best = Some((clock, index));
             }
         }
-        // When preferences conflict (a cycle), a restart goes first: without message ids a later
-        // receive of an equal message more likely comes from the new incarnation.
-        let best = best.or(deferred_restart).or(deferred);
-        let Some((clock, index, matched)) = best else {
-            return Err(blocked(traces, &heads));
+        let Some((clock, index)) = best else {
+            return Err(no_order(traces, order, &heads, &placed));
         };
         let line = traces[index].events[heads[index]].clone();
         if let Some(stamped) = line.lamport {
@@ -207,33 +266,14 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
                 });
             }
         }
-        clocks[index] = clock;
-        heads[index] += 1;
         let merged_index = events.len();
-        let mut send = None;
-        if let Some((link, position)) = matched {
-            let queue = pending.get_mut(&link).expect("matched link exists");
-            queue[position].received = true;
-            send = Some(queue[position].merged);
-            while queue.front().is_some_and(|front| front.received) {
-                queue.pop_front();
-            }
-            let send_index = send.expect("set above");
+        let send = order.send_of[index][heads[index]].map(|(trace, event)| placed[trace][event]);
+        if let Some(send_index) = send {
             events[send_index].receive = Some(merged_index);
         }
-        if let TraceKind::Send { to, message } = &line.kind {
-            let to = party_of_endpoint(to);
-            if !matches!(to, Party::Client(_)) {
-                let link = (party_of_origin(line.origin), to);
-                pending.entry(link).or_default().push_back(PendingSend {
-                    merged: merged_index,
-                    message: message.clone(),
-                    lamport: clock,
-                    message_id: line.message_id.clone(),
-                    received: false,
-                });
-            }
-        }
+        placed[index][heads[index]] = merged_index;
+        clocks[index] = clock;
+        heads[index] += 1;
         events.push(MergedEvent {
             trace: index,
             line,
@@ -242,193 +282,310 @@ pub fn merge(traces: &[NodeTrace]) -> Result<Merged, MergeError> {
             receive: None,
         });
     }
-    Ok(Merged {
-        events,
-        nodes: traces
-            .iter()
-            .map(|trace| trace.header.node.clone())
-            .collect(),
-    })
+    Ok(events)
 }
 
-/// Whether `line` may come next; if so its clock and, for a receive, the send it matches.
-#[allow(clippy::type_complexity)]
-fn readiness(
+/// The clock of `line` (stamped, or one above the node's previous and its send's); an error if
+/// a stamped receive is not above its send.
+fn clock_of(
     line: &TraceLine,
     node_clock: u64,
-    pending: &HashMap<Link, VecDeque<PendingSend>>,
-) -> Result<Option<(u64, Option<(Link, usize)>)>, MergeError> {
+    send: Option<&MergedEvent>,
+) -> Result<u64, MergeError> {
     let local = line.lamport.unwrap_or(node_clock + 1);
+    let Some(send) = send else {
+        return Ok(local);
+    };
+    match line.lamport {
+        Some(stamped) if stamped <= send.lamport => Err(MergeError::InvertedClock {
+            detail: format!(
+                "{} event #{} `{}` has clock {stamped}, not above its send's {}",
+                node_label(line.origin),
+                line.sequence,
+                line.kind,
+                send.lamport
+            ),
+        }),
+        Some(stamped) => Ok(stamped),
+        None => Ok(local.max(send.lamport + 1)),
+    }
+}
+
+/// Links every receive of a traced node's message to its send. With a message id, exactly: the
+/// send of that id on the link, which must carry the same message and be received once.
+/// Without one, by content: the earliest send of an equal message on the link not linked yet.
+fn link_receives(traces: &[NodeTrace]) -> Result<Vec<Vec<Option<At>>>, MergeError> {
+    let mut by_id: HashMap<(Link, &str), At> = HashMap::new();
+    let mut by_link: HashMap<Link, Vec<At>> = HashMap::new();
+    for (trace_index, trace) in traces.iter().enumerate() {
+        for (event_index, line) in trace.events.iter().enumerate() {
+            let TraceKind::Send { to, .. } = &line.kind else {
+                continue;
+            };
+            let to = party_of_endpoint(to);
+            if matches!(to, Party::Client(_)) {
+                continue;
+            }
+            let link = (party_of_origin(line.origin), to);
+            let at = (trace_index, event_index);
+            if let Some(id) = line.message_id.as_deref() {
+                if let Some(first) = by_id.insert((link, id), at) {
+                    return Err(MergeError::DuplicateId {
+                        message_id: id.to_string(),
+                        first: describe(traces, first),
+                        second: describe(traces, at),
+                    });
+                }
+            }
+            by_link.entry(link).or_default().push(at);
+        }
+    }
+    let mut send_of: Vec<Vec<Option<At>>> = traces
+        .iter()
+        .map(|trace| vec![None; trace.events.len()])
+        .collect();
+    let mut linked: Vec<Vec<bool>> = traces
+        .iter()
+        .map(|trace| vec![false; trace.events.len()])
+        .collect();
+    // Exact links first, so that a content link never takes a send an id names.
+    for exact in [true, false] {
+        for (trace_index, trace) in traces.iter().enumerate() {
+            for (event_index, line) in trace.events.iter().enumerate() {
+                if line.message_id.is_some() != exact {
+                    continue;
+                }
+                let found = find_send(traces, line, &by_id, &by_link, &linked)?;
+                if let Some(send) = found {
+                    linked[send.0][send.1] = true;
+                    send_of[trace_index][event_index] = Some(send);
+                }
+            }
+        }
+    }
+    Ok(send_of)
+}
+
+/// The send of `line` if it is a receive of a traced node's message (see [`link_receives`]).
+fn find_send(
+    traces: &[NodeTrace],
+    line: &TraceLine,
+    by_id: &HashMap<(Link, &str), At>,
+    by_link: &HashMap<Link, Vec<At>>,
+    linked: &[Vec<bool>],
+) -> Result<Option<At>, MergeError> {
     let TraceKind::Receive { from, message } = &line.kind else {
-        return Ok(Some((local, None)));
+        return Ok(None);
     };
     let from = party_of_endpoint(from);
     if matches!(from, Party::Client(_)) {
-        return Ok(Some((local, None)));
+        return Ok(None);
     }
     let link = (from, party_of_origin(line.origin));
-    let Some(queue) = pending.get(&link) else {
-        return Ok(None);
+    let sent = |at: &At| match &traces[at.0].events[at.1].kind {
+        TraceKind::Send { message, .. } => Some(message),
+        _ => None,
     };
-    // The send with the receive's id, or without ids the earliest unreceived equal message.
-    let found = queue
-        .iter()
-        .position(|candidate| links_to(candidate, message, line.message_id.as_deref()));
-    let Some(index) = found else {
-        return Ok(None);
+    let found = match line.message_id.as_deref() {
+        Some(id) => by_id
+            .get(&(link, id))
+            .copied()
+            .filter(|send| !linked[send.0][send.1]),
+        None => by_link.get(&link).and_then(|sends| {
+            sends
+                .iter()
+                .copied()
+                .find(|send| !linked[send.0][send.1] && sent(send) == Some(message))
+        }),
     };
-    if queue[index].message != *message {
-        return Err(MergeError::IdMismatch {
+    let Some(send) = found else {
+        return Err(MergeError::ReceiveWithoutSend {
+            node: node_label(line.origin),
+            sequence: line.sequence,
+            event: line.kind.to_string(),
+            link: format!("{} -> {}", link.0, link.1),
+            wanted: match &line.message_id {
+                Some(id) => format!("message id {id}"),
+                None => "this message".to_string(),
+            },
+        });
+    };
+    match sent(&send) {
+        Some(sent) if sent != message => Err(MergeError::IdMismatch {
             node: node_label(line.origin),
             sequence: line.sequence,
             message_id: line.message_id.clone().unwrap_or_default(),
             received: message.to_string(),
-            sent: queue[index].message.to_string(),
-        });
+            sent: sent.to_string(),
+        }),
+        _ => Ok(Some(send)),
     }
-    let send_clock = queue[index].lamport;
-    if let Some(stamped) = line.lamport {
-        if stamped <= send_clock {
-            return Err(MergeError::InvertedClock {
-                detail: format!(
-                    "{} event #{} `{}` has clock {stamped}, not above its send's {send_clock}",
-                    node_label(line.origin),
-                    line.sequence,
-                    line.kind
-                ),
-            });
-        }
-        return Ok(Some((stamped, Some((link, index)))));
-    }
-    Ok(Some((local.max(send_clock + 1), Some((link, index)))))
 }
 
-/// Whether `candidate`, a send not yet received, is the send of a receive of `message` with
-/// `message_id`: by id when the receive carries one (exactly: the message is checked by the
-/// caller), otherwise by content.
-fn links_to(
-    candidate: &PendingSend,
-    message: &vigil_core::Message,
-    message_id: Option<&str>,
-) -> bool {
-    !candidate.received
-        && match (message_id, candidate.message_id.as_deref()) {
-            (Some(wanted), Some(id)) => wanted == id,
-            (Some(_), None) => false,
-            (None, _) => candidate.message == *message,
-        }
+/// Where each node's inputs start, restart and evict: what the model's network rules need.
+struct Inputs {
+    /// For each event, the index of the event that starts its input: the model takes the
+    /// input's action there, and what it sends is in flight from then on (a tick that fires two
+    /// timers takes one action per timer; the events after each timer are its part).
+    starts: Vec<usize>,
+    /// Restarts after the first event (the first `Restart` is the initial state, no crash).
+    restarts: Vec<usize>,
+    /// For each eviction: the start of the input that evicts, and the follower.
+    evictions: Vec<(usize, u64)>,
 }
 
-/// Whether the input starting at `traces[closing]`'s head closes links (a restart closes all of
-/// the master's, an eviction the leader's link to the follower, not the follower's link to the
-/// leader) over which a message still in flight is received later in another trace. The model
-/// loses what is in flight on a closed link (§5.1, §8); such receives are concurrent with the
-/// closing input, so they may go first.
-fn closes_links_with_messages_received_later(
-    traces: &[NodeTrace],
-    heads: &[usize],
-    closing: usize,
-    pending: &HashMap<Link, VecDeque<PendingSend>>,
-) -> bool {
-    let events = &traces[closing].events;
-    let Some(head) = events.get(heads[closing]) else {
-        return false;
-    };
-    let me = party_of_origin(head.origin);
-    let mut closed: Vec<(Party, Option<Party>)> = Vec::new();
-    if heads[closing] > 0 && matches!(head.kind, TraceKind::Restart) {
-        closed.push((me, None));
-    } else if matches!(head.kind, TraceKind::Timeout { .. }) {
-        for line in events[heads[closing] + 1..]
-            .iter()
-            .take_while(|line| !starts_input(&line.kind))
-        {
-            // §5.1: eviction discards only the leader's queue to the follower; what the
-            // follower already sent may still arrive (and counts for no quorum).
-            if let TraceKind::Evict { follower } = line.kind {
-                closed.push((me, Some(Party::Master(follower))));
-            }
-        }
-    }
-    if closed.is_empty() {
-        return false;
-    }
-    traces.iter().enumerate().any(|(index, trace)| {
-        index != closing
-            && trace.events[heads[index].min(trace.events.len())..]
-                .iter()
-                .any(|line| {
-                    let TraceKind::Receive { from, message } = &line.kind else {
-                        return false;
-                    };
-                    let (sender, receiver) =
-                        (party_of_endpoint(from), party_of_origin(line.origin));
-                    let on_closed_link = closed.iter().any(|(one, other)| {
-                        *one == sender && other.is_none_or(|other| other == receiver)
-                    });
-                    on_closed_link
-                        && pending.get(&(sender, receiver)).is_some_and(|queue| {
-                            queue.iter().any(|candidate| {
-                                links_to(candidate, message, line.message_id.as_deref())
-                            })
-                        })
-                })
-    })
-}
-
-/// Whether the input that the head of `traces[sender]` starts sends a message that its receiver
-/// handles only after a restart still ahead in the receiver's trace: the model's crash (at the
-/// restart) would lose it, and the input is concurrent with the restart, so the restart may go
-/// first.
-fn received_after_a_restart(traces: &[NodeTrace], heads: &[usize], sender: usize) -> bool {
-    let events = &traces[sender].events;
-    let Some(head) = events.get(heads[sender]) else {
-        return false;
-    };
-    // The model sends at the input's first event: look at every send of the input it starts.
-    if !starts_input(&head.kind) {
-        return false;
-    }
-    events[heads[sender]..]
-        .iter()
-        .enumerate()
-        .take_while(|(offset, line)| *offset == 0 || !starts_input(&line.kind))
-        .any(|(_, line)| send_received_after_a_restart(traces, heads, line))
-}
-
-/// Whether `line`, a send, is received only after a restart still ahead in the receiver's trace.
-fn send_received_after_a_restart(traces: &[NodeTrace], heads: &[usize], line: &TraceLine) -> bool {
-    let TraceKind::Send { to, message } = &line.kind else {
-        return false;
-    };
-    let from = party_of_origin(line.origin);
-    let to = party_of_endpoint(to);
-    let Some(receiver) = traces.iter().position(|trace| {
-        trace
-            .events
-            .first()
-            .is_some_and(|first| party_of_origin(first.origin) == to)
-    }) else {
-        return false;
-    };
-    let ahead = &traces[receiver].events[heads[receiver].min(traces[receiver].events.len())..];
-    // With message ids the receive is known exactly; without, an equal message from the sender.
-    let receives_it =
-        |received_line: &TraceLine| match (&line.message_id, &received_line.message_id) {
-            (Some(sent), Some(received)) => sent == received,
-            _ => {
-                matches!(&received_line.kind, TraceKind::Receive { from: source, message: received }
-            if party_of_endpoint(source) == from && received == message)
-            }
+impl Inputs {
+    fn of(trace: &NodeTrace) -> Inputs {
+        let events = &trace.events;
+        let mut inputs = Inputs {
+            starts: Vec::with_capacity(events.len()),
+            restarts: Vec::new(),
+            evictions: Vec::new(),
         };
-    let Some(restart) = ahead
+        for (index, line) in events.iter().enumerate() {
+            let start = match index.checked_sub(1) {
+                Some(previous) if !starts_input(&line.kind) => inputs.starts[previous],
+                _ => index,
+            };
+            inputs.starts.push(start);
+            match line.kind {
+                TraceKind::Restart if index > 0 => inputs.restarts.push(index),
+                TraceKind::Evict { follower } => inputs.evictions.push((start, follower)),
+                _ => {}
+            }
+        }
+        inputs
+    }
+}
+
+/// The constraints of every event: each receive waits for its send, and the model's network
+/// rules ([`Reason`]) as edges between the events they concern.
+fn constraints(traces: &[NodeTrace], send_of: &[Vec<Option<At>>]) -> Vec<Vec<Vec<Constraint>>> {
+    let inputs: Vec<Inputs> = traces.iter().map(Inputs::of).collect();
+    let mut waits_for: Vec<Vec<Vec<Constraint>>> = traces
         .iter()
-        .position(|line| line.sequence == 0 && matches!(line.kind, TraceKind::Restart))
-        .filter(|position| *position > 0 || heads[receiver] > 0)
-    else {
-        return false;
+        .map(|trace| vec![Vec::new(); trace.events.len()])
+        .collect();
+    for (receiver, sends) in send_of.iter().enumerate() {
+        for (receive_index, send) in sends.iter().enumerate() {
+            let Some((sender, send_index)) = *send else {
+                continue;
+            };
+            let receive = (receiver, receive_index);
+            let rule = |event: At, reason: Reason| Constraint { event, reason };
+            waits_for[receiver][receive_index].push(rule((sender, send_index), Reason::Send));
+            let send_start = inputs[sender].starts[send_index];
+            let sender_inputs = &inputs[sender];
+            // The sender's first restart after the send.
+            let after = sender_inputs
+                .restarts
+                .partition_point(|at| *at <= send_index);
+            if let Some(restart) = sender_inputs.restarts.get(after) {
+                waits_for[sender][*restart].push(rule(receive, Reason::SenderRestart));
+            }
+            // The receiver's last restart before the receive.
+            let before = inputs[receiver]
+                .restarts
+                .partition_point(|at| *at < receive_index);
+            if let Some(restart) = before.checked_sub(1) {
+                let restart = (receiver, inputs[receiver].restarts[restart]);
+                waits_for[sender][send_start].push(rule(restart, Reason::ReceiverRestart));
+            }
+            // The sender's first eviction of the receiver in a later input.
+            let Some(Party::Master(follower)) = traces[receiver]
+                .events
+                .first()
+                .map(|line| party_of_origin(line.origin))
+            else {
+                continue;
+            };
+            let eviction = sender_inputs
+                .evictions
+                .iter()
+                .find(|(start, evicted)| *start > send_start && *evicted == follower);
+            if let Some((start, _)) = eviction {
+                waits_for[sender][*start].push(rule(receive, Reason::Eviction));
+            }
+        }
+    }
+    waits_for
+}
+
+/// The error for a merge where every remaining node waits: a cycle of constraints, so no order
+/// satisfies causality and the model's network rules. Follows what each node's next event waits
+/// for, starting at the first one that waits for its send, until a node repeats.
+fn no_order(
+    traces: &[NodeTrace],
+    order: &Order,
+    heads: &[usize],
+    placed: &[Vec<usize>],
+) -> MergeError {
+    let waiting = |index: usize| {
+        order.waits_for[index]
+            .get(heads[index])
+            .and_then(|constraints| {
+                constraints
+                    .iter()
+                    .find(|constraint| placed[constraint.event.0][constraint.event.1] == usize::MAX)
+            })
     };
-    !ahead[..restart].iter().any(receives_it) && ahead[restart..].iter().any(receives_it)
+    let start = (0..traces.len())
+        .find(|index| waiting(*index).is_some_and(|constraint| constraint.reason == Reason::Send))
+        .or_else(|| (0..traces.len()).find(|index| waiting(*index).is_some()))
+        .expect("a blocked merge has a waiting node");
+    let mut visited = vec![false; traces.len()];
+    let mut steps = Vec::new();
+    let mut current = start;
+    while !visited[current] {
+        visited[current] = true;
+        let Some(constraint) = waiting(current) else {
+            break;
+        };
+        let waiter = (current, heads[current]);
+        let behind = if constraint.event.1 > heads[constraint.event.0] {
+            format!(
+                ", which comes after {} in its node's trace",
+                describe(traces, (constraint.event.0, heads[constraint.event.0]))
+            )
+        } else {
+            String::new()
+        };
+        steps.push(format!(
+            "{} waits for {} ({}){behind}",
+            describe(traces, waiter),
+            describe(traces, constraint.event),
+            reason_text(traces, waiter, constraint),
+        ));
+        current = constraint.event.0;
+    }
+    MergeError::NoOrder {
+        detail: steps.join("; "),
+    }
+}
+
+/// Why `waiter` waits for `constraint`, in words.
+fn reason_text(traces: &[NodeTrace], waiter: At, constraint: &Constraint) -> String {
+    let line = &traces[waiter.0].events[waiter.1];
+    match constraint.reason {
+        Reason::Send => match &line.message_id {
+            Some(id) => format!("its send, message id {id}"),
+            None => "its send".to_string(),
+        },
+        Reason::SenderRestart => "a receive of what the previous incarnation sent: the model's crash loses what is in flight".to_string(),
+        Reason::ReceiverRestart => "the receiver's restart: the message is received by the new incarnation, and the model's crash loses what is in flight".to_string(),
+        Reason::Eviction => "a receive of what the leader sent before this eviction: the eviction discards the leader's queue to the follower (§5.1)".to_string(),
+    }
+}
+
+/// An event as a report names it: `m0#5 recv <-m2 ... (m0.ndjson:7)`.
+fn describe(traces: &[NodeTrace], at: At) -> String {
+    let trace = &traces[at.0];
+    let file = trace.path.file_name().map_or_else(
+        || trace.path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    // Line 1 is the header.
+    format!("`{}` ({file}:{})", trace.events[at.1], at.1 + 2)
 }
 
 fn starts_input(kind: &TraceKind) -> bool {
@@ -481,32 +638,6 @@ fn check_sequences(trace: &NodeTrace) -> Result<(), MergeError> {
         expected = line.sequence + 1;
     }
     Ok(())
-}
-
-/// The error for a merge that cannot go on: the first blocked receive.
-fn blocked(traces: &[NodeTrace], heads: &[usize]) -> MergeError {
-    for (index, trace) in traces.iter().enumerate() {
-        if let Some(line) = trace.events.get(heads[index]) {
-            if let TraceKind::Receive { from, .. } = &line.kind {
-                let wanted = match &line.message_id {
-                    Some(id) => format!("message id {id}"),
-                    None => "this message".to_string(),
-                };
-                return MergeError::ReceiveWithoutSend {
-                    wanted,
-                    node: trace.header.node.clone(),
-                    sequence: line.sequence,
-                    event: line.kind.to_string(),
-                    link: format!(
-                        "{} -> {}",
-                        party_of_endpoint(from),
-                        party_of_origin(line.origin)
-                    ),
-                };
-            }
-        }
-    }
-    MergeError::Nodes("merge blocked without a pending receive".to_string())
 }
 
 #[cfg(test)]
@@ -729,6 +860,239 @@ mod tests {
                 .map(|event| event.line.to_string())
                 .collect::<Vec<_>>()
         );
+    }
+
+    fn timeout(node: u64, sequence: u64, lamport: u64) -> TraceLine {
+        let timer = vigil_core::Timer::Heartbeat;
+        line(node, sequence, TraceKind::Timeout { timer }, Some(lamport))
+    }
+
+    fn restarted(node: u64, lamport: u64) -> TraceLine {
+        line(node, 0, TraceKind::Restart, Some(lamport))
+    }
+
+    fn with_id(mut line: TraceLine, message_id: &str) -> TraceLine {
+        line.message_id = Some(message_id.to_string());
+        line
+    }
+
+    /// Merged index of the `event`-th event of trace `trace`.
+    fn at(merged: &Merged, trace: usize, event: usize) -> usize {
+        merged
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, merged_event)| merged_event.trace == trace)
+            .nth(event)
+            .map(|(index, _)| index)
+            .expect("the event is merged")
+    }
+
+    fn render(merged: &Merged) -> Vec<String> {
+        merged
+            .events
+            .iter()
+            .map(|event| format!("{} (lamport {})", event.line, event.lamport))
+            .collect()
+    }
+
+    #[test]
+    fn a_message_a_new_incarnation_receives_is_sent_after_the_restart() {
+        // Divergence 14's shape: m0's PreVote has a smaller clock than m1's restart, and m1's
+        // new incarnation receives it. The model's crash (at the restart) would lose it if it
+        // were sent before, so m0's input goes after the restart although its clock is smaller.
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    timeout(0, 1, 2),
+                    with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    timeout(1, 1, 2),
+                    restarted(1, 10),
+                    with_id(receive(1, 1, 0, Some(11)), "m0.0.m1.0"),
+                ],
+            ),
+        ];
+        let merged = merge(&traces).unwrap();
+        let (input, restart) = (at(&merged, 0, 1), at(&merged, 1, 2));
+        assert!(restart < input, "{:#?}", render(&merged));
+        assert_eq!(
+            merged.events[at(&merged, 1, 3)].send,
+            Some(at(&merged, 0, 2))
+        );
+    }
+
+    #[test]
+    fn a_message_of_a_previous_incarnation_is_received_before_the_restart() {
+        // m1 sends to m0 and restarts; m0 receives it late (a larger clock than the restart).
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    timeout(0, 1, 5),
+                    timeout(0, 2, 6),
+                    with_id(receive(0, 3, 1, Some(7)), "m1.0.m0.0"),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    timeout(1, 1, 2),
+                    with_id(send(1, 2, 0, Some(3)), "m1.0.m0.0"),
+                    restarted(1, 4),
+                ],
+            ),
+        ];
+        let merged = merge(&traces).unwrap();
+        assert!(
+            at(&merged, 0, 3) < at(&merged, 1, 3),
+            "{:#?}",
+            render(&merged)
+        );
+    }
+
+    #[test]
+    fn a_message_sent_before_an_eviction_is_received_before_it() {
+        // m0 (the leader) sends m1 a message, then evicts m1; m1 receives it with a larger
+        // clock than the eviction. The eviction discards the leader's queue to m1 in the model.
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    timeout(0, 1, 2),
+                    with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
+                    timeout(0, 3, 4),
+                    line(0, 4, TraceKind::Evict { follower: 1 }, Some(5)),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    timeout(1, 1, 6),
+                    with_id(receive(1, 2, 0, Some(7)), "m0.0.m1.0"),
+                ],
+            ),
+        ];
+        let merged = merge(&traces).unwrap();
+        assert!(
+            at(&merged, 1, 2) < at(&merged, 0, 3),
+            "{:#?}",
+            render(&merged)
+        );
+    }
+
+    #[test]
+    fn both_restart_rules_at_once_are_met() {
+        // m1 sends to m2 and restarts; m0 sends to m1's new incarnation with a clock below the
+        // restart's; m2 receives m1's old message with a clock above it. The only orders the
+        // model can replay: m2's receive, then m1's restart, then m0's input.
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    timeout(0, 1, 2),
+                    with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    timeout(1, 1, 2),
+                    with_id(send(1, 2, 2, Some(3)), "m1.0.m2.0"),
+                    restarted(1, 4),
+                    with_id(receive(1, 1, 0, Some(5)), "m0.0.m1.0"),
+                ],
+            ),
+            node(
+                "m2",
+                vec![
+                    restarted(2, 1),
+                    timeout(2, 1, 7),
+                    with_id(receive(2, 2, 1, Some(8)), "m1.0.m2.0"),
+                ],
+            ),
+        ];
+        let merged = merge(&traces).unwrap();
+        let old_receive = at(&merged, 2, 2);
+        let restart = at(&merged, 1, 3);
+        let input = at(&merged, 0, 1);
+        assert!(
+            old_receive < restart && restart < input,
+            "{:#?}",
+            render(&merged)
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_constraints_is_reported_not_merged() {
+        // m1's previous incarnation received m0's second message, so m0's first input happened
+        // before m1's restart; yet m1's new incarnation received m0's first message, which the
+        // model's crash lost. No order can be replayed: the merge says why, at the cycle.
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    timeout(0, 1, 2),
+                    with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
+                    timeout(0, 3, 4),
+                    with_id(send(0, 4, 1, Some(5)), "m0.0.m1.1"),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    with_id(receive(1, 1, 0, Some(6)), "m0.0.m1.1"),
+                    restarted(1, 7),
+                    with_id(receive(1, 1, 0, Some(8)), "m0.0.m1.0"),
+                ],
+            ),
+        ];
+        let error = merge(&traces).unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, MergeError::NoOrder { .. }), "{text}");
+        // The chain: m1's first receive waits for m0's second send, behind m0's first input,
+        // which waits for m1's restart (m1.ndjson line 4), behind that very receive.
+        assert!(
+            text.starts_with("no causal order: `m1#1 recv <-m0"),
+            "{text}"
+        );
+        assert!(text.contains("(its send, message id m0.0.m1.1)"), "{text}");
+        assert!(
+            text.contains("(m1.ndjson:4) (the receiver's restart"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_message_id_used_twice_is_an_error() {
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    with_id(send(0, 1, 1, Some(2)), "m0.0.m1.0"),
+                    with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
+                ],
+            ),
+            node("m1", vec![restarted(1, 1)]),
+        ];
+        let error = merge(&traces).unwrap_err();
+        assert!(matches!(error, MergeError::DuplicateId { .. }), "{error}");
     }
 
     #[test]
