@@ -10,6 +10,7 @@
 //! runs real `vigil` processes under faults and checks the clients' history.
 
 pub mod coverage;
+pub mod diagram;
 pub mod faults;
 pub mod host_sim;
 pub mod mapping;

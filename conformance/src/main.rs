@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use vigil_conformance::coverage::Coverage;
+use vigil_conformance::diagram;
 use vigil_conformance::faults::{self, FaultKind};
 use vigil_conformance::nemesis;
 use vigil_conformance::run::{self, CheckFailure};
@@ -261,7 +262,11 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
         }
         Err(failure) => {
             println!("check: FAIL");
-            print_failure(&failure, None, "check");
+            let evidence = Evidence {
+                traces: &traces,
+                faults: &[],
+            };
+            print_failure(&failure, None, "check", Some(evidence));
             false
         }
     }
@@ -471,7 +476,7 @@ fn run_sim(
     let name = "conformance run (core simulation)".to_string();
     let mut coverage = Coverage::default();
     let (mut events, mut replay_seconds) = (0usize, 0f64);
-    let mut failure: Option<(u64, CheckFailure)> = None;
+    let mut failure: Option<(u64, CheckFailure, vigil_conformance::sim::SimRun)> = None;
     for seed in first_seed..first_seed + seeds {
         let outcome = run::simulate_and_check(seed, MASTERS, kinds);
         if let Some(directory) = trace_dir {
@@ -518,13 +523,22 @@ fn run_sim(
                         }
                     }
                 }
-                failure = Some((seed, error));
+                failure = Some((seed, error, outcome.run));
                 break;
             }
         }
     }
-    if let Some((seed, failure)) = failure {
-        print_failure(&failure, trace_dir, &format!("sim-seed-{seed}"));
+    if let Some((seed, failure, run)) = failure {
+        let evidence = Evidence {
+            traces: &run.traces,
+            faults: &run.faults_applied,
+        };
+        print_failure(
+            &failure,
+            trace_dir,
+            &format!("sim-seed-{seed}"),
+            Some(evidence),
+        );
         return PartResult {
             name,
             outcome: Outcome::Failed,
@@ -584,7 +598,8 @@ fn run_turmoil(
             Err(failure) => {
                 let applied = outcome
                     .run
-                    .map(|run| run.faults_applied)
+                    .as_ref()
+                    .map(|run| run.faults_applied.clone())
                     .unwrap_or_default();
                 println!("turmoil seed {seed}: faults {}", applied.join("; "));
                 if matches!(failure, CheckFailure::Divergence(_)) && !outcome.plan.faults.is_empty()
@@ -599,7 +614,16 @@ fn run_turmoil(
                         faults.join("; ")
                     );
                 }
-                print_failure(&failure, trace_dir, &format!("turmoil-seed-{seed}"));
+                let evidence = outcome.run.as_ref().map(|run| Evidence {
+                    traces: &run.traces,
+                    faults: &applied,
+                });
+                print_failure(
+                    &failure,
+                    trace_dir,
+                    &format!("turmoil-seed-{seed}"),
+                    evidence,
+                );
                 return PartResult {
                     name,
                     outcome: Outcome::Failed,
@@ -676,7 +700,13 @@ fn run_tcp_counted(
                     "tcp seed {seed}: faults {}",
                     outcome.faults_applied.join("; ")
                 );
-                print_failure(&failure, trace_dir, &format!("tcp-seed-{seed}"));
+                // The trace files are still there (the scratch directory lives to the loop's end).
+                let traces = trace::read_paths(std::slice::from_ref(&directory)).ok();
+                let evidence = traces.as_deref().map(|traces| Evidence {
+                    traces,
+                    faults: &outcome.faults_applied,
+                });
+                print_failure(&failure, trace_dir, &format!("tcp-seed-{seed}"), evidence);
                 let part = PartResult {
                     name,
                     outcome: Outcome::Failed,
@@ -701,9 +731,21 @@ fn run_tcp_counted(
     (part, coverage, events, run_seconds)
 }
 
+/// What a failure report can draw: the run's traces and the faults it injected.
+struct Evidence<'a> {
+    traces: &'a [trace::NodeTrace],
+    faults: &'a [String],
+}
+
 /// Prints a failure; a divergence's model path is saved as JSON next to the traces (or in the
-/// temporary directory) for `vigil_model::check::replay` and the explorer.
-fn print_failure(failure: &CheckFailure, directory: Option<&std::path::Path>, label: &str) {
+/// temporary directory) for `vigil_model::check::replay` and the explorer, and its sequence
+/// diagram as HTML next to it (`docs/trace.md` §5).
+fn print_failure(
+    failure: &CheckFailure,
+    directory: Option<&std::path::Path>,
+    label: &str,
+    evidence: Option<Evidence<'_>>,
+) {
     println!("{failure}");
     if let CheckFailure::Divergence(divergence) = failure {
         let directory = directory.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
@@ -717,6 +759,19 @@ fn print_failure(failure: &CheckFailure, directory: Option<&std::path::Path>, la
                 path.display()
             ),
             Err(error) => println!("  model path not saved ({}): {error}", path.display()),
+        }
+        let Some(evidence) = evidence else {
+            println!("  sequence diagram not written: the run left no traces");
+            return;
+        };
+        let path = directory.join(format!("divergence-{label}.html"));
+        match diagram::write(evidence.traces, divergence, label, evidence.faults, &path) {
+            Ok(()) => println!(
+                "  sequence diagram (the last {} merged events up to the divergence) saved to {}",
+                diagram::WINDOW_EVENTS_MAX,
+                path.display()
+            ),
+            Err(error) => println!("  sequence diagram not written: {error}"),
         }
     }
 }

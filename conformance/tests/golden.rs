@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use vigil_conformance::faults::FaultKind;
 use vigil_conformance::run::{self, CheckFailure};
-use vigil_conformance::{sim, trace};
+use vigil_conformance::{diagram, sim, trace};
 
 fn traces(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -164,4 +164,69 @@ fn a_fault_plan_whose_behaviours_never_happen_fails() {
         "{missing:?}"
     );
     assert!(checked.coverage.missing(&[]).is_empty());
+}
+
+#[test]
+fn the_sequence_diagram_highlights_the_divergent_event() {
+    let node_traces = trace::read_paths(&[traces("broken-commit-without-quorum")]).unwrap();
+    let Err(CheckFailure::Divergence(divergence)) =
+        run::check_traces(&node_traces, trace::EVENTS_FLOOR_DEFAULT, 0)
+    else {
+        panic!("broken-commit-without-quorum must diverge");
+    };
+    let index = divergence
+        .event_index
+        .expect("the divergence is at an event");
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("divergence-check.html");
+    diagram::write(&node_traces, &divergence, "check", &[], &path).unwrap();
+    let html = std::fs::read_to_string(&path).unwrap();
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let document =
+        roxmltree::Document::parse_with_options(&html, options).expect("well-formed XHTML");
+    let has_class = |node: &roxmltree::Node<'_, '_>, class: &str| {
+        node.attribute("class")
+            .is_some_and(|classes| classes.split(' ').any(|name| name == class))
+    };
+    let events: Vec<_> = document
+        .descendants()
+        .filter(|node| has_class(node, "event"))
+        .collect();
+    assert_eq!(events.len(), (index + 1).min(diagram::WINDOW_EVENTS_MAX));
+    let divergent: Vec<_> = events
+        .iter()
+        .filter(|node| has_class(node, "divergent"))
+        .collect();
+    assert_eq!(divergent.len(), 1, "exactly one highlighted event");
+    assert_eq!(
+        divergent[0].attribute("data-event"),
+        Some(index.to_string().as_str())
+    );
+    assert_eq!(
+        events.last().unwrap().attribute("data-event"),
+        Some(index.to_string().as_str()),
+        "the window ends at the divergence"
+    );
+    let title = divergent[0]
+        .children()
+        .find(|child| child.has_tag_name("title"))
+        .and_then(|title| title.text())
+        .unwrap_or_default();
+    assert!(
+        title.contains(" recv <-m") && title.contains("Accepted{ballot=1.0 slot=1}"),
+        "{title}"
+    );
+    let cells: Vec<&str> = document
+        .descendants()
+        .filter(|node| node.has_tag_name("td"))
+        .filter_map(|node| node.text())
+        .collect();
+    let row = cells
+        .chunks(3)
+        .find(|row| row[0] == "commit_index")
+        .unwrap_or_else(|| panic!("{cells:?}"));
+    assert_eq!(row, ["commit_index", "0", "1"]);
 }
