@@ -19,11 +19,8 @@ use vigil_conformance::trace;
 
 /// Seeds `verify` runs in simulation, from `VERIFY_SIM_FIRST_SEED`.
 const VERIFY_SEEDS: u64 = 8;
-/// The first seed of `verify`'s simulation runs. Seed 4 (`--faults all`) diverges today on an
-/// open model/core disagreement, docs/trace.md §8 15 (a new leader's first heartbeat period:
-/// the core counts every follower as acknowledged, the model none, so the model evicts one
-/// heartbeat earlier); seeds 5–12 pass. Back to 1 when 15 is ruled and fixed.
-const VERIFY_SIM_FIRST_SEED: u64 = 5;
+/// The first seed of `verify`'s simulation runs.
+const VERIFY_SIM_FIRST_SEED: u64 = 1;
 /// Seeds `verify` runs of the tokio host under turmoil (about 0.5 s each), from
 /// `VERIFY_TURMOIL_FIRST_SEED`. Seeds 4, 11, 14 and 16 of 1–16 fail today on a conformance
 /// limitation, not a model/core disagreement: host traces carry no message ids yet, so the

@@ -26,11 +26,9 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// How long a run waits for an asked-for behaviour (an eviction, a rejoin) before it fails.
 pub const BEHAVIOUR_WAIT: Duration = Duration::from_secs(10);
 
-/// The protocol configuration of TCP runs: slow enough ticks for a shared 2-core machine. A
-/// heartbeat period of 8 ticks (160 ms) keeps the leader's Accept retransmission (§4.7, after a
-/// heartbeat period without commit progress) rarer than a slow fsync on a loaded machine: the
-/// core holds back a retransmission whose Accept still waits for the disk, which the model
-/// cannot see (`docs/trace.md` §8, divergence 13).
+/// The protocol configuration of TCP runs: slow enough ticks for a shared 2-core machine (a
+/// heartbeat period of 8 ticks, 160 ms, so that a loaded machine's scheduling delays do not
+/// make every run an eviction storm).
 pub fn protocol(masters: u64) -> core::Config {
     core::Config {
         masters,

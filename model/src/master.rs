@@ -223,7 +223,9 @@ impl Step<'_> {
             active: others,
             evicted: NodeSet::default(),
             missed_heartbeats: vec![0; masters as usize],
-            acknowledged: NodeSet::default(),
+            // §5.1: the first heartbeat period of a new leader counts as acknowledged by every
+            // follower (nobody could answer a heartbeat not yet sent).
+            acknowledged: others,
             heard: NodeSet::default(),
             accepted_by,
             proposals: BTreeMap::new(),

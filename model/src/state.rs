@@ -283,6 +283,9 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
                 ballot: first_ballot,
                 active: others,
                 evicted: NodeSet::default(),
+                // The moment just after a heartbeat that found every follower acknowledged
+                // (a state the core reaches in every steady period), not a new leader's first
+                // period (that one counts as acknowledged, §5.1).
                 missed_heartbeats: vec![0; config.masters as usize],
                 acknowledged: NodeSet::default(),
                 heard: NodeSet::default(),

@@ -93,8 +93,9 @@ impl Step<'_> {
 
     /// §4.7: when the commit index did not move during the last heartbeat period, send `Accept`
     /// again for every slot that was already uncommitted when the timer last fired, to each
-    /// active follower that has not acknowledged it. (The core's exception for a copy still
-    /// behind its own durable write needs a write slower than a heartbeat period to show.)
+    /// active follower that has not acknowledged it — also when the previous copy still waits
+    /// behind the leader's own durable write (the model has no leader disk; the core re-sends
+    /// the same way, `docs/trace.md` §8 divergence 13).
     fn retransmit(&mut self, node: NodeId) {
         let last_slot = self.state.masters[node as usize].last_slot();
         let state = &mut self.state.masters[node as usize];

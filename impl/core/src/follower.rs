@@ -63,11 +63,22 @@ impl Master {
             self.persist_promised(ballot);
         }
         self.follow(ballot);
-        self.persist_entry(Entry {
-            slot,
-            ballot,
-            command,
-        });
+        if slot > self.commit_index {
+            self.persist_entry(Entry {
+                slot,
+                ballot,
+                command,
+            });
+        } else {
+            // §4.2: a committed entry is final; a new leader re-proposing it (its own commit
+            // index is behind ours) proposes the chosen command, so nothing new is persisted.
+            assert!(
+                self.log
+                    .get(slot)
+                    .is_none_or(|entry| entry.command == command),
+                "an Accept for committed slot {slot} carries another command"
+            );
+        }
         self.send_after_persist(from, Message::Accepted { ballot, slot });
         self.learn_commit_index(ballot, commit_index);
     }

@@ -92,15 +92,10 @@ impl Master {
         }
     }
 
-    /// Sends an `Accept` (after this `Ready`'s durable write) and notes the batch that carries
-    /// it, so a stalled-commit re-send waits until that batch was advanced (§4.7).
+    /// Sends an `Accept`: after this `Ready`'s durable write, like everything the leader
+    /// sends about its log (§4.1).
     fn send_accept(&mut self, node: NodeId, message: Message) {
-        let Message::Accept { slot, .. } = &message else {
-            unreachable!("send_accept sends only Accept");
-        };
-        // The next `ready()` hands out the batch this message joins.
-        let batch = self.readies_handed_out + 1;
-        self.accepts_awaiting_advance.insert((node, *slot), batch);
+        debug_assert!(matches!(message, Message::Accept { .. }));
         self.send_after_persist(node, message);
     }
 
@@ -261,17 +256,13 @@ impl Master {
     /// index did not move for a whole heartbeat period, each active follower gets again the
     /// `Accept`s it has not acknowledged among the slots already uncommitted at the previous
     /// heartbeat (at most `pipeline_slots_max` per follower and period; a slot sent during
-    /// this period is not re-sent yet) — except those whose previous copy has not left yet: its
-    /// `Ready` batch still waits for this leader's durable write (a slow fsync). Re-sending
-    /// those would only pile up behind the disk, so at most one copy per slot and follower
-    /// waits in the host.
+    /// this period is not re-sent yet). A previous copy may still wait behind this leader's
+    /// own durable write (a slow fsync); it is re-sent all the same, as the model does
+    /// (`docs/trace.md` §8 divergence 13): the cost is one queued copy per slot, follower and
+    /// stalled period, bounded by the host's persist queue.
     fn resend_stalled_accepts(&mut self, followers: &[NodeId]) {
         let commit_index = self.commit_index;
-        let readies_advanced = self.readies_advanced;
-        self.accepts_awaiting_advance
-            .retain(|_, batch| *batch > readies_advanced);
-        // A match on the field, not `leadership_mut`, so `accepts_awaiting_advance` stays readable.
-        let RoleState::Leader(leadership) = &mut self.role else {
+        let Some(leadership) = self.leadership_mut() else {
             return;
         };
         let stalled = leadership.commit_index_at_heartbeat == commit_index;
@@ -285,8 +276,7 @@ impl Master {
         let mut resend = Vec::new();
         for node in followers {
             for (slot, acks) in leadership.acks.range(..=outstanding_until) {
-                let waiting = self.accepts_awaiting_advance.contains_key(&(*node, *slot));
-                if !acks.contains(node) && !waiting {
+                if !acks.contains(node) {
                     resend.push((*node, *slot));
                 }
             }

@@ -220,15 +220,6 @@ pub struct Master {
     pub(crate) output: Output,
     pub(crate) trace: TraceBuffer,
     inputs_handled: u64,
-    /// `Ready` batches handed out by [`Master::ready`]; the host advances them in order.
-    pub(crate) readies_handed_out: u64,
-    /// `Ready` batches the host [`Master::advance`]d: batch `n` is durable and sent when
-    /// `readies_advanced >= n`.
-    pub(crate) readies_advanced: u64,
-    /// The `Ready` batch (by number) that carries the latest `Accept` to a follower for a slot,
-    /// kept until that batch is advanced: while it waits behind the leader's durable write, a
-    /// stalled-commit re-send of the same `Accept` would only queue behind it (§4.7).
-    pub(crate) accepts_awaiting_advance: BTreeMap<(NodeId, Slot), u64>,
 }
 
 impl Master {
@@ -268,9 +259,6 @@ impl Master {
             output: Output::default(),
             trace: TraceBuffer::default(),
             inputs_handled: 0,
-            readies_handed_out: 0,
-            readies_advanced: 0,
-            accepts_awaiting_advance: BTreeMap::new(),
         })
     }
 
@@ -449,7 +437,6 @@ impl Master {
     /// then call [`Master::advance`].
     pub fn ready(&mut self) -> Ready {
         let output = std::mem::take(&mut self.output);
-        self.readies_handed_out += 1;
         Ready {
             durable: (!output.durable.is_empty()).then_some(output.durable),
             close_links: output.close_links,
@@ -462,11 +449,9 @@ impl Master {
 
     /// Tells the master that `ready` was handled: its durable write is durable and its messages
     /// were handed to the transport. A leader whose own acceptance completes a quorum (a
-    /// one-master configuration) commits here. Call it once per [`Master::ready`], in order:
-    /// the leader does not re-send an `Accept` whose batch was not advanced yet (§4.7).
+    /// one-master configuration) commits here. Call it once per [`Master::ready`], in order.
     pub fn advance(&mut self, ready: Ready) {
         drop(ready);
-        self.readies_advanced = (self.readies_advanced + 1).min(self.readies_handed_out);
         if matches!(self.role, RoleState::Leader(_)) {
             self.maybe_commit();
             self.finish_input();

@@ -39,9 +39,11 @@ use crate::wire::PeerFrame;
 /// Messages waiting in a master's inbox at most; readers wait (TCP pushes back) beyond it.
 const INBOX_MESSAGES_MAX: usize = 4096;
 /// Ready batches handed to the persist task and not yet advanced, at most. Beyond it the driver
-/// waits for the disk (and stops ticking). The leader does not re-send an `Accept` whose batch
-/// still waits here (`docs/protocol.md` §4.7), so a stalled fsync fills this only with new
-/// proposals; heartbeat-only batches ride with the newest job (`READY_GROUP_MAX`).
+/// waits for the disk (and stops ticking, so its followers stop hearing heartbeats and elect
+/// another leader). A stalled fsync fills this with new proposals and with one batch of re-sent
+/// `Accept`s per stalled heartbeat period (`docs/protocol.md` §4.7): over 1,000 heartbeat
+/// periods of a disk that answers nothing. Heartbeat-only batches ride with the newest job
+/// (`READY_GROUP_MAX`).
 const PERSIST_PENDING_MAX: usize = 1024;
 /// Disk-free Ready batches waiting behind one persist job at most (one per tick during a
 /// stall: 4096 ticks is minutes); beyond it they take job slots and the driver waits.
