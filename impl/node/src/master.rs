@@ -277,11 +277,11 @@ pub async fn run_on<N: Network, F: FileSystem>(
         router: router.clone(),
         next_proxy_id: AtomicU64::new(1),
     });
-    tokio::spawn(accept_loop::<N>(listener, context, local_shutdown.clone()));
+    N::spawn(accept_loop::<N>(listener, context, local_shutdown.clone()));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
     let faults = Arc::new(StorageFaults::default());
-    let persist_task = tokio::spawn(persist_loop(
+    let persist_task = N::spawn(persist_loop(
         file_system,
         storage,
         job_receiver,
@@ -853,7 +853,7 @@ async fn serve_connection<N: Network>(
                 .insert(proxy, queue);
             // Aborted when this connection ends, also when a stopping master drops it: a
             // stopped master writes nothing more.
-            Some(AbortOnDrop(tokio::spawn(async move {
+            Some(AbortOnDrop(N::spawn(async move {
                 while let Some(frame) = frames.recv().await {
                     if codec::write_value(&mut writer, &frame).await.is_err() {
                         return;

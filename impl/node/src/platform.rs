@@ -1,15 +1,24 @@
 //! The network and the disk the host runs on: tokio TCP and `std::fs` in production, a
-//! simulation (turmoil's network and file system, `conformance/src/turmoil_run.rs`) in
+//! simulation (turmoil's network and file system, `conformance/src/host_sim.rs`) in
 //! conformance.
 //!
 //! Why a seam this small: the same master, proxy, transport, storage and client code must run
 //! under a deterministic simulation with simulated time, network faults and crashes, or the
 //! simulation proves nothing about the code that ships. Everything else the host needs is
 //! already simulation-friendly: time goes only through `tokio::time` (which a simulation drives),
-//! and the host draws no random numbers. What differs is where bytes go (a socket or a
-//! simulated link), where files live (a real disk or a simulated one that loses unsynced writes
-//! on a crash), and how blocking disk work runs (a tokio blocking thread, or inline in the
-//! simulation's single thread so that the run stays deterministic).
+//! every `select!` is `biased`, and the only random numbers (the authentication nonces) change
+//! bytes, never lengths or timing. What differs is where bytes go (a socket or a simulated
+//! link), where files live (a real disk or a simulated one that loses unsynced writes on a
+//! crash), how blocking disk work runs (a tokio blocking thread, or inline in the simulation's
+//! single thread so that the run stays deterministic), and where tasks are spawned.
+//!
+//! Why spawning is part of the seam: a crashed host's tasks are dropped all at once, and each
+//! dropped connection sends its close to the peers, so the order of the drops is the order of
+//! those sends (and of the simulated latencies drawn for them). `tokio::spawn` puts a task in
+//! one of its runtime's sharded task lists by the task's id, and task ids come from one counter
+//! of the whole process, so the order of the drops changes from one run to the next in the
+//! same process (it made two runs of one seed differ after a crash). The simulation spawns on
+//! its host's `LocalSet` instead: one list, dropped in a fixed order.
 
 use std::future::Future;
 use std::io::{self, Read, Seek, Write};
@@ -19,6 +28,7 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// Where connections come from and go to.
 pub trait Network: Clone + Send + Sync + 'static {
@@ -41,6 +51,12 @@ pub trait Network: Clone + Send + Sync + 'static {
 
     /// Splits a connection into halves that can be read and written by different tasks.
     fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
+
+    /// Starts `task` on this host's runtime (every task the host spawns goes through here).
+    fn spawn<T>(task: T) -> JoinHandle<T::Output>
+    where
+        T: Future + Send + 'static,
+        T::Output: Send + 'static;
 }
 
 /// Tokio TCP with `TCP_NODELAY` on every connection (what the `vigil` binary runs on).
@@ -67,6 +83,14 @@ impl Network for TokioNetwork {
 
     fn split(stream: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
         stream.into_split()
+    }
+
+    fn spawn<T>(task: T) -> JoinHandle<T::Output>
+    where
+        T: Future + Send + 'static,
+        T::Output: Send + 'static,
+    {
+        tokio::spawn(task)
     }
 }
 

@@ -261,7 +261,7 @@ pub async fn run_on<N: Network>(
         security: settings.security.clone(),
     });
     let limits = settings.host.server_limits();
-    tokio::spawn(transport::accept_connections::<N, _, _>(
+    N::spawn(transport::accept_connections::<N, _, _>(
         listener,
         limits,
         local_shutdown.clone(),
@@ -654,7 +654,7 @@ async fn serve_client<N: Network>(
     let client = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     lock(&context.clients).queues.insert(client, queue);
-    let writer_task = tokio::spawn(async move {
+    let writer_task = N::spawn(async move {
         while let Some((frame, permit)) = outgoing.recv().await {
             let written = codec::write_value(&mut writer, &frame).await;
             drop(permit);

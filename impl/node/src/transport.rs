@@ -95,7 +95,7 @@ pub async fn accept_connections<N, F, Fut>(
         gauge.increment(1.0);
         let connection = on_connection(stream, address);
         let connection_shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        N::spawn(async move {
             tokio::select! {
                 biased;
                 _ = connection_shutdown.cancelled() => {}
@@ -459,7 +459,7 @@ where
     let reset = sender.reset.clone();
     let connected = sender.connected.clone();
     let finished = sender.finished.clone();
-    tokio::spawn(async move {
+    N::spawn(async move {
         let _finished = finished.drop_guard();
         tokio::select! {
             biased;
