@@ -145,6 +145,10 @@ struct World {
     workload_open: bool,
     completions: BTreeMap<(u64, u64), u32>,
     faults_applied: Vec<String>,
+    /// The master each running `pause` froze, by the fault's (start tick, node): a pause asks
+    /// for eviction and rejoin, which only a follower can show, so a pause aimed at the leader
+    /// freezes a follower instead (`World::pause_target`).
+    paused_by_fault: BTreeMap<(u64, u64), u64>,
 }
 
 /// Runs one simulated run of `masters` masters with the faults of `plan`.
@@ -228,6 +232,7 @@ impl World {
             workload_open: true,
             completions: BTreeMap::new(),
             faults_applied: Vec::new(),
+            paused_by_fault: BTreeMap::new(),
             protocol,
         };
         for node in 0..masters {
@@ -268,8 +273,21 @@ impl World {
             (FaultKind::Drop, false) => self.loss_per_mille = 0,
             (FaultKind::Partition, true) => self.isolate(Node::Master(node)),
             (FaultKind::Partition, false) => self.reconnect(Node::Master(node)),
-            (FaultKind::Pause, true) => self.masters[node as usize].paused = true,
-            (FaultKind::Pause, false) => self.resume(node),
+            (FaultKind::Pause, true) => {
+                let target = self.pause_target(node);
+                if target != node {
+                    self.faults_applied
+                        .push(format!("pause: m{node} leads, m{target} paused instead"));
+                }
+                self.paused_by_fault
+                    .insert((fault.start_tick, fault.node), target);
+                self.masters[target as usize].paused = true;
+            }
+            (FaultKind::Pause, false) => {
+                let key = (fault.start_tick, fault.node);
+                let target = self.paused_by_fault.remove(&key).unwrap_or(node);
+                self.resume(target);
+            }
             (FaultKind::Crash, true) => self.crash(node),
             (FaultKind::Crash, false) => self.start_master(node),
             (FaultKind::WrongCluster, true) => {
@@ -385,6 +403,29 @@ impl World {
         // Volatile state and connections are gone: nothing it had in flight arrives.
         self.flights
             .retain(|flight| flight.from != me && flight.to != me);
+    }
+
+    /// The master a `pause` aimed at `node` freezes: `node` itself unless it leads, else the
+    /// next running, unpaused master (by id, wrapping) that does not lead; `node` if none does.
+    fn pause_target(&self, node: u64) -> u64 {
+        let masters = self.protocol.masters;
+        let follows = |candidate: u64| {
+            let host = &self.masters[candidate as usize];
+            let role = host.core.as_ref().map(core::Master::role);
+            !host.paused && role.is_some_and(|role| role != core::Role::Leader)
+        };
+        if self.masters[node as usize]
+            .core
+            .as_ref()
+            .map(core::Master::role)
+            != Some(core::Role::Leader)
+        {
+            return node;
+        }
+        (1..masters)
+            .map(|offset| (node + offset) % masters)
+            .find(|candidate| follows(*candidate))
+            .unwrap_or(node)
     }
 
     /// A paused master's overdue ticks fire before its queued messages (§7.2).
