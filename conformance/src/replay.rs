@@ -59,6 +59,8 @@ struct OpenInput {
     /// Whether it started with a timer (a tick may fire two timers with one post-state).
     timer: bool,
     post: core::PostState,
+    /// The input number of its last event so far, if the sink stamps them.
+    input: Option<u64>,
     model_sent: Vec<Sent>,
     implementation_sent: Vec<Sent>,
     lost: Vec<Sent>,
@@ -170,10 +172,9 @@ impl<'a> Replayer<'a> {
         );
         if starts_input {
             let timer = matches!(line.kind, core::TraceKind::Timeout { .. });
-            let same_tick = timer
-                && self.open[event.trace]
-                    .as_ref()
-                    .is_some_and(|open| open.timer && open.post == line.post);
+            let same_tick = self.open[event.trace]
+                .as_ref()
+                .is_some_and(|open| open.timer && same_tick(open.input, &open.post, line));
             if !same_tick {
                 if let Some(open) = self.open[event.trace].take() {
                     self.close(open)?;
@@ -182,6 +183,7 @@ impl<'a> Replayer<'a> {
                     start: index,
                     timer,
                     post: line.post.clone(),
+                    input: line.input,
                     model_sent: Vec::new(),
                     implementation_sent: Vec::new(),
                     lost: Vec::new(),
@@ -211,6 +213,7 @@ impl<'a> Replayer<'a> {
             )));
         };
         open.post = line.post.clone();
+        open.input = line.input;
         if let core::TraceKind::Send { to, message } = &line.kind {
             let sent =
                 mapping::send_of(&self.vocabulary, line.origin, to, message).map_err(|error| {
@@ -664,6 +667,20 @@ fn starts_input(kind: &core::TraceKind) -> bool {
     )
 }
 
+/// Whether `line` is a second timer of the tick whose input the node's previous event (its
+/// `input` number and `post`) belongs to. The sinks stamp input numbers (one per input, a tick
+/// that fires two timers is one), so with them it is exact: consecutive election timeouts of a
+/// paused master are separate inputs although their post-states are equal, and merging them
+/// would make replay drop, as lost, a copy of an equal message a later one of them sent.
+/// Without numbers, a timer with the same post-state is taken for the same tick.
+fn same_tick(input: Option<u64>, post: &core::PostState, line: &crate::trace::TraceLine) -> bool {
+    matches!(line.kind, core::TraceKind::Timeout { .. })
+        && match (input, line.input) {
+            (Some(previous), Some(current)) => previous == current,
+            _ => *post == line.post,
+        }
+}
+
 /// For each merged event: is it the last event of its node's input? The next event of the same
 /// node starts a new input, or there is none. A timer event with the same post-state as the
 /// input before it may belong to the same tick: that input stays open for it.
@@ -672,8 +689,8 @@ fn input_ends(merged: &Merged) -> Vec<bool> {
     let mut last_of_trace: Vec<Option<usize>> = vec![None; merged.nodes.len()];
     for (index, event) in merged.events.iter().enumerate() {
         if let Some(previous) = last_of_trace[event.trace] {
-            let same_tick = matches!(event.line.kind, core::TraceKind::Timeout { .. })
-                && merged.events[previous].line.post == event.line.post;
+            let before = &merged.events[previous].line;
+            let same_tick = same_tick(before.input, &before.post, &event.line);
             ends[previous] = starts_input(&event.line.kind) && !same_tick;
         }
         last_of_trace[event.trace] = Some(index);

@@ -84,6 +84,18 @@ fn a_missing_completion_is_reported() {
     assert!(report.contains("Reply { request_id:"), "{report}");
 }
 
+/// A real TCP run with every fault (`run --mode tcp --seed 11 --seeds 1 --faults all`, 26 Nov
+/// 15:36): m2, partitioned, fired three election timeouts in a row with equal post-states, and
+/// m3's next incarnation received the last one's `PreVote`. Replay used to take the three for
+/// one tick and drop that copy as lost (`docs/trace.md` §8, 14).
+#[test]
+fn a_mixed_fault_tcp_trace_with_a_restart_passes() {
+    let checked = check("valid-tcp-mixed-faults").unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(checked.stats.events, 2225);
+    assert!(checked.coverage.behaviours["crash/restart"] >= 1);
+    assert!(checked.coverage.behaviours["eviction"] >= 1);
+}
+
 #[test]
 fn a_reordered_receive_is_a_merge_error() {
     let report = failure("broken-reordered-receive");
