@@ -3,7 +3,9 @@
 //!
 //! Why a guard: a harness that panics must not leave five masters and a proxy running (or
 //! frozen by SIGSTOP) on the machine. [`Processes`] kills and reaps every child it started when
-//! dropped, by the child's own PID, whatever path the run took.
+//! dropped, by the child's own PID, whatever path the run took. A harness that is SIGKILLed runs
+//! no `Drop`; for that case every child is started by `vigil::child_process::spawn`, so the
+//! kernel SIGKILLs it when the harness dies (docs/reliability.md, "Children of a killed harness").
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -208,20 +210,20 @@ impl Processes {
             .open(&running.spec.log)
             .map_err(NemesisError::io("opening a log"))?;
         let errors = log.try_clone().map_err(NemesisError::io("opening a log"))?;
-        let child = Command::new(&self.vigil)
+        let mut command = Command::new(&self.vigil);
+        command
             .args(&running.spec.arguments)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(errors)
-            .spawn()
-            .map_err(|error| {
-                NemesisError::Setup(format!(
-                    "starting {} ({}): {error}",
-                    running.spec.name,
-                    self.vigil.display()
-                ))
-            })?;
+            .stderr(errors);
+        let child = vigil::child_process::spawn(command).map_err(|error| {
+            NemesisError::Setup(format!(
+                "starting {} ({}): {error}",
+                running.spec.name,
+                self.vigil.display()
+            ))
+        })?;
         running.child = Some(child);
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod child_process;
 pub mod client;
 pub mod cluster;
 pub mod codec;

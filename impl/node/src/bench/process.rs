@@ -4,7 +4,8 @@
 //!
 //! Why a guard: a benchmark that panics or fails half way must not leave five masters and three
 //! etcd members running on the machine; `Drop` sends SIGKILL to every child still alive and
-//! reaps it.
+//! reaps it. A benchmark that is SIGKILLed runs no `Drop`; for that case every child is started
+//! by [`crate::child_process::spawn`], so the kernel SIGKILLs it when `vigil bench` dies.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BenchError;
+use crate::child_process;
 
 /// Children at most one guard holds (5 masters + a proxy, or 3 etcd members, with room).
 const CHILDREN_MAX: usize = 16;
@@ -47,14 +49,14 @@ impl Children {
         };
         let stdout = std::fs::File::create(log).map_err(spawn_error)?;
         let stderr = stdout.try_clone().map_err(spawn_error)?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(arguments)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(spawn_error)?;
+            .stderr(stderr);
+        let child = child_process::spawn(command).map_err(spawn_error)?;
         let pid = child.id();
         self.children.push((name.to_string(), child));
         Ok(pid)

@@ -16,6 +16,7 @@ use vigil_model::presets::Strategy;
 
 use super::report::{thousands, Section, SectionOutcome, Table};
 use super::{process, BenchError, BenchOptions};
+use crate::child_process;
 
 /// Longest a model-checking run or the example's build may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(900);
@@ -198,14 +199,14 @@ fn build_paxos_example() -> Result<PathBuf, BenchError> {
         .arg("--target-dir")
         .arg(&target)
         .env_remove("CARGO_TARGET_DIR");
-    run_bounded(&mut command, &log, CHECK_TIMEOUT)?;
+    run_bounded(command, &log, CHECK_TIMEOUT)?;
     Ok(target.join("release").join("examples").join("paxos"))
 }
 
 /// Runs `command` with stdout and stderr in `log`, killing it after `timeout`; returns the
 /// log's text and the wall time. Fails if it exits unsuccessfully.
 fn run_bounded(
-    command: &mut Command,
+    mut command: Command,
     log: &Path,
     timeout: Duration,
 ) -> Result<(String, f64), BenchError> {
@@ -214,11 +215,11 @@ fn run_bounded(
         .map_err(|error| BenchError::Setup(format!("creating {}: {error}", log.display())))?;
     let file_error =
         |error: std::io::Error| BenchError::Setup(format!("{}: {error}", log.display()));
-    let mut child = command
+    command
         .stdin(Stdio::null())
         .stdout(file.try_clone().map_err(file_error)?)
-        .stderr(file)
-        .spawn()
+        .stderr(file);
+    let mut child = child_process::spawn(command)
         .map_err(|error| BenchError::Command(format!("starting {description}: {error}")))?;
     let started = Instant::now();
     let status = loop {
@@ -260,7 +261,7 @@ fn run_paxos_example(
     command
         .args([subcommand, &clients.to_string()])
         .env("RUST_LOG", "warn");
-    let (text, seconds) = run_bounded(&mut command, &log, CHECK_TIMEOUT)?;
+    let (text, seconds) = run_bounded(command, &log, CHECK_TIMEOUT)?;
     let done = text
         .lines()
         .find(|line| line.starts_with("Done."))
@@ -317,7 +318,7 @@ fn measure_replay(seeds: u64, directory: &Path) -> Result<SectionOutcome, BenchE
         "run", "--mode", "sim", "--faults", "all", "--seed", "1", "--seeds",
     ]);
     command.arg(seeds.to_string());
-    let (text, seconds) = run_bounded(&mut command, &directory.join("replay.log"), REPLAY_TIMEOUT)?;
+    let (text, seconds) = run_bounded(command, &directory.join("replay.log"), REPLAY_TIMEOUT)?;
     let line = text
         .lines()
         .find(|line| line.contains("events/s replayed"))
