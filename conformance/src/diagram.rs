@@ -540,7 +540,13 @@ fn arrow(html: &mut String, merged: &Merged, window: &Window, lanes: &Lanes, ind
                     line(html, (from_x, y), (to_x, window.y(receive)), name, &text)
                 }
                 (Some(receive), _) => {
-                    let note = format!("{name} (received at #{receive}, after the window)");
+                    // The window ends at the divergence (or at the end of the trace).
+                    let after = if window.divergent.is_some() {
+                        "the divergence"
+                    } else {
+                        "the window"
+                    };
+                    let note = format!("{name} (received at #{receive}, after {after})");
                     stub(html, from_x, y, to_x, &note, &text);
                 }
                 (None, Lane::Clients) => line(html, (from_x, y), (to_x, y), name, &text),
