@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -38,13 +39,17 @@ fn run(binary: &std::path::Path, mode: &str, seed: u64, faults: &str) -> (bool, 
 
 /// Builds `vigil-conform` with `vigil-core/<feature>` and runs it in `mode` (one run of `seed`)
 /// with `faults`; (success, stdout). First checks that the same run passes without the bug, so
-/// that a failure is the bug's.
+/// that a failure is the bug's. Prints what it found and how long each part took (nextest shows
+/// it with `--success-output final`; `docs/trace.md` §7 records it).
 fn run_with_bug(feature: &str, mode: &str, seed: u64, faults: &str) -> (bool, String) {
+    let started = Instant::now();
     let baseline = std::path::Path::new(env!("CARGO_BIN_EXE_vigil-conform"));
     let (passed, output) = run(baseline, mode, seed, faults);
     assert!(passed, "without {feature} the run must pass:\n{output}");
+    let baseline_seconds = started.elapsed().as_secs_f64();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let target = target_dir().join("mutations");
+    let building = Instant::now();
     let built = Command::new(&cargo)
         .current_dir(workspace())
         .args([
@@ -60,7 +65,20 @@ fn run_with_bug(feature: &str, mode: &str, seed: u64, faults: &str) -> (bool, St
         .status()
         .expect("cargo runs");
     assert!(built.success(), "building with {feature}");
-    run(&target.join("debug/vigil-conform"), mode, seed, faults)
+    let build_seconds = building.elapsed().as_secs_f64();
+    let running = Instant::now();
+    let (success, output) = run(&target.join("debug/vigil-conform"), mode, seed, faults);
+    let divergence = output
+        .lines()
+        .find(|line| line.starts_with("DIVERGENCE"))
+        .unwrap_or("(no DIVERGENCE line)");
+    println!(
+        "{feature}: run --mode {mode} --seed {seed} --seeds 1 --faults {faults}: without the bug \
+         passes ({baseline_seconds:.1} s); with it {} ({:.1} s; build {build_seconds:.1} s): {divergence}",
+        if success { "PASSES" } else { "exits 1" },
+        running.elapsed().as_secs_f64()
+    );
+    (success, output)
 }
 
 #[test]
