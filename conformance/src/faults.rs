@@ -216,9 +216,19 @@ pub struct Regression {
 }
 
 /// Where `vigil-conform run` saves regression seeds: `conformance/regressions` of the source tree.
+///
+/// `VIGIL_REGRESSIONS_DIR`, if set, replaces it: the mutation matrix
+/// (`tests/mutations.rs`) sends the shrunk plans of its planted bugs there, so that they do not
+/// land among (or overwrite) the real regression seeds.
 pub fn regressions_directory() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions")
+    std::env::var_os(REGRESSIONS_DIRECTORY_VARIABLE).map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions"),
+        PathBuf::from,
+    )
 }
+
+/// The environment variable that replaces [`regressions_directory`].
+pub const REGRESSIONS_DIRECTORY_VARIABLE: &str = "VIGIL_REGRESSIONS_DIR";
 
 /// Why a regression file could not be written or read.
 #[derive(Debug, thiserror::Error)]

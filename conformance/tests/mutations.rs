@@ -1,10 +1,13 @@
 //! The mutation matrix (issue 5): with one planted bug of `vigil-core` switched on, `vigil-conform
 //! run` must exit 1 and name the divergence the bug causes. Each case builds the binary with the
-//! feature (a few minutes in all), so it is `#[ignore]`d in CI; run it with
+//! feature (about 1 minute per case once `target/mutations` is built; the first build there is
+//! a full debug build of the workspace), so it is `#[ignore]`d in CI; run it with
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-conf cargo test -p vigil-conformance --test mutations -- --ignored --test-threads 1
+//! cargo nextest run -p vigil-conformance --test mutations --run-ignored only -j 1 --success-output final
 //! ```
+//!
+//! Results and timings: `docs/trace.md` §7.
 //!
 //! Each case runs the simulation (or the real host on TCP) with the one fault that exercises the
 //! bug, and asserts the bug's own signature in the report (not just any failure: the model and the core still
@@ -23,9 +26,19 @@ fn target_dir() -> PathBuf {
 }
 
 /// Runs `binary run --mode MODE --seed SEED --seeds 1 --faults FAULTS`; (success, stdout).
+/// A failing simulated run saves its shrunk plan as a regression seed: a planted bug's go to a
+/// scratch directory, not among the real ones in `conformance/regressions/` (which every test
+/// run replays, and whose names they could overwrite).
 fn run(binary: &std::path::Path, mode: &str, seed: u64, faults: &str) -> (bool, String) {
     let seed = seed.to_string();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
     let output = Command::new(binary)
+        .env(
+            vigil_conformance::faults::REGRESSIONS_DIRECTORY_VARIABLE,
+            scratch.path(),
+        )
+        // Its model path and sequence diagram too.
+        .env("TMPDIR", scratch.path())
         .args([
             "run", "--mode", mode, "--seed", &seed, "--seeds", "1", "--faults", faults,
         ])
