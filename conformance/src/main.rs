@@ -21,14 +21,11 @@ use vigil_conformance::trace;
 const VERIFY_SEEDS: u64 = 8;
 /// The first seed of `verify`'s simulation runs.
 const VERIFY_SIM_FIRST_SEED: u64 = 1;
-/// Seeds `verify` runs of the tokio host under turmoil (about 0.5 s each), from
-/// `VERIFY_TURMOIL_FIRST_SEED`. Seeds 4, 11, 14 and 16 of 1–16 fail today on a conformance
-/// limitation, not a model/core disagreement: host traces carry no message ids yet, so the
-/// merge matches a restarted master's receive to an equal message sent before its crash
-/// (docs/trace.md §8). 5–10 all pass; start at 1 once the host stamps message ids.
-const VERIFY_TURMOIL_SEEDS: u64 = 6;
+/// Seeds `verify` runs of the tokio host under turmoil (well under a second each), from
+/// `VERIFY_TURMOIL_FIRST_SEED`.
+const VERIFY_TURMOIL_SEEDS: u64 = 8;
 /// The first seed of `verify`'s turmoil runs.
-const VERIFY_TURMOIL_FIRST_SEED: u64 = 5;
+const VERIFY_TURMOIL_FIRST_SEED: u64 = 1;
 /// Real-TCP runs of `verify`: one per fault kind (real time: ~3 s each).
 const VERIFY_TCP_SEEDS: u64 = 7;
 /// The faults of `verify`'s real-TCP runs, one kind per run in turn (`docs/trace.md` §7).
