@@ -251,6 +251,12 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
                 stats.actions,
                 events as f64 / seconds.max(1e-9)
             );
+            if let Some(history_events) = stats.linearizable_unchecked_history_events {
+                println!(
+                    "note: the model's `linearizable` was not evaluated: the client history has {history_events} events, above {} (check the history per key, as `nemesis` does)",
+                    vigil_conformance::replay::LINEARIZABLE_HISTORY_EVENTS_MAX
+                );
+            }
             print!("{}", checked.coverage);
             true
         }

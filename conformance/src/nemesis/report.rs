@@ -9,7 +9,7 @@ use vigil_core::LedgerCounters;
 use super::history::{self, HistoryCounts, KeyDurability, Record};
 use super::linearizability::{self, Verdict};
 use super::NemesisOptions;
-use crate::{run, trace};
+use crate::{replay, run, trace};
 
 /// One fault the nemesis injected.
 #[derive(Clone, Debug)]
@@ -169,8 +169,16 @@ fn check_trace_files(directory: &std::path::Path, pauses: u64) -> Result<String,
                 .map_err(|failure| failure.to_string())
         })
         .map(|checked| {
+            let linearizable = match checked.stats.linearizable_unchecked_history_events {
+                Some(events) => format!(
+                    "; the model's `linearizable` skipped on the whole history ({events} events, \
+                     above {}): the per-key check above decides it",
+                    replay::LINEARIZABLE_HISTORY_EVENTS_MAX
+                ),
+                None => String::new(),
+            };
             format!(
-                "{} events, {} model actions ({:.1} s)",
+                "{} events, {} model actions ({:.1} s){linearizable}",
                 checked.stats.events,
                 checked.stats.actions,
                 trace_started.elapsed().as_secs_f64()
