@@ -301,7 +301,13 @@ impl TraceSink {
         };
         let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
         let path = path.to_path_buf();
-        let writer = tokio::task::spawn_blocking(move || write_loop(file, &path, receiver));
+        let writer = tokio::task::spawn_blocking(move || {
+            let written = write_loop(file, &path, receiver);
+            if let Err(error) = &written {
+                tracing::error!(%error, "the trace writer stopped");
+            }
+            written
+        });
         Ok(TraceSink {
             target: Target::File { batches, writer },
             stamper: Stamper::new(header.node.clone(), resume),
