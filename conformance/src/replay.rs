@@ -546,7 +546,7 @@ impl<'a> Replayer<'a> {
             .filter(|property| property.when == when)
             .filter(|property| {
                 property.name != "linearizable"
-                    || self.stats.linearizable_unchecked_history_events.is_none()
+                    || self.state.history.len() <= LINEARIZABLE_HISTORY_EVENTS_MAX
             })
         {
             if !(property.condition)(self.config(), &self.state) {
@@ -575,9 +575,8 @@ impl<'a> Replayer<'a> {
         let last = self.merged.events.len().saturating_sub(1);
         self.check_completions()?;
         let history_events = self.state.history.len();
-        if history_events > LINEARIZABLE_HISTORY_EVENTS_MAX {
-            self.stats.linearizable_unchecked_history_events = Some(history_events);
-        }
+        self.stats.linearizable_unchecked_history_events =
+            (history_events > LINEARIZABLE_HISTORY_EVENTS_MAX).then_some(history_events);
         self.check_properties(last, When::End)?;
         self.check_properties(last, When::ReplyDelivered)
     }

@@ -80,7 +80,7 @@ impl Master {
             command: command.clone(),
         });
         for node in active {
-            self.send_accept(
+            self.send_after_persist(
                 node,
                 Message::Accept {
                     ballot,
@@ -90,13 +90,6 @@ impl Master {
                 },
             );
         }
-    }
-
-    /// Sends an `Accept`: after this `Ready`'s durable write, like everything the leader
-    /// sends about its log (§4.1).
-    fn send_accept(&mut self, node: NodeId, message: Message) {
-        debug_assert!(matches!(message, Message::Accept { .. }));
-        self.send_after_persist(node, message);
     }
 
     /// `Accepted { ballot, slot }` (§4.3): counts only from an active follower, for the current
@@ -291,7 +284,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_accept(node, message);
+            self.send_after_persist(node, message);
         }
     }
 
@@ -394,7 +387,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_accept(from, message);
+            self.send_after_persist(from, message);
         }
     }
 }

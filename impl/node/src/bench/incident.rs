@@ -144,14 +144,10 @@ fn incident_table(
             ratio(during.latency_ms(quantile), before.latency_ms(quantile)),
         ]);
     }
-    let refused = |result: &LoadResult| match &result.first_refusal {
-        Some(reason) => format!("{} (first: {reason})", result.refused),
-        None => result.refused.to_string(),
-    };
     table.push(vec![
         "valid requests refused".to_string(),
-        refused(before),
-        refused(during),
+        before.refusals(),
+        during.refusals(),
         String::new(),
     ]);
     table.push(vec![

@@ -137,6 +137,14 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Refusals in the measured window, with the first one's reason when there was one.
+    pub fn refusals(&self) -> String {
+        match &self.first_refusal {
+            Some(reason) => format!("{} (first: {reason})", self.refused),
+            None => self.refused.to_string(),
+        }
+    }
+
     /// Successful operations per second.
     pub fn operations_per_second(&self) -> f64 {
         self.operations as f64 / self.seconds.max(1e-9)

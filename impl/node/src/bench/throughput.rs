@@ -153,10 +153,7 @@ fn figures_table(results: &Results) -> Table {
             format!("{:.2}", result.latency_ms(0.5)),
             format!("{:.2}", result.latency_ms(0.99)),
             format!("{:.2}", result.latency_ms(0.999)),
-            match &result.first_refusal {
-                Some(reason) => format!("{} (first: {reason})", result.refused),
-                None => "0".to_string(),
-            },
+            result.refusals(),
         ]);
     }
     table
