@@ -69,7 +69,7 @@ pub struct DiagramInput<'a> {
     pub merged: &'a Merged,
     /// The divergence.
     pub divergence: &'a Divergence,
-    /// The faults the run injected, as it printed them (a pause leaves no trace event).
+    /// The faults the run injected, as it printed them.
     pub faults: &'a [String],
 }
 
@@ -304,7 +304,7 @@ fn summary(html: &mut String, input: &DiagramInput<'_>) {
     );
     html.push_str("</div>\n");
     if !input.faults.is_empty() {
-        html.push_str("<p>Faults the run injected (pauses leave no trace event):</p>\n<ul>\n");
+        html.push_str("<p>Faults the run injected:</p>\n<ul>\n");
         for fault in input.faults {
             let _ = writeln!(html, "<li>{}</li>", escape(fault));
         }
@@ -444,6 +444,7 @@ fn mark(
     let label_x = x + 8;
     let (shape, label) = match &event.line.kind {
         TraceKind::Timeout { timer } => (diamond(x, y, "#d80"), format!("{timer:?}Timeout")),
+        TraceKind::Pause | TraceKind::Resume { .. } => (bar(x, y), event.line.kind.to_string()),
         TraceKind::Evict { follower } => (square(x, y, "#a0a"), format!("Evict m{follower}")),
         TraceKind::Readmit { follower } => (square(x, y, "#a0a"), format!("Readmit m{follower}")),
         TraceKind::BecomePreCandidate { .. }

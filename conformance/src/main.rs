@@ -232,13 +232,13 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
         }
     };
     let (mut events, mut seconds) = (0usize, 0f64);
-    let mut result = run::check_traces(&traces, floor, 0);
+    let mut result = run::check_traces(&traces, floor);
     for _ in 1..repeat.max(1) {
         if let Ok(checked) = &result {
             events += checked.stats.events;
             seconds += checked.stats.seconds;
         }
-        result = run::check_traces(&traces, floor, 0);
+        result = run::check_traces(&traces, floor);
     }
     match result {
         Ok(checked) => {

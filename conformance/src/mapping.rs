@@ -9,9 +9,10 @@
 //!    The model runs unbounded for replay (budgets at their maximum, no in-flight bound, links
 //!    unordered because the host sends heartbeats ahead of messages that wait for the disk).
 //! 2. [`Vocabulary::actions`] turns the event that starts an input of a node into the model
-//!    actions of that input: one action per handler (`docs/protocol.md` §11), plus the untraced
-//!    client's `ClientRequest` in front of the proxy's `Request`, and `Crash` in front of a
-//!    master's second and later `Restart`.
+//!    actions of that input: one action per handler (`docs/protocol.md` §11), `Pause` and
+//!    `Resume` for a master's pause events (schema 2), plus the untraced client's
+//!    `ClientRequest` in front of the proxy's `Request`, and `Crash` in front of a master's
+//!    second and later `Restart`.
 //! 3. [`master_view`] and [`ledger_view`] abstract the model's state into the implementation's
 //!    post-state types, and [`Vocabulary::message`] maps a message, so that replay compares like
 //!    with like.
@@ -267,6 +268,12 @@ impl Vocabulary {
                 } else {
                     Vec::new()
                 }
+            }
+            (core::TraceKind::Pause, Party::Master(node)) => {
+                vec![Action::Pause(fit("node id", node)?)]
+            }
+            (core::TraceKind::Resume { .. }, Party::Master(node)) => {
+                vec![Action::Resume(fit("node id", node)?)]
             }
             (core::TraceKind::Receive { from, message }, _) => {
                 self.receive_actions(party_of_endpoint(from), me, message)?

@@ -589,10 +589,7 @@ fn describe(traces: &[NodeTrace], at: At) -> String {
 }
 
 fn starts_input(kind: &TraceKind) -> bool {
-    matches!(
-        kind,
-        TraceKind::Receive { .. } | TraceKind::Timeout { .. } | TraceKind::Restart
-    )
+    kind.starts_input()
 }
 
 fn node_label(origin: Origin) -> String {

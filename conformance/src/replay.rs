@@ -174,13 +174,7 @@ impl<'a> Replayer<'a> {
     fn event(&mut self, index: usize) -> Result<(), Box<Divergence>> {
         let event = &self.merged.events[index];
         let line = &event.line;
-        let starts_input = matches!(
-            line.kind,
-            core::TraceKind::Receive { .. }
-                | core::TraceKind::Timeout { .. }
-                | core::TraceKind::Restart
-        );
-        if starts_input {
+        if line.kind.starts_input() {
             let timer = matches!(line.kind, core::TraceKind::Timeout { .. });
             let same_tick = self.open[event.trace]
                 .as_ref()
@@ -217,7 +211,7 @@ impl<'a> Replayer<'a> {
         let Some(open) = self.open[event.trace].as_mut() else {
             return Err(Box::new(self.divergence(
                 index,
-                "an event outside any input (the node's trace does not start with a Restart, a receive or a timer)",
+                "an event outside any input (the node's trace does not start with a Restart, a receive, a timer or a pause)",
                 None,
                 Vec::new(),
             )));
@@ -676,12 +670,7 @@ fn next_of_node(merged: &Merged) -> Vec<Option<usize>> {
 }
 
 fn starts_input(kind: &core::TraceKind) -> bool {
-    matches!(
-        kind,
-        core::TraceKind::Receive { .. }
-            | core::TraceKind::Timeout { .. }
-            | core::TraceKind::Restart
-    )
+    kind.starts_input()
 }
 
 /// Whether `line` is a second timer of the tick whose input the node's previous event (its

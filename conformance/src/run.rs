@@ -59,11 +59,7 @@ pub struct Checked {
 }
 
 /// Validates traces against the model. `floor`: fewer events in total fail as vacuous.
-pub fn check_traces(
-    traces: &[NodeTrace],
-    floor: usize,
-    pauses_injected: u64,
-) -> Result<Checked, CheckFailure> {
+pub fn check_traces(traces: &[NodeTrace], floor: usize) -> Result<Checked, CheckFailure> {
     trace::check_floor(traces, floor).map_err(CheckFailure::Trace)?;
     let merged = merge::merge(traces).map_err(CheckFailure::Merge)?;
     let protocol = protocol_of(traces);
@@ -76,7 +72,7 @@ pub fn check_traces(
     let stats = replay::replay(&merged, vocabulary).map_err(CheckFailure::Divergence)?;
     let coverage = Coverage {
         actions: stats.action_kinds.clone(),
-        behaviours: coverage::observe(&merged, pauses_injected),
+        behaviours: coverage::observe(&merged),
     };
     Ok(Checked { stats, coverage })
 }
@@ -101,7 +97,7 @@ fn protocol_of(traces: &[NodeTrace]) -> core::Config {
 /// Reads traces from files and directories and validates them.
 pub fn check_paths(paths: &[std::path::PathBuf], floor: usize) -> Result<Checked, CheckFailure> {
     let traces = trace::read_paths(paths).map_err(CheckFailure::Trace)?;
-    check_traces(&traces, floor, 0)
+    check_traces(&traces, floor)
 }
 
 /// One simulated run: the plan, the traces, and the check's result.
@@ -128,20 +124,14 @@ pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOu
     let started = Instant::now();
     let run = sim::run(seed, masters, &plan);
     let simulate_seconds = started.elapsed().as_secs_f64();
-    let pauses = plan
-        .faults
-        .iter()
-        .filter(|fault| fault.kind == FaultKind::Pause)
-        .count() as u64;
-    let result =
-        check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, pauses).and_then(|checked| {
-            let missing = checked.coverage.missing(kinds);
-            if missing.is_empty() {
-                Ok(checked)
-            } else {
-                Err(CheckFailure::Vacuous(missing))
-            }
-        });
+    let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT).and_then(|checked| {
+        let missing = checked.coverage.missing(kinds);
+        if missing.is_empty() {
+            Ok(checked)
+        } else {
+            Err(CheckFailure::Vacuous(missing))
+        }
+    });
     SimOutcome {
         seed,
         plan,
@@ -170,7 +160,7 @@ pub fn shrink_turmoil(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, 
 }
 
 fn divergence_title(traces: &[NodeTrace]) -> Option<String> {
-    match check_traces(traces, trace::EVENTS_FLOOR_DEFAULT, 0) {
+    match check_traces(traces, trace::EVENTS_FLOOR_DEFAULT) {
         Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
         _ => None,
     }
@@ -229,16 +219,11 @@ pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &P
     let started = Instant::now();
     let run = crate::tcp::run(seed, masters, &plan, directory);
     let run_seconds = started.elapsed().as_secs_f64();
-    let pauses = plan
-        .faults
-        .iter()
-        .filter(|fault| fault.kind == FaultKind::Pause)
-        .count() as u64;
     let (faults_applied, result) = match run {
         Ok(run) => {
             let result = trace::read_paths(std::slice::from_ref(&run.trace_dir))
                 .map_err(CheckFailure::Trace)
-                .and_then(|traces| check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT, pauses))
+                .and_then(|traces| check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT))
                 .and_then(|checked| match &run.drive_error {
                     // The traces conform, but the run itself did not complete.
                     Some(error) => Err(CheckFailure::Run(error.clone())),
@@ -292,14 +277,9 @@ pub fn turmoil_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> Turmoi
     let started = Instant::now();
     let run = crate::host_sim::run(seed, masters, &plan);
     let simulate_seconds = started.elapsed().as_secs_f64();
-    let pauses = plan
-        .faults
-        .iter()
-        .filter(|fault| fault.kind == FaultKind::Pause)
-        .count() as u64;
     let (run, result) = match run {
         Ok(run) => {
-            let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, pauses)
+            let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT)
                 .and_then(|checked| match &run.client_error {
                     // The traces conform, but a client could not complete its workload.
                     Some(error) => Err(CheckFailure::Run(error.clone())),

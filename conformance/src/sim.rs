@@ -106,6 +106,8 @@ struct Sink {
     lamport: u64,
     inputs: u64,
     sends: u64,
+    /// Whether the current input began with a timer (a tick), which a second timer may join.
+    input_is_tick: bool,
 }
 
 /// A master host: the core, its storage, and the host's fault state.
@@ -428,17 +430,17 @@ impl World {
             .unwrap_or(node)
     }
 
-    /// A paused master's overdue ticks fire before its queued messages (§7.2).
+    /// A paused master's overdue ticks fire before its queued messages, as the tokio host
+    /// hands them to the core (`Master::elapse`: from the pause threshold on, the core resumes,
+    /// check-quorum first, §7.2).
     fn resume(&mut self, node: u64) {
         let host = &mut self.masters[node as usize];
         host.paused = false;
         let overdue = std::mem::take(&mut host.missed_ticks);
-        for _ in 0..overdue {
-            if let Some(master) = self.masters[node as usize].core.as_mut() {
-                master.tick();
-            }
-            self.drain_master(node, None);
+        if let Some(master) = host.core.as_mut() {
+            master.elapse(overdue);
         }
+        self.drain_master(node, None);
     }
 
     fn step_tick(&mut self) {
@@ -721,6 +723,7 @@ impl Sink {
             lamport: 0,
             inputs: 0,
             sends: 0,
+            input_is_tick: false,
         }
     }
 
@@ -729,20 +732,18 @@ impl Sink {
         let mut stamped = Stamped { sends: Vec::new() };
         let mut last_sequence: Option<u64> = None;
         for event in events {
-            let new_input = match &event.kind {
-                core::TraceKind::Receive { .. }
-                | core::TraceKind::Timeout { .. }
-                | core::TraceKind::Restart => true,
-                _ => last_sequence.is_none(),
-            };
+            let new_input = event.kind.starts_input() || last_sequence.is_none();
+            // A second timer of one tick joins its input (a timer after a `Resume` does not).
             let same_tick_timer = matches!(event.kind, core::TraceKind::Timeout { .. })
                 && last_sequence.is_some()
+                && self.input_is_tick
                 && self
                     .lines
                     .last()
                     .is_some_and(|line| line.post == event.post);
             if new_input && !same_tick_timer {
                 self.inputs += 1;
+                self.input_is_tick = matches!(event.kind, core::TraceKind::Timeout { .. });
             }
             last_sequence = Some(event.sequence);
             self.lamport += 1;

@@ -13,8 +13,13 @@ use vigil_core::{Origin, PostState, TraceEvent, TraceKind};
 
 /// The `schema` value of the header line.
 pub const SCHEMA_NAME: &str = "vigil-trace";
-/// The schema version this reader understands.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this workspace writes. Version 2 added the `Pause` and `Resume` events
+/// (`docs/trace.md` §1).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this reader accepts: a version 1 trace is a version 2 trace
+/// without pauses (its hosts fired a pause's overdue ticks as ordinary ticks, which the model
+/// also allows), so it is read and replayed as it is.
+pub const SCHEMA_VERSION_OLDEST: u32 = 1;
 /// Fewer events than this over all files of a run is a vacuous trace (`docs/trace.md`).
 pub const EVENTS_FLOOR_DEFAULT: usize = 20;
 
@@ -23,7 +28,7 @@ pub const EVENTS_FLOOR_DEFAULT: usize = 20;
 pub struct Header {
     /// Always `vigil-trace`.
     pub schema: String,
-    /// Always [`SCHEMA_VERSION`].
+    /// [`SCHEMA_VERSION`] when written here; [`SCHEMA_VERSION_OLDEST`] and up are read.
     pub version: u32,
     /// The node that wrote the file: `m<id>` for a master, `p<id>` for a proxy.
     pub node: String,
@@ -224,9 +229,9 @@ fn parse_header(path: &Path, line: &str) -> Result<Header, TraceError> {
             header.schema
         )));
     }
-    if header.version != SCHEMA_VERSION {
+    if !(SCHEMA_VERSION_OLDEST..=SCHEMA_VERSION).contains(&header.version) {
         return Err(header_error(format!(
-            "schema version {} is not supported (this reader: {SCHEMA_VERSION})",
+            "schema version {} is not supported (this reader: {SCHEMA_VERSION_OLDEST} to {SCHEMA_VERSION})",
             header.version
         )));
     }
@@ -314,9 +319,17 @@ mod tests {
 
     #[test]
     fn an_unknown_version_is_an_error() {
-        let line = header_line().replace("\"version\":1", "\"version\":99");
+        let line = header_line().replace("\"version\":2", "\"version\":99");
         let error = parse(Path::new("m0.ndjson"), &line).unwrap_err();
         assert!(error.to_string().contains("version 99"), "{error}");
+    }
+
+    #[test]
+    fn a_version_1_trace_is_still_read() {
+        let line = header_line().replace("\"version\":2", "\"version\":1");
+        assert_ne!(line, header_line());
+        let trace = parse(Path::new("m0.ndjson"), &line).unwrap();
+        assert_eq!(trace.header.version, 1);
     }
 
     #[test]

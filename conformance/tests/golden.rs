@@ -182,7 +182,7 @@ fn a_fault_plan_whose_behaviours_never_happen_fails() {
 fn the_sequence_diagram_highlights_the_divergent_event() {
     let node_traces = trace::read_paths(&[traces("broken-commit-without-quorum")]).unwrap();
     let Err(CheckFailure::Divergence(divergence)) =
-        run::check_traces(&node_traces, trace::EVENTS_FLOOR_DEFAULT, 0)
+        run::check_traces(&node_traces, trace::EVENTS_FLOOR_DEFAULT)
     else {
         panic!("broken-commit-without-quorum must diverge");
     };

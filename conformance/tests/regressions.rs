@@ -2,7 +2,7 @@
 //! made a simulated run diverge, saved by `vigil-conform run` when it shrank the failure
 //! (`docs/trace.md` §6). Every file is replayed here on every test run and must now pass.
 
-use vigil_conformance::faults::{self, FaultKind};
+use vigil_conformance::faults;
 use vigil_conformance::run::check_traces;
 use vigil_conformance::{sim, trace};
 
@@ -17,13 +17,7 @@ fn every_saved_regression_seed_replays_without_divergence() {
     );
     for (path, regression) in regressions {
         let run = sim::run(regression.seed, regression.masters, &regression.plan);
-        let pauses = regression
-            .plan
-            .faults
-            .iter()
-            .filter(|fault| fault.kind == FaultKind::Pause)
-            .count() as u64;
-        if let Err(failure) = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT, pauses) {
+        if let Err(failure) = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT) {
             panic!(
                 "{} (found as: {}) fails again:\n{failure}",
                 path.display(),

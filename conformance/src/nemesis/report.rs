@@ -159,14 +159,25 @@ pub fn check(facts: RunFacts) -> NemesisReport {
     }
 }
 
-/// `vigil-conform check` on the run's trace files: its summary, or its failure.
-fn check_trace_files(directory: &std::path::Path, pauses: u64) -> Result<String, String> {
+/// `vigil-conform check` on the run's trace files: its summary, or its failure. Each SIGSTOP
+/// lasts several pause thresholds, so the masters must have traced at least as many `Pause`s
+/// as `sigstops` (a pause nobody noticed would leave the check vacuous about pauses).
+fn check_trace_files(directory: &std::path::Path, sigstops: u64) -> Result<String, String> {
     let trace_started = Instant::now();
     trace::read_paths(&[directory.to_path_buf()])
         .map_err(|error| error.to_string())
         .and_then(|traces| {
-            run::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT, pauses)
+            run::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT)
                 .map_err(|failure| failure.to_string())
+        })
+        .and_then(|checked| {
+            let traced = checked.coverage.behaviours.get("pause").copied().unwrap_or(0);
+            if traced < sigstops {
+                return Err(format!(
+                    "{sigstops} SIGSTOP(s) sent, {traced} pause(s) traced: a master did not notice its pause"
+                ));
+            }
+            Ok(checked)
         })
         .map(|checked| {
             let linearizable = match checked.stats.linearizable_unchecked_history_events {

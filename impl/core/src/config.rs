@@ -136,6 +136,29 @@ impl Config {
         Ok(())
     }
 
+    /// Ticks falling due at once from which the host takes the gap for a stop-the-world pause
+    /// (a GC pause, `SIGSTOP`) and calls [`crate::Master::resume`] instead of ticking
+    /// (`docs/protocol.md` §7.2): `(max(eviction_threshold, 2) - 1) * heartbeat_interval_ticks
+    /// + 1`.
+    ///
+    /// Why this value: overdue ticks fire back to back, with no message handled between them.
+    /// A gap of at most `(eviction_threshold - 1) * heartbeat_interval_ticks` ticks fires at most
+    /// `eviction_threshold - 1` heartbeats, so a follower that had missed none (its last
+    /// acknowledgement still in flight) is not evicted, and the gap is shorter than the
+    /// check-quorum window and the election timeout (validation:
+    /// `eviction_threshold * heartbeat_interval_ticks < election_timeout_ticks`), so each of
+    /// those timers fires at most once in it, as it could with ordinary ticks whose messages
+    /// arrived that much later. One tick more could fire `eviction_threshold` heartbeats in a
+    /// row and evict every follower: that is a pause. With `eviction_threshold = 1` a single
+    /// heartbeat already evicts, as with ordinary ticks, so the bound is one heartbeat period.
+    pub fn pause_threshold_ticks(&self) -> u64 {
+        self.eviction_threshold
+            .max(2)
+            .saturating_sub(1)
+            .saturating_mul(self.heartbeat_interval_ticks)
+            .saturating_add(1)
+    }
+
     /// A majority of the full static configuration (§1): never changes.
     pub fn quorum(&self) -> u64 {
         self.masters / 2 + 1
@@ -180,6 +203,29 @@ mod tests {
     fn default_is_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
         assert_eq!(Config::default().quorum(), 3);
+    }
+
+    #[test]
+    fn the_pause_threshold_is_one_tick_past_eviction_threshold_minus_one_heartbeats() {
+        assert_eq!(Config::default().pause_threshold_ticks(), 3);
+        let tcp = Config {
+            heartbeat_interval_ticks: 8,
+            election_timeout_ticks: 25,
+            ..Config::default()
+        };
+        assert_eq!(tcp.pause_threshold_ticks(), 17);
+        let single_miss = Config {
+            heartbeat_interval_ticks: 2,
+            eviction_threshold: 1,
+            ..Config::default()
+        };
+        assert_eq!(single_miss.pause_threshold_ticks(), 3);
+        for config in [Config::default(), tcp, single_miss] {
+            let below = config.pause_threshold_ticks() - 1;
+            let heartbeats_max = below.div_ceil(config.heartbeat_interval_ticks);
+            assert!(heartbeats_max < config.eviction_threshold.max(2));
+            assert!(below < config.election_timeout_ticks);
+        }
     }
 
     #[test]

@@ -189,9 +189,11 @@ pub(crate) struct Output {
 /// Driving contract (see `ready.rs` for the details of each field):
 /// - build it with [`Master::new`] from what storage holds ([`DurableState::default`] the first
 ///   time);
-/// - call [`Master::tick`] once per tick, [`Master::step`] for each message received (a
-///   `Propose` from a proxy too, or [`Master::propose`]); a paused host that resumes must call
-///   `tick` for every overdue tick **before** stepping any queued message (§7.2);
+/// - call [`Master::tick`] once per tick (or [`Master::elapse`] with the ticks that fell due
+///   since the previous call), [`Master::step`] for each message received (a `Propose` from a
+///   proxy too, or [`Master::propose`]); a host that finds at least
+///   [`Config::pause_threshold_ticks`] ticks overdue was paused and must call
+///   [`Master::resume`] (`elapse` does) **before** stepping any queued message (§7.2);
 /// - after inputs, while [`Master::has_ready`]: take [`Master::ready`], persist, send in the
 ///   documented order, then [`Master::advance`];
 /// - on a storage error stop the node: never step a master whose writes were lost.
@@ -300,6 +302,54 @@ impl Master {
             }
         }
         self.finish_input();
+    }
+
+    /// The host's clock moved `due_ticks` ticks since its previous `tick` or `elapse` (1 when
+    /// the host keeps up). Fewer than [`Config::pause_threshold_ticks`] fire as ordinary ticks,
+    /// one after the other; from the threshold on the master was paused and it
+    /// [`Master::resume`]s (§7.2). Call it before stepping any message that arrived meanwhile.
+    pub fn elapse(&mut self, due_ticks: u64) {
+        if due_ticks >= self.config.pause_threshold_ticks() {
+            self.resume(due_ticks);
+            return;
+        }
+        for _ in 0..due_ticks {
+            self.tick();
+        }
+    }
+
+    /// §7.2: the master was paused for `overdue_ticks` ticks (`Pause`, then `Resume`, two
+    /// inputs, as the model's actions). A Leader heard nobody during the pause, so its
+    /// check-quorum runs first, with an empty window: it steps down unless it is a quorum by
+    /// itself (then its overdue heartbeat fires). Any other master's election timer (and the
+    /// wait before another `Rejoin`) advances by the overdue ticks, firing at most once. Every
+    /// timer thus fires at most once, before any message that waited in the links.
+    pub fn resume(&mut self, overdue_ticks: u64) {
+        self.trace.record(|| TraceKind::Pause);
+        self.finish_input();
+        self.trace.record(|| TraceKind::Resume { overdue_ticks });
+        let leading = match &mut self.role {
+            RoleState::Leader(leadership) => {
+                leadership.heard_in_window.clear();
+                true
+            }
+            _ => false,
+        };
+        self.finish_input();
+        if leading {
+            self.on_check_quorum_timeout();
+            self.finish_input();
+            if let RoleState::Leader(leadership) = &mut self.role {
+                leadership.heartbeat_elapsed_ticks = 0;
+                self.on_heartbeat_timeout();
+                self.finish_input();
+            }
+            return;
+        }
+        let election_timeout_ticks = self.config.election_timeout_ticks_for(self.id);
+        for _ in 0..overdue_ticks.min(election_timeout_ticks) {
+            self.tick();
+        }
     }
 
     /// Handles one message (`protocol.md` §11: one `handle_*` per message).

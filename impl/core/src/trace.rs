@@ -84,6 +84,16 @@ pub enum TraceKind {
     },
     /// A master started from its durable state (§8).
     Restart,
+    /// The master was paused (§7.1): a stop-the-world pause, recorded when the host finds it
+    /// on resuming (the master took no step meanwhile, so the event's place is just before
+    /// `Resume`). The model's `Pause`.
+    Pause,
+    /// The master resumed after `overdue_ticks` ticks without a step (§7.2). The model's
+    /// `Resume`.
+    Resume {
+        /// Ticks that fell due during the pause.
+        overdue_ticks: u64,
+    },
     /// `BecomePreCandidate` with the ballot it asks pre-votes for.
     BecomePreCandidate {
         /// The ballot in the `PreVote`s.
@@ -144,6 +154,23 @@ pub enum TraceKind {
     },
 }
 
+impl TraceKind {
+    /// Whether this event begins an input of its owner (a receive, a timer, a restart, a pause
+    /// or a resume; every other event is a named part of the input before it). One tick that
+    /// fires two leader timers is one input: its second `Timeout` begins no new input, which the
+    /// sinks' input numbers show (`docs/trace.md` §1).
+    pub fn starts_input(&self) -> bool {
+        matches!(
+            self,
+            TraceKind::Receive { .. }
+                | TraceKind::Timeout { .. }
+                | TraceKind::Restart
+                | TraceKind::Pause
+                | TraceKind::Resume { .. }
+        )
+    }
+}
+
 impl fmt::Display for TraceKind {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -151,6 +178,10 @@ impl fmt::Display for TraceKind {
             TraceKind::Receive { from, message } => write!(formatter, "recv <-{from} {message}"),
             TraceKind::Timeout { timer } => write!(formatter, "{timer:?}Timeout"),
             TraceKind::Restart => write!(formatter, "Restart"),
+            TraceKind::Pause => write!(formatter, "Pause"),
+            TraceKind::Resume { overdue_ticks } => {
+                write!(formatter, "Resume overdue_ticks={overdue_ticks}")
+            }
             TraceKind::BecomePreCandidate { ballot } => {
                 write!(formatter, "BecomePreCandidate ballot={ballot}")
             }

@@ -72,6 +72,50 @@ fn events_carry_the_post_state_of_their_input() {
     assert_eq!(sequences, vec![1, 2, 3]);
 }
 
+fn kinds(master: &mut Master) -> Vec<String> {
+    let ready = master.ready();
+    let kinds = ready
+        .trace
+        .iter()
+        .map(|event| event.kind.to_string())
+        .collect();
+    master.advance(ready);
+    kinds
+}
+
+#[test]
+fn a_gap_from_the_pause_threshold_on_is_a_pause_and_resume() {
+    let mut master = master(true);
+    let _ = kinds(&mut master);
+    let threshold = Config::default().pause_threshold_ticks();
+    master.elapse(threshold - 1);
+    assert!(
+        kinds(&mut master).is_empty(),
+        "below the threshold: ordinary ticks, no timer due yet"
+    );
+    master.elapse(threshold);
+    assert_eq!(
+        kinds(&mut master),
+        vec![
+            "Pause".to_string(),
+            format!("Resume overdue_ticks={threshold}")
+        ]
+    );
+    // A follower's election timer advances by the overdue ticks and fires once, however long
+    // the pause.
+    master.elapse(1_000);
+    let fired = kinds(&mut master);
+    assert_eq!(
+        fired
+            .iter()
+            .filter(|kind| *kind == "ElectionTimeout")
+            .count(),
+        1,
+        "{fired:?}"
+    );
+    assert_eq!(fired[..2], ["Pause", "Resume overdue_ticks=1000"]);
+}
+
 #[test]
 fn misrouted_messages_are_refused() {
     let mut master = master(false);

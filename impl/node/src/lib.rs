@@ -7,6 +7,7 @@
 //! and `proxy` (the tasks that own the core's state machines); `client`; `cluster` (N masters
 //! and a proxy in one process); `config`, `metrics` and `status` (the HTTP endpoint for
 //! `/metrics` and `/status`); `fuzzing` (entry points of the fuzz targets and corpus replay);
+//! `tick_clock` (ticks due on the host's clock, so a pause is told from a late tick);
 //! `platform`, the seam (network, file system) that lets conformance run all of it under a
 //! deterministic simulation; `bench` (`vigil bench`: the service, the incident, failures and
 //! verification, measured side by side).
@@ -26,6 +27,7 @@ pub mod platform;
 pub mod proxy;
 pub mod status;
 pub mod storage;
+pub mod tick_clock;
 pub mod trace_sink;
 pub mod transport;
 pub mod wire;

@@ -32,6 +32,7 @@ use crate::durable::MasterStorage;
 use crate::metrics as names;
 use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
 use crate::storage::StorageError;
+use crate::tick_clock::TickClock;
 use crate::trace_sink::{StampedSends, TraceError, TraceHeader, TraceSink, TraceStamp};
 use crate::transport::{self, HandshakePolicy, LinkSender};
 use crate::wire::PeerFrame;
@@ -120,7 +121,8 @@ pub enum MasterError {
 pub enum Control {
     /// Freeze the event loop: no tick, no message, nothing sent (`protocol.md` §7.1).
     Pause,
-    /// Thaw it: overdue ticks fire before queued messages (§7.2).
+    /// Thaw it: the overdue ticks fire before queued messages; from the pause threshold on the
+    /// core resumes (check-quorum first, §7.2), as after a `SIGSTOP`.
     Resume,
     /// Report the core's status.
     Status(oneshot::Sender<MasterStatus>),
@@ -546,8 +548,11 @@ impl Driver {
         shutdown: CancellationToken,
     ) -> Result<(), MasterError> {
         let mut ticker = tokio::time::interval(self.tick_interval);
-        // A paused master's overdue ticks all fire on resume, before queued messages (§7.2).
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        // After a gap the ticker fires once; the clock counts the ticks that fell due and the
+        // core decides whether the gap was a pause (`Master::elapse`, §7.2). Either way the
+        // overdue ticks fire before queued messages (the ticker's branch comes first).
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut clock = TickClock::new(Instant::now(), self.tick_interval);
         loop {
             tokio::select! {
                 biased;
@@ -559,7 +564,13 @@ impl Driver {
                 persisted = self.done.recv(), if !self.paused => {
                     self.advance(persisted)?;
                 }
-                _ = ticker.tick(), if !self.paused => self.master.tick(),
+                _ = ticker.tick(), if !self.paused => {
+                    let due = clock.due(Instant::now());
+                    if due >= self.master.config().pause_threshold_ticks() {
+                        tracing::warn!(node = self.node, overdue_ticks = due, "resumed from a pause");
+                    }
+                    self.master.elapse(due);
+                }
                 inbound = inbox.recv(), if !self.paused => match inbound {
                     Some(inbound) => self.handle_inbound(inbound),
                     None => return Ok(()),

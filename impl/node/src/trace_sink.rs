@@ -29,7 +29,7 @@ pub use crate::wire::TraceStamp;
 /// Batches of events waiting for the writer at most.
 const TRACE_BATCHES_MAX: usize = 256;
 /// The trace schema version this host writes (`docs/trace.md` §1).
-pub const TRACE_SCHEMA_VERSION: u32 = 1;
+pub const TRACE_SCHEMA_VERSION: u32 = 2;
 /// Bytes read from the end of an existing trace file at a time, looking for its last event.
 const TAIL_WINDOW_BYTES: u64 = 64 * 1024;
 
@@ -117,6 +117,8 @@ struct Stamper {
     /// Next sequence number per peer (`m1`, `p3`): ids are per link.
     link_sequences: HashMap<String, u64>,
     last_post: Option<PostState>,
+    /// Whether the current input began with a timer (a tick), which a second timer may join.
+    input_is_tick: bool,
 }
 
 /// The peer's name in a message id; clients are not traced, so their messages get none.
@@ -137,6 +139,7 @@ impl Stamper {
             inputs: resume.input,
             link_sequences: HashMap::new(),
             last_post: None,
+            input_is_tick: false,
         }
     }
 
@@ -150,16 +153,16 @@ impl Stamper {
         let mut sends = StampedSends::default();
         let mut lines = Vec::with_capacity(events.len());
         for (position, event) in events.into_iter().enumerate() {
-            let starts_input = matches!(
-                event.kind,
-                TraceKind::Receive { .. } | TraceKind::Timeout { .. } | TraceKind::Restart
-            ) || position == 0;
-            // One tick may fire two leader timers: one input, one post-state.
+            let starts_input = event.kind.starts_input() || position == 0;
+            // One tick may fire two leader timers: one input, one post-state. (A timer after a
+            // `Resume` is the next input: `Master::resume` is several.)
             let same_tick_timer = matches!(event.kind, TraceKind::Timeout { .. })
                 && position > 0
+                && self.input_is_tick
                 && self.last_post.as_ref() == Some(&event.post);
             if starts_input && !same_tick_timer {
                 self.inputs += 1;
+                self.input_is_tick = matches!(event.kind, TraceKind::Timeout { .. });
             }
             self.lamport += 1;
             let mut message_id = None;

@@ -14,7 +14,7 @@ fn read_events(path: &std::path::Path, node: &str) -> Vec<TraceEvent> {
     let mut lines = text.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().expect("a header")).unwrap();
     assert_eq!(header["schema"], "vigil-trace");
-    assert_eq!(header["version"], 1);
+    assert_eq!(header["version"], vigil::trace_sink::TRACE_SCHEMA_VERSION);
     assert_eq!(header["node"], node);
     assert!(header["config"]["masters"].as_u64() == Some(3), "{header}");
     lines
