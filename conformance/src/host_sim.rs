@@ -286,6 +286,19 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, Stri
     })
 }
 
+/// Whether the master's last traced event left it leading (every role change is traced, and
+/// the trace outlives a crash: a crashed leader still counts as leading, which only moves a
+/// pause to another master).
+fn leads(slot: &MasterSlot) -> bool {
+    let contents = slot.trace.contents();
+    let text = String::from_utf8_lossy(&contents);
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .is_some_and(|event| event["post"]["Master"]["role"] == "Leader")
+}
+
 /// The tick after the last fault window (or a quiet run's length).
 fn plan_end_ticks(plan: &FaultPlan) -> u64 {
     plan.faults
@@ -503,6 +516,11 @@ struct Schedule {
     masters: u64,
     /// The run's largest link latency, restored when a `drop` window ends.
     latency_max: Duration,
+    /// The master each running `pause` froze, by the fault's (start tick, node): a pause asks
+    /// for eviction and rejoin, which only a follower shows (a paused leader steps down on
+    /// resuming, `docs/protocol.md` §7.2), so a pause aimed at the leader freezes the next
+    /// follower instead, as in `sim`.
+    paused_by_fault: BTreeMap<(u64, u64), u64>,
 }
 
 impl Schedule {
@@ -525,6 +543,7 @@ impl Schedule {
             next: 0,
             masters,
             latency_max,
+            paused_by_fault: BTreeMap::new(),
         }
     }
 
@@ -548,14 +567,40 @@ impl Schedule {
         }
     }
 
+    /// The master a `pause` step acts on: at its start the planned one unless it leads (then
+    /// the next master by id that does not), at its end the one its start froze.
+    fn pause_node(&mut self, slots: &[MasterSlot], step: &Step, applied: &mut Vec<String>) -> u64 {
+        let planned = step.fault.node % self.masters;
+        let key = (step.fault.start_tick, step.fault.node);
+        if !step.start {
+            return self.paused_by_fault.remove(&key).unwrap_or(planned);
+        }
+        let target = if leads(&slots[planned as usize]) {
+            (1..self.masters)
+                .map(|offset| (planned + offset) % self.masters)
+                .find(|candidate| !leads(&slots[*candidate as usize]))
+                .unwrap_or(planned)
+        } else {
+            planned
+        };
+        if target != planned {
+            applied.push(format!("pause: m{planned} leads, m{target} paused instead"));
+        }
+        self.paused_by_fault.insert(key, target);
+        target
+    }
+
     fn apply(
-        &self,
+        &mut self,
         sim: &mut turmoil::Sim<'_>,
         slots: &[MasterSlot],
         step: &Step,
         applied: &mut Vec<String>,
     ) {
-        let node = step.fault.node % self.masters;
+        let node = match step.fault.kind {
+            FaultKind::Pause => self.pause_node(slots, step, applied),
+            _ => step.fault.node % self.masters,
+        };
         let name = master_name(node);
         let others: Vec<String> = (0..self.masters)
             .filter(|other| *other != node)

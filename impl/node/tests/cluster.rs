@@ -359,3 +359,45 @@ async fn a_one_way_cut_from_the_leader_evicts_without_deposing_it() {
     .await;
     cluster.shutdown().await.unwrap();
 }
+
+/// The incident's second half, fixed (`docs/protocol.md` §7.2, `docs/trace.md` §8 divergence
+/// 18): a leader frozen far past the pause threshold finds the gap on thawing and runs
+/// check-quorum before anything else, so it steps down and evicts nobody. Before, its overdue
+/// heartbeat ticks fired in a burst and evicted every follower first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_steps_down_on_resume_without_evicting() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start_cluster(5, directory.path()).await;
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut client = client(&cluster).await;
+    let name = cluster.name().to_string();
+    put_until_acknowledged(&mut client, &name, "a", "1", Duration::from_secs(5)).await;
+    let protocol = common::test_protocol();
+    let pause_ticks = protocol.election_timeout_ticks * 3;
+    assert!(pause_ticks > protocol.pause_threshold_ticks() * 10);
+
+    cluster.pause(leader).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(
+        pause_ticks * common::TEST_TICK_INTERVAL_MS,
+    ))
+    .await;
+    cluster.resume(leader).await.unwrap();
+    let status = wait_for(
+        Duration::from_secs(5),
+        "the resumed leader's step-down",
+        || async {
+            let status = cluster.status(leader).await?;
+            (status.role != vigil_core::Role::Leader).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        status.counters.evictions, 0,
+        "the resumed leader evicted followers: {status:?}"
+    );
+    put_until_acknowledged(&mut client, &name, "b", "2", Duration::from_secs(10)).await;
+    cluster.shutdown().await.unwrap();
+}
