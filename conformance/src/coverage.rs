@@ -10,12 +10,13 @@ use crate::faults::FaultKind;
 use crate::merge::Merged;
 
 /// The named behaviours, in report order.
-pub const BEHAVIOURS: [&str; 9] = [
+pub const BEHAVIOURS: [&str; 10] = [
     "election",
     "leader change",
     "eviction",
     "rejoin",
     "pause",
+    "resume step-down",
     "crash/restart",
     "wrong cluster",
     "timeout",
@@ -66,7 +67,17 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
         BEHAVIOURS.iter().map(|name| (*name, 0)).collect();
     let mut leaders = BTreeSet::new();
     let mut started = BTreeSet::new();
+    let mut resumed_leaders = BTreeSet::new();
     for event in &merged.events {
+        let origin = event.line.origin.to_string();
+        if resumed_step_down(
+            &event.line.kind,
+            &event.line.post,
+            &origin,
+            &mut resumed_leaders,
+        ) {
+            *behaviours.entry("resume step-down").or_default() += 1;
+        }
         let name = match &event.line.kind {
             core::TraceKind::BecomeLeader { ballot } => {
                 leaders.insert(*ballot);
@@ -76,7 +87,7 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
             core::TraceKind::Pause => "pause",
             core::TraceKind::Readmit { .. } => "rejoin",
             core::TraceKind::Restart => {
-                if started.insert(event.line.origin.to_string()) {
+                if started.insert(origin) {
                     continue;
                 }
                 "crash/restart"
@@ -96,6 +107,35 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     }
     *behaviours.entry("leader change").or_default() += leaders.len().saturating_sub(1) as u64;
     behaviours
+}
+
+/// `resume step-down` (§7.2): a master `Resume`s as Leader, and its next input is a
+/// check-quorum that makes it a Follower, with no `Evict` between. `resumed` holds the masters
+/// whose last input was such a `Resume` (or that check-quorum, until its `BecomeFollower`).
+fn resumed_step_down(
+    kind: &core::TraceKind,
+    post: &core::PostState,
+    origin: &str,
+    resumed: &mut BTreeSet<String>,
+) -> bool {
+    let leading =
+        matches!(post, core::PostState::Master(master) if master.role == core::Role::Leader);
+    match kind {
+        core::TraceKind::Resume { .. } if leading => {
+            resumed.insert(origin.to_string());
+            false
+        }
+        core::TraceKind::Timeout {
+            timer: core::Timer::CheckQuorum,
+        } => false,
+        core::TraceKind::BecomeFollower { .. } => resumed.remove(origin),
+        // Another input, or an eviction: not the step-down this looks for.
+        other if other.starts_input() || matches!(other, core::TraceKind::Evict { .. }) => {
+            resumed.remove(origin);
+            false
+        }
+        _ => false,
+    }
 }
 
 impl fmt::Display for Coverage {

@@ -21,8 +21,14 @@ pub enum FaultKind {
     Drop,
     /// One master cut off from every other party for a while.
     Partition,
-    /// A stop-the-world pause of a master, longer than the eviction threshold.
+    /// A stop-the-world pause of a master, longer than the eviction threshold (a follower: a
+    /// pause aimed at the leader freezes another master, so that eviction and rejoin happen).
     Pause,
+    /// A stop-the-world pause of the leader, from the pause threshold to below the election
+    /// timeout: on resuming it must run check-quorum first and step down, evicting nobody
+    /// (`docs/protocol.md` §7.2, `docs/trace.md` §8 divergence 18). Simulations only: the real-TCP
+    /// `timeout` fault already pauses the leader.
+    PauseLeader,
     /// A master crashes and restarts from its durable state.
     Crash,
     /// A flood of requests naming a cluster the proxy does not serve.
@@ -39,10 +45,11 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every fault kind, in `--faults all` order.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Drop,
         FaultKind::Partition,
         FaultKind::Pause,
+        FaultKind::PauseLeader,
         FaultKind::Crash,
         FaultKind::WrongCluster,
         FaultKind::Timeout,
@@ -56,6 +63,7 @@ impl FaultKind {
             FaultKind::Drop => "drop",
             FaultKind::Partition => "partition",
             FaultKind::Pause => "pause",
+            FaultKind::PauseLeader => "pause-leader",
             FaultKind::Crash => "crash",
             FaultKind::WrongCluster => "wrong-cluster",
             FaultKind::Timeout => "timeout",
@@ -70,6 +78,7 @@ impl FaultKind {
             FaultKind::Drop => &[],
             FaultKind::Partition => &["eviction"],
             FaultKind::Pause => &["pause", "eviction", "rejoin"],
+            FaultKind::PauseLeader => &["pause", "resume step-down"],
             FaultKind::Crash => &["crash/restart"],
             FaultKind::WrongCluster => &["wrong cluster"],
             FaultKind::Timeout => &["timeout"],
@@ -156,6 +165,8 @@ fn fault_strategy(kind: FaultKind, window: u64, masters: u64) -> impl Strategy<V
         FaultKind::Drop => 10..25u64,
         FaultKind::Partition => 8..16,
         FaultKind::Pause => 6..12,
+        // From the simulations' pause threshold (3 ticks) to below the election timeout (10).
+        FaultKind::PauseLeader => 4..9,
         FaultKind::Crash => 3..10,
         FaultKind::WrongCluster => 1..2,
         FaultKind::Timeout => 24..30,
@@ -325,7 +336,7 @@ mod tests {
             found: "the messages sent differ".to_string(),
         };
         let path = save_regression(directory.path(), &regression).unwrap();
-        assert!(path.ends_with("sim-seed-25-8f.json"));
+        assert!(path.ends_with("sim-seed-25-9f.json"));
         let loaded = load_regressions(directory.path()).unwrap();
         assert_eq!(loaded, vec![(path, regression)]);
     }
@@ -344,7 +355,11 @@ mod tests {
     #[test]
     fn fault_lists_parse() {
         assert_eq!(parse_fault_list("none").unwrap(), vec![]);
-        assert_eq!(parse_fault_list("all").unwrap().len(), 8);
+        assert_eq!(parse_fault_list("all").unwrap().len(), FaultKind::ALL.len());
+        assert_eq!(
+            parse_fault_list("pause-leader").unwrap(),
+            vec![FaultKind::PauseLeader]
+        );
         assert_eq!(
             parse_fault_list("pause,crash").unwrap(),
             vec![FaultKind::Pause, FaultKind::Crash]

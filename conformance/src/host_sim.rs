@@ -575,7 +575,11 @@ impl Schedule {
         if !step.start {
             return self.paused_by_fault.remove(&key).unwrap_or(planned);
         }
-        let target = if leads(&slots[planned as usize]) {
+        let target = if step.fault.kind == FaultKind::PauseLeader {
+            (0..self.masters)
+                .find(|candidate| leads(&slots[*candidate as usize]))
+                .unwrap_or(planned)
+        } else if leads(&slots[planned as usize]) {
             (1..self.masters)
                 .map(|offset| (planned + offset) % self.masters)
                 .find(|candidate| !leads(&slots[*candidate as usize]))
@@ -584,7 +588,10 @@ impl Schedule {
             planned
         };
         if target != planned {
-            applied.push(format!("pause: m{planned} leads, m{target} paused instead"));
+            applied.push(format!(
+                "{}: m{planned} planned, m{target} paused",
+                step.fault.kind
+            ));
         }
         self.paused_by_fault.insert(key, target);
         target
@@ -598,7 +605,7 @@ impl Schedule {
         applied: &mut Vec<String>,
     ) {
         let node = match step.fault.kind {
-            FaultKind::Pause => self.pause_node(slots, step, applied),
+            FaultKind::Pause | FaultKind::PauseLeader => self.pause_node(slots, step, applied),
             _ => step.fault.node % self.masters,
         };
         let name = master_name(node);
@@ -624,11 +631,11 @@ impl Schedule {
                 }
             }
             (FaultKind::Partition, start) => hold_links(sim, &name, &others, start),
-            (FaultKind::Pause, true) => {
+            (FaultKind::Pause | FaultKind::PauseLeader, true) => {
                 slot.send(Control::Pause);
                 hold_links(sim, &name, &others, true);
             }
-            (FaultKind::Pause, false) => {
+            (FaultKind::Pause | FaultKind::PauseLeader, false) => {
                 hold_links(sim, &name, &others, false);
                 slot.send(Control::Resume);
             }

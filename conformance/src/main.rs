@@ -95,8 +95,8 @@ enum Command {
         /// Which runs.
         #[arg(long, value_enum, default_value_t = Mode::All)]
         mode: Mode,
-        /// `all`, `none` or a comma-separated list of: drop, partition, pause, crash,
-        /// wrong-cluster, timeout, overload.
+        /// `all`, `none` or a comma-separated list of: drop, partition, pause, pause-leader,
+        /// crash, wrong-cluster, timeout, overload, stale-ack.
         #[arg(long, default_value = "all")]
         faults: String,
         /// The first seed (runs use seed, seed + 1, ...).
@@ -363,12 +363,13 @@ fn verify(arguments: &VerifyArgs) -> bool {
 }
 
 /// `verify`'s real-TCP part: run `i` uses seed `i` and the `i`-th fault kind of `kinds` (in
-/// turn; `stale-ack` is simulation only), so a few runs cover every kind, each run short.
+/// turn; `stale-ack` and `pause-leader` are simulation only), so a few runs cover every kind,
+/// each run short.
 fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
     let kinds: Vec<FaultKind> = kinds
         .iter()
         .copied()
-        .filter(|kind| *kind != FaultKind::StaleAck)
+        .filter(|kind| !matches!(kind, FaultKind::StaleAck | FaultKind::PauseLeader))
         .collect();
     let mut total = PartResult {
         name: "conformance run (real TCP)".to_string(),

@@ -285,7 +285,17 @@ impl World {
                     .insert((fault.start_tick, fault.node), target);
                 self.masters[target as usize].paused = true;
             }
-            (FaultKind::Pause, false) => {
+            (FaultKind::PauseLeader, true) => {
+                let target = self.leader_now().unwrap_or(node);
+                if target != node {
+                    self.faults_applied
+                        .push(format!("pause-leader: m{target} leads, paused"));
+                }
+                self.paused_by_fault
+                    .insert((fault.start_tick, fault.node), target);
+                self.masters[target as usize].paused = true;
+            }
+            (FaultKind::Pause | FaultKind::PauseLeader, false) => {
                 let key = (fault.start_tick, fault.node);
                 let target = self.paused_by_fault.remove(&key).unwrap_or(node);
                 self.resume(target);
@@ -405,6 +415,14 @@ impl World {
         // Volatile state and connections are gone: nothing it had in flight arrives.
         self.flights
             .retain(|flight| flight.from != me && flight.to != me);
+    }
+
+    /// The running, unpaused master that leads now (the lowest id if several believe they do).
+    fn leader_now(&self) -> Option<u64> {
+        (0..self.protocol.masters).find(|candidate| {
+            let host = &self.masters[*candidate as usize];
+            !host.paused && host.core.as_ref().map(core::Master::role) == Some(core::Role::Leader)
+        })
     }
 
     /// The master a `pause` aimed at `node` freezes: `node` itself unless it leads, else the

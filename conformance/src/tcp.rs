@@ -195,6 +195,13 @@ async fn drive(
         let node = (leader + 1 + fault.node % (masters - 1)) % masters;
         applied.push(format!("{} node={node}", fault.kind));
         match fault.kind {
+            FaultKind::PauseLeader => {
+                // The `timeout` fault pauses the leader on TCP already (longer, with a request in
+                // flight); the simulations time this one against the election timeout.
+                applied.push(
+                    "pause-leader not run on tcp (simulations only; see `timeout`)".to_string(),
+                );
+            }
             FaultKind::StaleAck => {
                 // Needs a pause and cut links at one instant of the leader's pipeline: only the
                 // simulation can time it.

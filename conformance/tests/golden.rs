@@ -242,3 +242,20 @@ fn the_sequence_diagram_highlights_the_divergent_event() {
         .unwrap_or_else(|| panic!("{cells:?}"));
     assert_eq!(row, ["commit_index", "0", "1"]);
 }
+
+/// `docs/trace.md` §8 divergence 18, replayed: a leader paused from the pause threshold to below
+/// the election timeout traces `Pause` and `Resume`, runs check-quorum first and steps down,
+/// evicting nobody — in the core's simulation and in the tokio host's — and the model follows.
+#[test]
+fn a_paused_leader_steps_down_on_resume_and_evicts_nobody() {
+    let core = run::simulate_and_check(1, 5, &[FaultKind::PauseLeader]);
+    let host = run::turmoil_and_check(1, 5, &[FaultKind::PauseLeader]);
+    for (mode, result) in [("sim", core.result), ("turmoil", host.result)] {
+        let checked = result.unwrap_or_else(|failure| panic!("{mode}: {failure}"));
+        let behaviours = &checked.coverage.behaviours;
+        assert_eq!(behaviours["pause"], 1, "{mode}: {behaviours:?}");
+        assert_eq!(behaviours["resume step-down"], 1, "{mode}: {behaviours:?}");
+        assert_eq!(behaviours["eviction"], 0, "{mode}: {behaviours:?}");
+        assert_eq!(checked.stats.action_kinds["Resume"], 1, "{mode}");
+    }
+}
