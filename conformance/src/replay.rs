@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use vigil_core as core;
+use vigil_model::compaction::Archive;
 use vigil_model::{Action, Config, Endpoint, Message, State};
 
 use crate::mapping::{self, Vocabulary};
@@ -131,7 +132,10 @@ pub fn replay(merged: &Merged, vocabulary: Vocabulary) -> Result<ReplayStats, Bo
 struct Replayer<'a> {
     merged: &'a Merged,
     vocabulary: Vocabulary,
+    /// The model state, compacted between steps (`vigil_model::compaction`): what no later
+    /// step reads is in `archive`, so a step costs the same late in a long run as early.
     state: State,
+    archive: Archive,
     open: Vec<Option<OpenInput>>,
     path: Vec<Action>,
     properties: Vec<Checked>,
@@ -156,6 +160,7 @@ impl<'a> Replayer<'a> {
         Replayer {
             merged,
             state,
+            archive: Archive::new(),
             open: (0..merged.nodes.len()).map(|_| None).collect(),
             path: Vec::new(),
             properties: checked_properties(),
@@ -308,9 +313,15 @@ impl<'a> Replayer<'a> {
         self.deliver_replies()?;
         self.state.used = vigil_model::Budget::default();
         self.check_properties(index, When::EveryStep)?;
-        if self.state.ghost.chosen.len() != self.chosen_len {
-            self.chosen_len = self.state.ghost.chosen.len();
+        let chosen_len = self.archive.chosen_len() + self.state.ghost.chosen.len();
+        if chosen_len != self.chosen_len {
+            self.chosen_len = chosen_len;
             self.check_properties(index, When::ChosenGrew)?;
+        }
+        let vocabulary = &self.vocabulary;
+        let compaction = self.archive.compact(&vocabulary.config, &mut self.state);
+        if compaction.repeated_reply {
+            self.check_properties(index, When::ReplyDelivered)?;
         }
         Ok(())
     }
@@ -540,7 +551,8 @@ impl<'a> Replayer<'a> {
             .filter(|property| property.when == when)
             .filter(|property| {
                 property.name != "linearizable"
-                    || self.state.history.len() <= LINEARIZABLE_HISTORY_EVENTS_MAX
+                    || self.archive.history_len() + self.state.history.len()
+                        <= LINEARIZABLE_HISTORY_EVENTS_MAX
             })
         {
             if !(property.condition)(self.config(), &self.state) {
@@ -566,6 +578,7 @@ impl<'a> Replayer<'a> {
                 self.close(open)?;
             }
         }
+        self.archive.restore(&mut self.state);
         let last = self.merged.events.len().saturating_sub(1);
         self.check_completions()?;
         let history_events = self.state.history.len();
@@ -643,10 +656,11 @@ impl<'a> Replayer<'a> {
                 format!("#{position:<6} {}", event.line)
             })
             .collect();
-        divergence.model_state = describe_state(&self.state);
+        let state = self.archive.restored(&self.state);
+        divergence.model_state = describe_state(&state);
         divergence.enabled = self
             .config()
-            .enabled_actions(&self.state)
+            .enabled_actions(&state)
             .iter()
             .map(ToString::to_string)
             .collect();

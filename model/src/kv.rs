@@ -62,27 +62,16 @@ impl KeyValueStore {
         }
     }
 
-    /// The store after applying `log` slots `1..=through` in order (gaps are skipped: a
-    /// committed prefix has none).
-    pub fn replay(log: &Log, through: Slot) -> KeyValueStore {
-        let mut store = KeyValueStore::default();
-        if through == 0 {
-            return store;
+    /// Applies the operations of `log` slots `after + 1..=through` in order (gaps are skipped:
+    /// a committed prefix has none).
+    pub fn apply_log(&mut self, log: &Log, after: Slot, through: Slot) {
+        if through <= after {
+            return;
         }
-        for entry in log.range(1..=through).map(|(_, entry)| entry) {
+        for entry in log.range(after + 1..=through).map(|(_, entry)| entry) {
             if let Command::Operation { operation, .. } = &entry.command {
-                store.apply(operation);
+                self.apply(operation);
             }
-        }
-        store
-    }
-
-    /// The result of the operation in `slot`, applied after every slot below it.
-    pub fn result_at(log: &Log, slot: Slot) -> Option<OperationResult> {
-        let mut store = KeyValueStore::replay(log, slot.checked_sub(1)?);
-        match &log.get(&slot)?.command {
-            Command::Operation { operation, .. } => Some(store.apply(operation)),
-            Command::Noop => None,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod chooser;
+pub mod compaction;
 pub mod config;
 pub mod kv;
 pub mod master;

@@ -8,7 +8,6 @@
 //! who is asked, never how many must agree.
 
 use crate::config::Bug;
-use crate::kv::KeyValueStore;
 use crate::message::{Endpoint, Entries, Message};
 use crate::state::{LeaderState, Log, Role};
 use crate::step::Step;
@@ -313,8 +312,7 @@ impl Step<'_> {
         for (slot, owner) in committed {
             self.record_commit(node, slot);
             if let Some(request_id) = owner {
-                let log = &self.state.masters[node as usize].log;
-                if let Some(result) = KeyValueStore::result_at(log, slot) {
+                if let Some(result) = self.state.result_at(node, slot) {
                     let reply = Message::ProposeReply {
                         request_id,
                         outcome: Ok(result),
@@ -538,6 +536,13 @@ impl Step<'_> {
     /// §9.3: a leader with room appends the proposal; others refuse.
     pub fn handle_propose(&mut self, node: NodeId, request_id: RequestId, operation: Operation) {
         let pipeline_slots_max = self.config.pipeline_slots_max as usize;
+        // Seeded bug `stale-leader-read`: a Get answered from local state, not through the log.
+        let mut stale_store = (self.config.has(Bug::StaleLeaderRead)
+            && matches!(operation, Operation::Get { .. }))
+        .then(|| {
+            let commit_index = self.state.masters[node as usize].commit_index;
+            self.state.store_through(node, commit_index)
+        });
         let state = &mut self.state.masters[node as usize];
         let slot = state.last_slot() + 1;
         let hint = state
@@ -548,12 +553,8 @@ impl Step<'_> {
             Role::Leader(leader) if leader.accepted_by.len() >= pipeline_slots_max => {
                 ProposeError::Overloaded
             }
-            // Seeded bug `stale-leader-read`: a Get answered from local state, not through the log.
-            Role::Leader(_)
-                if self.config.has(Bug::StaleLeaderRead)
-                    && matches!(operation, Operation::Get { .. }) =>
-            {
-                let mut store = KeyValueStore::replay(&state.log, state.commit_index);
+            Role::Leader(_) if stale_store.is_some() => {
+                let mut store = stale_store.take().expect("guarded by is_some");
                 let reply = Message::ProposeReply {
                     request_id,
                     outcome: Ok(store.apply(&operation)),

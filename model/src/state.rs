@@ -6,6 +6,7 @@
 //! and `Hash + Eq`, so the checker can deduplicate them.
 
 use crate::config::{Budget, Config};
+use crate::kv::KeyValueStore;
 use crate::message::{Entries, Link, Message};
 use crate::types::{
     Ballot, Command, Entry, NodeId, NodeSet, Operation, OperationResult, RequestId, RequestOutcome,
@@ -244,6 +245,21 @@ pub struct State {
     pub history: Vec<HistoryEvent>,
     /// Ghost state for properties.
     pub ghost: Ghost,
+    /// The committed prefix that replay compacted away (`crate::compaction`); always empty in
+    /// the exhaustive check, so it adds no state there.
+    pub compacted: Compacted,
+}
+
+/// What the masters' handlers need of a log prefix that replay compacted away: each master's
+/// key-value store after that prefix, so that results of later slots can still be computed.
+/// The entries themselves are in replay's `crate::compaction::Archive`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Compacted {
+    /// Slots `1..=through` are out of every master's log and of `Ghost::chosen`.
+    pub through: Slot,
+    /// Per master, its store after applying its log through `through` (empty when `through`
+    /// is 0).
+    pub stores: Vec<KeyValueStore>,
 }
 
 impl State {
@@ -260,6 +276,35 @@ impl State {
             used: Budget::default(),
             history: Vec::new(),
             ghost: Ghost::default(),
+            compacted: Compacted::default(),
+        }
+    }
+
+    /// Master `node`'s key-value store after applying its log through `slot`: the compacted
+    /// store, then the log above it.
+    pub fn store_through(&self, node: NodeId, slot: Slot) -> KeyValueStore {
+        let compacted = &self.compacted;
+        assert!(
+            slot >= compacted.through,
+            "slot {slot} of master {node} is below the compacted prefix (through {})",
+            compacted.through
+        );
+        let mut store = compacted
+            .stores
+            .get(node as usize)
+            .cloned()
+            .unwrap_or_default();
+        store.apply_log(&self.masters[node as usize].log, compacted.through, slot);
+        store
+    }
+
+    /// The result of the operation in `slot` of master `node`'s log, applied after every slot
+    /// below it (`None` for a `Noop` or an empty slot).
+    pub fn result_at(&self, node: NodeId, slot: Slot) -> Option<OperationResult> {
+        let mut store = self.store_through(node, slot.checked_sub(1)?);
+        match &self.masters[node as usize].log.get(&slot)?.command {
+            Command::Operation { operation, .. } => Some(store.apply(operation)),
+            Command::Noop => None,
         }
     }
 
