@@ -3,8 +3,10 @@
 //! prints one summary table; `run` runs and validates; `check` validates traces recorded
 //! elsewhere; `nemesis` runs real `vigil` processes under SIGSTOP, SIGKILL, partitions and a
 //! wrong-cluster flood and checks the clients' history (`docs/reliability.md`). Exit status 1 on
-//! any failure, with the first divergence's report.
+//! any failure, with the first divergence's report; 141 (as if killed by SIGPIPE), quietly, when
+//! the reader of its output goes away (`vigil-conform check … | head`).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,6 +18,62 @@ use vigil_conformance::faults::{self, FaultKind};
 use vigil_conformance::nemesis;
 use vigil_conformance::run::{self, CheckFailure};
 use vigil_conformance::trace;
+
+/// `print!` to stdout that survives a reader going away (see [`write_stdout`]).
+macro_rules! out {
+    ($($argument:tt)*) => {
+        write_stdout(format_args!($($argument)*))
+    };
+}
+
+/// `println!` to stdout that survives a reader going away (see [`write_stdout`]).
+macro_rules! outln {
+    () => {
+        write_stdout(format_args!("\n"))
+    };
+    ($($argument:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($argument)*)))
+    };
+}
+
+/// The exit status of a program killed by SIGPIPE (128 + 13), which `vigil-conform` takes when
+/// its reader went away: what a shell shows for other tools cut short by `| head`.
+const BROKEN_PIPE_EXIT_STATUS: i32 = 141;
+
+/// What writing to stdout came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Written (or buffered).
+    Done,
+    /// The reader closed the pipe (`vigil-conform check … | head`): nobody reads the rest.
+    ReaderGone,
+}
+
+/// Writes `arguments` to `writer`; a closed pipe is an outcome, any other error is returned.
+fn write_to(
+    writer: &mut impl Write,
+    arguments: std::fmt::Arguments<'_>,
+) -> std::io::Result<Written> {
+    match writer.write_fmt(arguments) {
+        Ok(()) => Ok(Written::Done),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(Written::ReaderGone),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes to stdout. `print!` panics when the reader has gone away; here the program ends
+/// quietly with [`BROKEN_PIPE_EXIT_STATUS`] instead, and on any other write error with a
+/// message and status 1.
+fn write_stdout(arguments: std::fmt::Arguments<'_>) {
+    match write_to(&mut std::io::stdout().lock(), arguments) {
+        Ok(Written::Done) => {}
+        Ok(Written::ReaderGone) => std::process::exit(BROKEN_PIPE_EXIT_STATUS),
+        Err(error) => {
+            eprintln!("vigil-conform: writing to stdout: {error}");
+            std::process::exit(1)
+        }
+    }
+}
 
 /// Seeds `verify` runs in simulation, from `VERIFY_SIM_FIRST_SEED`.
 const VERIFY_SEEDS: u64 = 8;
@@ -226,8 +284,8 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
     let traces = match trace::read_paths(paths) {
         Ok(traces) => traces,
         Err(error) => {
-            println!("check: FAIL");
-            println!("TRACE ERROR: {error}");
+            outln!("check: FAIL");
+            outln!("TRACE ERROR: {error}");
             return false;
         }
     };
@@ -245,23 +303,23 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
             let stats = &checked.stats;
             events += stats.events;
             seconds += stats.seconds;
-            println!(
+            outln!(
                 "check: PASS: {} events, {} model actions; replay: {events} events in {seconds:.3} s = {:.0} events/s (one core)",
                 stats.events,
                 stats.actions,
                 events as f64 / seconds.max(1e-9)
             );
             if let Some(history_events) = stats.linearizable_unchecked_history_events {
-                println!(
+                outln!(
                     "note: the model's `linearizable` was not evaluated: the client history has {history_events} events, above {} (check the history per key, as `nemesis` does)",
                     vigil_conformance::replay::LINEARIZABLE_HISTORY_EVENTS_MAX
                 );
             }
-            print!("{}", checked.coverage);
+            out!("{}", checked.coverage);
             true
         }
         Err(failure) => {
-            println!("check: FAIL");
+            outln!("check: FAIL");
             let evidence = Evidence {
                 traces: &traces,
                 faults: &[],
@@ -315,11 +373,11 @@ fn nemesis(arguments: NemesisArguments) -> bool {
     options.check_traces = arguments.check_traces;
     let passed = match nemesis::run(&options) {
         Ok(report) => {
-            print!("{report}");
+            out!("{report}");
             report.anomalies().is_empty()
         }
         Err(error) => {
-            println!("vigil-conform nemesis: FAIL: {error}");
+            outln!("vigil-conform nemesis: FAIL: {error}");
             false
         }
     };
@@ -327,16 +385,16 @@ fn nemesis(arguments: NemesisArguments) -> bool {
         // Keep the evidence: configs, data, traces and every process's log.
         if let Some(temporary) = temporary {
             let kept = temporary.keep();
-            println!("run directory kept: {}", kept.display());
+            outln!("run directory kept: {}", kept.display());
         } else {
-            println!("run directory: {}", directory.display());
+            outln!("run directory: {}", directory.display());
         }
     }
     passed
 }
 
 fn verify(arguments: &VerifyArgs) -> bool {
-    println!("vigil-conform verify");
+    outln!("vigil-conform verify");
     let tcp_kinds = match faults::parse_fault_list(&arguments.tcp_faults) {
         Ok(kinds) => kinds,
         Err(error) => {
@@ -402,7 +460,7 @@ fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
         total.detail = "0 runs asked (--tcp-seeds 0)".to_string();
         return total;
     }
-    print!("{coverage}");
+    out!("{coverage}");
     total.detail = format!(
         "{runs} runs ({run_seconds:.0} s), {events} events, faults {}",
         exercised.join(", ")
@@ -418,7 +476,7 @@ fn model_check(preset: &str) -> PartResult {
         Ok(suite) => {
             let passed = suite.passed();
             if !passed {
-                print!("{suite}");
+                out!("{suite}");
             }
             PartResult {
                 name,
@@ -496,7 +554,7 @@ fn run_sim(
                 replay_seconds += checked.stats.seconds;
             }
             Err(error) => {
-                println!(
+                outln!(
                     "seed {seed}: faults {}",
                     outcome.run.faults_applied.join("; ")
                 );
@@ -504,7 +562,7 @@ fn run_sim(
                     let (smallest, title) = run::shrink(seed, MASTERS, &outcome.plan);
                     let faults: Vec<String> =
                         smallest.faults.iter().map(ToString::to_string).collect();
-                    println!(
+                    outln!(
                         "seed {seed} shrunk to {} of {} faults, still diverging ({title}): [{}]",
                         smallest.faults.len(),
                         outcome.plan.faults.len(),
@@ -518,7 +576,7 @@ fn run_sim(
                     };
                     let directory = faults::regressions_directory();
                     match faults::save_regression(&directory, &regression) {
-                        Ok(path) => println!("  regression seed saved to {}", path.display()),
+                        Ok(path) => outln!("  regression seed saved to {}", path.display()),
                         Err(error) => {
                             eprintln!("vigil-conform: saving the regression seed: {error}")
                         }
@@ -550,7 +608,7 @@ fn run_sim(
             ),
         };
     }
-    print!("{coverage}");
+    out!("{coverage}");
     let missing = coverage.missing(kinds);
     if !missing.is_empty() {
         return PartResult {
@@ -602,13 +660,13 @@ fn run_turmoil(
                     .as_ref()
                     .map(|run| run.faults_applied.clone())
                     .unwrap_or_default();
-                println!("turmoil seed {seed}: faults {}", applied.join("; "));
+                outln!("turmoil seed {seed}: faults {}", applied.join("; "));
                 if matches!(failure, CheckFailure::Divergence(_)) && !outcome.plan.faults.is_empty()
                 {
                     let (smallest, title) = run::shrink_turmoil(seed, MASTERS, &outcome.plan);
                     let faults: Vec<String> =
                         smallest.faults.iter().map(ToString::to_string).collect();
-                    println!(
+                    outln!(
                         "turmoil seed {seed} shrunk to {} of {} faults, still diverging ({title}): [{}]",
                         smallest.faults.len(),
                         outcome.plan.faults.len(),
@@ -637,7 +695,7 @@ fn run_turmoil(
             }
         }
     }
-    print!("{coverage}");
+    out!("{coverage}");
     PartResult {
         name,
         outcome: Outcome::Passed,
@@ -656,7 +714,7 @@ fn run_tcp(
 ) -> PartResult {
     let (part, coverage, _, _) = run_tcp_counted(first_seed, seeds, kinds, trace_dir);
     if matches!(part.outcome, Outcome::Passed) {
-        print!("{coverage}");
+        out!("{coverage}");
     }
     part
 }
@@ -697,7 +755,7 @@ fn run_tcp_counted(
                 replay_seconds += checked.stats.seconds;
             }
             Err(failure) => {
-                println!(
+                outln!(
                     "tcp seed {seed}: faults {}",
                     outcome.faults_applied.join("; ")
                 );
@@ -747,32 +805,32 @@ fn print_failure(
     label: &str,
     evidence: Option<Evidence<'_>>,
 ) {
-    println!("{failure}");
+    outln!("{failure}");
     if let CheckFailure::Divergence(divergence) = failure {
         let directory = directory.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
         let path = directory.join(format!("divergence-{label}.json"));
         match std::fs::create_dir_all(&directory)
             .and_then(|()| std::fs::write(&path, divergence.path_json()))
         {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "  model path ({} actions) saved to {}",
                 divergence.path.len(),
                 path.display()
             ),
-            Err(error) => println!("  model path not saved ({}): {error}", path.display()),
+            Err(error) => outln!("  model path not saved ({}): {error}", path.display()),
         }
         let Some(evidence) = evidence else {
-            println!("  sequence diagram not written: the run left no traces");
+            outln!("  sequence diagram not written: the run left no traces");
             return;
         };
         let path = directory.join(format!("divergence-{label}.html"));
         match diagram::write(evidence.traces, divergence, label, evidence.faults, &path) {
-            Ok(()) => println!(
+            Ok(()) => outln!(
                 "  sequence diagram (the last {} merged events up to the divergence) saved to {}",
                 diagram::WINDOW_EVENTS_MAX,
                 path.display()
             ),
-            Err(error) => println!("  sequence diagram not written: {error}"),
+            Err(error) => outln!("  sequence diagram not written: {error}"),
         }
     }
 }
@@ -783,9 +841,9 @@ fn first_line(text: &str) -> String {
 
 /// Prints the summary table; true if no part failed.
 fn print_table(title: &str, parts: &[PartResult]) -> bool {
-    println!("{:<36} {:<8} detail", "part", "result");
+    outln!("{:<36} {:<8} detail", "part", "result");
     for part in parts {
-        println!(
+        outln!(
             "{:<36} {:<8} {}",
             part.name,
             part.outcome.word(),
@@ -807,9 +865,58 @@ fn print_table(title: &str, parts: &[PartResult]) -> bool {
         (false, true) => "INCOMPLETE",
         (false, false) => "PASS",
     };
-    println!(
+    outln!(
         "{title}: {verdict}: {passed} passed, {failed} failed, {skipped} SKIPPED of {} parts",
         parts.len()
     );
     failed == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_to, Written};
+    use std::io::{self, Write};
+
+    /// A pipe whose reader went away after `room` bytes.
+    struct ClosedAfter {
+        room: usize,
+        kind: io::ErrorKind,
+    }
+
+    impl Write for ClosedAfter {
+        fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from(self.kind));
+            }
+            let written = buffer.len().min(self.room);
+            self.room -= written;
+            Ok(written)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_is_an_outcome_and_other_errors_stay_errors() {
+        let mut open = ClosedAfter {
+            room: 64,
+            kind: io::ErrorKind::BrokenPipe,
+        };
+        let written = write_to(&mut open, format_args!("check: {}\n", "PASS"));
+        assert_eq!(written.unwrap(), Written::Done);
+        let mut closed = ClosedAfter {
+            room: 4,
+            kind: io::ErrorKind::BrokenPipe,
+        };
+        let written = write_to(&mut closed, format_args!("check: {}\n", "PASS"));
+        assert_eq!(written.unwrap(), Written::ReaderGone);
+        let mut full = ClosedAfter {
+            room: 0,
+            kind: io::ErrorKind::StorageFull,
+        };
+        let error = write_to(&mut full, format_args!("x")).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+    }
 }

@@ -255,49 +255,7 @@ impl<'a> Replayer<'a> {
         action: Action,
     ) -> Result<(), Box<Divergence>> {
         let before = self.state.network.clone();
-        let next = match self.config().apply(&self.state, &action) {
-            Some(next) => match self.silent_step_before(index, &action, next) {
-                (Some(silent), next) => {
-                    self.path.push(silent);
-                    self.stats.silent_steps += 1;
-                    next
-                }
-                (None, next) => next,
-            },
-            None => match self.silent_step_then(&action) {
-                Some((silent, next)) => {
-                    self.path.push(silent);
-                    self.stats.silent_steps += 1;
-                    next
-                }
-                None => {
-                    let mut divergence = self.divergence(
-                        index,
-                        "the mapped action is not enabled in the model",
-                        Some(&action),
-                        Vec::new(),
-                    );
-                    if let Action::Deliver {
-                        source,
-                        destination,
-                        message,
-                    } = &action
-                    {
-                        let in_flight = self
-                            .state
-                            .network
-                            .get(&(*source, *destination))
-                            .map_or(0, Vec::len);
-                        divergence.notes.push(format!(
-                            "the model has {in_flight} message(s) in flight on {source} -> {destination}; {} is not among them",
-                            message.name()
-                        ));
-                    }
-                    return Err(Box::new(divergence));
-                }
-            },
-        };
-        self.state = next;
+        self.advance(index, &action)?;
         *self
             .stats
             .action_kinds
@@ -324,6 +282,68 @@ impl<'a> Replayer<'a> {
             self.check_properties(index, When::ReplyDelivered)?;
         }
         Ok(())
+    }
+
+    /// Moves the state past `action`, after one silent step if that is what explains the trace
+    /// (`silent_step_before`, `silent_step_then`). A silent timer can only explain an input of a
+    /// master with a `Rejoin` outstanding; any other enabled action is taken in place, without
+    /// a copy of the state.
+    fn advance(&mut self, index: usize, action: &Action) -> Result<(), Box<Divergence>> {
+        let silent_timer_possible = matches!(
+            actor_of(action),
+            Endpoint::Master(node) if self.state.masters[node as usize].rejoin_requested
+        );
+        if !silent_timer_possible {
+            if self
+                .vocabulary
+                .config
+                .apply_in_place(&mut self.state, action)
+            {
+                return Ok(());
+            }
+        } else if let Some(next) = self.config().apply(&self.state, action) {
+            let (silent, next) = self.silent_step_before(index, action, next);
+            if let Some(silent) = silent {
+                self.path.push(silent);
+                self.stats.silent_steps += 1;
+            }
+            self.state = next;
+            return Ok(());
+        }
+        let Some((silent, next)) = self.silent_step_then(action) else {
+            return Err(Box::new(self.not_enabled(index, action)));
+        };
+        self.path.push(silent);
+        self.stats.silent_steps += 1;
+        self.state = next;
+        Ok(())
+    }
+
+    /// The divergence of a mapped action the model cannot take, even after a silent step.
+    fn not_enabled(&self, index: usize, action: &Action) -> Divergence {
+        let mut divergence = self.divergence(
+            index,
+            "the mapped action is not enabled in the model",
+            Some(action),
+            Vec::new(),
+        );
+        if let Action::Deliver {
+            source,
+            destination,
+            message,
+        } = action
+        {
+            let in_flight = self
+                .state
+                .network
+                .get(&(*source, *destination))
+                .map_or(0, Vec::len);
+            divergence.notes.push(format!(
+                "the model has {in_flight} message(s) in flight on {source} -> {destination}; {} is not among them",
+                message.name()
+            ));
+        }
+        divergence
     }
 
     /// One `Drop` of a message in flight that makes `action` enabled, if any.
@@ -461,12 +481,15 @@ impl<'a> Replayer<'a> {
                 destination,
                 message,
             };
-            let Some(next) = self.config().apply(&self.state, &delivery) else {
+            if !self
+                .vocabulary
+                .config
+                .apply_in_place(&mut self.state, &delivery)
+            {
                 return Err(Box::new(Divergence::new(format!(
                     "the model cannot deliver a Reply to its client: {delivery}"
                 ))));
-            };
-            self.state = next;
+            }
             self.path.push(delivery);
             self.stats.silent_steps += 1;
         }
@@ -524,22 +547,21 @@ impl<'a> Replayer<'a> {
                 destination,
                 message,
             };
-            match self.config().apply(&self.state, &drop) {
-                Some(next) => {
-                    self.state = next;
-                    self.path.push(drop);
-                    self.stats.silent_steps += 1;
-                    self.state.used = vigil_model::Budget::default();
-                }
-                None => {
-                    return Err(Box::new(self.divergence(
-                        open.start,
-                        "the model cannot lose a message the implementation lost",
-                        Some(&drop),
-                        Vec::new(),
-                    )));
-                }
+            if !self
+                .vocabulary
+                .config
+                .apply_in_place(&mut self.state, &drop)
+            {
+                return Err(Box::new(self.divergence(
+                    open.start,
+                    "the model cannot lose a message the implementation lost",
+                    Some(&drop),
+                    Vec::new(),
+                )));
             }
+            self.path.push(drop);
+            self.stats.silent_steps += 1;
+            self.state.used = vigil_model::Budget::default();
         }
         Ok(())
     }

@@ -103,6 +103,12 @@ pub fn floor(state: &State) -> Slot {
     masters.chain(asked).min().unwrap_or(0)
 }
 
+impl Default for Archive {
+    fn default() -> Archive {
+        Archive::new()
+    }
+}
+
 impl Archive {
     /// An empty archive (nothing taken out yet) with the default [`Minimums`].
     pub fn new() -> Archive {
@@ -174,7 +180,10 @@ impl Archive {
         let through = state.compacted.through;
         let masters = state.masters.len();
         self.logs.resize_with(masters, Log::new);
-        state.compacted.stores.resize_with(masters, KeyValueStore::default);
+        state
+            .compacted
+            .stores
+            .resize_with(masters, KeyValueStore::default);
         for (node, master) in state.masters.iter_mut().enumerate() {
             let store = &mut state.compacted.stores[node];
             store.apply_log(&master.log, through, floor);
@@ -202,7 +211,10 @@ impl Archive {
         }
         let mut chosen = std::mem::take(&mut self.chosen);
         for (slot, command) in std::mem::take(&mut state.ghost.chosen) {
-            if chosen.get(&slot).is_some_and(|archived| *archived != command) {
+            if chosen
+                .get(&slot)
+                .is_some_and(|archived| *archived != command)
+            {
                 state.ghost.agreement_violated = true;
                 continue;
             }
@@ -221,7 +233,10 @@ impl Archive {
             .resize_with(state.clients.len(), BTreeMap::default);
         let mut first_request = 0usize;
         for (client, progress) in state.clients.iter_mut().enumerate() {
-            let scripted = config.clients.get(client).map_or(0, |script| script.operations.len());
+            let scripted = config
+                .clients
+                .get(client)
+                .map_or(0, |script| script.operations.len());
             let last = (progress.sent as usize)
                 .checked_sub(1)
                 .map(|index| (first_request + index) as RequestId);

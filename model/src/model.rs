@@ -306,6 +306,20 @@ impl Config {
         step.perform(action.clone());
         Some(next)
     }
+
+    /// Takes `action` in `state` itself, without the copy [`Config::apply`] makes; false (and
+    /// `state` unchanged) when `action` is not enabled. For replay, which keeps one state.
+    pub fn apply_in_place(&self, state: &mut State, action: &Action) -> bool {
+        if !self.enabled_actions(state).contains(action) {
+            return false;
+        }
+        Step {
+            config: self,
+            state,
+        }
+        .perform(action.clone());
+        true
+    }
 }
 
 impl Step<'_> {

@@ -152,7 +152,11 @@ fn compaction_changes_nothing_a_later_step_sees() {
         total.cuts += seen.cuts;
         total.restores += seen.restores;
     }
-    assert!(total.cuts >= 12, "the walks cut the log {} times", total.cuts);
+    assert!(
+        total.cuts >= 12,
+        "the walks cut the log {} times",
+        total.cuts
+    );
     assert!(
         total.restores >= 1,
         "no walk put the log back (a crash below the cut)"
