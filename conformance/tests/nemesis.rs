@@ -16,7 +16,7 @@
 //!
 //! The trace check is off here, for its verdict, not its time: since replay compacts the model
 //! state between steps (`docs/trace.md` §5), a 60 s run's ~450,000–530,000 events replay in 2–4 s
-//! and the whole test with the check took 57–64 s (26 Nov 18:55–19:05, five runs); but three of
+//! and the whole test with the check took 57–64 s (26 Nov 18:55–19:00, five runs); but three of
 //! those five failed on open findings (a SIGKILLed leader's last proposal, a SIGKILLed master's
 //! untraced last send, a thawed follower's receive across its eviction: `docs/reliability.md`
 //! §5). `vigil-conform nemesis` runs the check by default.
