@@ -422,16 +422,20 @@ impl Vocabulary {
             M::Heartbeat {
                 ballot,
                 commit_index,
+                heartbeat_sequence,
             } => Message::Heartbeat {
                 ballot: ballot_of(*ballot)?,
                 commit_index: fit("slot", *commit_index)?,
+                heartbeat_sequence: fit("heartbeat_sequence", *heartbeat_sequence)?,
             },
             M::HeartbeatAck {
                 ballot,
                 commit_index,
+                heartbeat_sequence,
             } => Message::HeartbeatAck {
                 ballot: ballot_of(*ballot)?,
                 commit_index: fit("slot", *commit_index)?,
+                heartbeat_sequence: fit("heartbeat_sequence", *heartbeat_sequence)?,
             },
             M::Rejoin {
                 ballot,

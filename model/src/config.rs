@@ -26,9 +26,13 @@ pub enum Bug {
     EvictedAckCounts,
     /// A master restarts without its promised ballot (`master.rs`, `restart`).
     ForgetPromise,
-    /// A leader answers a `Get` from its own applied state instead of through the log, without
-    /// confirming it still leads and is up to date (`master.rs`, `handle_propose`).
+    /// A leader answers a `Get` from its own applied state at once, without confirming with a
+    /// quorum that it still leads (`master.rs`, `handle_propose`).
     StaleLeaderRead,
+    /// A new leader serves `Get`s without a log entry before it committed the slots its phase 1
+    /// re-proposed, so its commit index may miss what its predecessor chose (`read.rs`,
+    /// `serves_reads`).
+    ReadBeforeOwnBallotCommit,
     /// The leader's heartbeat timer keeps firing while the master is paused
     /// (`model.rs`, `master_timer_actions`).
     PausedHeartbeat,
@@ -36,12 +40,13 @@ pub enum Bug {
 
 impl Bug {
     /// Every seeded bug, in the order `vigil-model bugs` lists them.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ErrorPathLeak,
         Bug::DoubleComplete,
         Bug::EvictedAckCounts,
         Bug::ForgetPromise,
         Bug::StaleLeaderRead,
+        Bug::ReadBeforeOwnBallotCommit,
         Bug::PausedHeartbeat,
     ];
 
@@ -53,6 +58,7 @@ impl Bug {
             Bug::EvictedAckCounts => "evicted-ack-counts",
             Bug::ForgetPromise => "forget-promise",
             Bug::StaleLeaderRead => "stale-leader-read",
+            Bug::ReadBeforeOwnBallotCommit => "read-before-own-ballot-commit",
             Bug::PausedHeartbeat => "paused-heartbeat",
         }
     }
@@ -64,7 +70,8 @@ impl Bug {
             Bug::DoubleComplete => "the proxy completes a request on timeout and again on the late reply",
             Bug::EvictedAckCounts => "eviction shrinks the quorum: the leader counts a majority of its active set, not of the static configuration",
             Bug::ForgetPromise => "a master restarts without its promised ballot",
-            Bug::StaleLeaderRead => "a leader answers a Get from its own applied state instead of through the log: a deposed leader, or a new leader that has not yet committed its predecessor's entries, serves a stale read",
+            Bug::StaleLeaderRead => "a leader answers a Get from its own applied state at once, without a quorum confirming it still leads: a deposed leader, or a new leader that has not yet committed its predecessor's entries, serves a stale read",
+            Bug::ReadBeforeOwnBallotCommit => "a new leader confirms its leadership for a Get and answers it before committing the slots its phase 1 re-proposed: its commit index misses a write its predecessor chose and answered",
             Bug::PausedHeartbeat => "the leader's heartbeat timer keeps firing while the master is paused",
         }
     }
@@ -77,6 +84,7 @@ impl Bug {
             Bug::EvictedAckCounts => "quorum_integrity",
             Bug::ForgetPromise => "agreement",
             Bug::StaleLeaderRead => "linearizable",
+            Bug::ReadBeforeOwnBallotCommit => "linearizable",
             Bug::PausedHeartbeat => "paused_sends_nothing",
         }
     }
@@ -90,7 +98,7 @@ impl fmt::Display for Bug {
 
 /// A name that is not a seeded bug.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, paused-heartbeat)")]
+#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat)")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {

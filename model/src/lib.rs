@@ -20,6 +20,7 @@ pub mod model;
 pub mod presets;
 pub mod properties;
 pub mod proxy;
+pub mod read;
 pub mod state;
 pub mod step;
 pub mod timers;

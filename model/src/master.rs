@@ -12,7 +12,8 @@ use crate::message::{Endpoint, Entries, Message};
 use crate::state::{LeaderState, Log, Role};
 use crate::step::Step;
 use crate::types::{
-    Ballot, Command, Entry, NodeId, NodeSet, Operation, ProposeError, RequestId, Slot,
+    Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation, ProposeError, RequestId,
+    Slot,
 };
 use std::collections::BTreeMap;
 
@@ -22,7 +23,7 @@ fn master(node: NodeId) -> Endpoint {
 
 impl Step<'_> {
     /// Quorum the leader `node` waits for. Always the static one, except under the seeded bug.
-    fn quorum_of(&self, node: NodeId) -> usize {
+    pub(crate) fn quorum_of(&self, node: NodeId) -> usize {
         match self.state.masters[node as usize].leader_state() {
             // Seeded bug `evicted-ack-counts`: a majority of the leader and its active set.
             Some(leader) if self.config.has(Bug::EvictedAckCounts) => {
@@ -232,6 +233,10 @@ impl Step<'_> {
             rejoins: 0,
             commit_at_last_heartbeat: state.commit_index,
             last_slot_at_last_heartbeat: state.commit_index,
+            phase_one_last_slot: last.max(state.commit_index),
+            heartbeat_sequence: 0,
+            read_acknowledged: NodeSet::default(),
+            reads: BTreeMap::new(),
         });
         let commit_index = state.commit_index;
         for (slot, command) in accepts {
@@ -413,12 +418,12 @@ impl Step<'_> {
     }
 
     /// §5.2: a heartbeat of a current ballot resets the election timer and is acknowledged.
+    /// The acknowledgement echoes the read round (§9.2).
     pub fn handle_heartbeat(
         &mut self,
         node: NodeId,
         from: NodeId,
-        ballot: Ballot,
-        commit_index: Slot,
+        (ballot, commit_index, heartbeat_sequence): (Ballot, Slot, HeartbeatSequence),
     ) {
         if self.refuse_older_ballot(node, from, ballot) {
             return;
@@ -432,17 +437,31 @@ impl Step<'_> {
             Message::HeartbeatAck {
                 ballot,
                 commit_index,
+                heartbeat_sequence,
             },
         );
     }
 
-    /// §5.1: an acknowledgement of the current ballot from an active follower.
-    pub fn handle_heartbeat_ack(&mut self, node: NodeId, from: NodeId, ballot: Ballot) {
-        if let Role::Leader(leader) = &mut self.state.masters[node as usize].role {
-            if leader.ballot == ballot && leader.active.contains(from) {
-                leader.acknowledged.insert(from);
-                leader.heard.insert(from);
-            }
+    /// §5.1: an acknowledgement of the current ballot from an active follower. Of the current
+    /// read round, it may confirm the reads waiting for it (§9.2).
+    pub fn handle_heartbeat_ack(
+        &mut self,
+        node: NodeId,
+        from: NodeId,
+        ballot: Ballot,
+        heartbeat_sequence: HeartbeatSequence,
+    ) {
+        let Role::Leader(leader) = &mut self.state.masters[node as usize].role else {
+            return;
+        };
+        if leader.ballot != ballot || !leader.active.contains(from) {
+            return;
+        }
+        leader.acknowledged.insert(from);
+        leader.heard.insert(from);
+        if heartbeat_sequence == leader.heartbeat_sequence {
+            leader.read_acknowledged.insert(from);
+            self.confirm_reads(node);
         }
     }
 
@@ -533,12 +552,18 @@ impl Step<'_> {
         }
     }
 
-    /// §9.3: a leader with room appends the proposal; others refuse.
+    /// §9.3: a leader with room appends the proposal; others refuse. §9.2: a `Get` at a leader
+    /// that committed its phase 1 is served without a log entry.
     pub fn handle_propose(&mut self, node: NodeId, request_id: RequestId, operation: Operation) {
+        let stale_read = self.config.has(Bug::StaleLeaderRead);
+        if matches!(operation, Operation::Get { .. }) && !stale_read && self.serves_reads(node) {
+            self.register_read(node, request_id, operation);
+            return;
+        }
         let pipeline_slots_max = self.config.pipeline_slots_max as usize;
-        // Seeded bug `stale-leader-read`: a Get answered from local state, not through the log.
-        let mut stale_store = (self.config.has(Bug::StaleLeaderRead)
-            && matches!(operation, Operation::Get { .. }))
+        // Seeded bug `stale-leader-read`: a Get answered from local state at once, without
+        // confirming that it still leads.
+        let mut stale_store = (stale_read && matches!(operation, Operation::Get { .. }))
         .then(|| {
             let commit_index = self.state.masters[node as usize].commit_index;
             self.state.store_through(node, commit_index)

@@ -5,8 +5,8 @@
 //! sender: the link it travels on does (`Link`), as a TCP connection would.
 
 use crate::types::{
-    Ballot, ClientId, ClusterName, Entry, NodeId, Operation, ProposeOutcome, RequestId,
-    RequestOutcome, Slot,
+    Ballot, ClientId, ClusterName, Entry, HeartbeatSequence, NodeId, Operation, ProposeOutcome,
+    RequestId, RequestOutcome, Slot,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -103,12 +103,14 @@ pub enum Message {
         /// The new commit index.
         commit_index: Slot,
     },
-    /// Leader → active followers, every heartbeat interval (§5).
+    /// Leader → active followers, every heartbeat interval (§5) and when reads wait (§9.2).
     Heartbeat {
         /// The leader's ballot.
         ballot: Ballot,
         /// The leader's commit index.
         commit_index: Slot,
+        /// The leader's current read round (§9.2).
+        heartbeat_sequence: HeartbeatSequence,
     },
     /// Follower → Leader.
     HeartbeatAck {
@@ -116,6 +118,8 @@ pub enum Message {
         ballot: Ballot,
         /// The follower's commit index.
         commit_index: Slot,
+        /// The `Heartbeat`'s read round, echoed.
+        heartbeat_sequence: HeartbeatSequence,
     },
     /// Follower → Leader: catch me up and readmit me (§6.3).
     Rejoin {

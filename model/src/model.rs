@@ -469,8 +469,13 @@ impl Step<'_> {
             Message::Heartbeat {
                 ballot,
                 commit_index,
-            } => self.handle_heartbeat(node, from, ballot, commit_index),
-            Message::HeartbeatAck { ballot, .. } => self.handle_heartbeat_ack(node, from, ballot),
+                heartbeat_sequence,
+            } => self.handle_heartbeat(node, from, (ballot, commit_index, heartbeat_sequence)),
+            Message::HeartbeatAck {
+                ballot,
+                heartbeat_sequence,
+                ..
+            } => self.handle_heartbeat_ack(node, from, ballot, heartbeat_sequence),
             Message::Rejoin {
                 ballot,
                 commit_index,

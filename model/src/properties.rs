@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::kv::KeyValueStore;
 use crate::state::{HistoryEvent, Role, State};
-use crate::types::{Command, RequestError};
+use crate::types::{Command, Operation, RequestError};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use stateright::{Expectation, Property};
 
@@ -62,6 +62,7 @@ pub fn all() -> Vec<Property<Config>> {
         Property::sometimes("request_timed_out_once", |_, state: &State| {
             answered(state, RequestError::Timeout)
         }),
+        Property::sometimes("read_without_log_entry", read_without_log_entry),
     ]
 }
 
@@ -96,6 +97,23 @@ fn answered(state: &State, error: RequestError) -> bool {
             .replies
             .values()
             .any(|record| record.count == 1 && record.outcome == Err(error))
+    })
+}
+
+/// A client got the value of a `Get` that no slot holds: the leader served it by confirming its
+/// ballot with a quorum (§9.2), not through the log.
+fn read_without_log_entry(config: &Config, state: &State) -> bool {
+    state.clients.iter().any(|client| {
+        client.replies.iter().any(|(request_id, record)| {
+            let is_get = matches!(
+                config.operation_of(*request_id),
+                Some(Operation::Get { .. })
+            );
+            let in_log = state.ghost.chosen.values().any(|command| {
+                matches!(command, Command::Operation { request_id: chosen, .. } if chosen == request_id)
+            });
+            is_get && record.outcome.is_ok() && !in_log
+        })
     })
 }
 

@@ -9,8 +9,8 @@ use crate::config::{Budget, Config};
 use crate::kv::KeyValueStore;
 use crate::message::{Entries, Link, Message};
 use crate::types::{
-    Ballot, Command, Entry, NodeId, NodeSet, Operation, OperationResult, RequestId, RequestOutcome,
-    Round, Slot,
+    Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation, OperationResult,
+    RequestId, RequestOutcome, Round, Slot,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -71,6 +71,27 @@ pub struct LeaderState {
     /// The last slot assigned when the heartbeat timer last fired (the commit index at election):
     /// only slots outstanding for a whole heartbeat period are re-sent (§4.7).
     pub last_slot_at_last_heartbeat: Slot,
+    /// The last slot phase 1 re-proposed (the commit index at election if none): until the commit
+    /// index reaches it, a predecessor may have chosen more than this leader has committed, so
+    /// `Get`s go through the log (§9.2).
+    pub phase_one_last_slot: Slot,
+    /// The read round of the last heartbeat round started (§9.2).
+    pub heartbeat_sequence: HeartbeatSequence,
+    /// Active followers that acknowledged round `heartbeat_sequence`.
+    pub read_acknowledged: NodeSet,
+    /// `Get`s served without a log entry, waiting for their round to be confirmed (§9.2).
+    pub reads: BTreeMap<RequestId, PendingRead>,
+}
+
+/// A `Get` a leader serves by confirming its leadership instead of through the log (§9.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingRead {
+    /// The `Get`.
+    pub operation: Operation,
+    /// The read round that confirms it: the first started after it arrived. Its read index (the
+    /// commit index on arrival) needs no field: a leader's commit index only grows and it applies
+    /// on commit, so the state it answers from is never older.
+    pub heartbeat_sequence: HeartbeatSequence,
 }
 
 /// One master.
@@ -340,6 +361,10 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
                 rejoins: 0,
                 commit_at_last_heartbeat: 0,
                 last_slot_at_last_heartbeat: 0,
+                phase_one_last_slot: 0,
+                heartbeat_sequence: 0,
+                read_acknowledged: NodeSet::default(),
+                reads: BTreeMap::new(),
             };
             (first_ballot, Some(first_ballot), Role::Leader(leader))
         }

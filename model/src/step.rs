@@ -74,7 +74,8 @@ impl Step<'_> {
         }
     }
 
-    /// `BecomeFollower`: a leader answers every proposal it owns `LeaderChanged` (§9.3).
+    /// `BecomeFollower`: a leader answers every proposal it owns `LeaderChanged` (§9.3) and
+    /// every read it has not confirmed `NotLeader` (§9.2: it took no effect; the proxy retries).
     pub fn step_down(&mut self, node: NodeId, leader: Option<Ballot>) {
         let master = &mut self.state.masters[node as usize];
         let role = std::mem::replace(&mut master.role, Role::Follower);
@@ -91,6 +92,19 @@ impl Step<'_> {
                     Message::ProposeReply {
                         request_id,
                         outcome: Err(ProposeError::LeaderChanged),
+                    },
+                );
+            }
+            let leader_hint = leader
+                .map(|ballot| ballot.node)
+                .filter(|hint| *hint != node);
+            for request_id in leader_state.reads.into_keys() {
+                self.send(
+                    Endpoint::Master(node),
+                    Endpoint::Proxy,
+                    Message::ProposeReply {
+                        request_id,
+                        outcome: Err(ProposeError::NotLeader { leader_hint }),
                     },
                 );
             }

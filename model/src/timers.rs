@@ -41,9 +41,11 @@ impl Step<'_> {
         self.broadcast(node, &Message::PreVote { ballot });
     }
 
-    /// §5.1: count missed heartbeats, `Evict` at the threshold, heartbeat the rest.
+    /// §5.1: count missed heartbeats, `Evict` at the threshold, heartbeat the rest (starting the
+    /// next read round if reads wait for one, §9.2).
     pub fn on_heartbeat_timeout(&mut self, node: NodeId) {
         let threshold = self.config.eviction_threshold;
+        let reads_waiting = self.reads_waiting(node);
         let state = &mut self.state.masters[node as usize];
         let commit_index = state.commit_index;
         let Role::Leader(leader) = &mut state.role else {
@@ -66,8 +68,15 @@ impl Step<'_> {
             }
         }
         leader.acknowledged = NodeSet::default();
+        // §9.2: reads wait for a round not started yet: this heartbeat starts it.
+        if reads_waiting {
+            leader.heartbeat_sequence += 1;
+            leader.read_acknowledged = NodeSet::default();
+        }
+        let heartbeat_sequence = leader.heartbeat_sequence;
         for (follower, missed) in &evicted {
             leader.active.remove(*follower);
+            leader.read_acknowledged.remove(*follower);
             leader.evicted.insert(*follower);
             leader.evictions = leader.evictions.saturating_add(1);
             if *missed < threshold {
@@ -81,6 +90,7 @@ impl Step<'_> {
             let heartbeat = Message::Heartbeat {
                 ballot,
                 commit_index,
+                heartbeat_sequence,
             };
             self.send(
                 Endpoint::Master(node),

@@ -18,6 +18,10 @@ pub type RequestId = u32;
 pub type Slot = u32;
 /// The round part of a ballot.
 pub type Round = u32;
+/// A leader's count of heartbeat rounds started for reads in its ballot (§9.2): `Heartbeat`
+/// carries it and `HeartbeatAck` echoes it, so an acknowledgement shows which round it answers.
+/// Not the ballot's `Round`.
+pub type HeartbeatSequence = u32;
 /// A key of the key-value store.
 pub type Key = u8;
 /// A value of the key-value store.

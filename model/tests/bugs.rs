@@ -53,6 +53,11 @@ fn stale_leader_read_is_caught() {
 }
 
 #[test]
+fn read_before_own_ballot_commit_is_caught() {
+    caught(Bug::ReadBeforeOwnBallotCommit);
+}
+
+#[test]
 fn paused_heartbeat_is_caught() {
     caught(Bug::PausedHeartbeat);
 }

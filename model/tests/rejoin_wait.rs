@@ -46,6 +46,7 @@ fn follower_with_a_gap(config: &Config) -> State {
             Message::Heartbeat {
                 ballot,
                 commit_index: 1,
+                heartbeat_sequence: 0,
             };
             2
         ],
@@ -60,6 +61,7 @@ fn heartbeat() -> Action {
         message: Message::Heartbeat {
             ballot: Ballot { round: 1, node: 0 },
             commit_index: 1,
+            heartbeat_sequence: 0,
         },
     }
 }

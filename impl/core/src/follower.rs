@@ -7,7 +7,7 @@
 use crate::kv::Snapshot;
 use crate::master::{Master, RoleState};
 use crate::message::Message;
-use crate::types::{Ballot, Command, Entry, NodeId, Slot};
+use crate::types::{Ballot, Command, Entry, HeartbeatSequence, NodeId, Slot};
 
 impl Master {
     /// `Prepare { ballot, commit_index }` (§3.2): promise a newer ballot (durably, before the
@@ -93,9 +93,16 @@ impl Master {
         self.learn_commit_index(ballot, commit_index);
     }
 
-    /// `Heartbeat { ballot, commit_index }` (§5.2): follow the leader, reset the election timer,
-    /// answer `HeartbeatAck` with this master's commit index.
-    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit_index: Slot) {
+    /// `Heartbeat { ballot, commit_index, heartbeat_sequence }` (§5.2): follow the leader, reset
+    /// the election timer, answer `HeartbeatAck` with this master's commit index and the read
+    /// round echoed (§9.2).
+    pub(crate) fn handle_heartbeat(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        commit_index: Slot,
+        heartbeat_sequence: HeartbeatSequence,
+    ) {
         if ballot < self.promised {
             self.send_nack(from, ballot);
             return;
@@ -108,6 +115,7 @@ impl Master {
             Message::HeartbeatAck {
                 ballot,
                 commit_index: own_commit_index,
+                heartbeat_sequence,
             },
         );
     }

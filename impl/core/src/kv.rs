@@ -33,10 +33,23 @@ impl KvStore {
         KvStore::default()
     }
 
-    /// Reads a key without going through the log (status and tests only: client reads go
-    /// through the log, §9.2).
+    /// Reads a key as stored here (status and tests: a client's `Get` is answered by
+    /// [`KvStore::read`] only once the leader confirmed it still leads, §9.2).
     pub fn get(&self, key: &[u8]) -> Option<&Versioned> {
         self.keys.get(key)
+    }
+
+    /// The result of a `Get` without changing the store (`protocol.md` §9.2): what applying it
+    /// would answer. Only a `Get` is read-only; anything else is a programmer error.
+    pub fn read(&self, operation: &Operation) -> OperationResult {
+        let Operation::Get { key } = operation else {
+            panic!("only a Get is read without the log, not {operation:?}");
+        };
+        let (value, version) = match self.keys.get(key) {
+            Some(state) => (state.value.clone(), state.version),
+            None => (None, 0),
+        };
+        OperationResult::Value { value, version }
     }
 
     /// Number of keys stored, tombstones included.
@@ -57,13 +70,7 @@ impl KvStore {
     /// Applies one operation and returns its result (`protocol.md` §9.1).
     pub fn apply(&mut self, operation: &Operation) -> OperationResult {
         match operation {
-            Operation::Get { key } => {
-                let (value, version) = match self.keys.get(key) {
-                    Some(state) => (state.value.clone(), state.version),
-                    None => (None, 0),
-                };
-                OperationResult::Value { value, version }
-            }
+            Operation::Get { .. } => self.read(operation),
             Operation::Put { key, value } => {
                 let version = self.write(key, Some(value.clone()));
                 OperationResult::Written { version }

@@ -8,7 +8,8 @@ use crate::master::{Leadership, Master, ProposalOwner, RoleState};
 use crate::message::Message;
 use crate::trace::{Timer, TraceKind};
 use crate::types::{
-    Ballot, Command, Entry, MasterError, NodeId, Operation, ProxyId, RequestId, Slot,
+    Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, ProxyId, RequestId,
+    Slot,
 };
 
 impl Master {
@@ -33,7 +34,8 @@ impl Master {
     }
 
     /// `Propose { request_id, operation }` (§9.3): a Leader with room starts phase 2 (or queues
-    /// it); otherwise `NotLeader` or `Overloaded`.
+    /// it); otherwise `NotLeader` or `Overloaded`. A `Get` at a Leader that committed its phase 1
+    /// is served without a log slot (§9.2, `read.rs`).
     pub(crate) fn handle_propose(
         &mut self,
         proxy: ProxyId,
@@ -41,6 +43,10 @@ impl Master {
         operation: Operation,
     ) {
         let owner = ProposalOwner { proxy, request_id };
+        if matches!(operation, Operation::Get { .. }) && self.serves_reads() {
+            self.register_read(owner, operation);
+            return;
+        }
         let commit_index = self.commit_index;
         let pipeline_slots_max = self.config.pipeline_slots_max;
         let proposals_queued_max = self.config.proposals_queued_max;
@@ -185,33 +191,41 @@ impl Master {
         }
     }
 
-    /// `HeartbeatAck { ballot, commit_index }` (§5.1): the follower is alive.
+    /// `HeartbeatAck { ballot, commit_index, heartbeat_sequence }` (§5.1): the follower is
+    /// alive; of the current read round, it may confirm the reads waiting for it (§9.2).
     pub(crate) fn handle_heartbeat_ack(
         &mut self,
         from: NodeId,
         ballot: Ballot,
         _commit_index: Slot,
+        heartbeat_sequence: HeartbeatSequence,
     ) {
         let Some(leadership) = self.leadership_of(ballot) else {
             return;
         };
         if leadership.active.contains(&from) {
             note_heard(leadership, from);
+            self.note_read_acknowledged(from, heartbeat_sequence);
         }
     }
 
     /// `HeartbeatTimeout` (§5.1): count missed heartbeats, evict at the threshold, otherwise
-    /// send `Heartbeat`.
+    /// send `Heartbeat` (starting the next read round if reads wait for one, §9.2).
     pub(crate) fn on_heartbeat_timeout(&mut self) {
         self.trace.record(|| TraceKind::Timeout {
             timer: Timer::Heartbeat,
         });
         let commit_index = self.commit_index;
         let eviction_threshold = self.config.eviction_threshold;
+        let reads_waiting = self.reads_waiting();
         let Some(leadership) = self.leadership_mut() else {
             return;
         };
-        let ballot = leadership.ballot;
+        if reads_waiting {
+            leadership.heartbeat_sequence += 1;
+            leadership.read_acknowledged.clear();
+        }
+        let (ballot, heartbeat_sequence) = (leadership.ballot, leadership.heartbeat_sequence);
         let mut evicted = Vec::new();
         let mut beating = Vec::new();
         for node in leadership.active.iter().copied() {
@@ -238,6 +252,7 @@ impl Master {
                 Message::Heartbeat {
                     ballot,
                     commit_index,
+                    heartbeat_sequence,
                 },
             );
         }
@@ -299,6 +314,7 @@ impl Master {
         );
         leadership.evicted.insert(follower);
         leadership.heard_in_window.remove(&follower);
+        leadership.read_acknowledged.remove(&follower);
         for acks in leadership.acks.values_mut() {
             acks.remove(&follower);
         }

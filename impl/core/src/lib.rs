@@ -11,7 +11,8 @@
 //!
 //! Layout: `types.rs` (vocabulary), `message.rs` (the messages and their printer),
 //! `config.rs`, `master.rs` (shared state and the driving API), role files `follower.rs`,
-//! `candidate/election.rs`, `leader.rs`, `log.rs`, `kv.rs` (the state machine and snapshots),
+//! `candidate/election.rs`, `leader.rs`, `read.rs` (reads without a log slot), `log.rs`, `kv.rs`
+//! (the state machine and snapshots),
 //! `ready.rs` (the output contract), `proxy.rs` + `ledger.rs`, `trace.rs`.
 //!
 //! A minimal host loop for one master:
@@ -35,11 +36,20 @@
 //!     }
 //! }
 //! assert_eq!(master.role(), vigil_core::Role::Leader);
-//! master.propose(7, 1, vigil_core::Operation::Get { key: b"k".to_vec() });
+//! // A write is answered once its slot is durable, chosen and applied.
+//! master.propose(7, 1, vigil_core::Operation::Put { key: b"k".to_vec(), value: b"v".to_vec() });
 //! let ready = master.ready();
+//! assert!(ready.durable.is_some());
 //! master.advance(ready);
-//! let replies = master.ready().replies;
-//! assert_eq!(replies[0].to, Peer::Proxy(7));
+//! let ready = master.ready();
+//! assert_eq!(ready.replies[0].to, Peer::Proxy(7));
+//! master.advance(ready);
+//! // A read takes no slot (§9.2): a single master is its own quorum.
+//! master.propose(7, 2, vigil_core::Operation::Get { key: b"k".to_vec() });
+//! let ready = master.ready();
+//! assert!(ready.durable.is_none());
+//! assert_eq!(ready.replies[0].to, Peer::Proxy(7));
+//! master.advance(ready);
 //! ```
 
 mod candidate;
@@ -52,6 +62,7 @@ mod log;
 pub mod master;
 pub mod message;
 pub mod proxy;
+mod read;
 pub mod ready;
 pub mod trace;
 pub mod types;
@@ -65,6 +76,6 @@ pub use proxy::{ClientEnvelope, Proxy, ProxyEnvelope, ProxyReady, ProxyStepError
 pub use ready::{DurableState, DurableWrite, Ready};
 pub use trace::{Endpoint, MasterPostState, Origin, PostState, Timer, TraceEvent, TraceKind};
 pub use types::{
-    Ballot, ClientError, ClientId, Command, Entry, MasterError, NodeId, Operation, OperationResult,
-    Peer, ProposeOutcome, ProxyId, ReplyOutcome, RequestId, Role, Slot,
+    Ballot, ClientError, ClientId, Command, Entry, HeartbeatSequence, MasterError, NodeId,
+    Operation, OperationResult, Peer, ProposeOutcome, ProxyId, ReplyOutcome, RequestId, Role, Slot,
 };

@@ -22,8 +22,8 @@ use crate::message::{Envelope, Message};
 use crate::ready::{DurableState, DurableWrite, Ready};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
-    Ballot, Command, Entry, MasterError, NodeId, Operation, OperationResult, Peer, ProxyId,
-    RequestId, Role, Slot,
+    Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, OperationResult,
+    Peer, ProxyId, RequestId, Role, Slot,
 };
 
 /// An input the master refuses: a host bug (wrong routing), never a protocol event.
@@ -59,6 +59,8 @@ pub struct MasterCounters {
     pub proposals: u64,
     /// `Heartbeat`s sent as leader.
     pub heartbeats_sent: u64,
+    /// `Get`s taken as leader without a log slot (§9.2; refusals not counted).
+    pub reads: u64,
     /// Slots this master committed (and applied).
     pub slots_committed: u64,
 }
@@ -163,6 +165,27 @@ pub(crate) struct Leadership {
     pub(crate) check_quorum_elapsed_ticks: u64,
     /// Active followers heard from in the current check-quorum window.
     pub(crate) heard_in_window: BTreeSet<NodeId>,
+    /// The last slot phase 1 re-proposed (the commit index at election if none): until the
+    /// commit index reaches it, `Get`s go through the log (§9.2).
+    pub(crate) phase_one_last_slot: Slot,
+    /// The read round of the last heartbeat round started (§9.2).
+    pub(crate) heartbeat_sequence: HeartbeatSequence,
+    /// Active followers that acknowledged round `heartbeat_sequence`.
+    pub(crate) read_acknowledged: BTreeSet<NodeId>,
+    /// `Get`s served without a log slot, waiting for their round, in arrival order (at most
+    /// `pipeline_slots_max`).
+    pub(crate) reads: VecDeque<PendingRead>,
+}
+
+/// A `Get` the leader serves by confirming its leadership instead of through the log (§9.2).
+#[derive(Debug)]
+pub(crate) struct PendingRead {
+    pub(crate) owner: ProposalOwner,
+    pub(crate) operation: Operation,
+    /// The commit index when it arrived: it is answered from a state at least this new.
+    pub(crate) read_index: Slot,
+    /// The read round that confirms it: the first started after it arrived.
+    pub(crate) heartbeat_sequence: HeartbeatSequence,
 }
 
 /// The role with its role-specific state.
@@ -444,11 +467,13 @@ impl Master {
             Message::Heartbeat {
                 ballot,
                 commit_index,
-            } => self.handle_heartbeat(from, ballot, commit_index),
+                heartbeat_sequence,
+            } => self.handle_heartbeat(from, ballot, commit_index, heartbeat_sequence),
             Message::HeartbeatAck {
                 ballot,
                 commit_index,
-            } => self.handle_heartbeat_ack(from, ballot, commit_index),
+                heartbeat_sequence,
+            } => self.handle_heartbeat_ack(from, ballot, commit_index, heartbeat_sequence),
             Message::Rejoin {
                 ballot,
                 commit_index,
@@ -655,6 +680,17 @@ impl Master {
                 queued <= self.config.proposals_queued_max,
                 "the queue is bounded"
             );
+            assert!(
+                leadership.reads.len() as u64 <= self.config.pipeline_slots_max,
+                "the reads waiting are bounded"
+            );
+            assert!(
+                leadership
+                    .reads
+                    .iter()
+                    .all(|read| read.heartbeat_sequence <= leadership.heartbeat_sequence + 1),
+                "a read waits for the current round or the next"
+            );
         }
     }
 
@@ -791,12 +827,12 @@ impl Master {
     }
 
     /// Becomes (or stays) Follower of `leader`. A Leader stepping down answers every proposal
-    /// it owns `LeaderChanged` (§9.3).
+    /// it owns `LeaderChanged` (§9.3) and every read it has not confirmed `NotLeader` (§9.2).
     pub(crate) fn become_follower(&mut self, leader: Option<Ballot>) {
         let previous = std::mem::replace(&mut self.role, RoleState::Follower);
         let was_follower = matches!(previous, RoleState::Follower);
         if let RoleState::Leader(leadership) = previous {
-            self.answer_owned_proposals(leadership);
+            self.answer_owned_proposals(leadership, leader);
         }
         if leader != self.leader {
             if leader.is_some() {
@@ -811,11 +847,19 @@ impl Master {
         self.trace.record(|| TraceKind::BecomeFollower { leader });
     }
 
-    fn answer_owned_proposals(&mut self, leadership: Leadership) {
+    /// Proposals in the log or the queue may still be chosen: `LeaderChanged`. Reads not
+    /// confirmed took no effect: `NotLeader`, so the proxy retries them (§9.2).
+    fn answer_owned_proposals(&mut self, leadership: Leadership, leader: Option<Ballot>) {
         let queued = leadership.queue.into_iter().map(|(owner, _)| owner);
         let owners: Vec<ProposalOwner> = leadership.owners.into_values().chain(queued).collect();
         for owner in owners {
             self.reply(owner, Err(MasterError::LeaderChanged));
+        }
+        let leader_hint = leader
+            .map(|ballot| ballot.node)
+            .filter(|node| *node != self.id);
+        for read in leadership.reads {
+            self.reply(read.owner, Err(MasterError::NotLeader { leader_hint }));
         }
     }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::Snapshot;
 use crate::types::{
-    Ballot, Command, Entry, Operation, OperationResult, Peer, ProposeOutcome, ReplyOutcome,
-    RequestId, Slot,
+    Ballot, Command, Entry, HeartbeatSequence, Operation, OperationResult, Peer, ProposeOutcome,
+    ReplyOutcome, RequestId, Slot,
 };
 
 /// One message of `protocol.md` §10. Field names are the protocol's.
@@ -81,12 +81,14 @@ pub enum Message {
         /// The leader's commit index.
         commit_index: Slot,
     },
-    /// Leader → active followers (§5.1).
+    /// Leader → active followers (§5.1), and at once when reads wait for a round (§9.2).
     Heartbeat {
         /// The leader's ballot.
         ballot: Ballot,
         /// The leader's commit index.
         commit_index: Slot,
+        /// The leader's current read round (§9.2).
+        heartbeat_sequence: HeartbeatSequence,
     },
     /// follower → Leader (§5.2).
     HeartbeatAck {
@@ -94,6 +96,8 @@ pub enum Message {
         ballot: Ballot,
         /// The follower's commit index.
         commit_index: Slot,
+        /// The `Heartbeat`'s read round, echoed.
+        heartbeat_sequence: HeartbeatSequence,
     },
     /// follower → Leader: please catch me up and readmit me (§6.3).
     Rejoin {
@@ -359,14 +363,6 @@ impl fmt::Display for Message {
                 ballot,
                 commit_index,
             }
-            | Message::Heartbeat {
-                ballot,
-                commit_index,
-            }
-            | Message::HeartbeatAck {
-                ballot,
-                commit_index,
-            }
             | Message::Rejoin {
                 ballot,
                 commit_index,
@@ -375,6 +371,19 @@ impl fmt::Display for Message {
                 ballot,
                 commit_index,
             } => write!(formatter, "{name}{{ballot={ballot} commit={commit_index}}}"),
+            Message::Heartbeat {
+                ballot,
+                commit_index,
+                heartbeat_sequence,
+            }
+            | Message::HeartbeatAck {
+                ballot,
+                commit_index,
+                heartbeat_sequence,
+            } => write!(
+                formatter,
+                "{name}{{ballot={ballot} commit={commit_index} sequence={heartbeat_sequence}}}"
+            ),
             Message::Promise {
                 ballot,
                 commit_index,

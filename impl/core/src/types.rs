@@ -14,6 +14,11 @@ pub type NodeId = u64;
 /// A position in the replicated log; the first slot is 1, slot 0 means "nothing".
 pub type Slot = u64;
 
+/// A leader's count of read rounds started in its ballot (`protocol.md` §9.2): `Heartbeat`
+/// carries it and `HeartbeatAck` echoes it, so an acknowledgement shows which round it answers.
+/// Not the ballot's round.
+pub type HeartbeatSequence = u64;
+
 /// A proxy, as the masters of a cluster know it: the host assigns one per proxy connection.
 pub type ProxyId = u64;
 
@@ -57,7 +62,8 @@ impl fmt::Display for Ballot {
 /// A client operation on the key-value state machine (`protocol.md` §9.1).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Operation {
-    /// Read a key; answered after its own slot is applied (§9.2).
+    /// Read a key; answered without a log slot once a quorum confirmed the leader (§9.2), or
+    /// through the log while the leader has not committed its phase 1.
     Get {
         /// The key to read.
         key: Vec<u8>,

@@ -130,6 +130,7 @@ fn misrouted_messages_are_refused() {
     let heartbeat = Message::Heartbeat {
         ballot: Ballot::new(1, 0),
         commit_index: 0,
+        heartbeat_sequence: 0,
     };
     assert_eq!(
         master.step(Peer::Master(7), heartbeat.clone()),

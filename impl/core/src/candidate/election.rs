@@ -205,6 +205,10 @@ impl Master {
             last_slot_at_heartbeat: self.commit_index,
             check_quorum_elapsed_ticks: 0,
             heard_in_window: BTreeSet::new(),
+            phase_one_last_slot: last_slot,
+            heartbeat_sequence: 0,
+            read_acknowledged: BTreeSet::new(),
+            reads: Default::default(),
         });
         if self.leader != Some(ballot) {
             self.counters.leader_changes += 1;
