@@ -17,8 +17,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// Bumped whenever the encoding of `Hello`, `HelloReply` or any protocol message changes
-/// (2: protocol frames carry the sender's trace stamp, `wire::TraceStamp`).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// (2: protocol frames carry the sender's trace stamp, `wire::TraceStamp`; 3: `Heartbeat` and
+/// `HeartbeatAck` carry the read round `heartbeat_sequence`, `protocol.md` §9.2). A peer of
+/// another version is refused at the handshake with both versions named.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Default limit on one frame. A `CatchUp` with a snapshot is the largest message.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
