@@ -57,7 +57,8 @@ pub struct MasterCounters {
     pub rejoins: u64,
     /// `Propose`s taken as leader (into the pipeline or the queue; refusals not counted).
     pub proposals: u64,
-    /// `Heartbeat`s sent as leader.
+    /// `Heartbeat`s sent as leader by the heartbeat timer (§5.1; a read round started at once
+    /// for waiting reads, §9.2, is not counted).
     pub heartbeats_sent: u64,
     /// `Get`s taken as leader without a log slot (§9.2; refusals not counted).
     pub reads: u64,
