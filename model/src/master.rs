@@ -459,7 +459,10 @@ impl Step<'_> {
         }
         leader.acknowledged.insert(from);
         leader.heard.insert(from);
-        if heartbeat_sequence == leader.heartbeat_sequence {
+        if heartbeat_sequence == leader.heartbeat_sequence && self.reads_in_flight(node) {
+            let Role::Leader(leader) = &mut self.state.masters[node as usize].role else {
+                return;
+            };
             leader.read_acknowledged.insert(from);
             self.confirm_reads(node);
         }

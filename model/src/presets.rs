@@ -223,7 +223,7 @@ pub fn for_bug(bug: Bug) -> Preset {
         // `ci-read` and one lost message: with per-link FIFO and no loss, a follower's
         // `Accepted` of a slot the new leader re-proposed always arrives before its
         // `HeartbeatAck`, so the leader has committed it before a read round is confirmed. (The
-        // bug-free protocol holds on this preset too: 3,915,026 states, `docs/model.md`; it is
+        // bug-free protocol held on this preset too, about 3.9M states, `docs/model.md`; it is
         // not in `ci` for its size.)
         Bug::ReadBeforeOwnBallotCommit => {
             let mut preset = Preset {

@@ -90,6 +90,19 @@ impl Step<'_> {
         }
     }
 
+    /// Whether reads wait for the current round or an earlier one: only then does an
+    /// acknowledgement of the current round count (and only then is it kept in the state).
+    pub fn reads_in_flight(&self, node: NodeId) -> bool {
+        self.state.masters[node as usize]
+            .leader_state()
+            .is_some_and(|leader| {
+                leader
+                    .reads
+                    .values()
+                    .any(|read| read.heartbeat_sequence <= leader.heartbeat_sequence)
+            })
+    }
+
     /// Whether reads wait for a round not started yet (the heartbeat timer starts it).
     pub fn reads_waiting(&self, node: NodeId) -> bool {
         self.state.masters[node as usize]
@@ -124,6 +137,7 @@ impl Step<'_> {
         if confirmed.is_empty() {
             return;
         }
+        leader.read_acknowledged = Default::default();
         let commit_index = state.commit_index;
         let reads: Vec<(RequestId, PendingRead)> = confirmed
             .into_iter()

@@ -195,7 +195,8 @@ pub(crate) enum RoleState {
     Follower,
     PreCandidate(PreVoteRound),
     Candidate(Campaign),
-    Leader(Leadership),
+    /// Boxed: a leader's state is far larger than the other roles'.
+    Leader(Box<Leadership>),
 }
 
 /// Output accumulated since the last [`Master::ready`].
@@ -833,7 +834,7 @@ impl Master {
         let previous = std::mem::replace(&mut self.role, RoleState::Follower);
         let was_follower = matches!(previous, RoleState::Follower);
         if let RoleState::Leader(leadership) = previous {
-            self.answer_owned_proposals(leadership, leader);
+            self.answer_owned_proposals(*leadership, leader);
         }
         if leader != self.leader {
             if leader.is_some() {

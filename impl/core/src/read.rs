@@ -93,7 +93,7 @@ impl Master {
     }
 
     /// An active follower acknowledged read round `heartbeat_sequence` of this ballot (the
-    /// caller checked both): it may complete the current round's quorum.
+    /// caller checked both): it may complete the current round's quorum, if reads wait for it.
     pub(crate) fn note_read_acknowledged(
         &mut self,
         from: NodeId,
@@ -102,7 +102,12 @@ impl Master {
         let RoleState::Leader(leadership) = &mut self.role else {
             return;
         };
-        if heartbeat_sequence != leadership.heartbeat_sequence {
+        let current = leadership.heartbeat_sequence;
+        let reads_in_flight = leadership
+            .reads
+            .iter()
+            .any(|read| read.heartbeat_sequence <= current);
+        if heartbeat_sequence != current || !reads_in_flight {
             return;
         }
         leadership.read_acknowledged.insert(from);
@@ -127,6 +132,7 @@ impl Master {
             return;
         }
         let current = leadership.heartbeat_sequence;
+        leadership.read_acknowledged.clear();
         let (confirmed, waiting) = std::mem::take(&mut leadership.reads)
             .into_iter()
             .partition(|read| read.heartbeat_sequence <= current);

@@ -188,7 +188,7 @@ impl Master {
         let last_slot = chosen.keys().next_back().copied().unwrap_or(0);
         let last_slot = last_slot.max(self.commit_index);
         let others = self.other_masters();
-        self.role = crate::master::RoleState::Leader(Leadership {
+        self.role = crate::master::RoleState::Leader(Box::new(Leadership {
             ballot,
             active: others.iter().copied().collect(),
             evicted: BTreeSet::new(),
@@ -209,7 +209,7 @@ impl Master {
             heartbeat_sequence: 0,
             read_acknowledged: BTreeSet::new(),
             reads: Default::default(),
-        });
+        }));
         if self.leader != Some(ballot) {
             self.counters.leader_changes += 1;
         }
