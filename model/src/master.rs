@@ -566,11 +566,11 @@ impl Step<'_> {
         let pipeline_slots_max = self.config.pipeline_slots_max as usize;
         // Seeded bug `stale-leader-read`: a Get answered from local state at once, without
         // confirming that it still leads.
-        let mut stale_store = (stale_read && matches!(operation, Operation::Get { .. }))
-        .then(|| {
-            let commit_index = self.state.masters[node as usize].commit_index;
-            self.state.store_through(node, commit_index)
-        });
+        let mut stale_store =
+            (stale_read && matches!(operation, Operation::Get { .. })).then(|| {
+                let commit_index = self.state.masters[node as usize].commit_index;
+                self.state.store_through(node, commit_index)
+            });
         let state = &mut self.state.masters[node as usize];
         let slot = state.last_slot() + 1;
         let hint = state
