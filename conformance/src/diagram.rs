@@ -465,7 +465,8 @@ fn mark(
         TraceKind::CommitAdvance { .. }
         | TraceKind::RequestAccepted { .. }
         | TraceKind::RequestCompleted { .. }
-        | TraceKind::LateReply { .. } => (dot(x, y, "#222", 3), event.line.kind.to_string()),
+        | TraceKind::LateReply { .. }
+        | TraceKind::ForwardLost { .. } => (dot(x, y, "#222", 3), event.line.kind.to_string()),
         TraceKind::Send { .. } | TraceKind::Receive { .. } => (dot(x, y, "#444", 2), String::new()),
     };
     html.push_str(&shape);

@@ -304,6 +304,9 @@ impl Vocabulary {
                 };
                 vec![Action::RequestTimeout(*model_id)]
             }
+            (core::TraceKind::ForwardLost { request_id }, Party::Proxy) => {
+                vec![Action::ForwardLost(self.forward(*request_id)?)]
+            }
             _ => Vec::new(),
         };
         Ok(actions)
@@ -796,6 +799,7 @@ pub fn action_kind(action: &Action) -> String {
         Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout".to_string(),
         Action::RejoinWaitExpired(_) => "RejoinWaitExpired".to_string(),
         Action::RequestTimeout(_) => "RequestTimeout".to_string(),
+        Action::ForwardLost(_) => "ForwardLost".to_string(),
         Action::ClientRequest(_) => "ClientRequest".to_string(),
         Action::Pause(_) => "Pause".to_string(),
         Action::Resume(_) => "Resume".to_string(),

@@ -444,7 +444,7 @@ impl Inputs {
         };
         for (index, line) in events.iter().enumerate() {
             let start = match index.checked_sub(1) {
-                Some(previous) if !starts_input(&line.kind) => inputs.starts[previous],
+                Some(previous) if !line.kind.starts_input() => inputs.starts[previous],
                 _ => index,
             };
             inputs.starts.push(start);
@@ -586,10 +586,6 @@ fn describe(traces: &[NodeTrace], at: At) -> String {
     );
     // Line 1 is the header.
     format!("`{}` ({file}:{})", trace.events[at.1], at.1 + 2)
-}
-
-fn starts_input(kind: &TraceKind) -> bool {
-    kind.starts_input()
 }
 
 fn node_label(origin: Origin) -> String {

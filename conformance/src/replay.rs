@@ -21,7 +21,7 @@
 //! The model's fault and timer budgets bound its exhaustive search, not the protocol: replay
 //! resets the counters of used budget after each step so that a long run is not cut short.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use vigil_core as core;
@@ -145,6 +145,9 @@ struct Replayer<'a> {
     input_ends: Vec<bool>,
     /// For each merged event, the next event of the same node, if any.
     next_of_node: Vec<Option<usize>>,
+    /// Proxy `Propose` sends a later `ForwardLost` takes back: never received, yet not lost in
+    /// the network (the model's `ForwardLost` takes them off the link).
+    returned_forwards: HashSet<usize>,
 }
 
 /// What the implementation did in one input of a master that maps to one model action: what it
@@ -168,6 +171,7 @@ impl<'a> Replayer<'a> {
             stats: ReplayStats::default(),
             input_ends: input_ends(merged),
             next_of_node: next_of_node(merged),
+            returned_forwards: returned_forwards(merged),
             vocabulary,
         }
     }
@@ -234,7 +238,10 @@ impl<'a> Replayer<'a> {
                     ))
                 })?;
             let open = self.open[event.trace].as_mut().expect("checked above");
-            if event.receive.is_none() && !matches!(party_of_endpoint(to), Party::Client(_)) {
+            if event.receive.is_none()
+                && !self.returned_forwards.contains(&index)
+                && !matches!(party_of_endpoint(to), Party::Client(_))
+            {
                 open.lost.push(sent.clone());
             }
             open.implementation_sent.push(sent);
@@ -254,7 +261,20 @@ impl<'a> Replayer<'a> {
         trace: usize,
         action: Action,
     ) -> Result<(), Box<Divergence>> {
-        let before = self.state.network.clone();
+        let mut before = self.state.network.clone();
+        if let Action::ForwardLost(request_id) = &action {
+            // The model takes the `Propose` back off its link: a redirect to the same master
+            // puts an equal one back, and that is a send.
+            if let Some((link, propose)) =
+                self.config().undelivered_propose(&self.state, *request_id)
+            {
+                if let Some(messages) = before.get_mut(&link) {
+                    if let Some(position) = messages.iter().position(|queued| *queued == propose) {
+                        messages.remove(position);
+                    }
+                }
+            }
+        }
         self.advance(index, &action)?;
         *self
             .stats
@@ -426,7 +446,7 @@ impl<'a> Replayer<'a> {
         let mut position = start;
         loop {
             let line = &self.merged.events[position].line;
-            if position != start && starts_input(&line.kind) {
+            if position != start && line.kind.starts_input() {
                 return None;
             }
             if let core::TraceKind::Send { to, message } = &line.kind {
@@ -705,10 +725,6 @@ fn next_of_node(merged: &Merged) -> Vec<Option<usize>> {
     next
 }
 
-fn starts_input(kind: &core::TraceKind) -> bool {
-    kind.starts_input()
-}
-
 /// Whether `line` is a second timer of the tick whose input the node's previous event (its
 /// `input` number and `post`) belongs to. The sinks stamp input numbers (one per input, a tick
 /// that fires two timers is one), so with them it is exact: consecutive election timeouts of a
@@ -723,6 +739,31 @@ fn same_tick(input: Option<u64>, post: &core::PostState, line: &crate::trace::Tr
         }
 }
 
+/// The proxy `Propose` sends that a `ForwardLost` of the same proxy takes back: for each
+/// `ForwardLost { request_id }`, the proxy's latest earlier unreceived `Propose` of that
+/// forwarding id (the one its host could not hand to a connection).
+fn returned_forwards(merged: &Merged) -> HashSet<usize> {
+    let mut unreceived: HashMap<(usize, u64), usize> = HashMap::new();
+    let mut returned = HashSet::new();
+    for (index, event) in merged.events.iter().enumerate() {
+        match &event.line.kind {
+            core::TraceKind::Send {
+                message: core::Message::Propose { request_id, .. },
+                ..
+            } if event.receive.is_none() => {
+                unreceived.insert((event.trace, *request_id), index);
+            }
+            core::TraceKind::ForwardLost { request_id } => {
+                if let Some(send) = unreceived.remove(&(event.trace, *request_id)) {
+                    returned.insert(send);
+                }
+            }
+            _ => {}
+        }
+    }
+    returned
+}
+
 /// For each merged event: is it the last event of its node's input? The next event of the same
 /// node starts a new input, or there is none. A timer event with the same post-state as the
 /// input before it may belong to the same tick: that input stays open for it.
@@ -733,7 +774,7 @@ fn input_ends(merged: &Merged) -> Vec<bool> {
         if let Some(previous) = last_of_trace[event.trace] {
             let before = &merged.events[previous].line;
             let same_tick = same_tick(before.input, &before.post, &event.line);
-            ends[previous] = starts_input(&event.line.kind) && !same_tick;
+            ends[previous] = event.line.kind.starts_input() && !same_tick;
         }
         last_of_trace[event.trace] = Some(index);
     }
@@ -853,7 +894,7 @@ fn actor_of(action: &Action) -> Endpoint {
         | Action::Resume(node)
         | Action::Crash(node)
         | Action::Restart(node) => Endpoint::Master(*node),
-        Action::RequestTimeout(_) => Endpoint::Proxy,
+        Action::RequestTimeout(_) | Action::ForwardLost(_) => Endpoint::Proxy,
         Action::ClientRequest(client) => Endpoint::Client(*client),
     }
 }

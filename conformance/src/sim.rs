@@ -415,6 +415,10 @@ impl World {
         // Volatile state and connections are gone: nothing it had in flight arrives.
         self.flights
             .retain(|flight| flight.from != me && flight.to != me);
+        // The proxy's connection to it closed: what was forwarded there completes now, as
+        // the host's link reports it (`docs/protocol.md` §9.4.6).
+        self.proxy.link_closed(CLUSTER, node);
+        self.drain_proxy(None);
     }
 
     /// The running, unpaused master that leads now (the lowest id if several believe they do).
@@ -684,8 +688,16 @@ impl World {
         let ready = self.proxy.ready();
         let proxy_sink = self.sinks.len() - 1;
         let mut stamped = self.sinks[proxy_sink].stamp(ready.trace.clone(), received);
+        let mut lost = Vec::new();
         for envelope in ready.messages {
             let (id, lamport) = stamped.take_send(&envelope.message);
+            if self.masters[envelope.to as usize].core.is_none() {
+                // No connection to a crashed master: the host cannot hand the Propose over.
+                if let Message::Propose { request_id, .. } = envelope.message {
+                    lost.push(request_id);
+                }
+                continue;
+            }
             self.send(
                 Node::Proxy,
                 Node::Master(envelope.to),
@@ -706,6 +718,10 @@ impl World {
                 }
             }
         }
+        for request_id in lost {
+            self.proxy.forward_lost(request_id);
+        }
+        self.drain_proxy(None);
     }
 }
 

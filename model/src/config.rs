@@ -142,6 +142,9 @@ pub struct Budget {
     /// `RejoinWaitExpired` firings: a follower's outstanding `Rejoin` given up (§6.3).
     #[serde(default)]
     pub rejoin_waits_expired: u32,
+    /// `ForwardLost` faults: a `Propose` the proxy could not hand to a connection (§9.4.6).
+    #[serde(default)]
+    pub forwards_lost: u32,
 }
 
 impl Budget {
@@ -155,6 +158,7 @@ impl Budget {
         drops: u32::MAX,
         request_timeouts: u32::MAX,
         rejoin_waits_expired: u32::MAX,
+        forwards_lost: u32::MAX,
     };
 }
 

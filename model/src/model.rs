@@ -6,7 +6,7 @@
 //! enabled in the given state.
 
 use crate::config::{Bug, Config, Delivery};
-use crate::message::{Endpoint, Message};
+use crate::message::{Endpoint, Link, Message};
 use crate::state::{Role, State};
 use crate::step::Step;
 use crate::types::{ClientId, NodeId, RequestId};
@@ -47,6 +47,10 @@ pub enum Action {
     RejoinWaitExpired(NodeId),
     /// `RequestTimeout` at the proxy for a pending request.
     RequestTimeout(RequestId),
+    /// `ForwardLost` at the proxy: the pending request's `Propose` never left for its master
+    /// (the host had no connection to hand it to); it comes back undelivered and the proxy
+    /// redirects as on `NotLeader` without a hint (§9.4.6).
+    ForwardLost(RequestId),
     /// `ClientRequest`: a client sends its next `Request`.
     ClientRequest(ClientId),
     /// `Pause`: a stop-the-world pause of a master begins.
@@ -70,6 +74,7 @@ impl Action {
             Action::CheckQuorumTimeout(_) => "CheckQuorumTimeout",
             Action::RejoinWaitExpired(_) => "RejoinWaitExpired",
             Action::RequestTimeout(_) => "RequestTimeout",
+            Action::ForwardLost(_) => "ForwardLost",
             Action::ClientRequest(_) => "ClientRequest",
             Action::Pause(_) => "Pause",
             Action::Resume(_) => "Resume",
@@ -112,6 +117,7 @@ impl Action {
             // The core counts `rejoin_wait_ticks` down in `tick`; no handler of its own.
             Action::RejoinWaitExpired(_) => "tick",
             Action::RequestTimeout(_) => "on_request_timeout",
+            Action::ForwardLost(_) => "forward_lost",
             _ => return None,
         };
         Some(handler)
@@ -156,6 +162,9 @@ impl fmt::Display for Action {
             Action::RequestTimeout(request) => {
                 write!(formatter, "RequestTimeout of request {request}")
             }
+            Action::ForwardLost(request) => {
+                write!(formatter, "ForwardLost of request {request}")
+            }
             Action::ClientRequest(client) => write!(formatter, "ClientRequest by client {client}"),
             Action::Pause(node) => write!(formatter, "Pause master {node}"),
             Action::Resume(node) => write!(formatter, "Resume master {node}"),
@@ -177,6 +186,13 @@ impl Config {
         if state.used.request_timeouts < self.budget.request_timeouts {
             for request_id in state.proxy.pending.keys() {
                 actions.push(Action::RequestTimeout(*request_id));
+            }
+        }
+        if state.used.forwards_lost < self.budget.forwards_lost {
+            for request_id in state.proxy.pending.keys() {
+                if self.undelivered_propose(state, *request_id).is_some() {
+                    actions.push(Action::ForwardLost(*request_id));
+                }
             }
         }
         for client in 0..self.clients.len() as ClientId {
@@ -280,6 +296,22 @@ impl Config {
         }
     }
 
+    /// The pending request's `Propose` and its link, if it is still on the link to the
+    /// request's target (not yet delivered: a crashed master's links keep what the proxy sends
+    /// it, §8).
+    pub fn undelivered_propose(
+        &self,
+        state: &State,
+        request_id: RequestId,
+    ) -> Option<(Link, Message)> {
+        let pending = state.proxy.pending.get(&request_id)?;
+        let link = (Endpoint::Proxy, Endpoint::Master(pending.target));
+        let message = state.network.get(&link)?.iter().find(|message| {
+            matches!(message, Message::Propose { request_id: queued, .. } if *queued == request_id)
+        })?;
+        Some((link, message.clone()))
+    }
+
     fn client_may_send(&self, state: &State, client: ClientId) -> bool {
         let progress = &state.clients[client as usize];
         let script = &self.clients[client as usize];
@@ -368,6 +400,10 @@ impl Step<'_> {
                 self.state.used.request_timeouts =
                     self.state.used.request_timeouts.saturating_add(1);
                 self.on_request_timeout(request_id);
+            }
+            Action::ForwardLost(request_id) => {
+                self.state.used.forwards_lost = self.state.used.forwards_lost.saturating_add(1);
+                self.forward_lost(request_id);
             }
             Action::ClientRequest(client) => self.client_request(client),
             Action::Pause(node) => {

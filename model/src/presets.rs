@@ -121,6 +121,7 @@ pub fn ci_pause() -> Preset {
         heartbeat_timeouts: 2,
         pauses: 1,
         request_timeouts: 1,
+        forwards_lost: 1,
         ..Budget::default()
     };
     exhaustive(
@@ -132,6 +133,7 @@ pub fn ci_pause() -> Preset {
             "pause_and_resume",
             "wrong_cluster_answered",
             "request_timed_out_once",
+            "forward_lost_answered",
         ],
     )
 }

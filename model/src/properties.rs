@@ -63,6 +63,18 @@ pub fn all() -> Vec<Property<Config>> {
             answered(state, RequestError::Timeout)
         }),
         Property::sometimes("read_without_log_entry", read_without_log_entry),
+        Property::sometimes("forward_lost_answered", |_, state: &State| {
+            // A request whose `Propose` came back undelivered was answered for sure: a result
+            // through another master, or `NoLeader` once its redirects were spent.
+            state.used.forwards_lost > 0
+                && state.clients.iter().any(|client| {
+                    client.replies.values().any(|record| {
+                        record.count == 1
+                            && (record.outcome.is_ok()
+                                || record.outcome == Err(RequestError::NoLeader))
+                    })
+                })
+        }),
     ]
 }
 

@@ -167,6 +167,33 @@ impl Step<'_> {
         self.send(Endpoint::Proxy, Endpoint::Master(target), propose);
     }
 
+    /// §9.4.6 `ForwardLost`: the request's `Propose` comes back from the link undelivered, so
+    /// the master never saw it; the proxy handles it as `NotLeader` without a hint from that
+    /// master: the next master in turn, or `NoLeader` (definitely not applied) once
+    /// `redirects_max` redirects are spent.
+    pub fn forward_lost(&mut self, request_id: RequestId) {
+        let Some(pending) = self.state.proxy.pending.get(&request_id).copied() else {
+            return;
+        };
+        let Some((link, propose)) = self.config.undelivered_propose(self.state, request_id) else {
+            return;
+        };
+        if let Some(messages) = self.state.network.get_mut(&link) {
+            if let Some(index) = messages.iter().position(|queued| *queued == propose) {
+                messages.remove(index);
+            }
+            if messages.is_empty() {
+                self.state.network.remove(&link);
+            }
+        }
+        if pending.redirects < self.config.redirects_max {
+            self.redirect(pending.target, request_id, pending, None);
+            return;
+        }
+        self.state.proxy.leader_cache = None;
+        self.complete(request_id, Err(RequestError::NoLeader));
+    }
+
     /// §9.4.6 `on_request_timeout`: complete with `Timeout`, forget the cached leader.
     pub fn on_request_timeout(&mut self, request_id: RequestId) {
         self.state.proxy.leader_cache = None;

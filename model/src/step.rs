@@ -27,7 +27,11 @@ impl Step<'_> {
             }
         }
         if let Endpoint::Master(node) = destination {
-            if self.state.masters[node as usize].crashed {
+            // Masters' connections to a crashed master are refused: the message is lost. The
+            // proxy's `Propose` waits on its link instead, where `ForwardLost` can give it
+            // back (the proxy's host knows it never left, §9.4.6) or the restarted master
+            // gets it.
+            if self.state.masters[node as usize].crashed && source != Endpoint::Proxy {
                 return;
             }
         }

@@ -182,12 +182,16 @@ impl Step<'_> {
         }
     }
 
-    /// §8: volatile state is lost, and so is every connection of the master.
+    /// §8: volatile state is lost, and so is every connection of the master. What the proxy
+    /// sent it and it had not handled stays on the proxy's link: the proxy's host learns that
+    /// the connection closed and answers those requests itself (`ForwardLost`, or
+    /// `RequestTimeout` early, §9.4.6) — and replay applies a crash only at the restart, after
+    /// the proxy may already have sent the crashed master more.
     pub fn crash(&mut self, node: NodeId) {
         let endpoint = Endpoint::Master(node);
-        self.state
-            .network
-            .retain(|(source, destination), _| *source != endpoint && *destination != endpoint);
+        self.state.network.retain(|(source, destination), _| {
+            (*source != endpoint && *destination != endpoint) || *source == Endpoint::Proxy
+        });
         let state = &mut self.state.masters[node as usize];
         state.crashed = true;
         state.paused = false;

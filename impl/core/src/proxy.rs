@@ -350,7 +350,7 @@ impl Proxy {
         request_id: RequestId,
         outcome: ProposeOutcome,
     ) {
-        let Some(mut forwarded) = self.forwarded.remove(&request_id) else {
+        let Some(forwarded) = self.forwarded.remove(&request_id) else {
             self.ledger.record_late_reply();
             self.trace.record(|| TraceKind::LateReply { request_id });
             return;
@@ -361,25 +361,8 @@ impl Proxy {
                 Ok(result)
             }
             Err(MasterError::NotLeader { leader_hint }) => {
-                if forwarded.redirects >= self.config.redirects_max {
-                    self.leader_cache.remove(cluster);
-                    Err(ClientError::NoLeader)
-                } else {
-                    forwarded.redirects += 1;
-                    forwarded.target = match leader_hint {
-                        Some(leader) if leader != from && self.is_master(cluster, leader) => {
-                            self.leader_cache.insert(cluster, leader);
-                            leader
-                        }
-                        _ => {
-                            self.leader_cache.remove(cluster);
-                            self.next_in_turn(cluster)
-                        }
-                    };
-                    self.forwarded.insert(request_id, forwarded);
-                    self.send_propose(request_id);
-                    return;
-                }
+                self.redirect_or_give_up(request_id, forwarded, from, leader_hint);
+                return;
             }
             Err(MasterError::Overloaded) => Err(ClientError::Overloaded),
             Err(MasterError::LeaderChanged) => {
@@ -390,6 +373,38 @@ impl Proxy {
         self.deadlines
             .remove(&(forwarded.deadline_ticks, request_id));
         forwarded.pending.complete(outcome);
+    }
+
+    /// §9.4.5: forward `request_id` again (to the hinted leader, or the next master in turn),
+    /// or complete it with `NoLeader` once `redirects_max` redirects are spent.
+    fn redirect_or_give_up(
+        &mut self,
+        request_id: RequestId,
+        mut forwarded: Forwarded,
+        from: NodeId,
+        leader_hint: Option<NodeId>,
+    ) {
+        let cluster = forwarded.cluster.clone();
+        if forwarded.redirects >= self.config.redirects_max {
+            self.leader_cache.remove(&cluster);
+            self.deadlines
+                .remove(&(forwarded.deadline_ticks, request_id));
+            forwarded.pending.complete(Err(ClientError::NoLeader));
+            return;
+        }
+        forwarded.redirects += 1;
+        forwarded.target = match leader_hint {
+            Some(leader) if leader != from && self.is_master(&cluster, leader) => {
+                self.leader_cache.insert(&cluster, leader);
+                leader
+            }
+            _ => {
+                self.leader_cache.remove(&cluster);
+                self.next_in_turn(&cluster)
+            }
+        };
+        self.forwarded.insert(request_id, forwarded);
+        self.send_propose(request_id);
     }
 
     fn is_master(&self, cluster: &str, node: NodeId) -> bool {
@@ -409,6 +424,51 @@ impl Proxy {
             self.on_request_timeout(request_id);
         }
         self.finish_input();
+    }
+
+    /// The host's connection to master `node` of `cluster` closed (the master died, or the
+    /// connection broke): no `ProposeReply` can come back on it, so every request forwarded to
+    /// that master completes now with `Timeout` instead of at its deadline (§9.4.6). The
+    /// outcome is indeterminate, exactly as at the deadline: the master may have chosen the
+    /// operation before it went. This is the model's `RequestTimeout`, which may fire at any
+    /// time; firing early is one of its behaviours.
+    pub fn link_closed(&mut self, cluster: &str, node: NodeId) {
+        let lost: Vec<RequestId> = self
+            .forwarded
+            .iter()
+            .filter(|(_, forwarded)| forwarded.cluster == cluster && forwarded.target == node)
+            .map(|(request_id, _)| *request_id)
+            .collect();
+        for request_id in lost {
+            self.expire_now(request_id);
+        }
+        self.finish_input();
+    }
+
+    /// `ForwardLost` (§9.4.6): the host could not hand the `Propose` of forwarded request
+    /// `request_id` to a connection (none is up to its master, or the link's queue is full), so
+    /// the master never saw it. Handled as `NotLeader` without a hint from that master: the
+    /// next master in turn, or `NoLeader` (definitely not applied) once the redirects are
+    /// spent. A request no longer forwarded is left alone.
+    pub fn forward_lost(&mut self, request_id: RequestId) {
+        let Some(forwarded) = self.forwarded.remove(&request_id) else {
+            return;
+        };
+        self.trace.record(|| TraceKind::ForwardLost { request_id });
+        let from = forwarded.target;
+        self.redirect_or_give_up(request_id, forwarded, from, None);
+        self.finish_input();
+    }
+
+    /// `RequestTimeout` before the deadline: the deadline entry goes with the request.
+    fn expire_now(&mut self, request_id: RequestId) {
+        if let Some(forwarded) = self.forwarded.get(&request_id) {
+            let deadline = (forwarded.deadline_ticks, request_id);
+            if !cfg!(feature = "bug-double-complete") {
+                self.deadlines.remove(&deadline);
+            }
+        }
+        self.on_request_timeout(request_id);
     }
 
     /// `RequestTimeout` for one forwarded request.
@@ -607,6 +667,110 @@ mod tests {
         assert_eq!(ledger.completed_err, 1);
         assert_eq!(ledger.completed_ok, 0);
         assert_eq!(ledger.late_replies, 1);
+    }
+
+    /// The forwarding id of the one `Propose` in `ready`, and the master it went to.
+    fn forwarded_to(ready: &ProxyReady) -> (RequestId, NodeId) {
+        match ready.messages.as_slice() {
+            [ProxyEnvelope {
+                to,
+                message: Message::Propose { request_id, .. },
+                ..
+            }] => (*request_id, *to),
+            other => panic!("expected one Propose, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_link_completes_only_the_requests_sent_over_it() {
+        let config = Config {
+            request_timeout_ticks: 1_000,
+            ..Config::default()
+        };
+        let mut proxy = proxy(config);
+        proxy.handle_request(1, 5, "local", get());
+        let (first, first_target) = forwarded_to(&proxy.ready());
+        proxy.handle_request(1, 6, "local", get());
+        let (second, second_target) = forwarded_to(&proxy.ready());
+        assert_ne!(first_target, second_target, "masters in turn");
+
+        proxy.link_closed("local", first_target);
+        let ready = proxy.ready();
+        assert_eq!(
+            ready.replies,
+            vec![ClientEnvelope {
+                to: 1,
+                message: Message::Reply {
+                    request_id: 5,
+                    outcome: Err(ClientError::Timeout)
+                }
+            }],
+            "completed now, not at the deadline 1,000 ticks away"
+        );
+        proxy.link_closed("local", first_target);
+        proxy.link_closed("other", second_target);
+        assert!(proxy.ready().replies.is_empty(), "nothing completes twice");
+        assert_eq!(proxy.ledger().in_flight, 1, "the other request still waits");
+
+        proxy
+            .step("local", first_target, reply(first, value()))
+            .unwrap();
+        assert_eq!(proxy.ledger().late_replies, 1, "a reply after it is late");
+        proxy
+            .step("local", second_target, reply(second, value()))
+            .unwrap();
+        let ledger = proxy.ledger();
+        assert_eq!(
+            (ledger.completed_ok, ledger.completed_err, ledger.in_flight),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            proxy.ready().replies.len(),
+            1,
+            "the second request's answer"
+        );
+        for _ in 0..1_000 {
+            proxy.tick();
+        }
+        assert!(proxy.ready().replies.is_empty(), "no deadline left behind");
+    }
+
+    #[test]
+    fn a_lost_forward_goes_to_the_next_master_then_gives_up_with_no_leader() {
+        let config = Config {
+            redirects_max: 1,
+            ..Config::default()
+        };
+        let mut proxy = proxy(config);
+        proxy.handle_request(1, 5, "local", get());
+        let (forward_id, first) = forwarded_to(&proxy.ready());
+        proxy.forward_lost(forward_id);
+        let ready = proxy.ready();
+        assert!(ready.replies.is_empty(), "not answered yet");
+        let (again, second) = forwarded_to(&ready);
+        assert_eq!(again, forward_id);
+        assert_ne!(second, first, "the next master in turn");
+        proxy.forward_lost(forward_id);
+        let replies = proxy.ready().replies;
+        assert_eq!(
+            replies,
+            vec![ClientEnvelope {
+                to: 1,
+                message: Message::Reply {
+                    request_id: 5,
+                    outcome: Err(ClientError::NoLeader)
+                }
+            }],
+            "definitely not applied: no master saw it"
+        );
+        proxy.forward_lost(forward_id);
+        assert!(proxy.ready().replies.is_empty(), "nothing completes twice");
+        for _ in 0..Config::default().request_timeout_ticks {
+            proxy.tick();
+        }
+        assert!(proxy.ready().replies.is_empty(), "no deadline left behind");
+        let ledger = proxy.ledger();
+        assert_eq!((ledger.completed_err, ledger.in_flight), (1, 0));
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub enum TraceKind {
         /// The reply sent.
         outcome: ReplyOutcome,
     },
+    /// `ForwardLost`: the host could not hand the `Propose` of forwarding id `request_id` to a
+    /// connection; the proxy redirects it or gives up with `NoLeader` (§9.4.6).
+    ForwardLost {
+        /// The proxy's forwarding id.
+        request_id: RequestId,
+    },
     /// A `ProposeReply` for a request that already completed, ignored (§9.4.6).
     LateReply {
         /// The proxy's forwarding id.
@@ -155,10 +161,10 @@ pub enum TraceKind {
 }
 
 impl TraceKind {
-    /// Whether this event begins an input of its owner (a receive, a timer, a restart, a pause
-    /// or a resume; every other event is a named part of the input before it). One tick that
-    /// fires two leader timers is one input: its second `Timeout` begins no new input, which the
-    /// sinks' input numbers show (`docs/trace.md` §1).
+    /// Whether this event begins an input of its owner (a receive, a timer, a restart, a pause,
+    /// a resume or a lost forward; every other event is a named part of the input before it).
+    /// One tick that fires two leader timers is one input: its second `Timeout` begins no new
+    /// input, which the sinks' input numbers show (`docs/trace.md` §1).
     pub fn starts_input(&self) -> bool {
         matches!(
             self,
@@ -167,6 +173,7 @@ impl TraceKind {
                 | TraceKind::Restart
                 | TraceKind::Pause
                 | TraceKind::Resume { .. }
+                | TraceKind::ForwardLost { .. }
         )
     }
 }
@@ -202,6 +209,7 @@ impl fmt::Display for TraceKind {
             TraceKind::CommitAdvance { from, to } => {
                 write!(formatter, "CommitAdvance {from}->{to}")
             }
+            TraceKind::ForwardLost { request_id } => write!(formatter, "ForwardLost #{request_id}"),
             TraceKind::RequestAccepted { client, request_id } => {
                 write!(formatter, "RequestAccepted c{client}#{request_id}")
             }

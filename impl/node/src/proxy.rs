@@ -29,7 +29,7 @@ use crate::config::{ConfigError, HostSettings, ProxyConfig};
 use crate::metrics as names;
 use crate::platform::{Network, TokioNetwork};
 use crate::trace_sink::{StampedSends, TraceError, TraceHeader, TraceSink, TraceStamp};
-use crate::transport::{self, HandshakePolicy, LinkInbound, LinkSender};
+use crate::transport::{self, HandshakePolicy, LinkEvent, LinkInbound, LinkSender};
 use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
 
 /// Requests (and status queries) one client connection may have outstanding.
@@ -302,7 +302,7 @@ type Links = Vec<(String, NodeId, LinkSender<PeerFrame>)>;
 fn connect_links<N: Network>(
     network: &N,
     settings: &ProxySettings,
-    replies: mpsc::Sender<(usize, PeerFrame)>,
+    replies: mpsc::Sender<(usize, LinkEvent<PeerFrame>)>,
     shutdown: &CancellationToken,
 ) -> Links {
     let mut links = Vec::new();
@@ -355,7 +355,7 @@ impl ProxyDriver {
     async fn run(
         &mut self,
         mut inputs: mpsc::Receiver<Input>,
-        mut replies: mpsc::Receiver<(usize, PeerFrame)>,
+        mut replies: mpsc::Receiver<(usize, LinkEvent<PeerFrame>)>,
         shutdown: CancellationToken,
     ) -> Result<(), TraceError> {
         let mut ticker = tokio::time::interval(self.tick_interval);
@@ -368,7 +368,10 @@ impl ProxyDriver {
                     self.proxy.tick();
                     self.expire_statuses();
                 }
-                Some((tag, frame)) = replies.recv() => self.handle_master_frame(tag, frame),
+                Some((tag, event)) = replies.recv() => match event {
+                    LinkEvent::Received(frame) => self.handle_master_frame(tag, frame),
+                    LinkEvent::Closed => self.handle_link_closed(tag),
+                },
                 Some(input) = inputs.recv() => self.handle_input(input),
             }
             while self.proxy.has_ready() {
@@ -421,6 +424,17 @@ impl ProxyDriver {
         }
     }
 
+    /// The connection to a master ended: the requests forwarded over it complete now
+    /// (`Proxy::link_closed`) instead of at their deadline.
+    fn handle_link_closed(&mut self, tag: usize) {
+        let Some((cluster, node, _)) = self.links.get(tag) else {
+            return;
+        };
+        let (cluster, node) = (cluster.clone(), *node);
+        tracing::debug!(%cluster, node, "link to master closed");
+        self.proxy.link_closed(&cluster, node);
+    }
+
     fn handle_master_frame(&mut self, tag: usize, frame: PeerFrame) {
         let Some((cluster, node, _)) = self.links.get(tag) else {
             return;
@@ -467,12 +481,21 @@ impl ProxyDriver {
                 .link_index
                 .get(&(envelope.cluster, envelope.to))
                 .and_then(|tag| self.links.get(*tag));
-            if let Some((_, _, link)) = link {
-                // A lost Propose is answered by the request's timeout.
-                let _ = link.send(PeerFrame::Protocol {
+            let forward_id = match &envelope.message {
+                Message::Propose { request_id, .. } => Some(*request_id),
+                _ => None,
+            };
+            let sent = link.is_some_and(|(_, _, link)| {
+                link.send(PeerFrame::Protocol {
                     message: envelope.message,
                     stamp,
-                });
+                })
+                .is_ok()
+            });
+            if let (false, Some(forward_id)) = (sent, forward_id) {
+                // It never left: the master did not see it, so the proxy may try another
+                // (`ForwardLost`) instead of waiting for the request's deadline.
+                self.proxy.forward_lost(forward_id);
             }
         }
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());

@@ -406,12 +406,22 @@ impl<Out> LinkSender<Out> {
     }
 }
 
+/// What an outbound link reports to its owner through [`LinkInbound`].
+#[derive(Debug)]
+pub enum LinkEvent<In> {
+    /// A value the peer sent back on the connection.
+    Received(In),
+    /// The connection ended (the peer closed it or died, a bad frame, a reset): whatever was
+    /// sent on it and not yet answered will not be answered on it.
+    Closed,
+}
+
 /// Where values read from an outbound link go: a shared channel, tagged with the link's index
 /// so one receiver can serve many links (a proxy's links to every master of every cluster).
 #[derive(Debug)]
 pub struct LinkInbound<In> {
     /// The shared channel.
-    pub sender: mpsc::Sender<(usize, In)>,
+    pub sender: mpsc::Sender<(usize, LinkEvent<In>)>,
     /// This link's tag.
     pub tag: usize,
 }
@@ -507,6 +517,16 @@ async fn run_link<N, Out, In>(
                 };
                 if ended {
                     return; // every sender dropped: the owner is gone
+                }
+                if let Some(inbound) = &inbound {
+                    if inbound
+                        .sender
+                        .send((inbound.tag, LinkEvent::Closed))
+                        .await
+                        .is_err()
+                    {
+                        return; // the owner is gone
+                    }
                 }
                 // What was queued for the lost connection is lost with it, as what was in its
                 // socket buffers is: a peer that crashed must not receive, once restarted,
@@ -658,7 +678,7 @@ where
             }
             value = codec::read_value::<In, _>(&mut reader) => match (value, inbound) {
                 (Ok(Some(value)), Some(inbound)) => {
-                    if inbound.sender.send((inbound.tag, value)).await.is_err() {
+                    if inbound.sender.send((inbound.tag, LinkEvent::Received(value))).await.is_err() {
                         return true;
                     }
                 }

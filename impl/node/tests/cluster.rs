@@ -95,6 +95,47 @@ async fn leader_killed_then_a_new_leader_serves() {
     cluster.shutdown().await.unwrap();
 }
 
+/// The proxy's link to a killed leader closes: the request sent to it is answered at once
+/// (`Timeout`, indeterminate) instead of at its deadline, a minute away here, and the next
+/// requests find the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_killed_leader_is_answered_without_waiting_for_its_deadline() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut options = common::test_options(3, directory.path());
+    options.protocol.request_timeout_ticks = 3_000; // 60 s of 20 ms ticks
+    let mut cluster = vigil::cluster::LocalCluster::start(options).await.unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let name = cluster.name().to_string();
+    let mut client = vigil::client::Client::connect(
+        &cluster.proxy_address().to_string(),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    put_until_acknowledged(&mut client, &name, "before", "1", Duration::from_secs(10)).await;
+
+    cluster.kill(leader).await.unwrap();
+    let outcome = client
+        .put(&name, b"after", b"2")
+        .await
+        .expect("answered well before the 60 s deadline (the client gives up at 20 s)");
+    assert!(
+        matches!(
+            outcome,
+            Err(ClientError::Timeout | ClientError::NoLeader | ClientError::LeaderChanged)
+        ) || outcome.is_ok(),
+        "{outcome:?}"
+    );
+    put_until_acknowledged(&mut client, &name, "after", "2", Duration::from_secs(15)).await;
+    let ledger = cluster.ledger();
+    assert!(ledger.is_balanced(), "{ledger:?}");
+    assert_eq!(ledger.dropped_unanswered, 0);
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_follower_is_evicted_then_rejoins_and_catches_up() {
     let directory = tempfile::tempdir().unwrap();
