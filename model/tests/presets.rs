@@ -77,7 +77,7 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
     assert_eq!(
         counts,
         vec![
-            ("ci-pause", 91_098),
+            ("ci-pause", 99_914),
             ("ci-election", PINNED_CI_ELECTION),
             ("ci-read", PINNED_CI_READ),
             ("ci-crash", 4_745_981),
