@@ -280,6 +280,7 @@ pub fn seed() -> Preset {
             "wrong_cluster_answered",
             "request_timed_out_once",
             "read_without_log_entry",
+            "forward_lost_answered",
         ],
     }
 }
