@@ -51,10 +51,9 @@ pub struct Endpoints {
     pub http: std::net::SocketAddr,
 }
 
-/// A free port on 127.0.0.1 (bound then released; the child binds it a moment later).
+/// A free port on 127.0.0.1 (`vigil::child_process::free_loopback_address`).
 pub fn free_loopback_address() -> Result<std::net::SocketAddr, NemesisError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(NemesisError::io("bind"))?;
-    listener.local_addr().map_err(NemesisError::io("bind"))
+    vigil::child_process::free_loopback_address().map_err(NemesisError::io("bind"))
 }
 
 impl Endpoints {

@@ -26,6 +26,8 @@
 //! the whole group, which reaches them too; a group of their own would hide them from both.
 //! Other systems than Linux have no `PR_SET_PDEATHSIG`; there [`spawn`] is a plain
 //! [`Command::spawn`] and only the guards' `Drop` stops the children.
+//!
+//! [`free_loopback_address`] picks the ports those children listen on.
 
 use std::io;
 use std::process::{Child, Command};
@@ -101,9 +103,55 @@ fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_command: &mut Command) {}
 
+/// Ports tried below the kernel's ephemeral range before falling back to port 0.
+const PORT_ATTEMPTS_MAX: usize = 64;
+
+/// A free port on 127.0.0.1 for a child to listen on (bound here, then released; the child
+/// binds it a moment later).
+///
+/// Chosen at random *below* the kernel's ephemeral range (`ip_local_port_range`), where the
+/// kernel never hands out ports on its own. A port from port 0 lies in that range, and in the
+/// moment before the child binds it any outgoing connection on the machine (other tests, a
+/// build fetching crates) may take it as its source port: a master then exits with "Address
+/// already in use". Falls back to port 0 if no port below the range is free.
+pub fn free_loopback_address() -> io::Result<std::net::SocketAddr> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    for _ in 0..PORT_ATTEMPTS_MAX {
+        // `RandomState` is seeded at random per instance: a random port without a dependency.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr();
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_free_loopback_address_can_be_bound_and_is_below_the_ephemeral_range() {
+        let address = super::free_loopback_address().expect("a free port");
+        assert!(address.ip().is_loopback());
+        std::net::TcpListener::bind(address).expect("still free");
+        if let Ok(range) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") {
+            let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+            if low > 10_001 {
+                assert!(
+                    address.port() < low,
+                    "{address} is in the ephemeral range {range}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_child_spawned_from_a_thread_that_ended_keeps_running() {

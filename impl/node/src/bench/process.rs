@@ -131,17 +131,20 @@ pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
         .ok_or_else(|| BenchError::Setup(format!("{path} has no VmRSS line")))
 }
 
-/// `count` distinct free ports on 127.0.0.1 (bound together, then released for the children).
+/// `count` distinct free ports on 127.0.0.1 for children to listen on
+/// (`child_process::free_loopback_address`, each bound until all are chosen, then released).
 pub fn free_loopback_addresses(count: usize) -> Result<Vec<SocketAddr>, BenchError> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| BenchError::Setup(format!("finding free loopback ports: {error}")))?;
-    listeners
-        .iter()
+    let setup =
+        |error: std::io::Error| BenchError::Setup(format!("finding free loopback ports: {error}"));
+    let mut held = Vec::with_capacity(count);
+    while held.len() < count {
+        let address = crate::child_process::free_loopback_address().map_err(setup)?;
+        held.push(TcpListener::bind(address).map_err(setup)?);
+    }
+    held.iter()
         .map(|listener| listener.local_addr())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| BenchError::Setup(format!("finding free loopback ports: {error}")))
+        .map_err(setup)
 }
 
 /// The body of `GET path` on `address` (HTTP/1.1, one request per connection), within `timeout`.
