@@ -5,6 +5,13 @@
 //! hole cannot be replayed, so a slow disk must slow the traced node down rather than lose
 //! events. Tracing is off unless a trace file is configured; then the core builds no events.
 //!
+//! Why [`TraceSink::record`] returns only once its lines are in the file (written to the
+//! kernel, not fsynced): the host sends a batch's messages after recording it, so a message
+//! that left always has its `Send` line in the file, even if the process is SIGKILLed the next
+//! moment (the kernel keeps what was written). Otherwise a killed master's last sends reach
+//! their receivers with no `Send` in its trace, and the merge fails on a receive without a send
+//! (`docs/reliability.md` §5, found by the nemesis's trace check).
+//!
 //! Why the host stamps message ids: without them the merge can only link a receive to an equal
 //! message sent earlier on the link, and around a restart equal messages of two incarnations
 //! are ambiguous. Each `Send` gets an id `<node>.<incarnation>.<peer>.<sequence>` (a per-link
@@ -20,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use vigil_core::{Endpoint, Message, Origin, PostState, TraceEvent, TraceKind};
 
@@ -251,12 +258,15 @@ pub struct TraceSink {
 enum Target {
     /// A file, written by a blocking task of its own.
     File {
-        batches: mpsc::Sender<Vec<StampedEvent>>,
+        batches: mpsc::Sender<WriteBatch>,
         writer: JoinHandle<Result<(), TraceError>>,
     },
     /// Memory, written at once (a simulation: no thread, nothing lost when the host crashes).
     Memory(TraceBuffer),
 }
+
+/// One input's stamped events, and who waits until they are in the file.
+type WriteBatch = (Vec<StampedEvent>, oneshot::Sender<()>);
 
 /// An in-memory trace file (the same bytes a file sink writes), shared with whoever reads it;
 /// it outlives the node, so a restarted node continues it as it would continue its file.
@@ -337,9 +347,10 @@ impl TraceSink {
         })
     }
 
-    /// Stamps `events` (the events of one input, in order) and queues them; waits if the
-    /// writer is behind. `received`: the stamp of the frame this input handles. Returns the
-    /// stamps the frames of this batch's sends must carry.
+    /// Stamps `events` (the events of one input, in order) and writes them; returns once they
+    /// are in the file (see the module's documentation), so the caller may send what they
+    /// record. `received`: the stamp of the frame this input handles. Returns the stamps the
+    /// frames of this batch's sends must carry.
     pub async fn record(
         &mut self,
         events: Vec<TraceEvent>,
@@ -351,7 +362,12 @@ impl TraceSink {
         let (lines, sends) = self.stamper.stamp(events, received);
         match &self.target {
             Target::File { batches, .. } => {
-                batches.send(lines).await.map_err(|_| TraceError::Stopped)?;
+                let (written, done) = oneshot::channel();
+                batches
+                    .send((lines, written))
+                    .await
+                    .map_err(|_| TraceError::Stopped)?;
+                done.await.map_err(|_| TraceError::Stopped)?;
             }
             Target::Memory(buffer) => {
                 let mut bytes = buffer.lock();
@@ -456,21 +472,21 @@ fn memory_error(source: std::io::Error) -> TraceError {
 fn write_loop(
     file: File,
     path: &Path,
-    mut batches: mpsc::Receiver<Vec<StampedEvent>>,
+    mut batches: mpsc::Receiver<WriteBatch>,
 ) -> Result<(), TraceError> {
     let io_error = |source| TraceError::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut writer = BufWriter::new(file);
-    while let Some(batch) = batches.blocking_recv() {
+    while let Some((batch, written)) = batches.blocking_recv() {
         for event in batch {
             serde_json::to_writer(&mut writer, &event).map_err(|error| io_error(error.into()))?;
             writer.write_all(b"\n").map_err(io_error)?;
         }
-        if batches.is_empty() {
-            writer.flush().map_err(io_error)?;
-        }
+        writer.flush().map_err(io_error)?;
+        // The recorder may be gone (its node stopped): nothing waits, nothing to do.
+        let _ = written.send(());
     }
     writer.flush().map_err(io_error)
 }

@@ -72,3 +72,36 @@ async fn masters_and_proxy_write_parseable_traces() {
         "one completion per request, the unknown cluster's included"
     );
 }
+
+/// `TraceSink::record` returns only once its lines are in the file: a message the host sends
+/// after recording it always has its `Send` line there, even if the process is SIGKILLed at
+/// once (the kernel keeps what was written; no `close` runs then). Without it the nemesis's
+/// trace check met receives whose sends a killed master never wrote.
+#[tokio::test]
+async fn a_recorded_batch_is_in_the_file_before_record_returns() {
+    use vigil::trace_sink::{TraceHeader, TraceSink};
+    use vigil_core::{LedgerCounters, Origin, PostState, Timer, TraceEvent, TraceKind};
+
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("p1.ndjson");
+    let header = TraceHeader::new("p1".to_string(), None, vigil_core::Config::default());
+    let mut sink = TraceSink::create(&path, &header).unwrap();
+    for sequence in 0..50u64 {
+        let event = TraceEvent {
+            origin: Origin::Proxy(1),
+            sequence,
+            kind: TraceKind::Timeout {
+                timer: Timer::Request,
+            },
+            post: PostState::Proxy(LedgerCounters::default()),
+        };
+        sink.record(vec![event], None).await.unwrap();
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(
+            lines as u64,
+            sequence + 2,
+            "header and every recorded event"
+        );
+    }
+    sink.close().await.unwrap();
+}
