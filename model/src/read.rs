@@ -17,7 +17,7 @@ use crate::config::Bug;
 use crate::message::{Endpoint, Message};
 use crate::state::{PendingRead, Role};
 use crate::step::Step;
-use crate::types::{NodeId, Operation, ProposeError, RequestId};
+use crate::types::{HeartbeatSequence, NodeId, Operation, ProposeError, RequestId};
 
 impl Step<'_> {
     /// §9.2: whether the leader `node` serves `Get`s without a log entry: once it committed
@@ -74,45 +74,40 @@ impl Step<'_> {
         };
         leader.heartbeat_sequence += 1;
         leader.read_acknowledged = Default::default();
-        let (ballot, heartbeat_sequence, active) =
-            (leader.ballot, leader.heartbeat_sequence, leader.active);
-        for follower in active.iter() {
-            let heartbeat = Message::Heartbeat {
-                ballot,
-                commit_index,
-                heartbeat_sequence,
-            };
-            self.send(
-                Endpoint::Master(node),
-                Endpoint::Master(follower),
-                heartbeat,
-            );
-        }
+        let heartbeat = Message::Heartbeat {
+            ballot: leader.ballot,
+            commit_index,
+            heartbeat_sequence: leader.heartbeat_sequence,
+        };
+        let active: Vec<NodeId> = leader.active.iter().collect();
+        self.send_to_followers(node, active, &heartbeat);
+    }
+
+    /// Whether a read waits whose round `waits_for` accepts (given the leader's current round).
+    fn has_read(
+        &self,
+        node: NodeId,
+        waits_for: impl Fn(HeartbeatSequence, HeartbeatSequence) -> bool,
+    ) -> bool {
+        self.state.masters[node as usize]
+            .leader_state()
+            .is_some_and(|leader| {
+                leader
+                    .reads
+                    .values()
+                    .any(|read| waits_for(read.heartbeat_sequence, leader.heartbeat_sequence))
+            })
     }
 
     /// Whether reads wait for the current round or an earlier one: only then does an
     /// acknowledgement of the current round count (and only then is it kept in the state).
     pub fn reads_in_flight(&self, node: NodeId) -> bool {
-        self.state.masters[node as usize]
-            .leader_state()
-            .is_some_and(|leader| {
-                leader
-                    .reads
-                    .values()
-                    .any(|read| read.heartbeat_sequence <= leader.heartbeat_sequence)
-            })
+        self.has_read(node, |read, current| read <= current)
     }
 
     /// Whether reads wait for a round not started yet (the heartbeat timer starts it).
     pub fn reads_waiting(&self, node: NodeId) -> bool {
-        self.state.masters[node as usize]
-            .leader_state()
-            .is_some_and(|leader| {
-                leader
-                    .reads
-                    .values()
-                    .any(|read| read.heartbeat_sequence > leader.heartbeat_sequence)
-            })
+        self.has_read(node, |read, current| read > current)
     }
 
     /// With a quorum (the leader and the active followers that acknowledged the current round),

@@ -42,6 +42,22 @@ impl Step<'_> {
             .push(message);
     }
 
+    /// Sends `message` from `node` to each of `followers`, in order.
+    pub fn send_to_followers(
+        &mut self,
+        node: NodeId,
+        followers: impl IntoIterator<Item = NodeId>,
+        message: &Message,
+    ) {
+        for follower in followers {
+            self.send(
+                Endpoint::Master(node),
+                Endpoint::Master(follower),
+                message.clone(),
+            );
+        }
+    }
+
     /// Sends `message` from `node` to every other master.
     pub fn broadcast(&mut self, node: NodeId, message: &Message) {
         for other in 0..self.config.masters {

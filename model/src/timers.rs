@@ -86,18 +86,12 @@ impl Step<'_> {
         for (follower, _) in evicted {
             self.close_channel(node, follower);
         }
-        for follower in heartbeats {
-            let heartbeat = Message::Heartbeat {
-                ballot,
-                commit_index,
-                heartbeat_sequence,
-            };
-            self.send(
-                Endpoint::Master(node),
-                Endpoint::Master(follower),
-                heartbeat,
-            );
-        }
+        let heartbeat = Message::Heartbeat {
+            ballot,
+            commit_index,
+            heartbeat_sequence,
+        };
+        self.send_to_followers(node, heartbeats, &heartbeat);
         self.retransmit(node);
     }
 
