@@ -213,8 +213,17 @@ impl Config {
                 }
                 _ => true,
             };
+            // Per-link FIFO: the head of the current connection, and any message of a closed
+            // one (`Step::close_connection`).
             let candidates = match self.delivery {
-                Delivery::PerLinkFifo => &messages[..messages.len().min(1)],
+                Delivery::PerLinkFifo => {
+                    let closed = state
+                        .closed_connection_messages
+                        .get(&(*source, *destination))
+                        .copied()
+                        .unwrap_or(0);
+                    &messages[..messages.len().min(closed + 1)]
+                }
                 Delivery::Unordered => &messages[..],
             };
             let between_masters_or_proxy = !matches!(source, Endpoint::Client(_))
@@ -416,19 +425,6 @@ impl Step<'_> {
                 self.crash(node);
             }
             Action::Restart(node) => self.restart(node),
-        }
-    }
-
-    fn take(&mut self, source: Endpoint, destination: Endpoint, message: &Message) {
-        let link = (source, destination);
-        let Some(messages) = self.state.network.get_mut(&link) else {
-            return;
-        };
-        if let Some(index) = messages.iter().position(|queued| queued == message) {
-            messages.remove(index);
-        }
-        if messages.is_empty() {
-            self.state.network.remove(&link);
         }
     }
 

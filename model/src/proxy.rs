@@ -178,14 +178,7 @@ impl Step<'_> {
         let Some((link, propose)) = self.config.undelivered_propose(self.state, request_id) else {
             return;
         };
-        if let Some(messages) = self.state.network.get_mut(&link) {
-            if let Some(index) = messages.iter().position(|queued| *queued == propose) {
-                messages.remove(index);
-            }
-            if messages.is_empty() {
-                self.state.network.remove(&link);
-            }
-        }
+        self.take(link.0, link.1, &propose);
         if pending.redirects < self.config.redirects_max {
             self.redirect(pending.target, request_id, pending, None);
             return;

@@ -260,6 +260,13 @@ pub struct State {
     pub clients: Vec<Client>,
     /// Messages in flight per link, oldest first; a link with nothing in flight is absent.
     pub network: BTreeMap<Link, Vec<Message>>,
+    /// Per link, how many messages at its head went out on a connection the sender has closed
+    /// since (a leader's eviction of the follower, §5.1): bytes already in the socket, which
+    /// may still arrive in any order relative to what the sender writes on its next connection
+    /// (`Step::close_connection`). Kept only with `Delivery::PerLinkFifo`, where order matters;
+    /// a link is absent when it has none.
+    #[serde(default)]
+    pub closed_connection_messages: BTreeMap<Link, usize>,
     /// Fault and timer steps taken so far (bounded by `Config::budget`).
     pub used: Budget,
     /// The client-observed history of the served cluster.
@@ -294,6 +301,7 @@ impl State {
             proxy: Proxy::default(),
             clients: vec![Client::default(); config.clients.len()],
             network: BTreeMap::new(),
+            closed_connection_messages: BTreeMap::new(),
             used: Budget::default(),
             history: Vec::new(),
             ghost: Ghost::default(),

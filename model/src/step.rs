@@ -2,10 +2,12 @@
 //! handler shares (sending, committing, stepping down).
 //!
 //! A handler takes a `Step` and mutates its state; sending goes through `Step::send`, which is
-//! where the network rules live: per-link FIFO, nothing reaches a crashed master (connection
-//! refused), and a paused master sending anything is recorded for `paused_sends_nothing`.
+//! where the network rules live: per-link FIFO (one connection's order; a closed connection's
+//! messages in any order relative to the next one's), nothing reaches a crashed master
+//! (connection refused), and a paused master sending anything is recorded for
+//! `paused_sends_nothing`.
 
-use crate::config::Config;
+use crate::config::{Config, Delivery};
 use crate::message::{Endpoint, Message};
 use crate::state::{Role, State};
 use crate::types::{Ballot, NodeId, ProposeError, Slot};
@@ -71,11 +73,61 @@ impl Step<'_> {
         }
     }
 
-    /// The leader closes its channel to an evicted follower: what it had queued is discarded.
-    /// What the follower already sent may still arrive (and counts for no quorum, §5.1).
-    pub fn close_channel(&mut self, leader: NodeId, follower: NodeId) {
+    /// The leader closes its connection to an evicted follower (§5.1). What it wrote to that
+    /// connection cannot be taken back: it stays in flight, and the network may deliver it or
+    /// lose it like any message (what the host still had queued and discards is such a loss,
+    /// a `Drop`). The leader's next message to the follower goes on a new connection, so with
+    /// per-link FIFO what is in flight now may arrive before or after it
+    /// (`closed_connection_messages`; a superset of TCP, which keeps one connection's order).
+    /// What the follower already sent may still arrive too (and counts for no quorum, §5.1).
+    pub fn close_connection(&mut self, leader: NodeId, follower: NodeId) {
+        if self.config.delivery != Delivery::PerLinkFifo {
+            return;
+        }
         let link = (Endpoint::Master(leader), Endpoint::Master(follower));
-        self.state.network.remove(&link);
+        if let Some(messages) = self.state.network.get(&link) {
+            self.state
+                .closed_connection_messages
+                .insert(link, messages.len());
+        }
+    }
+
+    /// Takes one `message` off the link `source → destination` (delivered or lost). Equal
+    /// messages are interchangeable; with closed-connection messages at the link's head, a
+    /// `message` equal to the head of the current connection is taken from there, so that an
+    /// equal closed-connection copy keeps its freedom of order.
+    pub fn take(&mut self, source: Endpoint, destination: Endpoint, message: &Message) {
+        let link = (source, destination);
+        let Some(messages) = self.state.network.get_mut(&link) else {
+            return;
+        };
+        let closed = self
+            .state
+            .closed_connection_messages
+            .get(&link)
+            .copied()
+            .unwrap_or(0);
+        let index = if messages.get(closed) == Some(message) {
+            Some(closed)
+        } else {
+            messages.iter().position(|queued| queued == message)
+        };
+        if let Some(index) = index {
+            messages.remove(index);
+            if index < closed {
+                if closed == 1 {
+                    self.state.closed_connection_messages.remove(&link);
+                } else {
+                    self.state
+                        .closed_connection_messages
+                        .insert(link, closed - 1);
+                }
+            }
+        }
+        if messages.is_empty() {
+            self.state.network.remove(&link);
+            self.state.closed_connection_messages.remove(&link);
+        }
     }
 
     /// Records that `node` committed `slot`: the ghost `chosen` map is what `agreement` reads.

@@ -84,7 +84,7 @@ impl Step<'_> {
             }
         }
         for (follower, _) in evicted {
-            self.close_channel(node, follower);
+            self.close_connection(node, follower);
         }
         let heartbeat = Message::Heartbeat {
             ballot,
@@ -183,9 +183,13 @@ impl Step<'_> {
     /// the proxy may already have sent the crashed master more.
     pub fn crash(&mut self, node: NodeId) {
         let endpoint = Endpoint::Master(node);
-        self.state.network.retain(|(source, destination), _| {
+        let survives = |(source, destination): &(Endpoint, Endpoint)| {
             (*source != endpoint && *destination != endpoint) || *source == Endpoint::Proxy
-        });
+        };
+        self.state.network.retain(|link, _| survives(link));
+        self.state
+            .closed_connection_messages
+            .retain(|link, _| survives(link));
         let state = &mut self.state.masters[node as usize];
         state.crashed = true;
         state.paused = false;
