@@ -1,7 +1,8 @@
 //! Causal merge of per-node traces into one order (`docs/trace.md` §3): each node's events
 //! stay in their order, every receive comes after the send it receives, and the model's network
-//! rules hold — what a master's crash or a leader's eviction loses in the model was, in the
-//! merged order, received before it or sent after it.
+//! rules hold — what a master's crash loses in the model was, in the merged order, received
+//! before it or sent after it. (A leader's eviction loses nothing already sent: what it wrote
+//! to the follower before may arrive after it, `docs/trace.md` §8 divergence 19.)
 //!
 //! The merge is correct by construction: it first builds the whole partial order (each receive
 //! linked to its send; each network rule an edge between the two events it concerns, see
@@ -177,10 +178,6 @@ enum Reason {
     /// The input that sends a message received after its receiver restarted comes after that
     /// restart: the model's crash loses what is in flight to the master.
     ReceiverRestart,
-    /// A leader's input that evicts a follower comes after every receive of a message the
-    /// leader sent that follower in an earlier input: the eviction discards the leader's queue
-    /// to the follower (§5.1).
-    Eviction,
 }
 
 /// `event` must come before the event that holds this constraint.
@@ -422,7 +419,7 @@ fn find_send(
     }
 }
 
-/// Where each node's inputs start, restart and evict: what the model's network rules need.
+/// Where each node's inputs start and restart: what the model's network rules need.
 struct Inputs {
     /// For each event, the index of the event that starts its input: the model takes the
     /// input's action there, and what it sends is in flight from then on (a tick that fires two
@@ -430,8 +427,6 @@ struct Inputs {
     starts: Vec<usize>,
     /// Restarts after the first event (the first `Restart` is the initial state, no crash).
     restarts: Vec<usize>,
-    /// For each eviction: the start of the input that evicts, and the follower.
-    evictions: Vec<(usize, u64)>,
 }
 
 impl Inputs {
@@ -440,7 +435,6 @@ impl Inputs {
         let mut inputs = Inputs {
             starts: Vec::with_capacity(events.len()),
             restarts: Vec::new(),
-            evictions: Vec::new(),
         };
         for (index, line) in events.iter().enumerate() {
             let start = match index.checked_sub(1) {
@@ -448,10 +442,8 @@ impl Inputs {
                 _ => index,
             };
             inputs.starts.push(start);
-            match line.kind {
-                TraceKind::Restart if index > 0 => inputs.restarts.push(index),
-                TraceKind::Evict { follower } => inputs.evictions.push((start, follower)),
-                _ => {}
+            if index > 0 && matches!(line.kind, TraceKind::Restart) {
+                inputs.restarts.push(index);
             }
         }
         inputs
@@ -491,21 +483,8 @@ fn constraints(traces: &[NodeTrace], send_of: &[Vec<Option<At>>]) -> Vec<Vec<Vec
                 let restart = (receiver, inputs[receiver].restarts[restart]);
                 waits_for[sender][send_start].push(rule(restart, Reason::ReceiverRestart));
             }
-            // The sender's first eviction of the receiver in a later input.
-            let Some(Party::Master(follower)) = traces[receiver]
-                .events
-                .first()
-                .map(|line| party_of_origin(line.origin))
-            else {
-                continue;
-            };
-            let eviction = sender_inputs
-                .evictions
-                .iter()
-                .find(|(start, evicted)| *start > send_start && *evicted == follower);
-            if let Some((start, _)) = eviction {
-                waits_for[sender][*start].push(rule(receive, Reason::Eviction));
-            }
+            // No eviction rule: a leader's eviction of the receiver closes its connection but
+            // cannot take back what it already wrote to it, which the model keeps in flight.
         }
     }
     waits_for
@@ -573,7 +552,6 @@ fn reason_text(traces: &[NodeTrace], waiter: At, constraint: &Constraint) -> Str
         },
         Reason::SenderRestart => "a receive of what the previous incarnation sent: the model's crash loses what is in flight".to_string(),
         Reason::ReceiverRestart => "the receiver's restart: the message is received by the new incarnation, and the model's crash loses what is in flight".to_string(),
-        Reason::Eviction => "a receive of what the leader sent before this eviction: the eviction discards the leader's queue to the follower (§5.1)".to_string(),
     }
 }
 
@@ -954,9 +932,13 @@ mod tests {
     }
 
     #[test]
-    fn a_message_sent_before_an_eviction_is_received_before_it() {
-        // m0 (the leader) sends m1 a message, then evicts m1; m1 receives it with a larger
-        // clock than the eviction. The eviction discards the leader's queue to m1 in the model.
+    fn what_a_leader_wrote_before_an_eviction_may_arrive_after_a_causally_later_message() {
+        // Nemesis finding 3 (`docs/trace.md` §8, 19): m1 is frozen; the leader m0 writes it an
+        // `Accept` (here any message), evicts it in a later input and writes m4, which writes
+        // m1; thawed, m1 reads m4's message first, then the `Accept` still in its socket. The
+        // eviction closed the connection but could not take the `Accept` back, so the model
+        // keeps it in flight; the merge must not order its receive before the eviction (that
+        // was a cycle: `no causal order`).
         let traces = vec![
             node(
                 "m0",
@@ -966,23 +948,36 @@ mod tests {
                     with_id(send(0, 2, 1, Some(3)), "m0.0.m1.0"),
                     timeout(0, 3, 4),
                     line(0, 4, TraceKind::Evict { follower: 1 }, Some(5)),
+                    with_id(send(0, 5, 4, Some(6)), "m0.0.m4.0"),
+                ],
+            ),
+            node(
+                "m4",
+                vec![
+                    restarted(4, 1),
+                    with_id(receive(4, 1, 0, Some(7)), "m0.0.m4.0"),
+                    with_id(send(4, 2, 1, Some(8)), "m4.0.m1.0"),
                 ],
             ),
             node(
                 "m1",
                 vec![
                     restarted(1, 1),
-                    timeout(1, 1, 6),
-                    with_id(receive(1, 2, 0, Some(7)), "m0.0.m1.0"),
+                    with_id(receive(1, 1, 4, Some(9)), "m4.0.m1.0"),
+                    with_id(receive(1, 2, 0, Some(10)), "m0.0.m1.0"),
                 ],
             ),
         ];
         let merged = merge(&traces).unwrap();
+        let eviction = at(&merged, 0, 4);
+        let later_receive = at(&merged, 2, 1);
+        let accept_receive = at(&merged, 2, 2);
         assert!(
-            at(&merged, 1, 2) < at(&merged, 0, 3),
+            eviction < later_receive && later_receive < accept_receive,
             "{:#?}",
             render(&merged)
         );
+        assert_eq!(merged.events[accept_receive].send, Some(at(&merged, 0, 2)));
     }
 
     #[test]

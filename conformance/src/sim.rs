@@ -5,9 +5,9 @@
 //! the way the tokio host drives it (`impl/node/src/master.rs`): durable writes applied before
 //! the messages that depend on them leave, a paused master's overdue ticks fired before its
 //! queued messages, a crashed master rebuilt from its durable state, an eviction closing the
-//! leader's link to the follower. What it does not run is the host's tokio code (transport,
-//! storage, tasks): that is mode `tcp`; a turmoil simulation of the host needs a transport seam
-//! in `impl/node` (see `docs/trace.md`).
+//! leader's link to the follower (what already reached the follower stays deliverable). What it
+//! does not run is the host's tokio code (transport, storage, tasks): that is mode `tcp`; a
+//! turmoil simulation of the host needs a transport seam in `impl/node` (see `docs/trace.md`).
 //!
 //! The in-memory sink stamps each event with the node's input number, a Lamport clock and, on
 //! sends and receives, the message id; the same seed gives byte-identical trace files.
@@ -655,8 +655,13 @@ impl World {
             let me = Node::Master(node);
             for follower in &ready.close_links {
                 let to = Node::Master(*follower);
-                self.flights
-                    .retain(|flight| !(flight.from == me && flight.to == to));
+                // The eviction discards what the leader's host still queues (not yet due) but
+                // cannot take back what reached the follower (due: a paused follower has not
+                // read it yet), which it may still handle (`protocol.md` §5.1).
+                let tick = self.tick;
+                self.flights.retain(|flight| {
+                    !(flight.from == me && flight.to == to) || flight.deliver_tick <= tick
+                });
                 self.release_held(to, me);
             }
             let mut stamped = self.sinks[node as usize].stamp(ready.trace.clone(), received);

@@ -327,7 +327,8 @@ enum Inbound {
         message: Message,
         stamp: Option<TraceStamp>,
         /// False once the connection it came on has closed: then it is lost, as what a
-        /// crashed or evicted sender had in flight is (`protocol.md` §5.1, §8).
+        /// crashed sender had in flight is (`protocol.md` §8). (A frame read before the close
+        /// was seen is handled: an evicting leader cannot take back what it wrote, §5.1.)
         open: Arc<AtomicBool>,
     },
     StatusQuery {

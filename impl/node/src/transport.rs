@@ -387,8 +387,10 @@ impl<Out> LinkSender<Out> {
         })
     }
 
-    /// Closes the connection and discards everything queued on it (an eviction, `protocol.md`
-    /// §5.1: what was in flight on that link is lost). The link then redials.
+    /// Closes the connection and discards everything still queued for it (an eviction,
+    /// `protocol.md` §5.1). What was already written to the socket cannot be taken back: the
+    /// peer may still read it, also after what the link sends on its next connection. The link
+    /// then redials.
     pub fn reset(&self) {
         self.reset.notify_one();
     }
