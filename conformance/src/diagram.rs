@@ -445,6 +445,7 @@ fn mark(
     let (shape, label) = match &event.line.kind {
         TraceKind::Timeout { timer } => (diamond(x, y, "#d80"), format!("{timer:?}Timeout")),
         TraceKind::Pause | TraceKind::Resume { .. } => (bar(x, y), event.line.kind.to_string()),
+        TraceKind::Persist => (dot(x, y, "#080", 3), event.line.kind.to_string()),
         TraceKind::Evict { follower } => (square(x, y, "#a0a"), format!("Evict m{follower}")),
         TraceKind::Readmit { follower } => (square(x, y, "#a0a"), format!("Readmit m{follower}")),
         TraceKind::BecomePreCandidate { .. }

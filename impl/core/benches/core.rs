@@ -63,11 +63,7 @@ impl InMemoryCluster {
             if let Some(write) = &ready.durable {
                 self.storage[index].apply(write);
             }
-            let outgoing = ready
-                .messages_after_persist
-                .iter()
-                .chain(&ready.messages)
-                .chain(&ready.replies);
+            let outgoing = ready.messages.iter().chain(&ready.replies);
             for envelope in outgoing {
                 match envelope.to {
                     Peer::Master(_) => self.in_flight.push_back((node, envelope.clone())),

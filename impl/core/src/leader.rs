@@ -69,7 +69,9 @@ impl Master {
         }
     }
 
-    /// Phase 2 for `slot` (§4.1): accept it here (durably) and send `Accept` to the active set.
+    /// Phase 2 for `slot` (§4.1): accept it here and send `Accept` to the active set at once;
+    /// the write runs in parallel with replication, and this master counts its own acceptance
+    /// only once the write is durable (`Master::advance`).
     pub(crate) fn start_phase_two(&mut self, slot: Slot, command: Command) {
         let commit_index = self.commit_index;
         let Some(leadership) = self.leadership_mut() else {
@@ -85,8 +87,9 @@ impl Master {
             ballot,
             command: command.clone(),
         });
+        self.accept_own_once_durable(ballot, slot);
         for node in active {
-            self.send_after_persist(
+            self.send(
                 node,
                 Message::Accept {
                     ballot,
@@ -116,10 +119,35 @@ impl Master {
         self.maybe_commit();
     }
 
+    /// The write holding these own acceptances is durable (§4.1): for each slot still
+    /// uncommitted in a ballot this master still leads, it counts itself, then commits what
+    /// that completes. A leader that stepped down (or leads a newer ballot) counts nothing.
+    pub(crate) fn count_own_acceptances(&mut self, own_acceptances: Vec<(Ballot, Slot)>) {
+        let own = self.id;
+        let commit_index = self.commit_index;
+        let mut counted = false;
+        for (ballot, slot) in own_acceptances {
+            let Some(leadership) = self.leadership_of(ballot) else {
+                continue;
+            };
+            if slot <= commit_index {
+                continue;
+            }
+            if let Some(acks) = leadership.acks.get_mut(&slot) {
+                acks.insert(own);
+                counted = true;
+            }
+        }
+        if counted {
+            self.maybe_commit();
+        }
+    }
+
     /// §4.4: advance the commit index over the chosen prefix, apply, answer owned proposals,
     /// tell the followers, and refill the pipeline from the queue.
     pub(crate) fn maybe_commit(&mut self) {
         let start = self.commit_index;
+        let own = self.id;
         loop {
             let next = self.commit_index + 1;
             let quorum = self.quorum();
@@ -129,14 +157,17 @@ impl Master {
             if next >= leadership.next_slot {
                 break;
             }
+            // Its own acceptance is among them once durable; a follower's counts while active.
             let acknowledgements = leadership.acks.get(&next).map_or(0, |acks| {
                 acks.iter()
                     .filter(|node| {
-                        leadership.active.contains(node) || cfg!(feature = "bug-evicted-ack-counts")
+                        **node == own
+                            || leadership.active.contains(node)
+                            || cfg!(feature = "bug-evicted-ack-counts")
                     })
                     .count() as u64
             });
-            if acknowledgements + 1 < quorum {
+            if acknowledgements < quorum {
                 break;
             }
             leadership.acks.remove(&next);
@@ -264,10 +295,8 @@ impl Master {
     /// index did not move for a whole heartbeat period, each active follower gets again the
     /// `Accept`s it has not acknowledged among the slots already uncommitted at the previous
     /// heartbeat (at most `pipeline_slots_max` per follower and period; a slot sent during
-    /// this period is not re-sent yet). A previous copy may still wait behind this leader's
-    /// own durable write (a slow fsync); it is re-sent all the same, as the model does
-    /// (`docs/trace.md` §8 divergence 13): the cost is one queued copy per slot, follower and
-    /// stalled period, bounded by the host's persist queue.
+    /// this period is not re-sent yet). Like every `Accept`, they leave at once, whatever this
+    /// leader's own disk is doing.
     fn resend_stalled_accepts(&mut self, followers: &[NodeId]) {
         let commit_index = self.commit_index;
         let Some(leadership) = self.leadership_mut() else {
@@ -299,7 +328,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_after_persist(node, message);
+            self.send(node, message);
         }
     }
 
@@ -360,7 +389,9 @@ impl Master {
             (None, commit_index)
         };
         let entries = self.log.entries_above(above);
-        self.send_after_persist(
+        // Disk-free like an `Accept`: the follower's acknowledgement of these entries does not
+        // count (it gets `Accept`s again once readmitted), and committed ones are chosen.
+        self.send(
             from,
             Message::CatchUp {
                 ballot,
@@ -403,7 +434,7 @@ impl Master {
                 command: entry.command.clone(),
                 commit_index,
             };
-            self.send_after_persist(from, message);
+            self.send(from, message);
         }
     }
 }

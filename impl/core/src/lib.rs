@@ -3,9 +3,10 @@
 //!
 //! No tokio, no clock, no randomness, no I/O. The host drives a [`Master`] with
 //! [`Master::tick`] (logical time), [`Master::step`] (a message received) and
-//! [`Master::propose`], and drains its output with [`Master::ready`] — durable writes, then
-//! messages that may only leave after them, then other messages, then replies to proxies, then
-//! trace events — before calling [`Master::advance`] (the full contract is on [`Ready`]).
+//! [`Master::propose`], and drains its output with [`Master::ready`] — a durable write to start,
+//! messages and replies to proxies to send at once, trace events — and calls
+//! [`Master::advance`] once the write is durable, which releases what waited for it (the full
+//! contract is on [`Ready`]).
 //! A [`Proxy`] is driven the same way with [`Proxy::handle_request`], [`Proxy::step`],
 //! [`Proxy::tick`] and [`Proxy::ready`]; its [`ledger`] answers every request exactly once.
 //!
@@ -28,18 +29,20 @@
 //!     while master.has_ready() {
 //!         let ready = master.ready();
 //!         if let Some(write) = &ready.durable {
-//!             storage.apply(write); // then fsync; on error: stop the node
+//!             storage.apply(write); // then fsync (may run in parallel); on error: stop the node
 //!         }
-//!         // close ready.close_links, send ready.messages_after_persist, ready.messages,
-//!         // ready.replies, hand ready.trace to the sink — in this order
+//!         // close ready.close_links, send ready.messages and ready.replies, hand ready.trace to
+//!         // the sink; then, once the write is durable:
 //!         master.advance(ready);
 //!     }
 //! }
 //! assert_eq!(master.role(), vigil_core::Role::Leader);
-//! // A write is answered once its slot is durable, chosen and applied.
+//! // A write is answered once its slot is chosen and applied; the leader counts its own
+//! // acceptance once its write is durable, which `advance` tells it.
 //! master.propose(7, 1, vigil_core::Operation::Put { key: b"k".to_vec(), value: b"v".to_vec() });
 //! let ready = master.ready();
-//! assert!(ready.durable.is_some());
+//! assert!(ready.durable.is_some() && ready.waits_for_disk());
+//! assert!(ready.replies.is_empty());
 //! master.advance(ready);
 //! let ready = master.ready();
 //! assert_eq!(ready.replies[0].to, Peer::Proxy(7));

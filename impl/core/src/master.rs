@@ -19,7 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::kv::{KvStore, Snapshot};
 use crate::log::Log;
 use crate::message::{Envelope, Message};
-use crate::ready::{DurableState, DurableWrite, Ready};
+use crate::ready::{DurableState, DurableWrite, Ready, WriteGroup};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, OperationResult,
@@ -204,9 +204,12 @@ pub(crate) enum RoleState {
 pub(crate) struct Output {
     pub(crate) durable: DurableWrite,
     pub(crate) close_links: Vec<NodeId>,
-    pub(crate) messages_after_persist: Vec<Envelope>,
     pub(crate) messages: Vec<Envelope>,
     pub(crate) replies: Vec<Envelope>,
+    /// What the finished inputs left waiting for `durable`, one group per input.
+    pub(crate) groups: Vec<WriteGroup>,
+    /// What the input being handled leaves waiting for `durable` (closed by `finish_input`).
+    pub(crate) open_group: WriteGroup,
 }
 
 /// A master of the static configuration (`protocol.md` §1).
@@ -219,8 +222,9 @@ pub(crate) struct Output {
 ///   proxy too, or [`Master::propose`]); a host that finds at least
 ///   [`Config::pause_threshold_ticks`] ticks overdue was paused and must call
 ///   [`Master::resume`] (`elapse` does) **before** stepping any queued message (§7.2);
-/// - after inputs, while [`Master::has_ready`]: take [`Master::ready`], persist, send in the
-///   documented order, then [`Master::advance`];
+/// - after inputs, while [`Master::has_ready`]: take [`Master::ready`], start its durable
+///   write, send its messages, and call [`Master::advance`] once the write is durable (which
+///   releases what waited for it into the next `Ready`);
 /// - on a storage error stop the node: never step a master whose writes were lost.
 #[derive(Debug)]
 pub struct Master {
@@ -504,33 +508,44 @@ impl Master {
     pub fn has_ready(&self) -> bool {
         !self.output.durable.is_empty()
             || !self.output.close_links.is_empty()
-            || !self.output.messages_after_persist.is_empty()
             || !self.output.messages.is_empty()
             || !self.output.replies.is_empty()
+            || !self.output.groups.is_empty()
             || !self.trace.finished.is_empty()
     }
 
     /// Takes the output accumulated since the last call; handle it in field order (`ready.rs`),
-    /// then call [`Master::advance`].
+    /// then call [`Master::advance`] once its durable write is durable.
     pub fn ready(&mut self) -> Ready {
+        assert!(
+            self.output.open_group.is_empty(),
+            "no input is being handled between inputs"
+        );
         let output = std::mem::take(&mut self.output);
         Ready {
             durable: (!output.durable.is_empty()).then_some(output.durable),
             close_links: output.close_links,
-            messages_after_persist: output.messages_after_persist,
             messages: output.messages,
             replies: output.replies,
             trace: std::mem::take(&mut self.trace.finished),
+            groups: output.groups,
         }
     }
 
-    /// Tells the master that `ready` was handled: its durable write is durable and its messages
-    /// were handed to the transport. A leader whose own acceptance completes a quorum (a
-    /// one-master configuration) commits here. Call it once per [`Master::ready`], in order.
+    /// Tells the master that `ready`'s durable write is durable (and every earlier one: call it
+    /// once per [`Master::ready`], in order) and that its messages were handed to the
+    /// transport. Each input of `ready` that left something waiting for the write is released
+    /// here as one `Persist` input: the leader counts its own acceptances, which may commit
+    /// (a one-master configuration commits here), then the held messages move into the output
+    /// and leave with the next `Ready`. A `Ready` that left nothing waiting records nothing.
     pub fn advance(&mut self, ready: Ready) {
-        drop(ready);
-        if matches!(self.role, RoleState::Leader(_)) {
-            self.maybe_commit();
+        for group in ready.groups {
+            self.trace.record(|| TraceKind::Persist);
+            self.count_own_acceptances(group.own_acceptances);
+            for envelope in group.held {
+                self.record_send(envelope.to, &envelope.message);
+                self.output.messages.push(envelope);
+            }
             self.finish_input();
         }
     }
@@ -699,6 +714,10 @@ impl Master {
     fn finish_input(&mut self) {
         self.check_invariants();
         self.inputs_handled += 1;
+        let group = std::mem::take(&mut self.output.open_group);
+        if !group.is_empty() {
+            self.output.groups.push(group);
+        }
         if !self.trace.has_open() {
             return;
         }
@@ -737,13 +756,19 @@ impl Master {
         });
     }
 
-    /// Sends a message that may only leave once this `Ready`'s durable write is durable.
+    /// Sends a message that may only leave once this input's durable write is durable: it is
+    /// held until [`Master::advance`], which records its `Send` and releases it.
     pub(crate) fn send_after_persist(&mut self, to: NodeId, message: Message) {
-        self.record_send(Peer::Master(to), &message);
-        self.output.messages_after_persist.push(Envelope {
+        self.output.open_group.held.push(Envelope {
             to: Peer::Master(to),
             message,
         });
+    }
+
+    /// The leader accepted `slot` in its own `ballot` during this input: it counts itself among
+    /// the slot's acceptors once the write is durable (`advance`), not before.
+    pub(crate) fn accept_own_once_durable(&mut self, ballot: Ballot, slot: Slot) {
+        self.output.open_group.own_acceptances.push((ballot, slot));
     }
 
     /// Answers a proxy's proposal.
@@ -766,8 +791,11 @@ impl Master {
     /// `promised = ballot`, durably (§2). Never moves backwards (§8).
     pub(crate) fn persist_promised(&mut self, ballot: Ballot) {
         assert!(ballot >= self.promised, "promised never moves backwards");
-        self.promised = ballot;
         self.round_seen_max = self.round_seen_max.max(ballot.round);
+        if ballot == self.promised {
+            return; // already durable, or in a write that is not yet
+        }
+        self.promised = ballot;
         self.output.durable.promised = Some(ballot);
     }
 

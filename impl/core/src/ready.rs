@@ -1,25 +1,41 @@
 //! The output of a master: what it must store, what it must send, and in which order
 //! (the `Ready` contract, etcd-raft style; `docs/architecture.md`).
 //!
+//! Why two kinds of output: a message either depends on nothing this master has not yet made
+//! durable, or it must wait for this master's durable write. The leader's own write runs in
+//! parallel with replication (Raft thesis §10.2.1): every `Accept` it sends is disk-free, and
+//! it counts its own acceptance of a slot only once that write is durable. A follower's answers
+//! (`Promise`, `Accepted`, `CatchUpAck`) and a candidate's `Prepare` wait for their write.
+//!
 //! The host loop is:
 //!
 //! 1. feed inputs: [`crate::Master::tick`], [`crate::Master::step`];
 //! 2. while [`crate::Master::has_ready`], take [`crate::Master::ready`] and handle it **in field
 //!    order**:
-//!    1. `durable`: apply the write to storage and make it durable (fsync). A storage error is the
-//!       host's business and **fatal**: stop the node (a master that cannot persist must not send
+//!    1. `durable`: hand the write to storage to be made durable (fsync). The write may run in
+//!       parallel with the rest: nothing below depends on it. A storage error is the host's
+//!       business and **fatal**: stop the node (a master that cannot persist must not send
 //!       anything that depends on it; restarting from storage is always safe).
 //!    2. `close_links`: close the channel to each listed master and discard what is queued on it
 //!       (an eviction, §5.1).
-//!    3. `messages_after_persist`: may only leave after `durable` is durable (`Promise`,
-//!       `Accepted`, `CatchUpAck`, and the leader's `Accept`s, which carry entries it counts as
-//!       its own acceptance).
-//!    4. `messages`: depend on nothing unpersisted (`Heartbeat`, `HeartbeatAck`, `PreVote`, ...).
-//!       A host may send these before or while `durable` is written, so heartbeats never wait
-//!       behind a disk.
-//!    5. `replies`: `ProposeReply`s to proxies; after `durable`, like step 3.
-//!    6. `trace`: hand to the trace sink (empty unless tracing is on).
-//! 3. call [`crate::Master::advance`] with the handled `Ready`.
+//!    3. `messages`: depend on nothing unpersisted (`Accept`, `Heartbeat`, `Commit`, ...): send
+//!       them now, so neither replication nor heartbeats wait behind a disk.
+//!    4. `replies`: `ProposeReply`s to proxies; disk-free too (a commit needs a quorum of
+//!       durable acceptances), send them now.
+//!    5. `trace`: hand to the trace sink (empty unless tracing is on). Its `Send` events give
+//!       the messages above their trace stamps.
+//! 3. once the `durable` write is durable — at once if [`Ready::waits_for_disk`] is false —
+//!    call [`crate::Master::advance`] with the handled `Ready`. Call it once per `Ready`, in
+//!    the order they were taken (a host with a persist queue advances them first in, first
+//!    out; a `Ready` that does not wait for the disk is advanced after those before it).
+//!
+//! What waited for the disk is released by `advance`: for each input of the `Ready` that sent
+//! a message needing its write, or appended an entry of the leader's own ballot, `advance`
+//! runs one `Persist` input (a trace event of its own): it counts the leader's own acceptances
+//! (which may commit, and so reply), then moves the held messages into the output with their
+//! `Send` events. They leave in the next `Ready`, which the host drains at once. A `Ready`
+//! dropped without `advance` (a crash) never releases them: a master that crashes before its
+//! write is durable never counted that write, nor sent anything depending on it.
 //!
 //! Inputs may be fed between `ready` and `advance`; their output goes into the next `Ready`.
 
@@ -28,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::kv::Snapshot;
 use crate::message::Envelope;
 use crate::trace::TraceEvent;
-use crate::types::{Ballot, Entry, NodeId};
+use crate::types::{Ballot, Entry, NodeId, Slot};
 
 /// Everything a master keeps across a crash (`protocol.md` §2): what [`crate::Master::new`]
 /// starts from. A fresh master starts from `DurableState::default()`.
@@ -69,8 +85,8 @@ impl DurableState {
     }
 }
 
-/// One durable write: all of it must be durable before `messages_after_persist` and `replies`
-/// leave. Apply as [`DurableState::apply`] does.
+/// One durable write: all of it must be durable before [`crate::Master::advance`] is called
+/// with its `Ready`. Apply as [`DurableState::apply`] does.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DurableWrite {
     /// A new `promised`, if it changed.
@@ -88,21 +104,40 @@ impl DurableWrite {
     }
 }
 
-/// One batch of a master's output; handle the fields in declaration order (see the module doc).
+/// What one input left waiting for its durable write (`docs/architecture.md`, Ready
+/// contract): released by [`crate::Master::advance`] as one `Persist` input.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WriteGroup {
+    /// Messages that may only leave once the write is durable, in the order they were sent.
+    pub(crate) held: Vec<Envelope>,
+    /// Slots this master accepted as leader of the ballot: it counts itself among their
+    /// acceptors once the write is durable, if it still leads that ballot.
+    pub(crate) own_acceptances: Vec<(Ballot, Slot)>,
+}
+
+impl WriteGroup {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.own_acceptances.is_empty()
+    }
+}
+
+/// One batch of a master's output; handle the fields in declaration order, then
+/// [`crate::Master::advance`] once `durable` is durable (see the module doc).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
-    /// What to make durable first, if anything.
+    /// What to make durable, if anything.
     pub durable: Option<DurableWrite>,
     /// Masters whose channel to close, discarding what is queued on it (evictions).
     pub close_links: Vec<NodeId>,
-    /// Messages that may only leave once `durable` is durable.
-    pub messages_after_persist: Vec<Envelope>,
-    /// Messages that depend on nothing unpersisted.
+    /// Messages that depend on nothing unpersisted: send them now.
     pub messages: Vec<Envelope>,
-    /// `ProposeReply`s to proxies; they leave after `durable` too.
+    /// `ProposeReply`s to proxies; they depend on nothing unpersisted either: send them now.
     pub replies: Vec<Envelope>,
     /// Trace events of the inputs that produced this batch, in order.
     pub trace: Vec<TraceEvent>,
+    /// What each input of this batch left waiting for `durable`, in input order; released by
+    /// [`crate::Master::advance`].
+    pub(crate) groups: Vec<WriteGroup>,
 }
 
 impl Ready {
@@ -110,9 +145,21 @@ impl Ready {
     pub fn is_empty(&self) -> bool {
         self.durable.is_none()
             && self.close_links.is_empty()
-            && self.messages_after_persist.is_empty()
             && self.messages.is_empty()
             && self.replies.is_empty()
             && self.trace.is_empty()
+            && self.groups.is_empty()
+    }
+
+    /// True if [`crate::Master::advance`] must wait until this batch's write is durable: it
+    /// holds a write, or output released only once the write (and every earlier one) is
+    /// durable. False: advance it as soon as the batches before it are advanced.
+    pub fn waits_for_disk(&self) -> bool {
+        self.durable.is_some() || !self.groups.is_empty()
+    }
+
+    /// How many messages wait for the write, to be released by [`crate::Master::advance`].
+    pub fn held_messages(&self) -> usize {
+        self.groups.iter().map(|group| group.held.len()).sum()
     }
 }

@@ -84,6 +84,10 @@ pub enum TraceKind {
     },
     /// A master started from its durable state (§8).
     Restart,
+    /// The durable write of one earlier input of the master became durable (the host called
+    /// `Master::advance`): the leader counts its own acceptances of that input, and the
+    /// messages that waited for the write are sent (their `Send` events follow).
+    Persist,
     /// The master was paused (§7.1): a stop-the-world pause, recorded when the host finds it
     /// on resuming (the master took no step meanwhile, so the event's place is just before
     /// `Resume`). The model's `Pause`.
@@ -161,8 +165,9 @@ pub enum TraceKind {
 }
 
 impl TraceKind {
-    /// Whether this event begins an input of its owner (a receive, a timer, a restart, a pause,
-    /// a resume or a lost forward; every other event is a named part of the input before it).
+    /// Whether this event begins an input of its owner (a receive, a timer, a restart, a
+    /// persist, a pause, a resume or a lost forward; every other event is a named part of the
+    /// input before it).
     /// One tick that fires two leader timers is one input: its second `Timeout` begins no new
     /// input, which the sinks' input numbers show (`docs/trace.md` §1).
     pub fn starts_input(&self) -> bool {
@@ -171,6 +176,7 @@ impl TraceKind {
             TraceKind::Receive { .. }
                 | TraceKind::Timeout { .. }
                 | TraceKind::Restart
+                | TraceKind::Persist
                 | TraceKind::Pause
                 | TraceKind::Resume { .. }
                 | TraceKind::ForwardLost { .. }
@@ -185,6 +191,7 @@ impl fmt::Display for TraceKind {
             TraceKind::Receive { from, message } => write!(formatter, "recv <-{from} {message}"),
             TraceKind::Timeout { timer } => write!(formatter, "{timer:?}Timeout"),
             TraceKind::Restart => write!(formatter, "Restart"),
+            TraceKind::Persist => write!(formatter, "Persist"),
             TraceKind::Pause => write!(formatter, "Pause"),
             TraceKind::Resume { overdue_ticks } => {
                 write!(formatter, "Resume overdue_ticks={overdue_ticks}")

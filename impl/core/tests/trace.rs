@@ -29,12 +29,15 @@ fn no_events_without_tracing() {
         .unwrap();
     let ready = master.ready();
     assert!(ready.trace.is_empty());
-    assert_eq!(
-        ready.messages_after_persist.len(),
-        1,
-        "the Promise waits for the durable write"
-    );
-    assert_eq!(ready.durable.unwrap().promised, Some(Ballot::new(1, 0)));
+    assert!(ready.messages.is_empty());
+    assert_eq!(ready.held_messages(), 1, "the Promise waits for the durable write");
+    assert!(ready.waits_for_disk());
+    assert_eq!(ready.durable.clone().unwrap().promised, Some(Ballot::new(1, 0)));
+    master.advance(ready);
+    let released = master.ready();
+    assert!(released.trace.is_empty());
+    assert!(matches!(released.messages[0].message, Message::Promise { .. }));
+    assert!(!released.waits_for_disk());
 }
 
 #[test]
@@ -51,16 +54,32 @@ fn events_carry_the_post_state_of_their_input() {
             },
         )
         .unwrap();
-    let trace = master.ready().trace;
+    let ready = master.ready();
+    let mut trace = ready.trace.clone();
     let kinds: Vec<String> = trace.iter().map(|event| event.kind.to_string()).collect();
     assert_eq!(
         kinds,
         vec![
             "recv <-m0 Prepare{ballot=1.0 commit=0}",
             "BecomeFollower leader=1.0",
-            "send ->m0 Promise{ballot=1.0 commit=0 snapshot=none entries=[]}",
-        ]
+        ],
+        "the held Promise has no Send event yet"
     );
+    master.advance(ready);
+    let released = master.ready().trace;
+    let kinds: Vec<String> = released
+        .iter()
+        .map(|event| event.kind.to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "Persist",
+            "send ->m0 Promise{ballot=1.0 commit=0 snapshot=none entries=[]}",
+        ],
+        "the write is durable: one Persist input sends the Promise"
+    );
+    trace.extend(released);
     for event in &trace {
         let PostState::Master(post) = &event.post else {
             panic!("a master's event")
@@ -69,7 +88,7 @@ fn events_carry_the_post_state_of_their_input() {
         assert_eq!(post.role, Role::Follower);
     }
     let sequences: Vec<u64> = trace.iter().map(|event| event.sequence).collect();
-    assert_eq!(sequences, vec![1, 2, 3]);
+    assert_eq!(sequences, vec![1, 2, 3, 4]);
 }
 
 fn kinds(master: &mut Master) -> Vec<String> {

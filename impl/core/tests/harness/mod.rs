@@ -4,7 +4,8 @@
 //! interaction tests.
 //!
 //! The harness is also a reference host: it handles every `Ready` in the documented order
-//! (durable write into a `DurableState`, close links, messages, replies) before `advance`.
+//! (durable write into a `DurableState`, close links, messages, replies, trace) and calls
+//! `advance` once the write is durable: at once, or at `release_disk` if the disk is stalled.
 
 #![allow(dead_code)]
 
@@ -121,8 +122,8 @@ pub struct Cluster {
     /// Masters cut off from the network: what they send or are sent is dropped on delivery.
     pub isolated: std::collections::BTreeSet<NodeId>,
     /// Masters whose disk is stalled (a slow fsync), with the `Ready` batches waiting for it,
-    /// oldest first: their disk-free `messages` already left; their durable write,
-    /// `messages_after_persist` and `replies` wait, and they are not advanced yet.
+    /// oldest first: their messages and replies already left; their durable write waits, and
+    /// they are not advanced yet (so what waits for the write is not released).
     pub disk_stalled: BTreeMap<NodeId, Vec<Ready>>,
 }
 
@@ -194,15 +195,12 @@ impl Cluster {
                 return;
             }
             let ready = master.ready();
-            if self.disk_stalled.contains_key(&node) {
-                self.handle_ready_before_disk(node, &ready);
-                self.disk_stalled
-                    .get_mut(&node)
-                    .expect("stalled")
-                    .push(ready);
+            self.handle_ready_before_disk(node, &ready);
+            if let Some(waiting) = self.disk_stalled.get_mut(&node) {
+                waiting.push(ready);
                 continue;
             }
-            self.handle_ready(node, &ready);
+            self.persist(node, &ready);
             let master = self.running(node).expect("still running");
             master.advance(ready);
         }
@@ -213,9 +211,9 @@ impl Cluster {
         self.disk_stalled.entry(node).or_default();
     }
 
-    /// The disk of `node` catches up: every waiting batch is persisted, its messages sent and
-    /// advanced, in order (printing each batch that waited for something); then the disk is
-    /// no longer stalled.
+    /// The disk of `node` catches up: every waiting batch is persisted and advanced, in order
+    /// (printing each batch that waited for something); what that releases is sent; then the
+    /// disk is no longer stalled.
     pub fn release_disk(&mut self, node: NodeId) {
         let waiting = self.disk_stalled.remove(&node).unwrap_or_default();
         let _ = writeln!(self.output, "m{node} advances {} batches", waiting.len());
@@ -225,14 +223,14 @@ impl Cluster {
                 .iter()
                 .flat_map(|write| write.entries.iter().map(|entry| entry.slot))
                 .collect();
-            let after_disk = ready.messages_after_persist.len() + ready.replies.len();
-            if !entries.is_empty() || after_disk > 0 {
+            let held = ready.held_messages();
+            if !entries.is_empty() || held > 0 {
                 let _ = writeln!(
                     self.output,
-                    "m{node} persisted entries={entries:?} then sent {after_disk} messages"
+                    "m{node} persisted entries={entries:?} releasing {held} held messages"
                 );
             }
-            self.handle_ready_after_disk(node, &ready);
+            self.persist(node, &ready);
             let Some(master) = self.running(node) else {
                 return;
             };
@@ -241,19 +239,6 @@ impl Cluster {
         self.drain_master(node);
     }
 
-    /// A host's handling of a `Ready`, in the contract's order.
-    fn handle_ready(&mut self, node: NodeId, ready: &Ready) {
-        if let Some(write) = &ready.durable {
-            self.storage.get_mut(&node).expect("storage").apply(write);
-        }
-        self.close_links(node, &ready.close_links);
-        self.push_envelopes(node, &ready.messages_after_persist);
-        self.push_envelopes(node, &ready.messages);
-        self.push_envelopes(node, &ready.replies);
-        for event in &ready.trace {
-            self.note_event(node, &event.kind);
-        }
-    }
 
     /// Eviction closes the leader's channel to the follower: what the leader had queued on it
     /// is lost. What the follower already sent is on the wire and may still arrive.
@@ -265,22 +250,22 @@ impl Cluster {
         }
     }
 
-    /// What does not wait for the disk: close links, disk-free messages, trace events.
+    /// What does not wait for the disk, in the contract's order: close links, messages,
+    /// replies, trace events.
     fn handle_ready_before_disk(&mut self, node: NodeId, ready: &Ready) {
         self.close_links(node, &ready.close_links);
         self.push_envelopes(node, &ready.messages);
+        self.push_envelopes(node, &ready.replies);
         for event in &ready.trace {
             self.note_event(node, &event.kind);
         }
     }
 
-    /// The durable write, then what waited for it.
-    fn handle_ready_after_disk(&mut self, node: NodeId, ready: &Ready) {
+    /// The durable write, into the master's storage (then `advance` may be called).
+    fn persist(&mut self, node: NodeId, ready: &Ready) {
         if let Some(write) = &ready.durable {
             self.storage.get_mut(&node).expect("storage").apply(write);
         }
-        self.push_envelopes(node, &ready.messages_after_persist);
-        self.push_envelopes(node, &ready.replies);
     }
 
     fn push_envelopes(&mut self, node: NodeId, envelopes: &[vigil_core::Envelope]) {
