@@ -2,8 +2,9 @@
 //! seeded network with latency and loss, logical ticks, and the faults of a [`FaultPlan`].
 //!
 //! What it runs is the real protocol code (`vigil_core::Master`, `vigil_core::Proxy`), driven
-//! the way the tokio host drives it (`impl/node/src/master.rs`): durable writes applied before
-//! the messages that depend on them leave, a paused master's overdue ticks fired before its
+//! the way the tokio host drives it (`impl/node/src/master.rs`): each `Ready`'s messages sent,
+//! its durable write applied (a synchronous disk), then `advance`, whose released messages leave
+//! with the next `Ready`; a paused master's overdue ticks fired before its
 //! queued messages, a crashed master rebuilt from its durable state, an eviction closing the
 //! leader's link to the follower (what already reached the follower stays deliverable). What it
 //! does not run is the host's tokio code (transport, storage, tasks): that is mode `tcp`; a
@@ -640,7 +641,11 @@ impl World {
         });
     }
 
+    /// Handles every `Ready` of `node` as the host does, with a disk that is durable at once:
+    /// send, apply the write, `advance` (what that releases comes out of the next `Ready`).
+    /// Only the first batch holds the input that handled `received`.
     fn drain_master(&mut self, node: u64, received: Option<&Flight>) {
+        let mut received = received;
         loop {
             let Some(master) = self.masters[node as usize].core.as_mut() else {
                 return;
@@ -664,11 +669,11 @@ impl World {
                 });
                 self.release_held(to, me);
             }
-            let mut stamped = self.sinks[node as usize].stamp(ready.trace.clone(), received);
+            let mut stamped =
+                self.sinks[node as usize].stamp(ready.trace.clone(), received.take());
             let envelopes = ready
                 .messages
                 .iter()
-                .chain(&ready.messages_after_persist)
                 .chain(&ready.replies)
                 .cloned()
                 .collect::<Vec<_>>();

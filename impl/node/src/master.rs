@@ -1,13 +1,15 @@
 //! One master process: the task that owns the `vigil_core::Master`, its listener, its links to
 //! the other masters, and the persist task that owns its storage.
 //!
-//! Why a separate persist task: heartbeats must never wait behind a disk (the incident's
-//! follower was evicted for silence). The driver feeds the core ticks and messages, sends each
-//! `Ready`'s independent `messages` at once, and hands the durable write, together with the
-//! messages and replies that depend on it, to the persist task, which fsyncs and then sends them,
-//! in FIFO order. The driver calls `advance` for a `Ready` only when the persist task reports it
-//! done. A storage error stops the master (`ready.rs`: never step a master whose writes were
-//! lost; restarting from storage is always safe).
+//! Why a separate persist task: neither heartbeats nor replication may wait behind a disk (the
+//! incident's follower was evicted for silence; a leader that fsyncs before sending its
+//! `Accept`s puts two fsyncs in a row on every write). The driver feeds the core ticks and
+//! messages, sends each `Ready`'s messages and replies at once, and hands its durable write to
+//! the persist task, which fsyncs the writes in FIFO order and reports each done. The driver
+//! calls `advance` for a `Ready` only then; what the core held for that write (a follower's
+//! `Accepted`, a `Promise`, ...) comes out of the next `Ready` and leaves at once. A storage error
+//! stops the master (`ready.rs`: never step a master whose writes were lost; restarting from
+//! storage is always safe).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,10 +43,9 @@ use crate::wire::PeerFrame;
 const INBOX_MESSAGES_MAX: usize = 4096;
 /// Ready batches handed to the persist task and not yet advanced, at most. Beyond it the driver
 /// waits for the disk (and stops ticking, so its followers stop hearing heartbeats and elect
-/// another leader). A stalled fsync fills this with new proposals and with one batch of re-sent
-/// `Accept`s per stalled heartbeat period (`docs/protocol.md` §4.7): over 1,000 heartbeat
-/// periods of a disk that answers nothing. Heartbeat-only batches ride with the newest job
-/// (`READY_GROUP_MAX`).
+/// another leader). A stalled fsync fills this with new proposals (and, at a follower, with the
+/// leader's `Accept`s): over 1,000 of them on a disk that answers nothing. Batches that do not
+/// wait for the disk ride with the newest job (`READY_GROUP_MAX`).
 const PERSIST_PENDING_MAX: usize = 1024;
 /// Disk-free Ready batches waiting behind one persist job at most (one per tick during a
 /// stall: 4096 ticks is minutes); beyond it they take job slots and the driver waits.
@@ -288,7 +289,6 @@ pub async fn run_on<N: Network, F: FileSystem>(
         storage,
         job_receiver,
         done_sender,
-        router.clone(),
         faults.clone(),
     ));
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
@@ -410,14 +410,11 @@ impl Router {
     }
 }
 
-/// A durable write and what may only leave after it.
+/// A durable write for the persist task; none when the `Ready` only holds output released by
+/// `advance` (it is done once every earlier write is).
 #[derive(Debug)]
 struct PersistJob {
     write: Option<DurableWrite>,
-    /// Messages and replies, each with its trace stamp.
-    after_persist: Vec<(Envelope, Option<TraceStamp>)>,
-    /// Start times of the proposals answered by this job's replies (commit latency).
-    replies_started: Vec<Instant>,
 }
 
 /// Disk faults injected by the in-process cluster, checked before each durable write.
@@ -453,13 +450,13 @@ impl StorageFaults {
 }
 
 /// The persist task: owns the storage; fsyncs each job's write (as blocking work of the file
-/// system, off the async threads), then sends what depended on it.
+/// system, off the async threads), in order, and reports each done to the driver, which
+/// advances the core (releasing what waited for the write).
 async fn persist_loop<F: FileSystem>(
     file_system: F,
     mut storage: MasterStorage<F>,
     mut jobs: mpsc::Receiver<PersistJob>,
     done: mpsc::Sender<Result<(), StorageError>>,
-    router: Arc<Router>,
     faults: Arc<StorageFaults>,
 ) {
     while let Some(job) = jobs.recv().await {
@@ -481,13 +478,6 @@ async fn persist_loop<F: FileSystem>(
                 let _ = done.send(Err(error)).await;
                 return;
             }
-        }
-        for (envelope, stamp) in job.after_persist {
-            router.send(envelope, stamp);
-        }
-        for started in job.replies_started {
-            metrics::histogram!(names::COMMIT_LATENCY_SECONDS)
-                .record(started.elapsed().as_secs_f64());
         }
         if done.send(Ok(())).await.is_err() {
             return;
@@ -674,26 +664,18 @@ impl Driver {
                 }
                 None => StampedSends::default(),
             };
-            // Independent messages (heartbeats among them) leave now, not behind the disk.
+            // Messages (heartbeats, the leader's `Accept`s, what an earlier write released) and
+            // replies leave now, not behind the disk.
             for envelope in ready.messages.drain(..) {
                 let stamp = take_stamp(&mut stamps, &envelope);
                 self.router.send(envelope, stamp);
             }
-            let replies_started = self.reply_timings(&ready.replies);
-            let after_persist = std::mem::take(&mut ready.messages_after_persist)
-                .into_iter()
-                .chain(std::mem::take(&mut ready.replies))
-                .map(|envelope| {
-                    let stamp = take_stamp(&mut stamps, &envelope);
-                    (envelope, stamp)
-                })
-                .collect();
-            let job = PersistJob {
-                write: ready.durable.take(),
-                after_persist,
-                replies_started,
-            };
-            if job.write.is_none() && job.after_persist.is_empty() {
+            self.record_reply_timings(&ready.replies);
+            for envelope in ready.replies.drain(..) {
+                let stamp = take_stamp(&mut stamps, &envelope);
+                self.router.send(envelope, stamp);
+            }
+            if !ready.waits_for_disk() {
                 // Nothing waits for the disk here; only `advance` must stay in order, so the
                 // batch rides with the newest pending write instead of taking a job slot
                 // (heartbeat-only batches during a slow fsync must not fill the job queue).
@@ -709,6 +691,9 @@ impl Driver {
                     Some(_) => {}
                 }
             }
+            let job = PersistJob {
+                write: ready.durable.take(),
+            };
             while self.pending.len() >= PERSIST_PENDING_MAX {
                 let persisted = self.done.recv().await;
                 self.advance(persisted)?;
@@ -738,16 +723,19 @@ impl Driver {
         }
     }
 
-    fn reply_timings(&mut self, replies: &[Envelope]) -> Vec<Instant> {
-        replies
-            .iter()
-            .filter_map(|envelope| match (&envelope.to, &envelope.message) {
-                (Peer::Proxy(proxy), Message::ProposeReply { request_id, .. }) => {
-                    self.proposal_started.remove(&(*proxy, *request_id))
-                }
-                _ => None,
-            })
-            .collect()
+    /// Commit latency: from the `Propose` to its `ProposeReply` leaving.
+    fn record_reply_timings(&mut self, replies: &[Envelope]) {
+        for envelope in replies {
+            let (Peer::Proxy(proxy), Message::ProposeReply { request_id, .. }) =
+                (&envelope.to, &envelope.message)
+            else {
+                continue;
+            };
+            if let Some(started) = self.proposal_started.remove(&(*proxy, *request_id)) {
+                metrics::histogram!(names::COMMIT_LATENCY_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
     }
 
     fn record_metrics(&mut self) {
