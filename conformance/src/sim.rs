@@ -669,8 +669,7 @@ impl World {
                 });
                 self.release_held(to, me);
             }
-            let mut stamped =
-                self.sinks[node as usize].stamp(ready.trace.clone(), received.take());
+            let mut stamped = self.sinks[node as usize].stamp(ready.trace.clone(), received.take());
             let envelopes = ready
                 .messages
                 .iter()

@@ -17,9 +17,9 @@
 //!   to an isolated master are dropped on delivery)
 //! - `request op=put|get|cas|delete key=k [value=v] [version=n] [cluster=local] [client=1]
 //!   [n=1]`: client requests to the proxy (n of them, request ids counting up)
-//! - `stall-disk 0` / `release-disk 0`: the master's durable writes wait (a slow fsync): its
-//!   disk-free messages leave at once, the rest of each `Ready` and its `advance` wait for
-//!   `release-disk`, which persists, sends and advances them in order
+//! - `stall-disk 0` / `release-disk 0`: the master's durable writes wait (a slow fsync): each
+//!   `Ready`'s messages and replies leave at once, its write and its `advance` wait for
+//!   `release-disk`, which persists and advances them in order and sends what that released
 //! - `status`, `kv 0`, `log 0`
 
 mod harness;

@@ -30,13 +30,23 @@ fn no_events_without_tracing() {
     let ready = master.ready();
     assert!(ready.trace.is_empty());
     assert!(ready.messages.is_empty());
-    assert_eq!(ready.held_messages(), 1, "the Promise waits for the durable write");
+    assert_eq!(
+        ready.held_messages(),
+        1,
+        "the Promise waits for the durable write"
+    );
     assert!(ready.waits_for_disk());
-    assert_eq!(ready.durable.clone().unwrap().promised, Some(Ballot::new(1, 0)));
+    assert_eq!(
+        ready.durable.clone().unwrap().promised,
+        Some(Ballot::new(1, 0))
+    );
     master.advance(ready);
     let released = master.ready();
     assert!(released.trace.is_empty());
-    assert!(matches!(released.messages[0].message, Message::Promise { .. }));
+    assert!(matches!(
+        released.messages[0].message,
+        Message::Promise { .. }
+    ));
     assert!(!released.waits_for_disk());
 }
 

@@ -239,7 +239,6 @@ impl Cluster {
         self.drain_master(node);
     }
 
-
     /// Eviction closes the leader's channel to the follower: what the leader had queued on it
     /// is lost. What the follower already sent is on the wire and may still arrive.
     fn close_links(&mut self, node: NodeId, followers: &[NodeId]) {
