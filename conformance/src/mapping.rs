@@ -690,6 +690,8 @@ fn base_config(
         initial_leader: false,
         messages_in_flight_max: None,
         delivery: model::Delivery::Unordered,
+        // The host fsyncs in the background and a kill loses what is not durable yet (§2.1).
+        disk: model::Disk::Queued,
         // The core broadcasts `Commit` when its commit index advances (§4.4).
         explicit_commit: true,
         bugs: Default::default(),

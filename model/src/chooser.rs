@@ -80,7 +80,7 @@ pub struct WalkState {
 /// The weight of `action` in `state` (0: not chosen while another action has weight).
 pub fn weight(state: &State, action: &Action) -> u64 {
     match action {
-        Action::Deliver { .. } | Action::ClientRequest(_) => 100,
+        Action::Deliver { .. } | Action::ClientRequest(_) | Action::Persist(_) => 100,
         Action::CheckQuorumTimeout(node) if state.masters[*node as usize].check_quorum_overdue => {
             100
         }

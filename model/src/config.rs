@@ -36,11 +36,14 @@ pub enum Bug {
     /// The leader's heartbeat timer keeps firing while the master is paused
     /// (`model.rs`, `master_timer_actions`).
     PausedHeartbeat,
+    /// The leader counts its own acceptance of an entry when it appends it, before its write
+    /// is durable (`disk.rs`, `own_accept_after_write`): a crash then loses a chosen entry.
+    OwnAcceptBeforePersist,
 }
 
 impl Bug {
     /// Every seeded bug, in the order `vigil-model bugs` lists them.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::ErrorPathLeak,
         Bug::DoubleComplete,
         Bug::EvictedAckCounts,
@@ -48,6 +51,7 @@ impl Bug {
         Bug::StaleLeaderRead,
         Bug::ReadBeforeOwnBallotCommit,
         Bug::PausedHeartbeat,
+        Bug::OwnAcceptBeforePersist,
     ];
 
     /// The name used on the command line and in reports.
@@ -60,6 +64,7 @@ impl Bug {
             Bug::StaleLeaderRead => "stale-leader-read",
             Bug::ReadBeforeOwnBallotCommit => "read-before-own-ballot-commit",
             Bug::PausedHeartbeat => "paused-heartbeat",
+            Bug::OwnAcceptBeforePersist => "own-accept-before-persist",
         }
     }
 
@@ -73,6 +78,7 @@ impl Bug {
             Bug::StaleLeaderRead => "a leader answers a Get from its own applied state at once, without a quorum confirming it still leads: a deposed leader, or a new leader that has not yet committed its predecessor's entries, serves a stale read",
             Bug::ReadBeforeOwnBallotCommit => "a new leader confirms its leadership for a Get and answers it before committing the slots its phase 1 re-proposed: its commit index misses a write its predecessor chose and answered",
             Bug::PausedHeartbeat => "the leader's heartbeat timer keeps firing while the master is paused",
+            Bug::OwnAcceptBeforePersist => "the leader counts its own acceptance of an entry when it appends it, before its write is durable: it commits with one follower, crashes before the fsync, and the next leader chooses something else in that slot",
         }
     }
 
@@ -86,6 +92,7 @@ impl Bug {
             Bug::StaleLeaderRead => "linearizable",
             Bug::ReadBeforeOwnBallotCommit => "linearizable",
             Bug::PausedHeartbeat => "paused_sends_nothing",
+            Bug::OwnAcceptBeforePersist => "agreement",
         }
     }
 }
@@ -98,7 +105,7 @@ impl fmt::Display for Bug {
 
 /// A name that is not a seeded bug.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat)")]
+#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist)")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {
@@ -118,6 +125,17 @@ pub enum Delivery {
     PerLinkFifo,
     /// Any message of a link can be delivered next.
     Unordered,
+}
+
+/// When a master's durable write is durable (§2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Disk {
+    /// Within the step that writes it (an infinitely fast disk): no pending write, no
+    /// `Persist`. A subset of `Queued`'s behaviours, for presets that check no crash.
+    Immediate,
+    /// At a later `Persist` step, oldest first; a crash loses what is still pending. What the
+    /// implementation does (replay always uses it), and what checking crashes needs.
+    Queued,
 }
 
 /// How many fault and timer steps the search may take, in total over the run.
@@ -200,6 +218,8 @@ pub struct Config {
     pub messages_in_flight_max: Option<usize>,
     /// How links deliver.
     pub delivery: Delivery,
+    /// When writes are durable.
+    pub disk: Disk,
     /// Whether the leader sends an explicit `Commit` when its commit index advances; without it
     /// followers learn the commit index from the next `Accept` or `Heartbeat` (§4.4 allows both).
     pub explicit_commit: bool,

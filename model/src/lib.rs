@@ -13,6 +13,7 @@ pub mod check;
 pub mod chooser;
 pub mod compaction;
 pub mod config;
+pub mod disk;
 pub mod kv;
 pub mod master;
 pub mod message;
@@ -26,7 +27,7 @@ pub mod step;
 pub mod timers;
 pub mod types;
 
-pub use config::{Budget, Bug, ClientScript, Config, Delivery};
+pub use config::{Budget, Bug, ClientScript, Config, Delivery, Disk};
 pub use message::{Endpoint, Link, Message};
 pub use model::Action;
 pub use state::State;

@@ -110,22 +110,21 @@ impl Step<'_> {
 
     /// §3.1 `BecomeCandidate`: persist the ballot, then send `Prepare`.
     fn become_candidate(&mut self, node: NodeId, ballot: Ballot) {
+        self.write_promised(node, ballot);
         let state = &mut self.state.masters[node as usize];
-        state.promised = ballot;
         state.leader = None;
         state.role = Role::Candidate {
             ballot,
             promises: NodeSet::default(),
             entries: Log::new(),
         };
-        let commit_index = state.commit_index;
-        self.broadcast(
-            node,
-            &Message::Prepare {
-                ballot,
-                commit_index,
-            },
-        );
+        let prepare = Message::Prepare {
+            ballot,
+            commit_index: state.commit_index,
+        };
+        for other in (0..self.config.masters).filter(|other| *other != node) {
+            self.send_after_write(node, master(other), prepare.clone());
+        }
     }
 
     /// §3.2: promise a newer ballot with every accepted entry above the candidate's commit index.
@@ -146,15 +145,14 @@ impl Step<'_> {
             return;
         }
         self.step_down(node, Some(ballot));
-        let state = &mut self.state.masters[node as usize];
-        state.promised = ballot;
-        let entries = state.entries_above(commit_index);
+        self.write_promised(node, ballot);
+        let state = &self.state.masters[node as usize];
         let promise = Message::Promise {
             ballot,
             commit_index: state.commit_index,
-            entries,
+            entries: state.entries_above(commit_index),
         };
-        self.send(master(node), master(from), promise);
+        self.send_after_write(node, master(from), promise);
     }
 
     /// §3.4: gather promises; with a quorum, `BecomeLeader`.
@@ -204,6 +202,7 @@ impl Step<'_> {
             .copied()
             .unwrap_or(0)
             .max(state.last_slot());
+        // The leader's own acceptance of each re-proposal counts once its write is durable.
         let mut accepted_by = BTreeMap::new();
         let mut accepts = Vec::new();
         for slot in state.commit_index.saturating_add(1)..=last {
@@ -213,8 +212,7 @@ impl Step<'_> {
                 .flatten()
                 .max_by_key(|entry| entry.ballot);
             let command = best.map_or(Command::Noop, |entry| entry.command);
-            state.log.insert(slot, Entry { ballot, command });
-            accepted_by.insert(slot, NodeSet(1 << node));
+            accepted_by.insert(slot, NodeSet::default());
             accepts.push((slot, command));
         }
         state.leader = Some(ballot);
@@ -240,6 +238,8 @@ impl Step<'_> {
         });
         let commit_index = state.commit_index;
         for (slot, command) in accepts {
+            self.write_entry(node, slot, Entry { ballot, command });
+            self.own_accept_after_write(node, ballot, slot);
             let accept = Message::Accept {
                 ballot,
                 slot,
@@ -261,15 +261,10 @@ impl Step<'_> {
             return;
         }
         self.adopt_leader(node, ballot, true);
-        let state = &mut self.state.masters[node as usize];
-        if slot > state.commit_index {
-            state.log.insert(slot, Entry { ballot, command });
+        if slot > self.state.masters[node as usize].commit_index {
+            self.write_entry(node, slot, Entry { ballot, command });
         }
-        self.send(
-            master(node),
-            master(from),
-            Message::Accepted { ballot, slot },
-        );
+        self.send_after_write(node, master(from), Message::Accepted { ballot, slot });
         self.follower_commit(node, ballot, commit_index);
     }
 
@@ -290,7 +285,7 @@ impl Step<'_> {
     }
 
     /// §4.4 `CommitAdvance`: commit the chosen prefix, answer owned proposals, send `Commit`.
-    fn advance_leader_commit(&mut self, node: NodeId) {
+    pub(crate) fn advance_leader_commit(&mut self, node: NodeId) {
         let quorum = self.quorum_of(node);
         let static_quorum = self.config.quorum();
         let state = &mut self.state.masters[node as usize];
@@ -507,8 +502,9 @@ impl Step<'_> {
         state.rejoin_requested = false;
         let old_commit = state.commit_index;
         for (slot, entry) in entries.into_iter().filter(|(slot, _)| *slot > old_commit) {
-            state.log.insert(slot, entry);
+            self.write_entry(node, slot, entry);
         }
+        let state = &mut self.state.masters[node as usize];
         let new_commit = commit_index.max(old_commit);
         state.commit_index = new_commit;
         for slot in old_commit + 1..=new_commit {
@@ -518,7 +514,7 @@ impl Step<'_> {
             ballot,
             commit_index: new_commit,
         };
-        self.send(master(node), master(from), ack);
+        self.send_after_write(node, master(from), ack);
     }
 
     /// §6.4 `Readmit`: back into the active set, with the uncommitted slots re-sent.
@@ -597,9 +593,11 @@ impl Step<'_> {
                     request_id,
                     operation,
                 };
-                leader.accepted_by.insert(slot, NodeSet(1 << node));
+                // Sent now, counted for the leader itself once its write is durable (§4.1).
+                leader.accepted_by.insert(slot, NodeSet::default());
                 leader.proposals.insert(slot, request_id);
-                state.log.insert(slot, Entry { ballot, command });
+                self.write_entry(node, slot, Entry { ballot, command });
+                self.own_accept_after_write(node, ballot, slot);
                 for follower in active.iter() {
                     let accept = Message::Accept {
                         ballot,

@@ -53,6 +53,9 @@ pub enum Action {
     ForwardLost(RequestId),
     /// `ClientRequest`: a client sends its next `Request`.
     ClientRequest(ClientId),
+    /// `Persist`: a master's oldest pending durable write is durable (§2.1); what waited for it
+    /// goes on (held messages leave, the leader counts its own acceptances).
+    Persist(NodeId),
     /// `Pause`: a stop-the-world pause of a master begins.
     Pause(NodeId),
     /// `Resume`: the pause ends.
@@ -76,6 +79,7 @@ impl Action {
             Action::RequestTimeout(_) => "RequestTimeout",
             Action::ForwardLost(_) => "ForwardLost",
             Action::ClientRequest(_) => "ClientRequest",
+            Action::Persist(_) => "Persist",
             Action::Pause(_) => "Pause",
             Action::Resume(_) => "Resume",
             Action::Crash(_) => "Crash",
@@ -118,6 +122,7 @@ impl Action {
             Action::RejoinWaitExpired(_) => "tick",
             Action::RequestTimeout(_) => "on_request_timeout",
             Action::ForwardLost(_) => "forward_lost",
+            Action::Persist(_) => "advance",
             _ => return None,
         };
         Some(handler)
@@ -127,7 +132,10 @@ impl Action {
     pub fn is_timer_or_fault(&self) -> bool {
         !matches!(
             self,
-            Action::Deliver { .. } | Action::RequestTimeout(_) | Action::ClientRequest(_)
+            Action::Deliver { .. }
+                | Action::RequestTimeout(_)
+                | Action::ClientRequest(_)
+                | Action::Persist(_)
         )
     }
 }
@@ -166,6 +174,7 @@ impl fmt::Display for Action {
                 write!(formatter, "ForwardLost of request {request}")
             }
             Action::ClientRequest(client) => write!(formatter, "ClientRequest by client {client}"),
+            Action::Persist(node) => write!(formatter, "Persist at master {node}"),
             Action::Pause(node) => write!(formatter, "Pause master {node}"),
             Action::Resume(node) => write!(formatter, "Resume master {node}"),
             Action::Crash(node) => write!(formatter, "Crash master {node}"),
@@ -295,6 +304,10 @@ impl Config {
             actions.push(Action::Restart(node));
             return;
         }
+        // Not before an overdue check-quorum: that fires first after a pause (§7.2).
+        if !master.paused && !master.check_quorum_overdue && !master.pending_writes.is_empty() {
+            actions.push(Action::Persist(node));
+        }
         if master.paused {
             actions.push(Action::Resume(node));
         } else if state.used.pauses < self.budget.pauses {
@@ -340,11 +353,7 @@ impl Config {
             return None;
         }
         let mut next = state.clone();
-        let mut step = Step {
-            config: self,
-            state: &mut next,
-        };
-        step.perform(action.clone());
+        Step::new(self, &mut next).perform(action.clone());
         Some(next)
     }
 
@@ -354,11 +363,7 @@ impl Config {
         if !self.enabled_actions(state).contains(action) {
             return false;
         }
-        Step {
-            config: self,
-            state,
-        }
-        .perform(action.clone());
+        Step::new(self, state).perform(action.clone());
         true
     }
 }
@@ -419,6 +424,7 @@ impl Step<'_> {
                 self.state.used.pauses = self.state.used.pauses.saturating_add(1);
                 self.pause(node);
             }
+            Action::Persist(node) => self.persist(node),
             Action::Resume(node) => self.resume(node),
             Action::Crash(node) => {
                 self.state.used.crashes = self.state.used.crashes.saturating_add(1);
@@ -426,6 +432,7 @@ impl Step<'_> {
             }
             Action::Restart(node) => self.restart(node),
         }
+        self.close_write();
     }
 
     /// One handler per message (§11).
@@ -540,11 +547,7 @@ impl Model for Config {
 
     fn next_state(&self, state: &State, action: Action) -> Option<State> {
         let mut next = state.clone();
-        Step {
-            config: self,
-            state: &mut next,
-        }
-        .perform(action);
+        Step::new(self, &mut next).perform(action);
         Some(next)
     }
 

@@ -7,7 +7,7 @@
 //! `sometimes` witness, each checked exhaustively. A preset lists the witnesses it must reach:
 //! one whose bounds silently lose a behaviour fails instead of passing.
 
-use crate::config::{Budget, Bug, ClientScript, Config, Delivery};
+use crate::config::{Budget, Bug, ClientScript, Config, Delivery, Disk};
 use crate::types::{Operation, Round};
 use std::collections::BTreeSet;
 
@@ -95,6 +95,7 @@ fn base(clients: Vec<ClientScript>) -> Config {
         initial_leader: true,
         messages_in_flight_max: Some(4),
         delivery: Delivery::PerLinkFifo,
+        disk: Disk::Immediate,
         explicit_commit: false,
         bugs: BTreeSet::new(),
         search_deadline: None,
@@ -176,14 +177,17 @@ pub fn ci_read() -> Preset {
     )
 }
 
-/// One crash and restart of any master, with two writes (two leaders could each choose one).
+/// One crash and restart of any master, with two writes (two leaders could each choose one),
+/// on a queued disk: each write is durable at its own `Persist` step, and the crash loses what
+/// is still pending (the leader's entry, written while its `Accept`s are already out).
 pub fn ci_crash() -> Preset {
     let mut config = base(vec![client(vec![put(0, 1)]), client(vec![put(0, 2)])]);
     config.budget = Budget {
-        crashes: 2,
+        crashes: 1,
         election_timeouts: 1,
         ..Budget::default()
     };
+    config.disk = Disk::Queued;
     exhaustive("ci-crash", config, vec!["value_chosen", "leader_change"])
 }
 
@@ -212,11 +216,17 @@ pub fn for_bug(bug: Bug) -> Preset {
             };
             exhaustive("bug-evicted-ack-counts", config, vec![])
         }
-        Bug::ForgetPromise => Preset {
-            name: "bug-forget-promise",
-            witnesses: vec![],
-            ..ci_crash()
-        },
+        // Two crashes (a promise is forgotten, then acted on); the disk may be immediate.
+        Bug::ForgetPromise => {
+            let mut preset = Preset {
+                name: "bug-forget-promise",
+                witnesses: vec![],
+                ..ci_crash()
+            };
+            preset.config.budget.crashes = 2;
+            preset.config.disk = Disk::Immediate;
+            preset
+        }
         Bug::StaleLeaderRead => Preset {
             name: "bug-stale-leader-read",
             witnesses: vec![],
@@ -236,6 +246,12 @@ pub fn for_bug(bug: Bug) -> Preset {
             preset.config.budget.drops = 1;
             preset
         }
+        // One crash with a queued disk: the leader's entry is lost after it counted itself.
+        Bug::OwnAcceptBeforePersist => Preset {
+            name: "bug-own-accept-before-persist",
+            witnesses: vec![],
+            ..ci_crash()
+        },
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);
             config.budget = Budget {
@@ -264,6 +280,7 @@ pub fn seed() -> Preset {
     config.budget = Budget::UNBOUNDED;
     config.messages_in_flight_max = None;
     config.explicit_commit = true;
+    config.disk = Disk::Queued;
     Preset {
         name: "seed",
         config,

@@ -7,7 +7,7 @@
 
 use crate::config::{Budget, Config};
 use crate::kv::KeyValueStore;
-use crate::message::{Entries, Link, Message};
+use crate::message::{Endpoint, Entries, Link, Message};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation, OperationResult,
     RequestId, RequestOutcome, Round, Slot,
@@ -119,6 +119,25 @@ pub struct Master {
     pub crashed: bool,
     /// Volatile: resumed as leader; its overdue check-quorum fires before anything else (§7.2).
     pub check_quorum_overdue: bool,
+    /// Host: writes handed to the disk and not durable yet, oldest first (§2.1): `Persist`
+    /// makes the oldest durable, a crash undoes them all (`crate::disk`).
+    pub pending_writes: Vec<PendingWrite>,
+}
+
+/// One input's durable write that is not durable yet (§2.1): what a crash undoes, and what
+/// waits for it. `promised` and `log` above already show it (the master's memory); the
+/// `*_before` fields say what the disk holds until the write is durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PendingWrite {
+    /// `promised` before the write, if the write changed it.
+    pub promised_before: Option<Ballot>,
+    /// Each slot the write stored, with the entry it held before (`None`: empty).
+    pub entries_before: Vec<(Slot, Option<Entry>)>,
+    /// Messages that leave once the write is durable (`Prepare`, `Promise`, `Accepted`,
+    /// `CatchUpAck`), in order.
+    pub messages: Vec<(Endpoint, Message)>,
+    /// The leader's own acceptances of entries it wrote: counted once durable (§4.3).
+    pub own_accepts: Vec<(Ballot, Slot)>,
 }
 
 impl Master {
@@ -337,9 +356,15 @@ impl State {
         }
     }
 
-    /// Messages in flight over all links.
+    /// Messages in flight over all links, and those waiting for their sender's disk.
     pub fn messages_in_flight(&self) -> usize {
-        self.network.values().map(Vec::len).sum()
+        let held: usize = self
+            .masters
+            .iter()
+            .flat_map(|master| &master.pending_writes)
+            .map(|write| write.messages.len())
+            .sum();
+        self.network.values().map(Vec::len).sum::<usize>() + held
     }
 }
 
@@ -390,5 +415,6 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
         paused: false,
         crashed: false,
         check_quorum_overdue: false,
+        pending_writes: Vec::new(),
     }
 }

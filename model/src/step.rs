@@ -18,6 +18,19 @@ pub struct Step<'a> {
     pub config: &'a Config,
     /// The state, changed in place.
     pub state: &'a mut State,
+    /// The master whose disk write this step opened, if any (`crate::disk`).
+    pub(crate) write_opened: Option<NodeId>,
+}
+
+impl<'a> Step<'a> {
+    /// A step of `state` under `config`.
+    pub fn new(config: &'a Config, state: &'a mut State) -> Step<'a> {
+        Step {
+            config,
+            state,
+            write_opened: None,
+        }
+    }
 }
 
 impl Step<'_> {
@@ -191,10 +204,10 @@ impl Step<'_> {
         if !matches!(master.role, Role::Follower) {
             self.step_down(node, Some(ballot));
         }
-        let master = &mut self.state.masters[node as usize];
         if persist {
-            master.promised = ballot;
+            self.write_promised(node, ballot);
         }
+        let master = &mut self.state.masters[node as usize];
         if master.leader != Some(ballot) {
             master.forget_leader();
         }

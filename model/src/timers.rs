@@ -182,6 +182,7 @@ impl Step<'_> {
     /// `RequestTimeout` early, §9.4.6) — and replay applies a crash only at the restart, after
     /// the proxy may already have sent the crashed master more.
     pub fn crash(&mut self, node: NodeId) {
+        self.lose_pending_writes(node);
         let endpoint = Endpoint::Master(node);
         let survives = |(source, destination): &(Endpoint, Endpoint)| {
             (*source != endpoint && *destination != endpoint) || *source == Endpoint::Proxy

@@ -88,3 +88,8 @@ fn bug_names_round_trip() {
     }
     assert!("no-such-bug".parse::<Bug>().is_err());
 }
+
+#[test]
+fn own_accept_before_persist_is_caught() {
+    caught(Bug::OwnAcceptBeforePersist);
+}

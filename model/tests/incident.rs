@@ -89,10 +89,18 @@ fn incident(config: &Config) -> State {
     deliver(config, state, Endpoint::Client(0), Endpoint::Proxy)
 }
 
-/// Delivers everything left, oldest link first, resuming the paused follower when its link
-/// comes up (it still has the heartbeat sent before its eviction).
+/// Persists and delivers everything left, oldest link first, resuming the paused follower when
+/// its link comes up (it still has the heartbeat sent before its eviction).
 fn drain(config: &Config, mut state: State) -> State {
     for _ in 0..64 {
+        let writing = (0..config.masters).find(|node| {
+            !state.masters[*node as usize].pending_writes.is_empty()
+                && !state.masters[*node as usize].paused
+        });
+        if let Some(node) = writing {
+            state = step(config, state, Action::Persist(node));
+            continue;
+        }
         let Some((source, destination)) = state.network.keys().next().copied() else {
             break;
         };
