@@ -269,6 +269,9 @@ impl Vocabulary {
                     Vec::new()
                 }
             }
+            (core::TraceKind::Persist, Party::Master(node)) => {
+                vec![Action::Persist(fit("node id", node)?)]
+            }
             (core::TraceKind::Pause, Party::Master(node)) => {
                 vec![Action::Pause(fit("node id", node)?)]
             }
@@ -803,6 +806,7 @@ pub fn action_kind(action: &Action) -> String {
         Action::RequestTimeout(_) => "RequestTimeout".to_string(),
         Action::ForwardLost(_) => "ForwardLost".to_string(),
         Action::ClientRequest(_) => "ClientRequest".to_string(),
+        Action::Persist(_) => "Persist".to_string(),
         Action::Pause(_) => "Pause".to_string(),
         Action::Resume(_) => "Resume".to_string(),
         Action::Crash(_) => "Crash".to_string(),

@@ -309,6 +309,18 @@ impl<'a> Replayer<'a> {
     /// master with a `Rejoin` outstanding; any other enabled action is taken in place, without
     /// a copy of the state.
     fn advance(&mut self, index: usize, action: &Action) -> Result<(), Box<Divergence>> {
+        if let Action::Crash(node) = action {
+            for _ in 0..self.persisted_before_crash(index, *node) {
+                let persist = Action::Persist(*node);
+                let applied = self
+                    .vocabulary
+                    .config
+                    .apply_in_place(&mut self.state, &persist);
+                assert!(applied, "persisted_before_crash tried it");
+                self.path.push(persist);
+                self.stats.silent_steps += 1;
+            }
+        }
         let silent_timer_possible = matches!(
             actor_of(action),
             Endpoint::Master(node) if self.state.masters[node as usize].rejoin_requested
@@ -337,6 +349,41 @@ impl<'a> Replayer<'a> {
         self.stats.silent_steps += 1;
         self.state = next;
         Ok(())
+    }
+
+    /// A master killed after its disk finished a write and before it traced the write's
+    /// `Persist` restarts with the write (what waited for it never left: the host releases it
+    /// only after tracing the `Persist`). So before a `Crash`, the silent `Persist`s (at most
+    /// the master's pending writes, oldest first) after which the restart's post-state (event
+    /// `index`) matches; none if no number does (the restart then reports the difference).
+    fn persisted_before_crash(&self, index: usize, node: u8) -> usize {
+        let pending = self.state.masters[node as usize].pending_writes.len();
+        if pending == 0 {
+            return 0;
+        }
+        let post = &self.merged.events[index].line.post;
+        let restarted = |state: &State| {
+            let mut trial = state.clone();
+            self.config()
+                .apply_in_place(&mut trial, &Action::Crash(node))
+                && self
+                    .config()
+                    .apply_in_place(&mut trial, &Action::Restart(node))
+                && post_state_diff(&trial, Some(node), post).is_empty()
+        };
+        let mut state = self.state.clone();
+        for persisted in 0..=pending {
+            if restarted(&state) {
+                return persisted;
+            }
+            if !self
+                .config()
+                .apply_in_place(&mut state, &Action::Persist(node))
+            {
+                break;
+            }
+        }
+        0
     }
 
     /// The divergence of a mapped action the model cannot take, even after a silent step.
@@ -890,6 +937,7 @@ fn actor_of(action: &Action) -> Endpoint {
         | Action::HeartbeatTimeout(node)
         | Action::CheckQuorumTimeout(node)
         | Action::RejoinWaitExpired(node)
+        | Action::Persist(node)
         | Action::Pause(node)
         | Action::Resume(node)
         | Action::Crash(node)

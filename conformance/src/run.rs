@@ -67,8 +67,12 @@ pub fn check_traces(traces: &[NodeTrace], floor: usize) -> Result<Checked, Check
         .iter()
         .find_map(|trace| trace.header.cluster.clone())
         .unwrap_or_else(|| sim::CLUSTER.to_string());
-    let vocabulary =
+    let version = trace::run_version(traces).map_err(CheckFailure::Trace)?;
+    let mut vocabulary =
         Vocabulary::build(&merged, &protocol, &cluster).map_err(CheckFailure::Mapping)?;
+    if version < trace::SCHEMA_VERSION_PERSIST {
+        vocabulary.config.disk = vigil_model::Disk::Immediate;
+    }
     let stats = replay::replay(&merged, vocabulary).map_err(CheckFailure::Divergence)?;
     let coverage = Coverage {
         actions: stats.action_kinds.clone(),

@@ -13,9 +13,15 @@ use vigil_core::{Origin, PostState, TraceEvent, TraceKind};
 
 /// The `schema` value of the header line.
 pub const SCHEMA_NAME: &str = "vigil-trace";
-/// The schema version this workspace writes. Version 2 added the `Pause` and `Resume` events
-/// (`docs/trace.md` §1).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema version this workspace writes. Version 2 added the `Pause` and `Resume` events;
+/// version 3 the `Persist` event, and a held message's `Send` is traced when it leaves, after
+/// its `Persist` (`docs/trace.md` §1).
+pub const SCHEMA_VERSION: u32 = 3;
+/// The first schema version whose hosts write in the background and trace `Persist`: its
+/// traces replay on the model's queued disk, older ones on the immediate disk (their hosts
+/// sent nothing that depended on a write before it was durable, and traced the leader's
+/// acceptance at once).
+pub const SCHEMA_VERSION_PERSIST: u32 = 3;
 /// The oldest schema version this reader accepts: a version 1 trace is a version 2 trace
 /// without pauses (its hosts fired a pause's overdue ticks as ordinary ticks, which the model
 /// also allows), so it is read and replayed as it is.
@@ -151,6 +157,10 @@ pub enum TraceError {
     /// No trace file was given or found.
     #[error("no trace file in {0}")]
     NoFiles(String),
+    /// The traces of one run were written by hosts of different schema versions, which replay
+    /// on different disk models.
+    #[error("the traces mix schema versions {0:?}: replay them separately")]
+    MixedVersions(Vec<u32>),
     /// The trace has fewer events than the floor.
     #[error("vacuous trace: {events} events in total, below the floor of {floor}")]
     BelowFloor {
@@ -276,6 +286,18 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<NodeTrace>, TraceError> {
     files.iter().map(|file| read_file(file)).collect()
 }
 
+/// The one schema version of a run's traces.
+pub fn run_version(traces: &[NodeTrace]) -> Result<u32, TraceError> {
+    let mut versions: Vec<u32> = traces.iter().map(|trace| trace.header.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    match versions[..] {
+        [version] => Ok(version),
+        [] => Ok(SCHEMA_VERSION),
+        _ => Err(TraceError::MixedVersions(versions)),
+    }
+}
+
 /// Fails on a trace with fewer than `floor` events over all nodes (non-vacuity).
 pub fn check_floor(traces: &[NodeTrace], floor: usize) -> Result<usize, TraceError> {
     let events: usize = traces.iter().map(|trace| trace.events.len()).sum();
@@ -319,17 +341,32 @@ mod tests {
 
     #[test]
     fn an_unknown_version_is_an_error() {
-        let line = header_line().replace("\"version\":2", "\"version\":99");
+        let line =
+            header_line().replace(&format!("\"version\":{SCHEMA_VERSION}"), "\"version\":99");
         let error = parse(Path::new("m0.ndjson"), &line).unwrap_err();
         assert!(error.to_string().contains("version 99"), "{error}");
     }
 
     #[test]
     fn a_version_1_trace_is_still_read() {
-        let line = header_line().replace("\"version\":2", "\"version\":1");
+        let line = header_line().replace(&format!("\"version\":{SCHEMA_VERSION}"), "\"version\":1");
         assert_ne!(line, header_line());
         let trace = parse(Path::new("m0.ndjson"), &line).unwrap();
         assert_eq!(trace.header.version, 1);
+    }
+
+    #[test]
+    fn a_run_of_mixed_versions_is_an_error() {
+        let newer = parse(Path::new("m0.ndjson"), &header_line()).unwrap();
+        let older_line =
+            header_line().replace(&format!("\"version\":{SCHEMA_VERSION}"), "\"version\":2");
+        let older = parse(Path::new("m1.ndjson"), &older_line.replace("m0", "m1")).unwrap();
+        assert_eq!(run_version(&[newer.clone()]).unwrap(), SCHEMA_VERSION);
+        let error = run_version(&[newer, older]).unwrap_err();
+        assert!(
+            error.to_string().contains("mix schema versions [2, 3]"),
+            "{error}"
+        );
     }
 
     #[test]
