@@ -361,7 +361,10 @@ mod tests {
         let older_line =
             header_line().replace(&format!("\"version\":{SCHEMA_VERSION}"), "\"version\":2");
         let older = parse(Path::new("m1.ndjson"), &older_line.replace("m0", "m1")).unwrap();
-        assert_eq!(run_version(std::slice::from_ref(&newer)).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            run_version(std::slice::from_ref(&newer)).unwrap(),
+            SCHEMA_VERSION
+        );
         let error = run_version(&[newer, older]).unwrap_err();
         assert!(
             error.to_string().contains("mix schema versions [2, 3]"),

@@ -46,7 +46,7 @@ pub const SIMULATION_SEED: u64 = 0x5eed;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// The preset name is unknown.
-    #[error("unknown preset `{0}` (known: ci, seed, ci-pause, ci-election, ci-read, ci-crash, bug-NAME)")]
+    #[error("unknown preset `{0}` (known: ci, seed, ci-pause, ci-election, ci-read, ci-crash, ci-disk, bug-NAME)")]
     UnknownPreset(String),
 }
 

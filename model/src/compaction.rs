@@ -9,7 +9,7 @@
 //!   a `Prepare` or a `Rejoin` with the entries above the commit index it carries (§3.2, §6.3)
 //!   and to apply a slot (for its result, from [`Compacted::stores`]). So the prefix is cut at
 //!   the *floor*: the lowest commit index of any master and of any `Prepare` or `Rejoin` in
-//!   flight. When the floor falls below the cut (a crash sets a master's commit index to 0,
+//!   flight (or held for a disk write), and below any slot of a pending write. When the floor falls below the cut (a crash sets a master's commit index to 0,
 //!   §8), everything is put back before the next step;
 //! - the client history: only `linearizable` reads it, at the end of the run;
 //! - the reply records of requests before each client's last: a client's next request waits
@@ -87,20 +87,32 @@ pub struct Compaction {
 }
 
 /// The lowest slot a later step may read entries above: the commit index of every master and of
-/// every `Prepare` and `Rejoin` in flight.
+/// every `Prepare` and `Rejoin` in flight or waiting for its sender's disk, and below every slot
+/// of a pending write (a crash puts back what the disk held there, `crate::disk`).
 pub fn floor(state: &State) -> Slot {
     let masters = state.masters.iter().map(|master| master.commit_index);
+    let pending = state
+        .masters
+        .iter()
+        .flat_map(|master| &master.pending_writes);
+    let held = pending
+        .clone()
+        .flat_map(|write| write.messages.iter().map(|(_, message)| message));
     let asked = state
         .network
         .values()
         .flatten()
+        .chain(held)
         .filter_map(|message| match message {
             Message::Prepare { commit_index, .. } | Message::Rejoin { commit_index, .. } => {
                 Some(*commit_index)
             }
             _ => None,
         });
-    masters.chain(asked).min().unwrap_or(0)
+    let written = pending
+        .flat_map(|write| &write.entries_before)
+        .map(|(slot, _)| slot.saturating_sub(1));
+    masters.chain(asked).chain(written).min().unwrap_or(0)
 }
 
 impl Default for Archive {

@@ -117,11 +117,14 @@ impl Step<'_> {
 
     /// A crash undoes `node`'s pending writes, newest first; their messages never leave.
     pub fn lose_pending_writes(&mut self, node: NodeId) {
-        let state = &mut self.state.masters[node as usize];
-        while let Some(write) = state.pending_writes.pop() {
+        while let Some(write) = self.state.masters[node as usize].pending_writes.pop() {
             if let Some(promised) = write.promised_before {
-                state.promised = promised;
+                self.state.masters[node as usize].promised = promised;
             }
+            if !write.entries_before.is_empty() {
+                self.state.ghost.entry_lost_in_crash = true;
+            }
+            let state = &mut self.state.masters[node as usize];
             for (slot, before) in write.entries_before.into_iter().rev() {
                 match before {
                     Some(entry) => state.log.insert(slot, entry),

@@ -177,23 +177,39 @@ pub fn ci_read() -> Preset {
     )
 }
 
-/// One crash and restart of any master, with two writes (two leaders could each choose one),
-/// on a queued disk: each write is durable at its own `Persist` step, and the crash loses what
-/// is still pending (the leader's entry, written while its `Accept`s are already out).
+/// Two crashes and restarts of any masters, with two writes (two leaders could each choose
+/// one); writes durable within their step.
 pub fn ci_crash() -> Preset {
     let mut config = base(vec![client(vec![put(0, 1)]), client(vec![put(0, 2)])]);
+    config.budget = Budget {
+        crashes: 2,
+        election_timeouts: 1,
+        ..Budget::default()
+    };
+    exhaustive("ci-crash", config, vec!["value_chosen", "leader_change"])
+}
+
+/// One crash on a queued disk (§2.1): each write is durable at its own `Persist` step and the
+/// crash loses what is still pending — the leader's entry, written while its `Accept`s are
+/// already out, and the messages held for a follower's write.
+pub fn ci_disk() -> Preset {
+    let mut config = base(vec![client(vec![put(0, 1)]), client(vec![get(0)])]);
     config.budget = Budget {
         crashes: 1,
         election_timeouts: 1,
         ..Budget::default()
     };
     config.disk = Disk::Queued;
-    exhaustive("ci-crash", config, vec!["value_chosen", "leader_change"])
+    exhaustive(
+        "ci-disk",
+        config,
+        vec!["value_chosen", "leader_change", "write_lost_in_crash"],
+    )
 }
 
 /// The presets `check --preset ci` runs, in order.
 pub fn ci() -> Vec<Preset> {
-    vec![ci_pause(), ci_election(), ci_read(), ci_crash()]
+    vec![ci_pause(), ci_election(), ci_read(), ci_crash(), ci_disk()]
 }
 
 /// The smallest preset that shows `bug` (the bug switched on).
@@ -216,17 +232,11 @@ pub fn for_bug(bug: Bug) -> Preset {
             };
             exhaustive("bug-evicted-ack-counts", config, vec![])
         }
-        // Two crashes (a promise is forgotten, then acted on); the disk may be immediate.
-        Bug::ForgetPromise => {
-            let mut preset = Preset {
-                name: "bug-forget-promise",
-                witnesses: vec![],
-                ..ci_crash()
-            };
-            preset.config.budget.crashes = 2;
-            preset.config.disk = Disk::Immediate;
-            preset
-        }
+        Bug::ForgetPromise => Preset {
+            name: "bug-forget-promise",
+            witnesses: vec![],
+            ..ci_crash()
+        },
         Bug::StaleLeaderRead => Preset {
             name: "bug-stale-leader-read",
             witnesses: vec![],
@@ -246,11 +256,11 @@ pub fn for_bug(bug: Bug) -> Preset {
             preset.config.budget.drops = 1;
             preset
         }
-        // One crash with a queued disk: the leader's entry is lost after it counted itself.
+        // One crash on a queued disk: the leader's entry is lost after it counted itself.
         Bug::OwnAcceptBeforePersist => Preset {
             name: "bug-own-accept-before-persist",
             witnesses: vec![],
-            ..ci_crash()
+            ..ci_disk()
         },
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);
@@ -298,6 +308,7 @@ pub fn seed() -> Preset {
             "request_timed_out_once",
             "read_without_log_entry",
             "forward_lost_answered",
+            "write_lost_in_crash",
         ],
     }
 }

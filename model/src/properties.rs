@@ -63,6 +63,9 @@ pub fn all() -> Vec<Property<Config>> {
             answered(state, RequestError::Timeout)
         }),
         Property::sometimes("read_without_log_entry", read_without_log_entry),
+        Property::sometimes("write_lost_in_crash", |_, state: &State| {
+            state.ghost.entry_lost_in_crash
+        }),
         Property::sometimes("forward_lost_answered", |_, state: &State| {
             // A request whose `Propose` came back undelivered was answered for sure: a result
             // through another master, or `NoLeader` once its redirects were spent.

@@ -260,6 +260,8 @@ pub struct Ghost {
     pub chosen: BTreeMap<Slot, Command>,
     /// Two masters committed different commands in one slot.
     pub agreement_violated: bool,
+    /// A crash lost a log entry whose write was not durable yet (§2.1, §8).
+    pub entry_lost_in_crash: bool,
     /// A leader committed a slot fewer than a static quorum accepted.
     pub quorum_integrity_violated: bool,
     /// A paused master sent a message.

@@ -80,7 +80,8 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-pause", 127_740),
             ("ci-election", PINNED_CI_ELECTION),
             ("ci-read", PINNED_CI_READ),
-            ("ci-crash", 6_321_654),
+            ("ci-crash", 4_732_139),
+            ("ci-disk", 3_518_961),
         ]
     );
 }
@@ -98,8 +99,8 @@ fn a_run_stopped_by_its_time_limit_is_not_exhaustive_and_fails() {
 
 #[test]
 fn ci_catches_every_seeded_bug() {
-    // The two bugs that need only an election are caught by ci members themselves: their targeted
-    // presets are those members with the bug on (checked in tests/bugs.rs).
+    // The bugs that need an election or a crash are caught by ci members themselves: their
+    // targeted presets are those members with the bug on (checked in tests/bugs.rs).
     assert_eq!(
         presets::for_bug(Bug::ForgetPromise).config.clients,
         presets::ci_crash().config.clients
@@ -115,6 +116,13 @@ fn ci_catches_every_seeded_bug() {
     assert_eq!(
         presets::for_bug(Bug::StaleLeaderRead).config.budget,
         presets::ci_read().config.budget
+    );
+    // `own-accept-before-persist` needs a crash on the queued disk: ci-disk with the bug.
+    let own_accept = presets::for_bug(Bug::OwnAcceptBeforePersist).config;
+    let disk = presets::ci_disk().config;
+    assert_eq!(
+        (own_accept.clients, own_accept.budget, own_accept.disk),
+        (disk.clients, disk.budget, disk.disk)
     );
     // `read-before-own-ballot-commit` needs one lost message besides ci-read (see
     // `presets::for_bug`): its preset is ci-read with a drop budget, caught in tests/bugs.rs.
