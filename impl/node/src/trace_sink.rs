@@ -36,7 +36,7 @@ pub use crate::wire::TraceStamp;
 /// Batches of events waiting for the writer at most.
 const TRACE_BATCHES_MAX: usize = 256;
 /// The trace schema version this host writes (`docs/trace.md` §1).
-pub const TRACE_SCHEMA_VERSION: u32 = 2;
+pub const TRACE_SCHEMA_VERSION: u32 = 3;
 /// Bytes read from the end of an existing trace file at a time, looking for its last event.
 const TAIL_WINDOW_BYTES: u64 = 64 * 1024;
 
