@@ -78,7 +78,7 @@ impl Bug {
             Bug::StaleLeaderRead => "a leader answers a Get from its own applied state at once, without a quorum confirming it still leads: a deposed leader, or a new leader that has not yet committed its predecessor's entries, serves a stale read",
             Bug::ReadBeforeOwnBallotCommit => "a new leader confirms its leadership for a Get and answers it before committing the slots its phase 1 re-proposed: its commit index misses a write its predecessor chose and answered",
             Bug::PausedHeartbeat => "the leader's heartbeat timer keeps firing while the master is paused",
-            Bug::OwnAcceptBeforePersist => "the leader counts its own acceptance of an entry when it appends it, before its write is durable: it commits with one follower, crashes before the fsync, and the next leader chooses something else in that slot",
+            Bug::OwnAcceptBeforePersist => "the leader counts its own acceptance of an entry when it appends it, before its write is durable: it commits and acknowledges a Put with one follower of three, crashes before its fsync, and the next leader, elected without that follower, never learns the write: a later Get misses it",
         }
     }
 
@@ -92,7 +92,7 @@ impl Bug {
             Bug::StaleLeaderRead => "linearizable",
             Bug::ReadBeforeOwnBallotCommit => "linearizable",
             Bug::PausedHeartbeat => "paused_sends_nothing",
-            Bug::OwnAcceptBeforePersist => "agreement",
+            Bug::OwnAcceptBeforePersist => "linearizable",
         }
     }
 }
