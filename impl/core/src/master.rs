@@ -148,7 +148,8 @@ pub(crate) struct Leadership {
     pub(crate) active: BTreeSet<NodeId>,
     pub(crate) evicted: BTreeSet<NodeId>,
     pub(crate) progress: BTreeMap<NodeId, FollowerProgress>,
-    /// Followers that accepted each uncommitted slot in this ballot.
+    /// Masters that accepted each uncommitted slot in this ballot: followers by their
+    /// `Accepted`, this master once its own write of the slot is durable (`Master::advance`).
     pub(crate) acks: BTreeMap<Slot, BTreeSet<NodeId>>,
     /// The next free slot.
     pub(crate) next_slot: Slot,

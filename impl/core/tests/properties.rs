@@ -1,5 +1,6 @@
 //! Property test: random schedules (ticks, deliveries in any order, drops, crashes and restarts,
-//! pauses, client requests with right and wrong cluster names) never violate agreement
+//! pauses, slow disks whose unsynced writes a crash loses, client requests with right and wrong
+//! cluster names) never violate agreement
 //! (`protocol.md` §13: at most one command chosen per slot; masters that applied the same prefix
 //! hold the same state) nor the ledger (`ledger_balance`, `in_flight_bounded`,
 //! `complete_at_most_once`), and once faults stop every accepted request completes
@@ -24,6 +25,10 @@ enum Action {
     Restart(u64),
     Pause(u64),
     Resume(u64),
+    /// The master's disk stalls: its writes (the leader's own among them) wait, and a crash
+    /// loses them.
+    StallDisk(u64),
+    ReleaseDisk(u64),
     Request { key: u8, wrong_cluster: bool },
 }
 
@@ -38,6 +43,8 @@ fn action(masters: u64) -> impl Strategy<Value = Action> {
         2 => (0..masters).prop_map(Action::Restart),
         1 => (0..masters).prop_map(Action::Pause),
         2 => (0..masters).prop_map(Action::Resume),
+        1 => (0..masters).prop_map(Action::StallDisk),
+        2 => (0..masters).prop_map(Action::ReleaseDisk),
         5 => (0u8..3, proptest::bool::weighted(0.2))
             .prop_map(|(key, wrong_cluster)| Action::Request { key, wrong_cluster }),
     ]
@@ -113,6 +120,8 @@ fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) -> Option
         Action::Restart(node) => cluster.restart(node),
         Action::Pause(node) => cluster.pause(node),
         Action::Resume(node) => cluster.resume(node),
+        Action::StallDisk(node) => cluster.stall_disk(node),
+        Action::ReleaseDisk(node) => cluster.release_disk(node),
         Action::Request { key, wrong_cluster } => {
             *request_id += 1;
             let cluster_name = if wrong_cluster { "wrong" } else { CLUSTER };
@@ -159,6 +168,7 @@ fn run(masters: u64, actions: &[Action]) -> Result<(), String> {
     for node in cluster.nodes() {
         cluster.restart(node);
         cluster.resume(node);
+        cluster.release_disk(node);
     }
     for _ in 0..(cluster.config.request_timeout_ticks + 5) {
         cluster.tick(&[], true);
