@@ -307,8 +307,8 @@ pub fn seed() -> Preset {
             "wrong_cluster_answered",
             "request_timed_out_once",
             "read_without_log_entry",
-            "forward_lost_answered",
             "write_lost_in_crash",
+            "forward_lost_answered",
         ],
     }
 }

@@ -80,7 +80,7 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-pause", 127_740),
             ("ci-election", PINNED_CI_ELECTION),
             ("ci-read", PINNED_CI_READ),
-            ("ci-crash", 4_732_139),
+            ("ci-crash", 4_764_739),
             ("ci-disk", 3_518_961),
         ]
     );
