@@ -133,7 +133,7 @@ fn the_nemesis_finds_no_anomaly() {
         .unwrap();
     let mut options = NemesisOptions::new(vigil, directory.path().to_path_buf());
     options.duration = Duration::from_secs(60);
-    options.check_traces = false;
+    options.check_traces = true;
     let report = match nemesis::run(&options) {
         Ok(report) => report,
         Err(error) => {
