@@ -102,6 +102,20 @@ impl DurableWrite {
     pub fn is_empty(&self) -> bool {
         self.promised.is_none() && self.snapshot.is_none() && self.entries.is_empty()
     }
+
+    /// Folds `later` (the next `Ready`'s write) into this one, so that applying the result
+    /// equals applying this write then `later`: a host may make several queued writes durable
+    /// with one fsync (group commit), then advance each of their `Ready`s in order.
+    pub fn merge(&mut self, later: DurableWrite) {
+        if later.promised.is_some() {
+            self.promised = later.promised;
+        }
+        if let Some(snapshot) = later.snapshot {
+            self.entries.retain(|entry| entry.slot > snapshot.slot);
+            self.snapshot = Some(snapshot);
+        }
+        self.entries.extend(later.entries);
+    }
 }
 
 /// What one input left waiting for its durable write (`docs/architecture.md`, Ready
@@ -161,5 +175,76 @@ impl Ready {
     /// How many messages wait for the write, to be released by [`crate::Master::advance`].
     pub fn held_messages(&self) -> usize {
         self.groups.iter().map(|group| group.held.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Command;
+
+    fn entry(slot: Slot, round: u64) -> Entry {
+        Entry {
+            slot,
+            ballot: Ballot::new(round, 0),
+            command: Command::Noop,
+        }
+    }
+
+    fn snapshot(slot: Slot) -> Option<Snapshot> {
+        Some(Snapshot {
+            slot,
+            store: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_merged_write_applies_as_the_writes_in_order() {
+        let writes = [
+            DurableWrite {
+                promised: Some(Ballot::new(1, 0)),
+                snapshot: None,
+                entries: vec![entry(1, 1), entry(2, 1), entry(3, 1)],
+            },
+            DurableWrite {
+                promised: Some(Ballot::new(2, 0)),
+                snapshot: None,
+                entries: vec![entry(3, 2), entry(4, 2)],
+            },
+            DurableWrite {
+                promised: None,
+                snapshot: snapshot(2),
+                entries: vec![entry(5, 2)],
+            },
+            DurableWrite {
+                promised: None,
+                snapshot: None,
+                entries: vec![entry(2, 2), entry(6, 2)],
+            },
+            DurableWrite {
+                promised: None,
+                snapshot: snapshot(4),
+                entries: Vec::new(),
+            },
+        ];
+        for start in 0..writes.len() {
+            for end in start + 1..=writes.len() {
+                let mut sequential = DurableState::default();
+                let mut merged_state = DurableState::default();
+                for write in &writes[..start] {
+                    sequential.apply(write);
+                    merged_state.apply(write);
+                }
+                let mut merged = writes[start].clone();
+                for write in &writes[start..end] {
+                    sequential.apply(write);
+                }
+                for write in &writes[start + 1..end] {
+                    merged.merge(write.clone());
+                }
+                merged_state.apply(&merged);
+                assert_eq!(merged_state, sequential, "writes {start}..{end}");
+            }
+        }
     }
 }

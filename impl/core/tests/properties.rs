@@ -29,7 +29,10 @@ enum Action {
     /// loses them.
     StallDisk(u64),
     ReleaseDisk(u64),
-    Request { key: u8, wrong_cluster: bool },
+    Request {
+        key: u8,
+        wrong_cluster: bool,
+    },
 }
 
 fn action(masters: u64) -> impl Strategy<Value = Action> {

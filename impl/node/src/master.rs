@@ -47,6 +47,9 @@ const INBOX_MESSAGES_MAX: usize = 4096;
 /// leader's `Accept`s): over 1,000 of them on a disk that answers nothing. Batches that do not
 /// wait for the disk ride with the newest job (`READY_GROUP_MAX`).
 const PERSIST_PENDING_MAX: usize = 1024;
+/// Persist jobs made durable by one fsync at most (group commit): the jobs that queued while
+/// the previous fsync ran are written together, then reported done one by one, in order.
+const PERSIST_BATCH_JOBS_MAX: usize = 256;
 /// Disk-free Ready batches waiting behind one persist job at most (one per tick during a
 /// stall: 4096 ticks is minutes); beyond it they take job slots and the driver waits.
 const READY_GROUP_MAX: usize = 4096;
@@ -449,9 +452,10 @@ impl StorageFaults {
     }
 }
 
-/// The persist task: owns the storage; fsyncs each job's write (as blocking work of the file
-/// system, off the async threads), in order, and reports each done to the driver, which
-/// advances the core (releasing what waited for the write).
+/// The persist task: owns the storage; makes the jobs' writes durable in order (as blocking
+/// work of the file system, off the async threads) and reports each job done to the driver,
+/// which advances the core (releasing what waited for the write). The jobs that queued during
+/// one fsync share the next ([`DurableWrite::merge`]: the same result as writing them in turn).
 async fn persist_loop<F: FileSystem>(
     file_system: F,
     mut storage: MasterStorage<F>,
@@ -460,7 +464,8 @@ async fn persist_loop<F: FileSystem>(
     faults: Arc<StorageFaults>,
 ) {
     while let Some(job) = jobs.recv().await {
-        if let Some(write) = job.write {
+        let (batch_write, batch_jobs) = with_queued_jobs(job, &mut jobs);
+        if let Some(write) = batch_write {
             let persisted = match faults.before_write().await {
                 Ok(()) => {
                     let (returned, persisted) = file_system
@@ -479,10 +484,36 @@ async fn persist_loop<F: FileSystem>(
                 return;
             }
         }
-        if done.send(Ok(())).await.is_err() {
-            return;
+        for _ in 0..batch_jobs {
+            if done.send(Ok(())).await.is_err() {
+                return;
+            }
         }
     }
+}
+
+/// `first` and the jobs queued behind it (at most [`PERSIST_BATCH_JOBS_MAX`] in all), as one
+/// write equal to theirs in turn, and how many jobs it covers.
+fn with_queued_jobs(
+    first: PersistJob,
+    jobs: &mut mpsc::Receiver<PersistJob>,
+) -> (Option<DurableWrite>, usize) {
+    let mut batch_write = first.write;
+    let mut batch_jobs = 1;
+    while batch_jobs < PERSIST_BATCH_JOBS_MAX {
+        let Ok(next) = jobs.try_recv() else {
+            break;
+        };
+        batch_jobs += 1;
+        batch_write = match (batch_write, next.write) {
+            (Some(mut earlier), Some(later)) => {
+                earlier.merge(later);
+                Some(earlier)
+            }
+            (earlier, later) => earlier.or(later),
+        };
+    }
+    (batch_write, batch_jobs)
 }
 
 /// The one task that owns the core.
@@ -932,5 +963,50 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
         if context.inbox.send(inbound).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::{Ballot, Command, Entry};
+
+    fn job(slot: Option<u64>) -> PersistJob {
+        PersistJob {
+            write: slot.map(|slot| DurableWrite {
+                promised: None,
+                snapshot: None,
+                entries: vec![Entry {
+                    slot,
+                    ballot: Ballot::new(1, 0),
+                    command: Command::Noop,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn the_jobs_queued_behind_one_share_its_write() {
+        let (sender, mut receiver) = mpsc::channel(PERSIST_BATCH_JOBS_MAX + 8);
+        for slot in [None, Some(2), Some(3)] {
+            sender.try_send(job(slot)).unwrap();
+        }
+        let (write, jobs) = with_queued_jobs(job(Some(1)), &mut receiver);
+        assert_eq!(jobs, 4, "each job is reported done");
+        let slots: Vec<u64> = write.unwrap().entries.iter().map(|e| e.slot).collect();
+        assert_eq!(slots, vec![1, 2, 3], "in order");
+        assert!(receiver.try_recv().is_err(), "the queue is drained");
+    }
+
+    #[test]
+    fn a_batch_is_bounded() {
+        let (sender, mut receiver) = mpsc::channel(PERSIST_BATCH_JOBS_MAX + 8);
+        for slot in 0..PERSIST_BATCH_JOBS_MAX as u64 + 5 {
+            sender.try_send(job(Some(slot + 2))).unwrap();
+        }
+        let (_, jobs) = with_queued_jobs(job(Some(1)), &mut receiver);
+        assert_eq!(jobs, PERSIST_BATCH_JOBS_MAX);
+        let (_, rest) = with_queued_jobs(receiver.try_recv().unwrap(), &mut receiver);
+        assert_eq!(rest, 6, "the rest make the next batch");
     }
 }
