@@ -5,11 +5,11 @@
 //! incident's follower was evicted for silence; a leader that fsyncs before sending its
 //! `Accept`s puts two fsyncs in a row on every write). The driver feeds the core ticks and
 //! messages, sends each `Ready`'s messages and replies at once, and hands its durable write to
-//! the persist task, which fsyncs the writes in FIFO order and reports each done. The driver
-//! calls `advance` for a `Ready` only then; what the core held for that write (a follower's
-//! `Accepted`, a `Promise`, ...) comes out of the next `Ready` and leaves at once. A storage error
-//! stops the master (`ready.rs`: never step a master whose writes were lost; restarting from
-//! storage is always safe).
+//! the persist task, which fsyncs the writes in FIFO order (those queued during one fsync share
+//! the next: group commit) and reports each done. The driver calls `advance` for a `Ready` only
+//! then; what the core held for that write (a follower's `Accepted`, a `Promise`, ...) comes out
+//! of the next `Ready` and leaves at once. A storage error stops the master (`ready.rs`: never
+//! step a master whose writes were lost; restarting from storage is always safe).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
