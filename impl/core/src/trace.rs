@@ -3,8 +3,9 @@
 //!
 //! Events are built only when the owner's tracing flag is on ([`crate::Master::set_tracing`],
 //! [`crate::Proxy::set_tracing`]), so a host without a sink pays one branch per transition.
-//! All events produced by one input (one `tick`, `step`, `handle_request`) carry the post-state
-//! at the end of that input: an input is one model action, and its events are its named parts.
+//! All events produced by one input (one `tick`, `step`, `handle_request`, or one `Persist` of
+//! `Master::advance`) carry the post-state at the end of that input: an input is one model
+//! action, and its events are its named parts.
 
 use std::fmt;
 

@@ -685,7 +685,8 @@ impl Driver {
                     link.reset();
                 }
             }
-            // The trace first: its `Send` events give the frames their stamps.
+            // The trace first: its `Send` events give the frames their stamps. `received` stamps
+            // a `Receive` event only, never a `Persist` input (which received nothing).
             let received = self.received.take();
             let mut stamps = match &mut self.trace {
                 Some(trace) => {
