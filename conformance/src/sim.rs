@@ -4,11 +4,11 @@
 //! What it runs is the real protocol code (`vigil_core::Master`, `vigil_core::Proxy`), driven
 //! the way the tokio host drives it (`impl/node/src/master.rs`): each `Ready`'s messages sent,
 //! its durable write applied (a synchronous disk), then `advance`, whose released messages leave
-//! with the next `Ready`; a paused master's overdue ticks fired before its
-//! queued messages, a crashed master rebuilt from its durable state, an eviction closing the
-//! leader's link to the follower (what already reached the follower stays deliverable). What it
-//! does not run is the host's tokio code (transport, storage, tasks): that is mode `tcp`; a
-//! turmoil simulation of the host needs a transport seam in `impl/node` (see `docs/trace.md`).
+//! with the next `Ready`; a paused master's overdue ticks fired before its queued messages, a
+//! crashed master rebuilt from its durable state, an eviction closing the leader's link to the
+//! follower (what already reached the follower stays deliverable). What it does not run is the
+//! host's tokio code (transport, storage, tasks): that is mode `tcp`; a turmoil simulation of
+//! the host needs a transport seam in `impl/node` (see `docs/trace.md`).
 //!
 //! The in-memory sink stamps each event with the node's input number, a Lamport clock and, on
 //! sends and receives, the message id; the same seed gives byte-identical trace files.
