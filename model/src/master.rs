@@ -593,7 +593,7 @@ impl Step<'_> {
                     request_id,
                     operation,
                 };
-                // Sent now, counted for the leader itself once its write is durable (§4.1).
+                // Sent now, counted for the leader itself once its write is durable (§2.1).
                 leader.accepted_by.insert(slot, NodeSet::default());
                 leader.proposals.insert(slot, request_id);
                 self.write_entry(node, slot, Entry { ballot, command });

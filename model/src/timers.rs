@@ -97,9 +97,8 @@ impl Step<'_> {
 
     /// §4.7: when the commit index did not move during the last heartbeat period, send `Accept`
     /// again for every slot that was already uncommitted when the timer last fired, to each
-    /// active follower that has not acknowledged it — also when the previous copy still waits
-    /// behind the leader's own durable write (the model has no leader disk; the core re-sends
-    /// the same way, `docs/trace.md` §8 divergence 13).
+    /// active follower that has not acknowledged it (a leader's `Accept` never waits for its own
+    /// disk, §2.1, so every earlier copy has left).
     fn retransmit(&mut self, node: NodeId) {
         let last_slot = self.state.masters[node as usize].last_slot();
         let state = &mut self.state.masters[node as usize];
