@@ -6,11 +6,11 @@ use std::fmt;
 
 use vigil_core as core;
 
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, Runner};
 use crate::merge::Merged;
 
 /// The named behaviours, in report order.
-pub const BEHAVIOURS: [&str; 10] = [
+pub const BEHAVIOURS: [&str; 12] = [
     "election",
     "leader change",
     "eviction",
@@ -21,6 +21,8 @@ pub const BEHAVIOURS: [&str; 10] = [
     "wrong cluster",
     "timeout",
     "overload",
+    "commit before own write",
+    "write lost in crash",
 ];
 
 /// Counts over one or more runs.
@@ -43,10 +45,10 @@ impl Coverage {
         }
     }
 
-    /// Behaviours `faults` ask for that did not happen.
-    pub fn missing(&self, faults: &[FaultKind]) -> Vec<String> {
+    /// Behaviours that `faults`, as `runner` injects them, ask for and that did not happen.
+    pub fn missing(&self, faults: &[FaultKind], runner: Runner) -> Vec<String> {
         let mut missing = BTreeSet::new();
-        for fault in faults {
+        for fault in faults.iter().filter(|fault| fault.runs_on(runner)) {
             for behaviour in fault.expected_behaviours() {
                 if self.behaviours.get(behaviour).copied().unwrap_or(0) == 0 {
                     missing.insert(format!("{behaviour} (asked for by fault `{fault}`)"));
@@ -68,8 +70,17 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     let mut leaders = BTreeSet::new();
     let mut started = BTreeSet::new();
     let mut resumed_leaders = BTreeSet::new();
+    let mut disks: BTreeMap<String, DiskWatch> = BTreeMap::new();
     for event in &merged.events {
         let origin = event.line.origin.to_string();
+        if event.line.kind.starts_input() {
+            if let core::PostState::Master(post) = &event.line.post {
+                let disk = disks.entry(origin.clone()).or_default();
+                for name in disk.observe(&event.line.kind, post) {
+                    *behaviours.entry(name).or_default() += 1;
+                }
+            }
+        }
         if resumed_step_down(
             &event.line.kind,
             &event.line.post,
@@ -109,6 +120,57 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     behaviours
 }
 
+/// What one master's inputs show of its disk (`protocol.md` §2.1): `commit before own write`
+/// (a leader's commit index passed a slot it appended, before the `Persist` of that write) and
+/// `write lost in crash` (a restart came back with a shorter log than the master had). Both are
+/// read conservatively: any `Persist` counts as covering every earlier append.
+#[derive(Debug, Default)]
+struct DiskWatch {
+    /// The master's post-state after its previous input.
+    last: Option<core::MasterPostState>,
+    /// The lowest slot appended as Leader since the last `Persist`.
+    unpersisted_from: Option<core::Slot>,
+}
+
+impl DiskWatch {
+    fn observe(
+        &mut self,
+        kind: &core::TraceKind,
+        post: &core::MasterPostState,
+    ) -> Vec<&'static str> {
+        let mut seen = Vec::new();
+        let before = self.last.replace(post.clone());
+        match kind {
+            core::TraceKind::Persist => self.unpersisted_from = None,
+            core::TraceKind::Restart => {
+                if before.is_some_and(|before| post.last_slot < before.last_slot) {
+                    seen.push("write lost in crash");
+                }
+                self.unpersisted_from = None;
+            }
+            _ => {
+                if self
+                    .unpersisted_from
+                    .is_some_and(|slot| post.commit_index >= slot)
+                {
+                    seen.push("commit before own write");
+                    self.unpersisted_from = None;
+                }
+                let appended_from = before
+                    .filter(|before| {
+                        post.role == core::Role::Leader && post.last_slot > before.last_slot
+                    })
+                    .map(|before| before.last_slot + 1);
+                if let Some(slot) = appended_from {
+                    self.unpersisted_from =
+                        Some(self.unpersisted_from.map_or(slot, |from| from.min(slot)));
+                }
+            }
+        }
+        seen
+    }
+}
+
 /// `resume step-down` (§7.2): a master `Resume`s as Leader, and its next input is a
 /// check-quorum that makes it a Follower, with no `Evict` between. `resumed` holds the masters
 /// whose last input was such a `Resume` (or that check-quorum, until its `BecomeFollower`).
@@ -143,7 +205,7 @@ impl fmt::Display for Coverage {
         writeln!(formatter, "coverage: behaviours")?;
         for name in BEHAVIOURS {
             let count = self.behaviours.get(name).copied().unwrap_or(0);
-            writeln!(formatter, "  {name:<16} {count:>7}")?;
+            writeln!(formatter, "  {name:<24} {count:>7}")?;
         }
         writeln!(formatter, "coverage: model actions")?;
         for (kind, count) in &self.actions {

@@ -41,11 +41,16 @@ pub enum FaultKind {
     /// while the leader's links to the others are cut, so that all four are evicted; then the
     /// held acknowledgements arrive (they must not count, §4.3, §5.1). Simulation only.
     StaleAck,
+    /// The leader's disk gets slow: its writes become durable a few ticks late while its
+    /// `Accept`s leave at once (§2.1), a client writes, and once the followers' acknowledgements
+    /// commit an entry the leader's own write has not yet made durable, the leader crashes and
+    /// loses that write (`docs/reliability.md` §5 finding 1). Simulation only.
+    SlowDisk,
 }
 
 impl FaultKind {
     /// Every fault kind, in `--faults all` order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Drop,
         FaultKind::Partition,
         FaultKind::Pause,
@@ -55,6 +60,7 @@ impl FaultKind {
         FaultKind::Timeout,
         FaultKind::Overload,
         FaultKind::StaleAck,
+        FaultKind::SlowDisk,
     ];
 
     /// The name on the command line.
@@ -69,6 +75,7 @@ impl FaultKind {
             FaultKind::Timeout => "timeout",
             FaultKind::Overload => "overload",
             FaultKind::StaleAck => "stale-ack",
+            FaultKind::SlowDisk => "slow-disk",
         }
     }
 
@@ -84,6 +91,30 @@ impl FaultKind {
             FaultKind::Timeout => &["timeout"],
             FaultKind::Overload => &["overload"],
             FaultKind::StaleAck => &["eviction"],
+            FaultKind::SlowDisk => &["commit before own write", "write lost in crash"],
+        }
+    }
+}
+
+/// What runs a fault plan: the core simulation injects every fault kind; the runs of the real
+/// tokio host leave out the ones only the core simulation can time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runner {
+    /// `--mode sim`: `vigil-core` in one thread ([`crate::sim`]).
+    CoreSimulation,
+    /// `--mode turmoil`: the tokio host under turmoil ([`crate::host_sim`]).
+    Turmoil,
+    /// `--mode tcp`: the tokio host on loopback ([`crate::tcp`]).
+    Tcp,
+}
+
+impl FaultKind {
+    /// Whether `runner` injects this fault (a fault it leaves out asks for no behaviour).
+    pub fn runs_on(self, runner: Runner) -> bool {
+        match self {
+            FaultKind::StaleAck | FaultKind::SlowDisk => runner == Runner::CoreSimulation,
+            FaultKind::PauseLeader => runner != Runner::Tcp,
+            _ => true,
         }
     }
 }
@@ -172,6 +203,7 @@ fn fault_strategy(kind: FaultKind, window: u64, masters: u64) -> impl Strategy<V
         FaultKind::Timeout => 24..30,
         FaultKind::Overload => 1..2,
         FaultKind::StaleAck => 8..9,
+        FaultKind::SlowDisk => 12..20,
     };
     (0..masters, 0..10u64, duration).prop_map(move |(node, offset, duration_ticks)| Fault {
         kind,
@@ -336,7 +368,7 @@ mod tests {
             found: "the messages sent differ".to_string(),
         };
         let path = save_regression(directory.path(), &regression).unwrap();
-        assert!(path.ends_with("sim-seed-25-9f.json"));
+        assert!(path.ends_with("sim-seed-25-10f.json"));
         let loaded = load_regressions(directory.path()).unwrap();
         assert_eq!(loaded, vec![(path, regression)]);
     }

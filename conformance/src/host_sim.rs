@@ -651,10 +651,17 @@ impl Schedule {
                     }
                 }
             }
-            (FaultKind::StaleAck, true) => {
-                applied.push("stale-ack not run on turmoil (core simulation only)".to_string())
-            }
-            (FaultKind::WrongCluster | FaultKind::Overload | FaultKind::StaleAck, _) => {}
+            (FaultKind::StaleAck | FaultKind::SlowDisk, true) => applied.push(format!(
+                "{} not run on turmoil (core simulation only)",
+                step.fault.kind
+            )),
+            (
+                FaultKind::WrongCluster
+                | FaultKind::Overload
+                | FaultKind::StaleAck
+                | FaultKind::SlowDisk,
+                _,
+            ) => {}
         }
     }
 }

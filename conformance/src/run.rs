@@ -7,7 +7,7 @@ use std::time::Instant;
 use vigil_core as core;
 
 use crate::coverage::{self, Coverage};
-use crate::faults::{FaultKind, FaultPlan};
+use crate::faults::{FaultKind, FaultPlan, Runner};
 use crate::mapping::Vocabulary;
 use crate::merge;
 use crate::replay::{self, ReplayStats};
@@ -129,7 +129,7 @@ pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOu
     let run = sim::run(seed, masters, &plan);
     let simulate_seconds = started.elapsed().as_secs_f64();
     let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT).and_then(|checked| {
-        let missing = checked.coverage.missing(kinds);
+        let missing = checked.coverage.missing(kinds, Runner::CoreSimulation);
         if missing.is_empty() {
             Ok(checked)
         } else {
@@ -234,7 +234,7 @@ pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &P
                     None => Ok(checked),
                 })
                 .and_then(|checked| {
-                    let missing = checked.coverage.missing(kinds);
+                    let missing = checked.coverage.missing(kinds, Runner::Tcp);
                     if missing.is_empty() {
                         Ok(checked)
                     } else {
@@ -290,7 +290,7 @@ pub fn turmoil_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> Turmoi
                     None => Ok(checked),
                 })
                 .and_then(|checked| {
-                    let missing = checked.coverage.missing(kinds);
+                    let missing = checked.coverage.missing(kinds, Runner::Turmoil);
                     if missing.is_empty() {
                         Ok(checked)
                     } else {

@@ -37,6 +37,8 @@ pub const WORKLOAD_REQUESTS_MAX: usize = 60;
 pub const DRAIN_TICKS: u64 = 60;
 /// Delivery rounds per tick at most (each round delivers what the previous one sent).
 pub const DELIVERY_ROUNDS_MAX: usize = 16;
+/// How long a write takes to become durable on a master's disk under `slow-disk`.
+pub const DISK_LATENCY_TICKS: u64 = 4;
 /// Ticks of a run without faults.
 pub const QUIET_RUN_TICKS: u64 = 150;
 
@@ -117,6 +119,36 @@ struct MasterHost {
     durable: core::DurableState,
     paused: bool,
     missed_ticks: u64,
+    /// Handled `Ready`s whose write is not yet durable, oldest first (the host's persist
+    /// queue): each is applied to `durable` and advanced at its `due_tick`. Empty unless the
+    /// disk is slow (`slow-disk`); a crash loses what is here.
+    disk: VecDeque<PendingReady>,
+    /// How long a write takes to become durable now (0: at once).
+    disk_latency_ticks: u64,
+}
+
+/// A `Ready` whose durable write is in the host's persist queue.
+struct PendingReady {
+    ready: core::Ready,
+    due_tick: u64,
+}
+
+impl MasterHost {
+    /// The lowest slot of an entry whose write is still on its way to the disk.
+    fn lowest_pending_slot(&self) -> Option<core::Slot> {
+        self.disk
+            .iter()
+            .filter_map(|pending| pending.ready.durable.as_ref())
+            .flat_map(|write| write.entries.iter().map(|entry| entry.slot))
+            .min()
+    }
+}
+
+/// A running `slow-disk` fault: the master whose disk it slowed, and whether it crashed it.
+#[derive(Clone, Copy, Debug)]
+struct SlowDisk {
+    target: u64,
+    crashed: bool,
 }
 
 /// One client connection's workload.
@@ -152,6 +184,8 @@ struct World {
     /// for eviction and rejoin, which only a follower can show, so a pause aimed at the leader
     /// freezes a follower instead (`World::pause_target`).
     paused_by_fault: BTreeMap<(u64, u64), u64>,
+    /// Running `slow-disk` faults, by the fault's (start tick, node).
+    slow_disks: BTreeMap<(u64, u64), SlowDisk>,
 }
 
 /// Runs one simulated run of `masters` masters with the faults of `plan`.
@@ -236,6 +270,7 @@ impl World {
             completions: BTreeMap::new(),
             faults_applied: Vec::new(),
             paused_by_fault: BTreeMap::new(),
+            slow_disks: BTreeMap::new(),
             protocol,
         };
         for node in 0..masters {
@@ -244,6 +279,8 @@ impl World {
                 durable: core::DurableState::default(),
                 paused: false,
                 missed_ticks: 0,
+                disk: VecDeque::new(),
+                disk_latency_ticks: 0,
             };
             world.masters.push(host);
             world.start_master(node);
@@ -321,6 +358,8 @@ impl World {
             }
             (FaultKind::Timeout, false) => self.hold_proxy_until = None,
             (FaultKind::StaleAck, true) => self.stale_ack_start(fault.start_tick),
+            (FaultKind::SlowDisk, true) => self.slow_disk_start(fault),
+            (FaultKind::SlowDisk, false) => self.slow_disk_end(fault),
             (FaultKind::StaleAck, false) => self.cut.clear(),
             (FaultKind::WrongCluster | FaultKind::Overload, false) => {}
         }
@@ -358,6 +397,98 @@ impl World {
                 .push(((Node::Master(*node), Node::Master(leader)), release));
         }
         self.request(400, 1, CLUSTER, get("k1"));
+    }
+
+    /// `slow-disk`: the leader's writes take [`DISK_LATENCY_TICKS`] to become durable while
+    /// the window lasts (its `Accept`s leave at once, §2.1), and a client writes, so that the
+    /// followers' acknowledgements can commit an entry before the leader's own write is
+    /// durable. If that happens, the leader crashes at the next tick, losing the write
+    /// (`World::crash_slow_disks`), and restarts when the window ends.
+    fn slow_disk_start(&mut self, fault: &Fault) {
+        let node = fault.node % self.protocol.masters;
+        let target = self.leader_now().unwrap_or(node);
+        if target != node {
+            self.faults_applied
+                .push(format!("slow-disk: m{target} leads, its disk slowed"));
+        }
+        self.masters[target as usize].disk_latency_ticks = DISK_LATENCY_TICKS;
+        self.slow_disks.insert(
+            (fault.start_tick, fault.node),
+            SlowDisk {
+                target,
+                crashed: false,
+            },
+        );
+        let put = core::Operation::Put {
+            key: b"k0".to_vec(),
+            value: b"slow".to_vec(),
+        };
+        self.request(500, 1, CLUSTER, put);
+    }
+
+    fn slow_disk_end(&mut self, fault: &Fault) {
+        let Some(slow) = self.slow_disks.remove(&(fault.start_tick, fault.node)) else {
+            return;
+        };
+        let host = &mut self.masters[slow.target as usize];
+        host.disk_latency_ticks = 0;
+        if slow.crashed && host.core.is_none() {
+            self.start_master(slow.target);
+        }
+    }
+
+    /// `slow-disk`: a slowed master that has committed an entry its own write has not yet
+    /// made durable crashes (docs/reliability.md §5 finding 1: the SIGKILLed leader).
+    fn crash_slow_disks(&mut self) {
+        let running: Vec<((u64, u64), u64)> = self
+            .slow_disks
+            .iter()
+            .filter(|(_, slow)| !slow.crashed)
+            .map(|(key, slow)| (*key, slow.target))
+            .collect();
+        for (key, target) in running {
+            let host = &self.masters[target as usize];
+            let (Some(master), Some(lowest)) = (host.core.as_ref(), host.lowest_pending_slot())
+            else {
+                continue;
+            };
+            if host.paused || master.commit_index() < lowest {
+                continue;
+            }
+            self.faults_applied.push(format!(
+                "slow-disk: m{target} committed slot {lowest} before its own write; crashed"
+            ));
+            self.crash(target);
+            if let Some(slow) = self.slow_disks.get_mut(&key) {
+                slow.crashed = true;
+            }
+        }
+    }
+
+    /// Makes durable, oldest first, the queued writes of master `node` that are due, and
+    /// advances their `Ready`s (what they release leaves at once).
+    fn complete_writes(&mut self, node: u64) {
+        loop {
+            let host = &mut self.masters[node as usize];
+            if host.core.is_none() || host.paused {
+                return;
+            }
+            if host
+                .disk
+                .front()
+                .is_none_or(|pending| pending.due_tick > self.tick)
+            {
+                return;
+            }
+            let pending = host.disk.pop_front().expect("a due write");
+            if let Some(write) = &pending.ready.durable {
+                host.durable.apply(write);
+            }
+            if let Some(master) = host.core.as_mut() {
+                master.advance(pending.ready);
+            }
+            self.drain_master(node, None);
+        }
     }
 
     /// `stale-ack`: the leader `to` evicted `from`: what `from` sent it and was held arrives now,
@@ -412,6 +543,8 @@ impl World {
     fn crash(&mut self, node: u64) {
         self.masters[node as usize].core = None;
         self.masters[node as usize].paused = false;
+        // What its persist queue held never reached the disk.
+        self.masters[node as usize].disk.clear();
         let me = Node::Master(node);
         // Volatile state and connections are gone: nothing it had in flight arrives.
         self.flights
@@ -467,7 +600,9 @@ impl World {
     }
 
     fn step_tick(&mut self) {
+        self.crash_slow_disks();
         for node in 0..self.protocol.masters {
+            self.complete_writes(node);
             let host = &mut self.masters[node as usize];
             match (&mut host.core, host.paused) {
                 (None, _) => continue,
@@ -641,9 +776,10 @@ impl World {
         });
     }
 
-    /// Handles every `Ready` of `node` as the host does, with a disk that is durable at once:
-    /// send, apply the write, `advance` (what that releases comes out of the next `Ready`).
-    /// Only the first batch holds the input that handled `received`.
+    /// Handles every `Ready` of `node` as the host does: close links, send, hand the write to
+    /// the disk ([`World::persist`]; `advance` once it is durable, and what that releases
+    /// comes out of the next `Ready`). Only the first batch holds the input that handled
+    /// `received`.
     fn drain_master(&mut self, node: u64, received: Option<&Flight>) {
         let mut received = received;
         loop {
@@ -654,9 +790,6 @@ impl World {
                 return;
             }
             let ready = master.ready();
-            if let Some(write) = &ready.durable {
-                self.masters[node as usize].durable.apply(write);
-            }
             let me = Node::Master(node);
             for follower in &ready.close_links {
                 let to = Node::Master(*follower);
@@ -684,10 +817,35 @@ impl World {
                 let (id, lamport) = stamped.take_send(&envelope.message);
                 self.send(me, to, envelope.message, id, lamport);
             }
-            if let Some(master) = self.masters[node as usize].core.as_mut() {
+            self.persist(node, ready);
+        }
+    }
+
+    /// Hands `ready`'s write to master `node`'s disk: durable at once (then `advance`) unless
+    /// the disk is slow or writes are queued before it; a `Ready` is advanced after those
+    /// taken before it (`ready.rs`), so one that waits for nothing queues behind them too.
+    fn persist(&mut self, node: u64, ready: core::Ready) {
+        let tick = self.tick;
+        let host = &mut self.masters[node as usize];
+        if host.disk.is_empty() && (host.disk_latency_ticks == 0 || !ready.waits_for_disk()) {
+            if let Some(write) = &ready.durable {
+                host.durable.apply(write);
+            }
+            if let Some(master) = host.core.as_mut() {
                 master.advance(ready);
             }
+            return;
         }
+        let latency = if ready.waits_for_disk() {
+            host.disk_latency_ticks
+        } else {
+            0
+        };
+        let behind = host.disk.back().map_or(0, |pending| pending.due_tick);
+        host.disk.push_back(PendingReady {
+            ready,
+            due_tick: (tick + latency).max(behind),
+        });
     }
 
     fn drain_proxy(&mut self, received: Option<&Flight>) {

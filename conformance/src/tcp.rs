@@ -207,6 +207,11 @@ async fn drive(
                 // simulation can time it.
                 applied.push("stale-ack not run on tcp (simulation only)".to_string());
             }
+            FaultKind::SlowDisk => {
+                // Needs a commit to land inside one write's fsync: only the simulation can
+                // time it (the real disk's own latency shows it too: `commit before own write`).
+                applied.push("slow-disk not run on tcp (simulation only)".to_string());
+            }
             FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await?,
             FaultKind::Crash => {
                 cluster

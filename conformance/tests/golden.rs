@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use vigil_conformance::faults::FaultKind;
+use vigil_conformance::faults::{FaultKind, Runner};
 use vigil_conformance::run::{self, CheckFailure};
 use vigil_conformance::{diagram, sim, trace};
 
@@ -165,9 +165,10 @@ fn a_trace_below_the_floor_is_vacuous() {
 fn a_fault_plan_whose_behaviours_never_happen_fails() {
     // The quiet trace has no eviction: judged against a plan that paused a master, it is vacuous.
     let checked = check("valid-tcp-quiet").unwrap_or_else(|failure| panic!("{failure}"));
-    let missing = checked
-        .coverage
-        .missing(&[FaultKind::Pause, FaultKind::WrongCluster]);
+    let missing = checked.coverage.missing(
+        &[FaultKind::Pause, FaultKind::WrongCluster],
+        Runner::CoreSimulation,
+    );
     assert!(
         missing.iter().any(|line| line.starts_with("eviction")),
         "{missing:?}"
@@ -176,7 +177,10 @@ fn a_fault_plan_whose_behaviours_never_happen_fails() {
         missing.iter().any(|line| line.starts_with("wrong cluster")),
         "{missing:?}"
     );
-    assert!(checked.coverage.missing(&[]).is_empty());
+    assert!(checked
+        .coverage
+        .missing(&[], Runner::CoreSimulation)
+        .is_empty());
 }
 
 #[test]

@@ -157,3 +157,21 @@ fn evicted_ack_counts_is_caught() {
         "{output}"
     );
 }
+
+#[test]
+#[ignore = "builds vigil-conform with a planted bug; see the module doc"]
+fn own_accept_before_persist_is_caught() {
+    // `slow-disk`: the leader's writes are durable a few ticks after its `Accept`s leave
+    // (§2.1). With the bug it counts itself at once and commits on two followers'
+    // acknowledgements, which the model does not before the leader's `Persist`.
+    let (success, output) = run_with_bug("bug-own-accept-before-persist", "sim", 1, "slow-disk");
+    assert!(!success, "{output}");
+    assert!(
+        output.contains("Deliver ProposeReply")
+            || output.contains("implementation sent, model did not: master")
+            || output
+                .lines()
+                .any(|line| line.trim_start().starts_with("commit_index ")),
+        "{output}"
+    );
+}

@@ -29,6 +29,8 @@ pub enum Call {
         /// The value written if it has.
         value: Vec<u8>,
     },
+    /// `Delete` (the nemesis workload sends none; the replay's histories have them).
+    Delete,
 }
 
 impl Call {
@@ -95,6 +97,7 @@ impl fmt::Display for Record {
                 "cas({key}, version {expected_version}, {})",
                 String::from_utf8_lossy(value)
             ),
+            Call::Delete => format!("delete({key})"),
         };
         let outcome = match &self.outcome {
             Outcome::Ok(result) => vigil::client::describe_result(result),

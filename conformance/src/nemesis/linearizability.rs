@@ -67,6 +67,24 @@ fn step(state: &KeyState, call: &Call, expected: Expected<'_>) -> Option<KeyStat
                 Some(_) => None,
             }
         }
+        // A delete of a present key writes (a new version, no value); of an absent one, nothing.
+        (Call::Delete, result) => {
+            let deleted = KeyState {
+                value: None,
+                version: state.version + 1,
+            };
+            let (after, version) = match state.value {
+                Some(_) => (deleted, state.version + 1),
+                None => (state.clone(), 0),
+            };
+            match result {
+                None => Some(after),
+                Some(OperationResult::Deleted { version: answered }) => {
+                    (*answered == version).then_some(after)
+                }
+                Some(_) => None,
+            }
+        }
     }
 }
 

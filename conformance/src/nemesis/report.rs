@@ -180,11 +180,11 @@ fn check_trace_files(directory: &std::path::Path, sigstops: u64) -> Result<Strin
             Ok(checked)
         })
         .map(|checked| {
-            let linearizable = match checked.stats.linearizable_unchecked_history_events {
-                Some(events) => format!(
-                    "; the model's `linearizable` skipped on the whole history ({events} events, \
-                     above {}): the per-key check above decides it",
-                    replay::LINEARIZABLE_HISTORY_EVENTS_MAX
+            let linearizable = match &checked.stats.linearizable_undecided_keys {
+                Some(keys) => format!(
+                    "; the model's `linearizable` UNKNOWN for keys {} (not decided within {} s)",
+                    keys.join(", "),
+                    replay::LINEARIZABLE_CHECK_LIMIT.as_secs()
                 ),
                 None => String::new(),
             };

@@ -77,6 +77,7 @@ fn operation_of(key: &[u8], call: &Call) -> Operation {
             expected_version: *expected_version,
             value: value.clone(),
         },
+        Call::Delete => Operation::Delete { key },
     }
 }
 

@@ -769,6 +769,11 @@ impl Master {
     /// The leader accepted `slot` in its own `ballot` during this input: it counts itself among
     /// the slot's acceptors once the write is durable (`advance`), not before.
     pub(crate) fn accept_own_once_durable(&mut self, ballot: Ballot, slot: Slot) {
+        if cfg!(feature = "bug-own-accept-before-persist") {
+            // The planted bug: count itself now, as if the write were already durable.
+            self.count_own_acceptances(vec![(ballot, slot)]);
+            return;
+        }
         self.output.open_group.own_acceptances.push((ballot, slot));
     }
 
