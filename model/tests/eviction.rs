@@ -6,6 +6,9 @@
 //! `Accepted` counts for no quorum), and with per-link FIFO it may arrive before or after what
 //! the leader sends on its next connection.
 
+mod common;
+
+use common::step;
 use vigil_model::presets;
 use vigil_model::types::Operation;
 use vigil_model::{Action, Budget, ClientScript, Config, Delivery, Endpoint, Message, State};
@@ -24,16 +27,6 @@ fn config(delivery: Delivery) -> Config {
     config.messages_in_flight_max = None;
     config.delivery = delivery;
     config
-}
-
-fn step(config: &Config, state: State, action: Action) -> State {
-    match config.apply(&state, &action) {
-        Some(next) => next,
-        None => panic!(
-            "not enabled: {action}\nenabled: {:#?}",
-            config.enabled_actions(&state)
-        ),
-    }
 }
 
 fn deliver(config: &Config, state: State, link: (Endpoint, Endpoint), message: Message) -> State {

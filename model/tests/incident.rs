@@ -4,6 +4,9 @@
 //! wrong-cluster requests never complete, fill the ledger and starve a good request (the leak
 //! that became an OOM); without it every request completes.
 
+mod common;
+
+use common::step;
 use vigil_model::presets::{self, WRONG_CLUSTER};
 use vigil_model::types::{Operation, RequestError};
 use vigil_model::{Action, Budget, Bug, ClientScript, Config, Endpoint, State};
@@ -27,17 +30,6 @@ fn config(bugs: &[Bug]) -> Config {
     config.messages_in_flight_max = None;
     config.bugs = bugs.iter().copied().collect();
     config
-}
-
-/// Applies `action`, failing the test with the step if it is not enabled.
-fn step(config: &Config, state: State, action: Action) -> State {
-    match config.apply(&state, &action) {
-        Some(next) => next,
-        None => panic!(
-            "not enabled: {action}\nenabled: {:#?}",
-            config.enabled_actions(&state)
-        ),
-    }
 }
 
 /// Delivers the head of the link `source -> destination`.

@@ -240,7 +240,11 @@ impl Cluster {
     }
 
     /// Eviction closes the leader's channel to the follower: what the leader had queued on it
-    /// is lost. What the follower already sent is on the wire and may still arrive.
+    /// is lost. What the follower already sent is on the wire and may still arrive. This
+    /// network plays a host whose queue still held everything it sent to the follower; the
+    /// other case the model allows (`protocol.md` §5.1: what was already written stays
+    /// deliverable) is the core simulation's (`conformance/src/sim.rs`), whose scripts would
+    /// otherwise need a `drop` after every eviction to tell the stories below.
     fn close_links(&mut self, node: NodeId, followers: &[NodeId]) {
         for follower in followers {
             let (leader, follower) = (Address::Master(node), Address::Master(*follower));
