@@ -10,7 +10,7 @@ use crate::faults::{FaultKind, Runner};
 use crate::merge::Merged;
 
 /// The named behaviours, in report order.
-pub const BEHAVIOURS: [&str; 12] = [
+pub const BEHAVIOURS: [&str; 13] = [
     "election",
     "leader change",
     "eviction",
@@ -23,6 +23,7 @@ pub const BEHAVIOURS: [&str; 12] = [
     "overload",
     "commit before own write",
     "write lost in crash",
+    "reproposal",
 ];
 
 /// Counts over one or more runs.
@@ -92,6 +93,9 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
         let name = match &event.line.kind {
             core::TraceKind::BecomeLeader { ballot } => {
                 leaders.insert(*ballot);
+                if reproposes(&event.line.post) {
+                    *behaviours.entry("reproposal").or_default() += 1;
+                }
                 "election"
             }
             core::TraceKind::Evict { .. } => "eviction",
@@ -169,6 +173,12 @@ impl DiskWatch {
         }
         seen
     }
+}
+
+/// `reproposal` (§3): a new leader whose phase 1 found entries above its commit index, which
+/// it re-proposes in its ballot (its post-state's `last_slot` above its `commit_index`).
+fn reproposes(post: &core::PostState) -> bool {
+    matches!(post, core::PostState::Master(master) if master.last_slot > master.commit_index)
 }
 
 /// `resume step-down` (§7.2): a master `Resume`s as Leader, and its next input is a

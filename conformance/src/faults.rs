@@ -46,11 +46,16 @@ pub enum FaultKind {
     /// commit an entry the leader's own write has not yet made durable, the leader crashes and
     /// loses that write (`docs/reliability.md` §5 finding 1). Simulation only.
     SlowDisk,
+    /// `Accepted`s get slow and a client writes; the leader crashes holding an entry its
+    /// followers accepted and nobody committed; the next leader's phase 1 re-proposes it, and
+    /// `Get`s arrive while that slot is uncommitted (they must go through the log, §9.2).
+    /// Simulation only.
+    Reproposal,
 }
 
 impl FaultKind {
     /// Every fault kind, in `--faults all` order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Drop,
         FaultKind::Partition,
         FaultKind::Pause,
@@ -61,6 +66,7 @@ impl FaultKind {
         FaultKind::Overload,
         FaultKind::StaleAck,
         FaultKind::SlowDisk,
+        FaultKind::Reproposal,
     ];
 
     /// The name on the command line.
@@ -76,6 +82,7 @@ impl FaultKind {
             FaultKind::Overload => "overload",
             FaultKind::StaleAck => "stale-ack",
             FaultKind::SlowDisk => "slow-disk",
+            FaultKind::Reproposal => "reproposal",
         }
     }
 
@@ -92,6 +99,7 @@ impl FaultKind {
             FaultKind::Overload => &["overload"],
             FaultKind::StaleAck => &["eviction"],
             FaultKind::SlowDisk => &["commit before own write", "write lost in crash"],
+            FaultKind::Reproposal => &["reproposal"],
         }
     }
 }
@@ -112,7 +120,9 @@ impl FaultKind {
     /// Whether `runner` injects this fault (a fault it leaves out asks for no behaviour).
     pub fn runs_on(self, runner: Runner) -> bool {
         match self {
-            FaultKind::StaleAck | FaultKind::SlowDisk => runner == Runner::CoreSimulation,
+            FaultKind::StaleAck | FaultKind::SlowDisk | FaultKind::Reproposal => {
+                runner == Runner::CoreSimulation
+            }
             FaultKind::PauseLeader => runner != Runner::Tcp,
             _ => true,
         }
@@ -204,6 +214,8 @@ fn fault_strategy(kind: FaultKind, window: u64, masters: u64) -> impl Strategy<V
         FaultKind::Overload => 1..2,
         FaultKind::StaleAck => 8..9,
         FaultKind::SlowDisk => 12..20,
+        // The crash, an election (timeout 10 ticks and a pre-vote) and the slow re-proposal.
+        FaultKind::Reproposal => 36..44,
     };
     (0..masters, 0..10u64, duration).prop_map(move |(node, offset, duration_ticks)| Fault {
         kind,
@@ -368,7 +380,7 @@ mod tests {
             found: "the messages sent differ".to_string(),
         };
         let path = save_regression(directory.path(), &regression).unwrap();
-        assert!(path.ends_with("sim-seed-25-10f.json"));
+        assert!(path.ends_with("sim-seed-25-11f.json"));
         let loaded = load_regressions(directory.path()).unwrap();
         assert_eq!(loaded, vec![(path, regression)]);
     }

@@ -651,15 +651,17 @@ impl Schedule {
                     }
                 }
             }
-            (FaultKind::StaleAck | FaultKind::SlowDisk, true) => applied.push(format!(
-                "{} not run on turmoil (core simulation only)",
-                step.fault.kind
-            )),
+            (FaultKind::StaleAck | FaultKind::SlowDisk | FaultKind::Reproposal, true) => applied
+                .push(format!(
+                    "{} not run on turmoil (core simulation only)",
+                    step.fault.kind
+                )),
             (
                 FaultKind::WrongCluster
                 | FaultKind::Overload
                 | FaultKind::StaleAck
-                | FaultKind::SlowDisk,
+                | FaultKind::SlowDisk
+                | FaultKind::Reproposal,
                 _,
             ) => {}
         }

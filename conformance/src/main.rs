@@ -154,7 +154,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Mode::All)]
         mode: Mode,
         /// `all`, `none` or a comma-separated list of: drop, partition, pause, pause-leader,
-        /// crash, wrong-cluster, timeout, overload, stale-ack, slow-disk.
+        /// crash, wrong-cluster, timeout, overload, stale-ack, slow-disk,
+        /// reproposal.
         #[arg(long, default_value = "all")]
         faults: String,
         /// The first seed (runs use seed, seed + 1, ...).
@@ -422,7 +423,7 @@ fn verify(arguments: &VerifyArgs) -> bool {
 }
 
 /// `verify`'s real-TCP part: run `i` uses seed `i` and the `i`-th fault kind of `kinds` (in
-/// turn; `stale-ack`, `pause-leader` and `slow-disk` are simulation only), so a few runs cover every kind,
+/// turn; `stale-ack`, `pause-leader`, `slow-disk` and `reproposal` are simulation only), so a few runs cover every kind,
 /// each run short.
 fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
     let kinds: Vec<FaultKind> = kinds
@@ -431,7 +432,10 @@ fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
         .filter(|kind| {
             !matches!(
                 kind,
-                FaultKind::StaleAck | FaultKind::PauseLeader | FaultKind::SlowDisk
+                FaultKind::StaleAck
+                    | FaultKind::PauseLeader
+                    | FaultKind::SlowDisk
+                    | FaultKind::Reproposal
             )
         })
         .collect();

@@ -37,6 +37,10 @@ pub const WORKLOAD_REQUESTS_MAX: usize = 60;
 pub const DRAIN_TICKS: u64 = 60;
 /// Delivery rounds per tick at most (each round delivers what the previous one sent).
 pub const DELIVERY_ROUNDS_MAX: usize = 16;
+/// How long every `Accepted` takes to arrive while a `reproposal` fault runs.
+pub const ACCEPTED_DELAY_TICKS: u64 = 6;
+/// The client id of the `Get`s a `reproposal` fault sends.
+const REPROPOSAL_CLIENT: u64 = 600;
 /// How long a write takes to become durable on a master's disk under `slow-disk`.
 pub const DISK_LATENCY_TICKS: u64 = 4;
 /// Ticks of a run without faults.
@@ -144,6 +148,13 @@ impl MasterHost {
     }
 }
 
+/// A running `reproposal` fault: the leader it aims at, and whether it crashed it.
+#[derive(Clone, Copy, Debug)]
+struct Reproposal {
+    target: u64,
+    crashed: bool,
+}
+
 /// A running `slow-disk` fault: the master whose disk it slowed, and whether it crashed it.
 #[derive(Clone, Copy, Debug)]
 struct SlowDisk {
@@ -186,6 +197,10 @@ struct World {
     paused_by_fault: BTreeMap<(u64, u64), u64>,
     /// Running `slow-disk` faults, by the fault's (start tick, node).
     slow_disks: BTreeMap<(u64, u64), SlowDisk>,
+    /// Running `reproposal` faults, by the fault's (start tick, node).
+    reproposals: BTreeMap<(u64, u64), Reproposal>,
+    /// `Get`s the `reproposal` client has sent.
+    reproposal_reads: u64,
 }
 
 /// Runs one simulated run of `masters` masters with the faults of `plan`.
@@ -271,6 +286,8 @@ impl World {
             faults_applied: Vec::new(),
             paused_by_fault: BTreeMap::new(),
             slow_disks: BTreeMap::new(),
+            reproposals: BTreeMap::new(),
+            reproposal_reads: 0,
             protocol,
         };
         for node in 0..masters {
@@ -360,6 +377,8 @@ impl World {
             (FaultKind::StaleAck, true) => self.stale_ack_start(fault.start_tick),
             (FaultKind::SlowDisk, true) => self.slow_disk_start(fault),
             (FaultKind::SlowDisk, false) => self.slow_disk_end(fault),
+            (FaultKind::Reproposal, true) => self.reproposal_start(fault),
+            (FaultKind::Reproposal, false) => self.reproposal_end(fault),
             (FaultKind::StaleAck, false) => self.cut.clear(),
             (FaultKind::WrongCluster | FaultKind::Overload, false) => {}
         }
@@ -397,6 +416,81 @@ impl World {
                 .push(((Node::Master(*node), Node::Master(leader)), release));
         }
         self.request(400, 1, CLUSTER, get("k1"));
+    }
+
+    /// `reproposal`: every `Accepted` takes [`ACCEPTED_DELAY_TICKS`] while the window lasts,
+    /// and a client writes; once the leader holds an entry its followers accepted and nobody
+    /// committed, it crashes (`World::reproposal_crashes`). The next leader's phase 1 finds that
+    /// entry and re-proposes it, and while its `Accepted`s are slow, `Get`s (one every other
+    /// tick from the crash on) reach a leader whose re-proposed slot is not yet committed: they
+    /// must go through the log (§9.2, `read-before-own-ballot-commit`).
+    fn reproposal_start(&mut self, fault: &Fault) {
+        let node = fault.node % self.protocol.masters;
+        let target = self.leader_now().unwrap_or(node);
+        if target != node {
+            self.faults_applied
+                .push(format!("reproposal: m{target} leads, aimed at it"));
+        }
+        self.reproposals.insert(
+            (fault.start_tick, fault.node),
+            Reproposal {
+                target,
+                crashed: false,
+            },
+        );
+        let put = core::Operation::Put {
+            key: b"k1".to_vec(),
+            value: b"tail".to_vec(),
+        };
+        self.request(REPROPOSAL_CLIENT, 1, CLUSTER, put);
+    }
+
+    fn reproposal_end(&mut self, fault: &Fault) {
+        let Some(reproposal) = self.reproposals.remove(&(fault.start_tick, fault.node)) else {
+            return;
+        };
+        if reproposal.crashed && self.masters[reproposal.target as usize].core.is_none() {
+            self.start_master(reproposal.target);
+        }
+    }
+
+    /// `reproposal`: the aimed-at leader crashes once it holds an uncommitted entry; after
+    /// that, a `Get` every other tick.
+    fn reproposal_crashes(&mut self) {
+        let running: Vec<((u64, u64), Reproposal)> = self
+            .reproposals
+            .iter()
+            .map(|(key, reproposal)| (*key, *reproposal))
+            .collect();
+        for (key, reproposal) in running {
+            if reproposal.crashed {
+                if self.tick % 2 == 0 {
+                    self.reproposal_reads += 1;
+                    let request_id = 1 + self.reproposal_reads;
+                    self.request(REPROPOSAL_CLIENT, request_id, CLUSTER, get("k1"));
+                }
+                continue;
+            }
+            let host = &self.masters[reproposal.target as usize];
+            let Some(master) = host.core.as_ref() else {
+                continue;
+            };
+            if host.paused
+                || master.role() != core::Role::Leader
+                || master.last_slot() <= master.commit_index()
+            {
+                continue;
+            }
+            self.faults_applied.push(format!(
+                "reproposal: m{} holds uncommitted slot {}; crashed",
+                reproposal.target,
+                master.last_slot()
+            ));
+            self.crash(reproposal.target);
+            if let Some(running) = self.reproposals.get_mut(&key) {
+                running.crashed = true;
+            }
+        }
     }
 
     /// `slow-disk`: the leader's writes take [`DISK_LATENCY_TICKS`] to become durable while
@@ -601,6 +695,7 @@ impl World {
 
     fn step_tick(&mut self) {
         self.crash_slow_disks();
+        self.reproposal_crashes();
         for node in 0..self.protocol.masters {
             self.complete_writes(node);
             let host = &mut self.masters[node as usize];
@@ -765,6 +860,9 @@ impl World {
             .filter(|(link, _)| *link == (from, to))
         {
             latency = latency.max(until.saturating_sub(self.tick));
+        }
+        if !self.reproposals.is_empty() && matches!(message, Message::Accepted { .. }) {
+            latency = latency.max(ACCEPTED_DELAY_TICKS);
         }
         self.flights.push_back(Flight {
             from,

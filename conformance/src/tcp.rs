@@ -212,6 +212,10 @@ async fn drive(
                 // time it (the real disk's own latency shows it too: `commit before own write`).
                 applied.push("slow-disk not run on tcp (simulation only)".to_string());
             }
+            FaultKind::Reproposal => {
+                // Needs the leader to crash between its followers' `Accepted` and its commit.
+                applied.push("reproposal not run on tcp (simulation only)".to_string());
+            }
             FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await?,
             FaultKind::Crash => {
                 cluster

@@ -23,7 +23,11 @@ impl Master {
     /// predecessor chose, and `Get`s go through the log.
     pub(crate) fn serves_reads(&self) -> bool {
         match &self.role {
-            RoleState::Leader(leadership) => self.commit_index >= leadership.phase_one_last_slot,
+            RoleState::Leader(leadership) => {
+                // The planted bug: serve reads before the slots phase 1 re-proposed commit.
+                cfg!(feature = "bug-read-before-own-ballot-commit")
+                    || self.commit_index >= leadership.phase_one_last_slot
+            }
             _ => false,
         }
     }
