@@ -562,6 +562,7 @@ fn run_sim(
                 coverage.add(&checked.coverage);
                 events += checked.stats.events;
                 replay_seconds += checked.stats.seconds;
+                note_undecided(&format!("seed {seed}"), &checked.stats);
             }
             Err(error) => {
                 outln!(
@@ -637,6 +638,17 @@ fn run_sim(
     }
 }
 
+/// Says so when a run's linearizability check left keys undecided (never counted as passed).
+fn note_undecided(run: &str, stats: &vigil_conformance::replay::ReplayStats) {
+    if let Some(keys) = &stats.linearizable_undecided_keys {
+        outln!(
+            "note: {run}: linearizability UNKNOWN for keys {}: the per-key check did not decide them within {} s",
+            keys.join(", "),
+            vigil_conformance::replay::LINEARIZABLE_CHECK_LIMIT.as_secs()
+        );
+    }
+}
+
 fn run_turmoil(
     first_seed: u64,
     seeds: u64,
@@ -663,6 +675,7 @@ fn run_turmoil(
                 coverage.add(&checked.coverage);
                 events += checked.stats.events;
                 replay_seconds += checked.stats.seconds;
+                note_undecided(&format!("turmoil seed {seed}"), &checked.stats);
             }
             Err(failure) => {
                 let applied = outcome
@@ -763,6 +776,7 @@ fn run_tcp_counted(
                 coverage.add(&checked.coverage);
                 events += checked.stats.events;
                 replay_seconds += checked.stats.seconds;
+                note_undecided(&format!("tcp seed {seed}"), &checked.stats);
             }
             Err(failure) => {
                 outln!(
