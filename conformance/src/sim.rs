@@ -41,6 +41,8 @@ pub const DELIVERY_ROUNDS_MAX: usize = 16;
 pub const ACCEPTED_DELAY_TICKS: u64 = 6;
 /// The client id of the `Get`s a `reproposal` fault sends.
 const REPROPOSAL_CLIENT: u64 = 600;
+/// The client id of the write a `slow-disk` fault sends.
+const SLOW_DISK_CLIENT: u64 = 500;
 /// How long a write takes to become durable on a master's disk under `slow-disk`.
 pub const DISK_LATENCY_TICKS: u64 = 4;
 /// Ticks of a run without faults.
@@ -148,16 +150,10 @@ impl MasterHost {
     }
 }
 
-/// A running `reproposal` fault: the leader it aims at, and whether it crashed it.
+/// A running fault aimed at the leader that may crash it (`slow-disk`, `reproposal`): the
+/// master it aims at, and whether it crashed it (it restarts when the window ends).
 #[derive(Clone, Copy, Debug)]
-struct Reproposal {
-    target: u64,
-    crashed: bool,
-}
-
-/// A running `slow-disk` fault: the master whose disk it slowed, and whether it crashed it.
-#[derive(Clone, Copy, Debug)]
-struct SlowDisk {
+struct AimedAtLeader {
     target: u64,
     crashed: bool,
 }
@@ -196,9 +192,9 @@ struct World {
     /// freezes a follower instead (`World::pause_target`).
     paused_by_fault: BTreeMap<(u64, u64), u64>,
     /// Running `slow-disk` faults, by the fault's (start tick, node).
-    slow_disks: BTreeMap<(u64, u64), SlowDisk>,
+    slow_disks: BTreeMap<(u64, u64), AimedAtLeader>,
     /// Running `reproposal` faults, by the fault's (start tick, node).
-    reproposals: BTreeMap<(u64, u64), Reproposal>,
+    reproposals: BTreeMap<(u64, u64), AimedAtLeader>,
     /// `Get`s the `reproposal` client has sent.
     reproposal_reads: u64,
 }
@@ -425,19 +421,9 @@ impl World {
     /// tick from the crash on) reach a leader whose re-proposed slot is not yet committed: they
     /// must go through the log (§9.2, `read-before-own-ballot-commit`).
     fn reproposal_start(&mut self, fault: &Fault) {
-        let node = fault.node % self.protocol.masters;
-        let target = self.leader_now().unwrap_or(node);
-        if target != node {
-            self.faults_applied
-                .push(format!("reproposal: m{target} leads, aimed at it"));
-        }
-        self.reproposals.insert(
-            (fault.start_tick, fault.node),
-            Reproposal {
-                target,
-                crashed: false,
-            },
-        );
+        let aimed = self.aim_at_leader(fault);
+        self.reproposals
+            .insert((fault.start_tick, fault.node), aimed);
         let put = core::Operation::Put {
             key: b"k1".to_vec(),
             value: b"tail".to_vec(),
@@ -446,18 +432,36 @@ impl World {
     }
 
     fn reproposal_end(&mut self, fault: &Fault) {
-        let Some(reproposal) = self.reproposals.remove(&(fault.start_tick, fault.node)) else {
-            return;
-        };
-        if reproposal.crashed && self.masters[reproposal.target as usize].core.is_none() {
-            self.start_master(reproposal.target);
+        if let Some(aimed) = self.reproposals.remove(&(fault.start_tick, fault.node)) {
+            self.restart_if_crashed(aimed);
+        }
+    }
+
+    /// The master a fault aimed at the leader targets: the running leader, else the planned
+    /// node (said in the run's fault list when they differ).
+    fn aim_at_leader(&mut self, fault: &Fault) -> AimedAtLeader {
+        let node = fault.node % self.protocol.masters;
+        let target = self.leader_now().unwrap_or(node);
+        if target != node {
+            self.faults_applied
+                .push(format!("{}: m{target} leads, aimed at it", fault.kind));
+        }
+        AimedAtLeader {
+            target,
+            crashed: false,
+        }
+    }
+
+    fn restart_if_crashed(&mut self, aimed: AimedAtLeader) {
+        if aimed.crashed && self.masters[aimed.target as usize].core.is_none() {
+            self.start_master(aimed.target);
         }
     }
 
     /// `reproposal`: the aimed-at leader crashes once it holds an uncommitted entry; after
     /// that, a `Get` every other tick.
     fn reproposal_crashes(&mut self) {
-        let running: Vec<((u64, u64), Reproposal)> = self
+        let running: Vec<((u64, u64), AimedAtLeader)> = self
             .reproposals
             .iter()
             .map(|(key, reproposal)| (*key, *reproposal))
@@ -499,35 +503,21 @@ impl World {
     /// durable. If that happens, the leader crashes at the next tick, losing the write
     /// (`World::crash_slow_disks`), and restarts when the window ends.
     fn slow_disk_start(&mut self, fault: &Fault) {
-        let node = fault.node % self.protocol.masters;
-        let target = self.leader_now().unwrap_or(node);
-        if target != node {
-            self.faults_applied
-                .push(format!("slow-disk: m{target} leads, its disk slowed"));
-        }
-        self.masters[target as usize].disk_latency_ticks = DISK_LATENCY_TICKS;
-        self.slow_disks.insert(
-            (fault.start_tick, fault.node),
-            SlowDisk {
-                target,
-                crashed: false,
-            },
-        );
+        let aimed = self.aim_at_leader(fault);
+        self.masters[aimed.target as usize].disk_latency_ticks = DISK_LATENCY_TICKS;
+        self.slow_disks
+            .insert((fault.start_tick, fault.node), aimed);
         let put = core::Operation::Put {
             key: b"k0".to_vec(),
             value: b"slow".to_vec(),
         };
-        self.request(500, 1, CLUSTER, put);
+        self.request(SLOW_DISK_CLIENT, 1, CLUSTER, put);
     }
 
     fn slow_disk_end(&mut self, fault: &Fault) {
-        let Some(slow) = self.slow_disks.remove(&(fault.start_tick, fault.node)) else {
-            return;
-        };
-        let host = &mut self.masters[slow.target as usize];
-        host.disk_latency_ticks = 0;
-        if slow.crashed && host.core.is_none() {
-            self.start_master(slow.target);
+        if let Some(aimed) = self.slow_disks.remove(&(fault.start_tick, fault.node)) {
+            self.masters[aimed.target as usize].disk_latency_ticks = 0;
+            self.restart_if_crashed(aimed);
         }
     }
 
