@@ -61,9 +61,10 @@ pub struct ReplayStats {
 /// How long the replay's linearizability check of the client history may take in all. The
 /// model's `linearizable` (stateright's `LinearizabilityTester`, one register, every request
 /// its own thread) has no memory of what it tried: on a simulated run with a few indeterminate
-/// writes it ran 13 minutes without an answer (sim seed 61 with `slow-disk`). The replay checks the same history
-/// per key with Wing & Gong's search and Lowe's memoisation ([`linearizable_per_key`], the
-/// nemesis's checker), which decides such runs in milliseconds; this bounds the rest.
+/// writes it ran 13 minutes without an answer (sim seed 61 with `slow-disk`). The replay checks
+/// the same history per key with Wing & Gong's search and Lowe's memoisation
+/// ([`linearizable_per_key`], the nemesis's checker), which decides such runs in milliseconds;
+/// this bounds the rest.
 pub const LINEARIZABLE_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// An input of one node being replayed.
