@@ -130,8 +130,8 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
 /// read conservatively: any `Persist` counts as covering every earlier append.
 #[derive(Debug, Default)]
 struct DiskWatch {
-    /// The master's post-state after its previous input.
-    last: Option<core::MasterPostState>,
+    /// The master's `last_slot` after its previous input.
+    last_slot: Option<core::Slot>,
     /// The lowest slot appended as Leader since the last `Persist`.
     unpersisted_from: Option<core::Slot>,
 }
@@ -143,11 +143,11 @@ impl DiskWatch {
         post: &core::MasterPostState,
     ) -> Vec<&'static str> {
         let mut seen = Vec::new();
-        let before = self.last.replace(post.clone());
+        let before = self.last_slot.replace(post.last_slot);
         match kind {
             core::TraceKind::Persist => self.unpersisted_from = None,
             core::TraceKind::Restart => {
-                if before.is_some_and(|before| post.last_slot < before.last_slot) {
+                if before.is_some_and(|before| post.last_slot < before) {
                     seen.push("write lost in crash");
                 }
                 self.unpersisted_from = None;
@@ -161,10 +161,8 @@ impl DiskWatch {
                     self.unpersisted_from = None;
                 }
                 let appended_from = before
-                    .filter(|before| {
-                        post.role == core::Role::Leader && post.last_slot > before.last_slot
-                    })
-                    .map(|before| before.last_slot + 1);
+                    .filter(|before| post.role == core::Role::Leader && post.last_slot > *before)
+                    .map(|before| before + 1);
                 if let Some(slot) = appended_from {
                     self.unpersisted_from =
                         Some(self.unpersisted_from.map_or(slot, |from| from.min(slot)));

@@ -117,7 +117,13 @@ pub enum Runner {
 }
 
 impl FaultKind {
-    /// Whether `runner` injects this fault (a fault it leaves out asks for no behaviour).
+    /// Whether `runner` injects this fault (a fault it leaves out asks for no behaviour, and
+    /// its run says it was not run). The real host's runs leave out what needs the core
+    /// simulation's instant-precise timing: `stale-ack` (a pause and cut links at one instant
+    /// of the leader's pipeline), `slow-disk` (a commit inside one write's fsync) and
+    /// `reproposal` (a crash between the followers' `Accepted` and the commit); TCP also
+    /// leaves out `pause-leader`, whose case its `timeout` fault (the leader paused longer,
+    /// with a request in flight) already covers.
     pub fn runs_on(self, runner: Runner) -> bool {
         match self {
             FaultKind::StaleAck | FaultKind::SlowDisk | FaultKind::Reproposal => {

@@ -32,7 +32,7 @@ use vigil::proxy::{self, LedgerView, ProxySettings};
 use vigil::trace_sink::{TraceBuffer, TraceSink};
 use vigil_core as core;
 
-use crate::faults::{Fault, FaultKind, FaultPlan, FAULT_SPACING_TICKS, WARMUP_TICKS};
+use crate::faults::{Fault, FaultKind, FaultPlan, Runner, FAULT_SPACING_TICKS, WARMUP_TICKS};
 use crate::sim::{BURST_REQUESTS, CLUSTER, DRAIN_TICKS, FLOOD_REQUESTS, WRONG_CLUSTER};
 use crate::trace::{self, NodeTrace};
 
@@ -604,6 +604,15 @@ impl Schedule {
         step: &Step,
         applied: &mut Vec<String>,
     ) {
+        if !step.fault.kind.runs_on(Runner::Turmoil) {
+            if step.start {
+                applied.push(format!(
+                    "{} not run on turmoil (core simulation only)",
+                    step.fault.kind
+                ));
+            }
+            return;
+        }
         let node = match step.fault.kind {
             FaultKind::Pause | FaultKind::PauseLeader => self.pause_node(slots, step, applied),
             _ => step.fault.node % self.masters,
@@ -651,19 +660,10 @@ impl Schedule {
                     }
                 }
             }
-            (FaultKind::StaleAck | FaultKind::SlowDisk | FaultKind::Reproposal, true) => applied
-                .push(format!(
-                    "{} not run on turmoil (core simulation only)",
-                    step.fault.kind
-                )),
-            (
-                FaultKind::WrongCluster
-                | FaultKind::Overload
-                | FaultKind::StaleAck
-                | FaultKind::SlowDisk
-                | FaultKind::Reproposal,
-                _,
-            ) => {}
+            (FaultKind::StaleAck | FaultKind::SlowDisk | FaultKind::Reproposal, _) => {
+                unreachable!("left out above: FaultKind::runs_on(Runner::Turmoil)")
+            }
+            (FaultKind::WrongCluster | FaultKind::Overload, _) => {}
         }
     }
 }

@@ -310,13 +310,7 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
                 stats.actions,
                 events as f64 / seconds.max(1e-9)
             );
-            if let Some(keys) = &stats.linearizable_undecided_keys {
-                outln!(
-                    "note: linearizability UNKNOWN for keys {}: the per-key check did not decide them within {} s",
-                    keys.join(", "),
-                    vigil_conformance::replay::LINEARIZABLE_CHECK_LIMIT.as_secs()
-                );
-            }
+            note_undecided("check", stats);
             out!("{}", checked.coverage);
             true
         }
@@ -423,21 +417,13 @@ fn verify(arguments: &VerifyArgs) -> bool {
 }
 
 /// `verify`'s real-TCP part: run `i` uses seed `i` and the `i`-th fault kind of `kinds` (in
-/// turn; `stale-ack`, `pause-leader`, `slow-disk` and `reproposal` are simulation only), so a few runs cover every kind,
+/// turn; those `FaultKind::runs_on(Runner::Tcp)` leaves out are not run), so a few runs cover every kind,
 /// each run short.
 fn run_tcp_rotating(runs: u64, kinds: &[FaultKind]) -> PartResult {
     let kinds: Vec<FaultKind> = kinds
         .iter()
         .copied()
-        .filter(|kind| {
-            !matches!(
-                kind,
-                FaultKind::StaleAck
-                    | FaultKind::PauseLeader
-                    | FaultKind::SlowDisk
-                    | FaultKind::Reproposal
-            )
-        })
+        .filter(|kind| kind.runs_on(Runner::Tcp))
         .collect();
     let mut total = PartResult {
         name: "conformance run (real TCP)".to_string(),

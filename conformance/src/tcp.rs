@@ -14,7 +14,7 @@ use vigil::client::Client;
 use vigil::cluster::{ClusterOptions, LocalCluster};
 use vigil_core as core;
 
-use crate::faults::{FaultKind, FaultPlan};
+use crate::faults::{FaultKind, FaultPlan, Runner};
 
 /// Milliseconds per tick in TCP runs (the host's `tick_interval_ms`).
 pub const TICK_MS: u64 = 20;
@@ -194,128 +194,130 @@ async fn drive(
         let leader = cluster.leader().await.unwrap_or(leader);
         let node = (leader + 1 + fault.node % (masters - 1)) % masters;
         applied.push(format!("{} node={node}", fault.kind));
-        match fault.kind {
-            FaultKind::PauseLeader => {
-                // The `timeout` fault pauses the leader on TCP already (longer, with a request in
-                // flight); the simulations time this one against the election timeout.
-                applied.push(
-                    "pause-leader not run on tcp (simulations only; see `timeout`)".to_string(),
-                );
-            }
-            FaultKind::StaleAck => {
-                // Needs a pause and cut links at one instant of the leader's pipeline: only the
-                // simulation can time it.
-                applied.push("stale-ack not run on tcp (simulation only)".to_string());
-            }
-            FaultKind::SlowDisk => {
-                // Needs a commit to land inside one write's fsync: only the simulation can
-                // time it (the real disk's own latency shows it too: `commit before own write`).
-                applied.push("slow-disk not run on tcp (simulation only)".to_string());
-            }
-            FaultKind::Reproposal => {
-                // Needs the leader to crash between its followers' `Accepted` and its commit.
-                applied.push("reproposal not run on tcp (simulation only)".to_string());
-            }
-            FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await?,
-            FaultKind::Crash => {
-                cluster
-                    .kill(node)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                tokio::time::sleep(ticks(5)).await;
-                cluster
-                    .restart(node)
-                    .await
-                    .map_err(|error| error.to_string())?;
-            }
-            FaultKind::Partition | FaultKind::Drop => {
-                for other in (0..masters).filter(|other| *other != node) {
-                    cluster
-                        .cut_link(node, other, true)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                }
-                let config = protocol(masters);
-                tokio::time::sleep(ticks(
-                    config.eviction_threshold * config.heartbeat_interval_ticks * 3,
-                ))
-                .await;
-                for other in (0..masters).filter(|other| *other != node) {
-                    cluster
-                        .cut_link(node, other, false)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                }
-            }
-            FaultKind::WrongCluster => {
-                for _ in 0..crate::sim::FLOOD_REQUESTS {
-                    let outcome = client
-                        .call(
-                            "no-such-cluster",
-                            core::Operation::Get {
-                                key: b"k0".to_vec(),
-                            },
-                        )
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    if outcome != Err(core::ClientError::UnknownCluster) {
-                        return Err(format!("a wrong-cluster request answered {outcome:?}"));
-                    }
-                }
-            }
-            FaultKind::Overload => {
-                let mut sent = 0;
-                for _ in 0..crate::sim::BURST_REQUESTS {
-                    client
-                        .send_request(
-                            &name,
-                            core::Operation::Get {
-                                key: b"k1".to_vec(),
-                            },
-                        )
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    sent += 1;
-                }
-                for _ in 0..sent {
-                    let (_, _outcome) = client
-                        .next_reply()
-                        .await
-                        .map_err(|error| error.to_string())?;
-                }
-            }
-            FaultKind::Timeout => {
-                // Freeze the leader longer than the request timeout with a request in flight.
-                let current = cluster.leader().await.unwrap_or(leader);
-                cluster
-                    .pause(current)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let call = client.call(
-                    &name,
-                    core::Operation::Get {
-                        key: b"k0".to_vec(),
-                    },
-                );
-                let outcome =
-                    tokio::time::timeout(ticks(protocol(masters).request_timeout_ticks * 3), call)
-                        .await;
-                cluster
-                    .resume(current)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let _answered = outcome
-                    .map_err(|_| {
-                        "the proxy did not answer within three request timeouts".to_string()
-                    })?
-                    .map_err(|error| error.to_string())?;
-            }
+        if fault.kind.runs_on(Runner::Tcp) {
+            inject(cluster, &mut client, &name, fault.kind, node, leader).await?;
+        } else {
+            applied.push(format!("{} not run on tcp (simulation only)", fault.kind));
         }
         workload(&mut client, &name, seed + fault.start_tick, 2).await?;
     }
     workload(&mut client, &name, seed + 1000, WORKLOAD_REQUESTS / 2).await?;
     // Drain: let timers, heartbeats and late replies settle.
     tokio::time::sleep(ticks(protocol(masters).request_timeout_ticks)).await;
+    Ok(())
+}
+
+/// Injects one fault of a kind real TCP runs (`FaultKind::runs_on(Runner::Tcp)`) on `node`, a
+/// follower of `leader`, the leader when the fault began.
+async fn inject(
+    cluster: &mut LocalCluster,
+    client: &mut Client,
+    name: &str,
+    kind: FaultKind,
+    node: u64,
+    leader: u64,
+) -> Result<(), String> {
+    let masters = cluster.master_addresses().len() as u64;
+    match kind {
+        FaultKind::PauseLeader
+        | FaultKind::StaleAck
+        | FaultKind::SlowDisk
+        | FaultKind::Reproposal => {
+            unreachable!("left out above: FaultKind::runs_on(Runner::Tcp)")
+        }
+        FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await?,
+        FaultKind::Crash => {
+            cluster
+                .kill(node)
+                .await
+                .map_err(|error| error.to_string())?;
+            tokio::time::sleep(ticks(5)).await;
+            cluster
+                .restart(node)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        FaultKind::Partition | FaultKind::Drop => {
+            for other in (0..masters).filter(|other| *other != node) {
+                cluster
+                    .cut_link(node, other, true)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+            let config = protocol(masters);
+            tokio::time::sleep(ticks(
+                config.eviction_threshold * config.heartbeat_interval_ticks * 3,
+            ))
+            .await;
+            for other in (0..masters).filter(|other| *other != node) {
+                cluster
+                    .cut_link(node, other, false)
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+        }
+        FaultKind::WrongCluster => {
+            for _ in 0..crate::sim::FLOOD_REQUESTS {
+                let outcome = client
+                    .call(
+                        "no-such-cluster",
+                        core::Operation::Get {
+                            key: b"k0".to_vec(),
+                        },
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if outcome != Err(core::ClientError::UnknownCluster) {
+                    return Err(format!("a wrong-cluster request answered {outcome:?}"));
+                }
+            }
+        }
+        FaultKind::Overload => {
+            let mut sent = 0;
+            for _ in 0..crate::sim::BURST_REQUESTS {
+                client
+                    .send_request(
+                        name,
+                        core::Operation::Get {
+                            key: b"k1".to_vec(),
+                        },
+                    )
+                    .await
+                    .map_err(|error| error.to_string())?;
+                sent += 1;
+            }
+            for _ in 0..sent {
+                let (_, _outcome) = client
+                    .next_reply()
+                    .await
+                    .map_err(|error| error.to_string())?;
+            }
+        }
+        FaultKind::Timeout => {
+            // Freeze the leader longer than the request timeout with a request in flight.
+            let current = cluster.leader().await.unwrap_or(leader);
+            cluster
+                .pause(current)
+                .await
+                .map_err(|error| error.to_string())?;
+            let call = client.call(
+                name,
+                core::Operation::Get {
+                    key: b"k0".to_vec(),
+                },
+            );
+            let outcome =
+                tokio::time::timeout(ticks(protocol(masters).request_timeout_ticks * 3), call)
+                    .await;
+            cluster
+                .resume(current)
+                .await
+                .map_err(|error| error.to_string())?;
+            let _answered = outcome
+                .map_err(|_| "the proxy did not answer within three request timeouts".to_string())?
+                .map_err(|error| error.to_string())?;
+        }
+    }
     Ok(())
 }
 
