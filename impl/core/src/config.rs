@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Every limit of §12. All durations are in ticks; the host maps ticks to time.
+use crate::mutation::Mutations;
+
+/// Every limit of §12, and the planted bugs (none in a shipped build). All durations are in
+/// ticks; the host maps ticks to time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -31,6 +34,15 @@ pub struct Config {
     pub request_timeout_ticks: u64,
     /// Clusters in the proxy's leader cache.
     pub leader_cache_max: u64,
+    /// The planted bugs switched on, for the conformance mutation matrix (`mutation.rs`).
+    /// Always empty without vigil-core's cargo feature `mutations`; such a build does not know
+    /// the field, so a configuration that names it is refused as an unknown field.
+    #[cfg_attr(not(feature = "mutations"), serde(skip))]
+    #[cfg_attr(
+        feature = "mutations",
+        serde(skip_serializing_if = "Mutations::is_empty")
+    )]
+    pub mutations: Mutations,
 }
 
 impl Default for Config {
@@ -47,6 +59,7 @@ impl Default for Config {
             redirects_max: 3,
             request_timeout_ticks: 50,
             leader_cache_max: 1024,
+            mutations: Mutations::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 use crate::kv::Snapshot;
 use crate::master::{Master, RoleState};
 use crate::message::Message;
+use crate::mutation::Mutation;
 use crate::types::{Ballot, Command, Entry, HeartbeatSequence, NodeId, Slot};
 
 impl Master {
@@ -17,7 +18,7 @@ impl Master {
             self.send_nack(from, ballot);
             return;
         }
-        if cfg!(feature = "bug-forget-promise") {
+        if self.planted(Mutation::ForgetPromise) {
             // Planted bug: the promise is kept in memory only, so a restarted master can promise
             // or accept below a ballot it already promised (§8).
             self.promised = ballot;

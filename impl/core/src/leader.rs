@@ -6,6 +6,7 @@
 
 use crate::master::{Leadership, Master, ProposalOwner, RoleState};
 use crate::message::Message;
+use crate::mutation::Mutation;
 use crate::trace::{Timer, TraceKind};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, ProxyId, RequestId,
@@ -43,7 +44,14 @@ impl Master {
         operation: Operation,
     ) {
         let owner = ProposalOwner { proxy, request_id };
-        if matches!(operation, Operation::Get { .. }) && self.serves_reads() {
+        let read = matches!(operation, Operation::Get { .. });
+        if read && self.planted(Mutation::StaleLeaderRead) && self.leadership().is_some() {
+            // Planted bug: answer from the applied state at once, confirming nothing.
+            let result = self.store.read(&operation);
+            self.reply(owner, Ok(result));
+            return;
+        }
+        if read && self.serves_reads() {
             self.register_read(owner, operation);
             return;
         }
@@ -105,10 +113,12 @@ impl Master {
     /// ballot.
     pub(crate) fn handle_accepted(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
         let commit_index = self.commit_index;
+        let evicted_acks_count = self.planted(Mutation::EvictedAckCounts);
         let Some(leadership) = self.leadership_of(ballot) else {
             return;
         };
-        let counts = leadership.active.contains(&from) || cfg!(feature = "bug-evicted-ack-counts");
+        // Planted bug: an evicted follower's acknowledgement counts too.
+        let counts = leadership.active.contains(&from) || evicted_acks_count;
         if !counts {
             return;
         }
@@ -148,6 +158,8 @@ impl Master {
     pub(crate) fn maybe_commit(&mut self) {
         let start = self.commit_index;
         let own = self.id;
+        // Planted bug: an evicted follower's acknowledgement counts towards the quorum.
+        let evicted_acks_count = self.planted(Mutation::EvictedAckCounts);
         loop {
             let next = self.commit_index + 1;
             let quorum = self.quorum();
@@ -161,9 +173,7 @@ impl Master {
             let acknowledgements = leadership.acks.get(&next).map_or(0, |acks| {
                 acks.iter()
                     .filter(|node| {
-                        **node == own
-                            || leadership.active.contains(node)
-                            || cfg!(feature = "bug-evicted-ack-counts")
+                        **node == own || leadership.active.contains(node) || evicted_acks_count
                     })
                     .count() as u64
             });

@@ -1,14 +1,14 @@
 //! The proxy's request ledger (`docs/protocol.md` §9.4): every accepted request has exactly one
 //! terminal outcome, enforced by construction.
 //!
-//! This file exists because of the incident (`shared/seed/incident.txt`): an error path returned
+//! This file exists because of the incident (`docs/incident.md`): an error path returned
 //! early and leaked the per-request object, 1.6 billion times. Here an accepted request is a
 //! [`PendingRequest`] value. The only way to finish it is [`PendingRequest::complete`], which
 //! consumes it; if it is dropped on any path without completing, its `Drop` completes it with
 //! [`ClientError::Timeout`] (an indeterminate outcome) and counts `dropped_unanswered`, a bug
 //! counter that must stay 0. So a forgotten early return still answers the client and shows up in
 //! the counters instead of leaking. Only `std::mem::forget` defeats it, which is what the planted
-//! bug `bug-error-path-leak` does (see `proxy.rs`).
+//! bug `Mutation::ErrorPathLeak` does (see `proxy.rs`).
 //!
 //! The ledger is shared by the proxy and its pending values through an `Arc<Mutex<_>>` so that a
 //! `Drop` can reach it; the lock is never held across a call out of this file.
@@ -163,7 +163,7 @@ impl PendingRequest {
     }
 
     /// Records a completion but leaves the value pending. Only the planted bug
-    /// `bug-double-complete` calls this; it is what "complete twice" looks like here.
+    /// `Mutation::DoubleComplete` calls this; it is what "complete twice" looks like here.
     pub(crate) fn record_without_consuming(&mut self, outcome: ReplyOutcome) {
         self.record(outcome);
     }

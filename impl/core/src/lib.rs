@@ -10,11 +10,12 @@
 //! A [`Proxy`] is driven the same way with [`Proxy::handle_request`], [`Proxy::step`],
 //! [`Proxy::tick`] and [`Proxy::ready`]; its [`ledger`] answers every request exactly once.
 //!
-//! Layout: `types.rs` (vocabulary), `message.rs` (the messages and their printer),
-//! `config.rs`, `master.rs` (shared state and the driving API), role files `follower.rs`,
-//! `candidate/election.rs`, `leader.rs`, `read.rs` (reads without a log slot), `log.rs`, `kv.rs`
-//! (the state machine and snapshots),
-//! `ready.rs` (the output contract), `proxy.rs` + `ledger.rs`, `trace.rs`.
+//! Layout: `types.rs` (vocabulary), `message.rs` (the messages and their printer), `config.rs`,
+//! `mutation.rs` (planted bugs, behind the cargo feature `mutations`), `master.rs` (shared state
+//! and the driving API), the roles with their state: `follower.rs`, `candidate/` (pre-vote and
+//! phase 1), `leader.rs`, `read.rs` (reads without a log slot); `log.rs`, `kv.rs` (the state
+//! machine and snapshots), `ready.rs` (the output contract), `proxy.rs` + `ledger.rs`,
+//! `trace.rs`.
 //!
 //! A minimal host loop for one master:
 //!
@@ -64,6 +65,7 @@ pub mod ledger;
 mod log;
 pub mod master;
 pub mod message;
+pub mod mutation;
 pub mod proxy;
 mod read;
 pub mod ready;
@@ -75,6 +77,7 @@ pub use kv::{KvStore, Snapshot, Versioned};
 pub use ledger::{Ledger, LedgerCounters, PendingRequest};
 pub use master::{Master, MasterCounters, MasterStatus, StepError};
 pub use message::{Envelope, Message};
+pub use mutation::{Mutation, Mutations, MutationsUnavailable, UnknownMutation};
 pub use proxy::{ClientEnvelope, Proxy, ProxyEnvelope, ProxyReady, ProxyStepError};
 pub use ready::{DurableState, DurableWrite, Ready};
 pub use trace::{Endpoint, MasterPostState, Origin, PostState, Timer, TraceEvent, TraceKind};

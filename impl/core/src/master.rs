@@ -19,6 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::kv::{KvStore, Snapshot};
 use crate::log::Log;
 use crate::message::{Envelope, Message};
+use crate::mutation::Mutation;
 use crate::ready::{DurableState, DurableWrite, Ready, WriteGroup};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
@@ -647,6 +648,12 @@ impl Master {
 
     // ----- helpers shared by the roles -----
 
+    /// True if the planted bug `mutation` is switched on (never without the cargo feature
+    /// `mutations`, `mutation.rs`).
+    pub(crate) const fn planted(&self, mutation: Mutation) -> bool {
+        self.config.mutations.contains(mutation)
+    }
+
     pub(crate) fn quorum(&self) -> u64 {
         self.config.quorum()
     }
@@ -769,8 +776,8 @@ impl Master {
     /// The leader accepted `slot` in its own `ballot` during this input: it counts itself among
     /// the slot's acceptors once the write is durable (`advance`), not before.
     pub(crate) fn accept_own_once_durable(&mut self, ballot: Ballot, slot: Slot) {
-        if cfg!(feature = "bug-own-accept-before-persist") {
-            // The planted bug: count itself now, as if the write were already durable.
+        if self.planted(Mutation::OwnAcceptBeforePersist) {
+            // Planted bug: count itself now, as if the write were already durable.
             self.count_own_acceptances(vec![(ballot, slot)]);
             return;
         }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{validate_cluster_name, Config, ConfigError};
 use crate::ledger::{Ledger, LedgerCounters, PendingRequest};
 use crate::message::Message;
+use crate::mutation::Mutation;
 use crate::trace::{Endpoint, Origin, PostState, Timer, TraceBuffer, TraceEvent, TraceKind};
 use crate::types::{
     ClientError, ClientId, MasterError, NodeId, Operation, ProposeOutcome, ProxyId, RequestId,
@@ -237,7 +238,7 @@ impl Proxy {
         self.trace
             .record(|| TraceKind::RequestAccepted { client, request_id });
         if !self.clusters.contains_key(cluster) {
-            if cfg!(feature = "bug-error-path-leak") {
+            if self.planted(Mutation::ErrorPathLeak) {
                 // Planted bug: the incident's early return. The pending value is leaked without
                 // completing, so the client never hears back and `in_flight` never comes down.
                 std::mem::forget(pending);
@@ -464,7 +465,8 @@ impl Proxy {
     fn expire_now(&mut self, request_id: RequestId) {
         if let Some(forwarded) = self.forwarded.get(&request_id) {
             let deadline = (forwarded.deadline_ticks, request_id);
-            if !cfg!(feature = "bug-double-complete") {
+            // Planted bug: the deadline stays, so the request times out again.
+            if !self.planted(Mutation::DoubleComplete) {
                 self.deadlines.remove(&deadline);
             }
         }
@@ -476,7 +478,7 @@ impl Proxy {
         self.trace.record(|| TraceKind::Timeout {
             timer: Timer::Request,
         });
-        if cfg!(feature = "bug-double-complete") {
+        if self.planted(Mutation::DoubleComplete) {
             // Planted bug: the timeout answers the client but leaves the request pending, so a
             // late reply completes it a second time.
             if let Some(forwarded) = self.forwarded.get_mut(&request_id) {
@@ -529,8 +531,44 @@ impl Proxy {
         &self.clusters
     }
 
-    /// Ends an input: completions become replies and `RequestCompleted` events, and the ledger
-    /// balance is asserted (unless a planted bug is compiled in, which conformance must catch).
+    /// True if the planted bug `mutation` is switched on (never without the cargo feature
+    /// `mutations`, `mutation.rs`).
+    const fn planted(&self, mutation: Mutation) -> bool {
+        self.config.mutations.contains(mutation)
+    }
+
+    /// The ledger's invariants after every input (§9.4.7). A planted bug switches off only what
+    /// it breaks by design, so that conformance, not a panic, has to catch it: a leaked request
+    /// stays in flight without being forwarded, and leaked requests can push `in_flight` past
+    /// its bound (the unknown-cluster path returns before the bound is checked); a request the
+    /// timeout completed without consuming stays forwarded after it left `in_flight`, and its
+    /// second completion unbalances the counters.
+    fn check_ledger(&self, counters: &LedgerCounters) {
+        let leaks = self.planted(Mutation::ErrorPathLeak);
+        let completes_twice = self.planted(Mutation::DoubleComplete);
+        if !completes_twice {
+            assert!(
+                counters.is_balanced(),
+                "ledger out of balance: {counters:?}"
+            );
+        }
+        if !leaks {
+            assert!(
+                counters.in_flight <= self.config.in_flight_max,
+                "in_flight above in_flight_max: {counters:?}"
+            );
+        }
+        if !leaks && !completes_twice {
+            assert_eq!(
+                counters.in_flight,
+                self.forwarded.len() as u64,
+                "every request in flight is forwarded"
+            );
+        }
+    }
+
+    /// Ends an input: completions become replies and `RequestCompleted` events, and the ledger's
+    /// invariants are asserted.
     fn finish_input(&mut self) {
         for completion in self.ledger.drain_completions() {
             let message = Message::Reply {
@@ -552,21 +590,7 @@ impl Proxy {
             });
         }
         let counters = self.ledger.counters();
-        let planted_bug = cfg!(any(
-            feature = "bug-error-path-leak",
-            feature = "bug-double-complete"
-        ));
-        if !planted_bug {
-            assert!(
-                counters.is_balanced(),
-                "ledger out of balance: {counters:?}"
-            );
-            assert!(
-                counters.in_flight <= self.config.in_flight_max,
-                "in_flight above in_flight_max: {counters:?}"
-            );
-            assert_eq!(counters.in_flight, self.forwarded.len() as u64);
-        }
+        self.check_ledger(&counters);
         if self.trace.has_open() {
             self.trace
                 .finish(Origin::Proxy(self.id), PostState::Proxy(counters));

@@ -15,6 +15,7 @@
 
 use crate::master::{Master, PendingRead, ProposalOwner, RoleState};
 use crate::message::Message;
+use crate::mutation::Mutation;
 use crate::types::{MasterError, NodeId, Operation};
 
 impl Master {
@@ -24,8 +25,8 @@ impl Master {
     pub(crate) fn serves_reads(&self) -> bool {
         match &self.role {
             RoleState::Leader(leadership) => {
-                // The planted bug: serve reads before the slots phase 1 re-proposed commit.
-                cfg!(feature = "bug-read-before-own-ballot-commit")
+                // Planted bug: serve reads before the slots phase 1 re-proposed commit.
+                self.planted(Mutation::ReadBeforeOwnBallotCommit)
                     || self.commit_index >= leadership.phase_one_last_slot
             }
             _ => false,
