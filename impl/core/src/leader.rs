@@ -3,15 +3,87 @@
 //!
 //! The quorum is always a majority of the static configuration; eviction only changes whom the
 //! leader replicates to and whose acknowledgements it counts (§5.3).
+//!
+//! The leader's state ([`Leadership`], lost on step-down) lives here with its handlers.
 
-use crate::master::{Leadership, Master, ProposalOwner, RoleState};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::master::{Master, RoleState};
 use crate::message::Message;
 use crate::mutation::Mutation;
+use crate::read::PendingRead;
 use crate::trace::{Timer, TraceKind};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, ProxyId, RequestId,
     Slot,
 };
+
+/// The leader's view of one follower (§5.1).
+#[derive(Debug, Clone)]
+pub(crate) struct FollowerProgress {
+    /// Consecutive heartbeat periods without an acknowledgement.
+    pub(crate) missed_heartbeats: u64,
+    /// Whether it acknowledged since the previous heartbeat.
+    pub(crate) acknowledged: bool,
+}
+
+impl Default for FollowerProgress {
+    /// A follower the leader has not sent a heartbeat to yet has missed none: the first
+    /// heartbeat period must not count as missed, or `Evict` would come one heartbeat before
+    /// `eviction_threshold` heartbeats were really missed (protocol.md §5.1, §13
+    /// `eviction_after_threshold`).
+    fn default() -> FollowerProgress {
+        FollowerProgress {
+            missed_heartbeats: 0,
+            acknowledged: true,
+        }
+    }
+}
+
+/// A proposal the leader owns: who to answer once its slot is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProposalOwner {
+    pub(crate) proxy: ProxyId,
+    pub(crate) request_id: RequestId,
+}
+
+/// A Leader's state (§4, §5): lost on step-down.
+#[derive(Debug)]
+pub(crate) struct Leadership {
+    pub(crate) ballot: Ballot,
+    pub(crate) active: BTreeSet<NodeId>,
+    pub(crate) evicted: BTreeSet<NodeId>,
+    pub(crate) progress: BTreeMap<NodeId, FollowerProgress>,
+    /// Masters that accepted each uncommitted slot in this ballot: followers by their
+    /// `Accepted`, this master once its own write of the slot is durable (`Master::advance`).
+    pub(crate) acks: BTreeMap<Slot, BTreeSet<NodeId>>,
+    /// The next free slot.
+    pub(crate) next_slot: Slot,
+    /// Proposals waiting for a pipeline slot (bounded by `proposals_queued_max`).
+    pub(crate) queue: VecDeque<(ProposalOwner, Operation)>,
+    /// Proposals in the pipeline, by slot.
+    pub(crate) owners: BTreeMap<Slot, ProposalOwner>,
+    pub(crate) heartbeat_elapsed_ticks: u64,
+    /// The commit index at the previous heartbeat: if it did not move while slots are
+    /// uncommitted, the heartbeat re-sends their `Accept`s (a message was lost).
+    pub(crate) commit_index_at_heartbeat: Slot,
+    /// The last slot assigned at the previous heartbeat (the commit index at election): only
+    /// slots uncommitted for a whole heartbeat period are re-sent (§4.7).
+    pub(crate) last_slot_at_heartbeat: Slot,
+    pub(crate) check_quorum_elapsed_ticks: u64,
+    /// Active followers heard from in the current check-quorum window.
+    pub(crate) heard_in_window: BTreeSet<NodeId>,
+    /// The last slot phase 1 re-proposed (the commit index at election if none): until the
+    /// commit index reaches it, `Get`s go through the log (§9.2).
+    pub(crate) phase_one_last_slot: Slot,
+    /// The read round of the last heartbeat round started (§9.2).
+    pub(crate) heartbeat_sequence: HeartbeatSequence,
+    /// Active followers that acknowledged round `heartbeat_sequence`.
+    pub(crate) read_acknowledged: BTreeSet<NodeId>,
+    /// `Get`s served without a log slot, waiting for their round, in arrival order (at most
+    /// `pipeline_slots_max`).
+    pub(crate) reads: VecDeque<PendingRead>,
+}
 
 impl Master {
     fn leadership(&self) -> Option<&Leadership> {

@@ -3,28 +3,29 @@
 //!
 //! This file holds the state shared by all roles, the driving API (`tick`, `step`, `propose`,
 //! `ready`, `advance`), the status accessors and the helpers every role uses (send, persist,
-//! commit, step down). The handlers live with their role: `follower.rs` (what any master does when
-//! a leader or candidate talks to it), `candidate/election.rs` (timers, pre-vote, phase 1) and
-//! `leader.rs` (phase 2, heartbeats, eviction, check-quorum, rejoin).
+//! commit, step down). The handlers, and each role's own state, live with their role:
+//! `follower.rs` (what any master does when a leader or candidate talks to it), `candidate/`
+//! (timers, pre-vote, phase 1), `leader.rs` (phase 2, heartbeats, eviction, check-quorum,
+//! rejoin) and `read.rs` (the leader's reads without a log slot).
 //!
 //! The master never reads a clock, draws a random number or does I/O: time is [`Master::tick`],
 //! input is [`Master::step`], output is [`Master::ready`] (see `ready.rs` for the order in which
 //! the host must handle it).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
 use serde::{Deserialize, Serialize};
 
+use crate::candidate::{Campaign, PreVoteRound};
 use crate::config::{Config, ConfigError};
 use crate::kv::{KvStore, Snapshot};
+use crate::leader::{Leadership, ProposalOwner};
 use crate::log::Log;
 use crate::message::{Envelope, Message};
 use crate::mutation::Mutation;
 use crate::ready::{DurableState, DurableWrite, Ready, WriteGroup};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
-    Ballot, Command, Entry, HeartbeatSequence, MasterError, NodeId, Operation, OperationResult,
-    Peer, ProxyId, RequestId, Role, Slot,
+    Ballot, Command, Entry, MasterError, NodeId, Operation, OperationResult, Peer, ProxyId,
+    RequestId, Role, Slot,
 };
 
 /// An input the master refuses: a host bug (wrong routing), never a protocol event.
@@ -90,105 +91,6 @@ pub struct MasterStatus {
     pub evicted: Vec<NodeId>,
     /// Its counters.
     pub counters: MasterCounters,
-}
-
-/// A PreCandidate's pre-vote round (§6.1).
-#[derive(Debug)]
-pub(crate) struct PreVoteRound {
-    pub(crate) ballot: Ballot,
-    pub(crate) grants: BTreeSet<NodeId>,
-}
-
-/// What one master reported in its `Promise`.
-#[derive(Debug)]
-pub(crate) struct PromiseReport {
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) snapshot: Option<Snapshot>,
-}
-
-/// A Candidate's phase 1 (§3).
-#[derive(Debug)]
-pub(crate) struct Campaign {
-    pub(crate) ballot: Ballot,
-    pub(crate) promises: BTreeMap<NodeId, PromiseReport>,
-}
-
-/// The leader's view of one follower (§5.1).
-#[derive(Debug, Clone)]
-pub(crate) struct FollowerProgress {
-    /// Consecutive heartbeat periods without an acknowledgement.
-    pub(crate) missed_heartbeats: u64,
-    /// Whether it acknowledged since the previous heartbeat.
-    pub(crate) acknowledged: bool,
-}
-
-impl Default for FollowerProgress {
-    /// A follower the leader has not sent a heartbeat to yet has missed none: the first
-    /// heartbeat period must not count as missed, or `Evict` would come one heartbeat before
-    /// `eviction_threshold` heartbeats were really missed (protocol.md §5.1, §13
-    /// `eviction_after_threshold`).
-    fn default() -> FollowerProgress {
-        FollowerProgress {
-            missed_heartbeats: 0,
-            acknowledged: true,
-        }
-    }
-}
-
-/// A proposal the leader owns: who to answer once its slot is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProposalOwner {
-    pub(crate) proxy: ProxyId,
-    pub(crate) request_id: RequestId,
-}
-
-/// A Leader's state (§4, §5): lost on step-down.
-#[derive(Debug)]
-pub(crate) struct Leadership {
-    pub(crate) ballot: Ballot,
-    pub(crate) active: BTreeSet<NodeId>,
-    pub(crate) evicted: BTreeSet<NodeId>,
-    pub(crate) progress: BTreeMap<NodeId, FollowerProgress>,
-    /// Masters that accepted each uncommitted slot in this ballot: followers by their
-    /// `Accepted`, this master once its own write of the slot is durable (`Master::advance`).
-    pub(crate) acks: BTreeMap<Slot, BTreeSet<NodeId>>,
-    /// The next free slot.
-    pub(crate) next_slot: Slot,
-    /// Proposals waiting for a pipeline slot (bounded by `proposals_queued_max`).
-    pub(crate) queue: VecDeque<(ProposalOwner, Operation)>,
-    /// Proposals in the pipeline, by slot.
-    pub(crate) owners: BTreeMap<Slot, ProposalOwner>,
-    pub(crate) heartbeat_elapsed_ticks: u64,
-    /// The commit index at the previous heartbeat: if it did not move while slots are
-    /// uncommitted, the heartbeat re-sends their `Accept`s (a message was lost).
-    pub(crate) commit_index_at_heartbeat: Slot,
-    /// The last slot assigned at the previous heartbeat (the commit index at election): only
-    /// slots uncommitted for a whole heartbeat period are re-sent (§4.7).
-    pub(crate) last_slot_at_heartbeat: Slot,
-    pub(crate) check_quorum_elapsed_ticks: u64,
-    /// Active followers heard from in the current check-quorum window.
-    pub(crate) heard_in_window: BTreeSet<NodeId>,
-    /// The last slot phase 1 re-proposed (the commit index at election if none): until the
-    /// commit index reaches it, `Get`s go through the log (§9.2).
-    pub(crate) phase_one_last_slot: Slot,
-    /// The read round of the last heartbeat round started (§9.2).
-    pub(crate) heartbeat_sequence: HeartbeatSequence,
-    /// Active followers that acknowledged round `heartbeat_sequence`.
-    pub(crate) read_acknowledged: BTreeSet<NodeId>,
-    /// `Get`s served without a log slot, waiting for their round, in arrival order (at most
-    /// `pipeline_slots_max`).
-    pub(crate) reads: VecDeque<PendingRead>,
-}
-
-/// A `Get` the leader serves by confirming its leadership instead of through the log (§9.2).
-#[derive(Debug)]
-pub(crate) struct PendingRead {
-    pub(crate) owner: ProposalOwner,
-    pub(crate) operation: Operation,
-    /// The commit index when it arrived: it is answered from a state at least this new.
-    pub(crate) read_index: Slot,
-    /// The read round that confirms it: the first started after it arrived.
-    pub(crate) heartbeat_sequence: HeartbeatSequence,
 }
 
 /// The role with its role-specific state.

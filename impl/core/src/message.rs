@@ -384,6 +384,28 @@ impl fmt::Display for Message {
                 formatter,
                 "{name}{{ballot={ballot} commit={commit_index} sequence={heartbeat_sequence}}}"
             ),
+            Message::Promise { .. } | Message::CatchUp { .. } | Message::Accept { .. } => {
+                self.fmt_log_message(formatter)
+            }
+            Message::Accepted { ballot, slot } => {
+                write!(formatter, "{name}{{ballot={ballot} slot={slot}}}")
+            }
+            Message::Nack { ballot, promised } => {
+                write!(formatter, "{name}{{ballot={ballot} promised={promised}}}")
+            }
+            Message::Propose { .. }
+            | Message::ProposeReply { .. }
+            | Message::Request { .. }
+            | Message::Reply { .. } => self.fmt_client_message(formatter),
+        }
+    }
+}
+
+impl Message {
+    /// The printer for the messages that carry log entries or a command.
+    fn fmt_log_message(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name();
+        match self {
             Message::Promise {
                 ballot,
                 commit_index,
@@ -410,21 +432,10 @@ impl fmt::Display for Message {
                 formatter,
                 "{name}{{ballot={ballot} slot={slot} command={command} commit={commit_index}}}"
             ),
-            Message::Accepted { ballot, slot } => {
-                write!(formatter, "{name}{{ballot={ballot} slot={slot}}}")
-            }
-            Message::Nack { ballot, promised } => {
-                write!(formatter, "{name}{{ballot={ballot} promised={promised}}}")
-            }
-            Message::Propose { .. }
-            | Message::ProposeReply { .. }
-            | Message::Request { .. }
-            | Message::Reply { .. } => self.fmt_client_message(formatter),
+            _ => unreachable!("only messages with entries or a command"),
         }
     }
-}
 
-impl Message {
     /// The printer for the messages that carry a request rather than a ballot.
     fn fmt_client_message(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.name();

@@ -13,10 +13,22 @@
 //! Reads that arrive while a round is in flight wait for the next one, which starts as soon as
 //! that round is confirmed or the heartbeat timer fires: one round serves a batch.
 
-use crate::master::{Master, PendingRead, ProposalOwner, RoleState};
+use crate::leader::ProposalOwner;
+use crate::master::{Master, RoleState};
 use crate::message::Message;
 use crate::mutation::Mutation;
-use crate::types::{MasterError, NodeId, Operation};
+use crate::types::{HeartbeatSequence, MasterError, NodeId, Operation, Slot};
+
+/// A `Get` the leader serves by confirming its leadership instead of through the log (§9.2).
+#[derive(Debug)]
+pub(crate) struct PendingRead {
+    pub(crate) owner: ProposalOwner,
+    pub(crate) operation: Operation,
+    /// The commit index when it arrived: it is answered from a state at least this new.
+    pub(crate) read_index: Slot,
+    /// The read round that confirms it: the first started after it arrived.
+    pub(crate) heartbeat_sequence: HeartbeatSequence,
+}
 
 impl Master {
     /// §9.2: whether this master, as Leader, serves `Get`s without a log slot: once it has
@@ -102,7 +114,7 @@ impl Master {
     pub(crate) fn note_read_acknowledged(
         &mut self,
         from: NodeId,
-        heartbeat_sequence: crate::types::HeartbeatSequence,
+        heartbeat_sequence: HeartbeatSequence,
     ) {
         let RoleState::Leader(leadership) = &mut self.role else {
             return;

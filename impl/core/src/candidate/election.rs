@@ -6,8 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::{Campaign, PreVoteRound, PromiseReport};
 use crate::kv::Snapshot;
-use crate::master::{Campaign, FollowerProgress, Leadership, Master, PreVoteRound, PromiseReport};
+use crate::leader::{FollowerProgress, Leadership};
+use crate::master::Master;
 use crate::message::Message;
 use crate::trace::{Timer, TraceKind};
 use crate::types::{Ballot, Command, Entry, NodeId, Slot};
