@@ -6,8 +6,9 @@
 //! model actions and model states into the implementation's post-states, [`replay`] steps the
 //! model and compares, [`report`] prints a divergence for a CI log. [`sim`] (the core),
 //! [`host_sim`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and [`faults`]
-//! produce runs; [`coverage`] says what they exercised; [`run`] ties it together. [`nemesis`]
-//! runs real `vigil` processes under faults and checks the clients' history.
+//! produce runs, with the bugs [`planted`] for the mutation matrix, if any; [`coverage`] says
+//! what they exercised; [`run`] ties it together. [`nemesis`] runs real `vigil` processes under
+//! faults and checks the clients' history.
 
 pub mod coverage;
 pub mod diagram;
@@ -16,6 +17,7 @@ pub mod host_sim;
 pub mod mapping;
 pub mod merge;
 pub mod nemesis;
+pub mod planted;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -16,8 +16,10 @@ use vigil_conformance::coverage::Coverage;
 use vigil_conformance::diagram;
 use vigil_conformance::faults::{self, FaultKind, Runner};
 use vigil_conformance::nemesis;
+use vigil_conformance::planted;
 use vigil_conformance::run::{self, CheckFailure};
 use vigil_conformance::trace;
+use vigil_core::{Mutation, Mutations};
 
 /// `print!` to stdout that survives a reader going away (see [`write_stdout`]).
 macro_rules! out {
@@ -164,6 +166,12 @@ enum Command {
         /// Write each run's traces under this directory.
         #[arg(long)]
         trace_dir: Option<PathBuf>,
+        /// Plant this bug of the core in every run (repeatable; the model's names:
+        /// error-path-leak, double-complete, evicted-ack-counts, forget-promise,
+        /// stale-leader-read, read-before-own-ballot-commit, own-accept-before-persist). Needs
+        /// a build with the cargo feature `mutations` (`docs/trace.md` §7).
+        #[arg(long = "mutation", value_name = "NAME")]
+        mutations: Vec<Mutation>,
     },
     /// Validate traces recorded elsewhere: trace files, or directories of `*.ndjson`.
     Check {
@@ -241,7 +249,9 @@ fn main() -> ExitCode {
             faults,
             seed,
             trace_dir,
+            mutations,
         } => match faults::parse_fault_list(&faults) {
+            Ok(_) if !plant(&mutations) => false,
             Ok(kinds) => {
                 let parts = run_modes(mode, seed, seeds, &kinds, trace_dir.as_deref());
                 print_table("vigil-conform run", &parts)
@@ -278,6 +288,30 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Plants `mutations` in every run of this process (`planted.rs`); false, with the reason, if
+/// this build cannot.
+fn plant(mutations: &[Mutation]) -> bool {
+    if mutations.is_empty() {
+        return true;
+    }
+    match Mutations::planted(mutations.iter().copied()) {
+        Ok(set) => {
+            planted::plant(set).expect("bugs are planted once, before any run");
+            let names: Vec<&str> = set.iter().map(Mutation::name).collect();
+            outln!("planted bugs: {}", names.join(", "));
+            true
+        }
+        Err(error) => {
+            eprintln!(
+                "vigil-conform: {error}: build vigil-conform with `--features mutations` \
+                 (known: {})",
+                Mutation::names()
+            );
+            false
+        }
     }
 }
 
@@ -571,13 +605,7 @@ fn run_sim(
                         plan: smallest,
                         found: title,
                     };
-                    let directory = faults::regressions_directory();
-                    match faults::save_regression(&directory, &regression) {
-                        Ok(path) => outln!("  regression seed saved to {}", path.display()),
-                        Err(error) => {
-                            eprintln!("vigil-conform: saving the regression seed: {error}")
-                        }
-                    }
+                    save_regression(&regression);
                 }
                 failure = Some((seed, error, outcome.run));
                 break;
@@ -621,6 +649,20 @@ fn run_sim(
             "{seeds} seeds, {events} events, {:.0} events/s replayed",
             events as f64 / replay_seconds.max(1e-9)
         ),
+    }
+}
+
+/// Saves a shrunk divergence as a regression seed, unless this process plants bugs: a planted
+/// bug's divergence is not one the real code has.
+fn save_regression(regression: &faults::Regression) {
+    if !planted::planted().is_empty() {
+        outln!("  not saved as a regression seed: this run plants bugs");
+        return;
+    }
+    let directory = faults::regressions_directory();
+    match faults::save_regression(&directory, regression) {
+        Ok(path) => outln!("  regression seed saved to {}", path.display()),
+        Err(error) => eprintln!("vigil-conform: saving the regression seed: {error}"),
     }
 }
 

@@ -49,12 +49,14 @@ pub const DISK_LATENCY_TICKS: u64 = 4;
 pub const QUIET_RUN_TICKS: u64 = 150;
 
 /// The protocol configuration of simulated runs: the defaults with a shorter request timeout
-/// and a small `in_flight_max`, so that timeouts and overload happen within a short run.
+/// and a small `in_flight_max`, so that timeouts and overload happen within a short run; with
+/// this process's planted bugs (`planted.rs`).
 pub fn protocol(masters: u64) -> core::Config {
     core::Config {
         masters,
         request_timeout_ticks: 20,
         in_flight_max: 8,
+        mutations: crate::planted::planted(),
         ..core::Config::default()
     }
 }

@@ -28,7 +28,7 @@ pub const BEHAVIOUR_WAIT: Duration = Duration::from_secs(10);
 
 /// The protocol configuration of TCP runs: slow enough ticks for a shared 2-core machine (a
 /// heartbeat period of 8 ticks, 160 ms, so that a loaded machine's scheduling delays do not
-/// make every run an eviction storm).
+/// make every run an eviction storm), with this process's planted bugs (`planted.rs`).
 pub fn protocol(masters: u64) -> core::Config {
     core::Config {
         masters,
@@ -37,6 +37,7 @@ pub fn protocol(masters: u64) -> core::Config {
         election_timeout_ticks: 25,
         request_timeout_ticks: 40,
         in_flight_max: 8,
+        mutations: crate::planted::planted(),
         ..core::Config::default()
     }
 }
