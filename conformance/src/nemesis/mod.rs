@@ -3,7 +3,7 @@
 //! `cas` on a few keys, and a nemesis that in turn freezes a follower past the eviction
 //! threshold (SIGSTOP, then SIGCONT), freezes the leader, SIGKILLs and restarts a master from its
 //! data directory, cuts the leader off from the other masters, and floods the proxy with
-//! wrong-cluster requests — the outage of `/work/shared/seed/incident.txt`, on purpose.
+//! wrong-cluster requests — the outage of `docs/incident.md`, on purpose.
 //!
 //! Then it checks what vigil promises (`docs/reliability.md`): the history is linearizable per
 //! key, every acknowledged write is present after the heal, the masters' and the proxy's trace
@@ -12,13 +12,16 @@
 //!
 //! Bounded: the schedule stops starting faults when `duration` is spent, every wait has a
 //! deadline, and every child process is stopped by its own PID at the end (or killed by the
-//! guard in [`processes`] if the harness panics).
+//! guard, `vigil_testkit::Children`, if the harness panics, and by the kernel if it is
+//! SIGKILLed).
+//!
+//! The processes are started, configured, watched and asked for their leader by
+//! `vigil-testkit`, the same code the benchmark uses; what is the nemesis's own is here: the
+//! links it cuts, the schedule of faults, the workload, the history and its checks.
 
 pub mod history;
-pub mod http;
 pub mod linearizability;
 pub mod links;
-pub mod processes;
 mod report;
 mod schedule;
 pub mod workload;
@@ -86,6 +89,9 @@ pub enum NemesisError {
     /// The cluster could not be set up or driven (a process would not start, no leader came).
     #[error("{0}")]
     Setup(String),
+    /// Starting, signalling, measuring or asking a child process failed.
+    #[error(transparent)]
+    Processes(#[from] vigil_testkit::TestkitError),
 }
 
 impl NemesisError {

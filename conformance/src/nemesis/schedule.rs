@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-use vigil_core::{NodeId, Role};
+use vigil_core::NodeId;
+use vigil_testkit::leader::{LeaderRule, LeaderSearch};
+use vigil_testkit::{status, Children, Endpoints, Layout, Security, Signal};
 
 use super::history::Record;
 use super::links::Links;
-use super::processes::{self, Endpoints, Layout, Processes};
 use super::report::{self, FaultRecord, FloodRecord, NemesisReport};
 use super::workload::{self, WorkloadSettings};
-use super::{http, protocol, NemesisError, NemesisOptions, TICK_MS};
+use super::{protocol, NemesisError, NemesisOptions, TICK_MS};
 
 /// Masters in the cluster.
 const MASTERS: usize = 5;
@@ -22,6 +22,10 @@ const MASTERS: usize = 5;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the cluster may take to elect a leader (at the start, after a fault, after the heal).
 const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// Delay between two looks for a leader while waiting for one.
+const LEADER_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Delay between two looks at the leader's status while waiting for a change in it.
+const LEADER_STATUS_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Workload without faults between two faults.
 const CALM: Duration = Duration::from_secs(2);
 /// A fault is not started with less than this left of the budget.
@@ -39,8 +43,11 @@ fn ticks(count: u64) -> Duration {
 
 /// The running cluster and what the nemesis did to it.
 struct Cluster {
-    processes: Processes,
+    processes: Children,
+    /// Each master's index in `processes` and its endpoints, by node id.
     masters: Vec<(usize, Endpoints)>,
+    /// Each master's HTTP endpoint, by node id (where the leader is asked for).
+    master_http: Vec<SocketAddr>,
     proxy: (usize, Endpoints),
     links: Links,
     started: Instant,
@@ -102,14 +109,6 @@ pub async fn run(options: &NemesisOptions) -> Result<NemesisReport, NemesisError
 
 impl Cluster {
     async fn start(options: &NemesisOptions, started: Instant) -> Result<Cluster, NemesisError> {
-        let directory = &options.directory;
-        for stale in ["data", "traces", "logs", "configs"] {
-            let path = directory.join(stale);
-            if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(NemesisError::io("clearing a directory"))?;
-            }
-            std::fs::create_dir_all(&path).map_err(NemesisError::io("creating a directory"))?;
-        }
         let layout = Layout {
             cluster: "nemesis".to_string(),
             protocol: protocol(),
@@ -117,16 +116,19 @@ impl Cluster {
                 tick_interval_ms: TICK_MS,
                 ..vigil::config::HostSettings::default()
             },
-            directory: directory.clone(),
+            directory: options.directory.clone(),
             traces: options.check_traces,
+            security: Security::SecretFiles,
         };
-        let endpoints: Vec<Endpoints> = (0..MASTERS)
-            .map(|_| Endpoints::fresh())
-            .collect::<Result<_, _>>()?;
-        let token = processes::write_secrets(directory)?;
+        layout.prepare_directories()?;
+        let mut endpoints = Endpoints::fresh(MASTERS + 1)?;
+        let proxy_endpoints = endpoints
+            .pop()
+            .expect("one endpoint per master and the proxy's");
+        let token = layout.write_secrets()?;
         let targets: Vec<SocketAddr> = endpoints.iter().map(|e| e.listen).collect();
         let links = Links::start(&targets).await?;
-        let mut processes = Processes::new(options.vigil.clone());
+        let mut processes = Children::default();
         let mut masters = Vec::new();
         for (node, own) in endpoints.iter().enumerate() {
             let peers: Vec<String> = (0..MASTERS)
@@ -135,22 +137,15 @@ impl Cluster {
                     None => own.listen.to_string(),
                 })
                 .collect();
-            let config = directory.join(format!("configs/m{node}.toml"));
-            processes::write_config(&config, &layout.master_config(node, own, &peers))?;
-            let index = processes.start(
-                &format!("m{node}"),
-                "master",
-                &config,
-                &directory.join("logs"),
-            )?;
+            let config = layout.master_config(node, own, &peers);
+            let index = layout.start_master(&mut processes, &options.vigil, node, &config)?;
             masters.push((index, own.clone()));
         }
-        let proxy_endpoints = Endpoints::fresh()?;
-        let config = directory.join("configs/p1.toml");
-        processes::write_config(&config, &layout.proxy_config(&proxy_endpoints, &endpoints))?;
-        let proxy = processes.start("p1", "proxy", &config, &directory.join("logs"))?;
+        let config = layout.proxy_config(&proxy_endpoints, &endpoints);
+        let proxy = layout.start_proxy(&mut processes, &options.vigil, &config)?;
         Ok(Cluster {
             processes,
+            master_http: endpoints.iter().map(|own| own.http).collect(),
             masters,
             proxy: (proxy, proxy_endpoints),
             links,
@@ -167,39 +162,32 @@ impl Cluster {
     }
 
     async fn status(&self, node: usize) -> Option<vigil_core::MasterStatus> {
-        http::master_status(self.masters[node].1.http, STATUS_TIMEOUT).await
+        status::master_status(self.masters[node].1.http, STATUS_TIMEOUT)
+            .await
+            .ok()
     }
 
-    /// The leader a quorum of answering masters follows, other than `excluded`.
-    async fn leader(&self, excluded: Option<usize>) -> Option<(usize, vigil_core::MasterStatus)> {
-        let mut statuses = Vec::new();
-        for node in (0..MASTERS).filter(|node| Some(*node) != excluded) {
-            if let Some(status) = self.status(node).await {
-                statuses.push(status);
-            }
+    /// The nemesis's leader search: a leader a quorum of answering masters follows, other
+    /// than `excluded` (a deposed leader that has not noticed yet does not count).
+    fn leader_search(&self, excluded: Option<usize>) -> LeaderSearch<'_> {
+        LeaderSearch {
+            masters: &self.master_http,
+            rule: LeaderRule::FollowedByQuorum {
+                quorum: protocol().quorum(),
+                excluded,
+            },
+            status_timeout: STATUS_TIMEOUT,
         }
-        let leader = statuses.iter().find(|status| status.role == Role::Leader)?;
-        let ballot = leader.leader?;
-        let followers = statuses
-            .iter()
-            .filter(|status| status.leader == Some(ballot))
-            .count();
-        (followers as u64 >= protocol().quorum()).then(|| (leader.id as usize, leader.clone()))
     }
 
     async fn wait_for_leader(&self, excluded: Option<usize>) -> Result<usize, NemesisError> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            if let Some((leader, _)) = self.leader(excluded).await {
-                return Ok(leader);
-            }
-            if Instant::now() >= deadline {
-                return Err(NemesisError::Setup(format!(
-                    "no leader followed by a quorum within {LEADER_WAIT:?} (at {:.1} s; logs in the run's logs/)",
-                    self.elapsed_seconds()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let search = self.leader_search(excluded);
+        match search.wait(LEADER_WAIT, LEADER_POLL_INTERVAL, |_| true).await {
+            Some((leader, _)) => Ok(leader),
+            None => Err(NemesisError::Setup(format!(
+                "no leader followed by a quorum within {LEADER_WAIT:?} (at {:.1} s; logs in the run's logs/)",
+                self.elapsed_seconds()
+            ))),
         }
     }
 
@@ -210,19 +198,14 @@ impl Cluster {
         condition: impl Fn(&vigil_core::MasterStatus) -> bool,
     ) -> Option<Duration> {
         let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some((_, status)) = self.leader(None).await {
-                if condition(&status) {
-                    return Some(started.elapsed());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        self.leader_search(None)
+            .wait(timeout, LEADER_STATUS_POLL_INTERVAL, condition)
+            .await
+            .map(|_| started.elapsed())
     }
 
     fn signal(&self, node: usize, signal: Signal) -> Result<(), NemesisError> {
-        self.processes.signal(self.masters[node].0, signal)
+        Ok(self.processes.signal(self.masters[node].0, signal)?)
     }
 
     async fn schedule(&mut self, options: &NemesisOptions) -> Result<(), NemesisError> {
@@ -422,8 +405,9 @@ impl Cluster {
         let deadline = Instant::now() + ticks(protocol().request_timeout_ticks * 3);
         let mut ledger = None;
         while Instant::now() < deadline {
-            ledger = http::proxy_status(self.proxy.1.http, STATUS_TIMEOUT)
+            ledger = status::proxy_status(self.proxy.1.http, STATUS_TIMEOUT)
                 .await
+                .ok()
                 .map(|status| status.ledger);
             if ledger.is_some_and(|ledger| ledger.in_flight == 0) {
                 break;
