@@ -1,5 +1,5 @@
 //! vigil's tokio host: runs `vigil-core` state machines over TCP with durable storage,
-//! the proxy server, metrics, and the client library used by the CLI, benchmarks and tests.
+//! the proxy server, metrics, and the client library used by the CLI, the benchmark and tests.
 //!
 //! Layers, bottom up: `storage` (checksummed log, atomic files) and `durable` (a master's
 //! durable state on it); `codec` (frames, handshake), `auth` (cluster secret, client tokens)
@@ -9,12 +9,13 @@
 //! `/metrics` and `/status`); `fuzzing` (entry points of the fuzz targets and corpus replay);
 //! `tick_clock` (ticks due on the host's clock, so a pause is told from a late tick);
 //! `platform`, the seam (network, file system) that lets conformance run all of it under a
-//! deterministic simulation; `bench` (`vigil bench`: the service, the incident, failures and
-//! verification, measured side by side).
+//! deterministic simulation.
+//!
+//! The service and nothing else: the benchmark (`vigil-bench`), the kit that starts real
+//! processes for it and for the nemesis (`vigil-testkit`) and the checker (`vigil-conformance`)
+//! depend on this crate; it depends on none of them, nor on the model.
 
 pub mod auth;
-pub mod bench;
-pub mod child_process;
 pub mod client;
 pub mod cluster;
 pub mod codec;

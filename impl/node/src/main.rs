@@ -89,25 +89,6 @@ enum Command {
     Delete(KeyArguments),
     /// Leader, ballot, commit index, active and evicted masters, and the proxy's ledger.
     Status(Target),
-    /// Measure the service against etcd, the incident, failures, model checking and replay
-    /// (docs/benchmarks.md); prints Markdown tables.
-    Bench(BenchArguments),
-}
-
-#[derive(clap::Args, Debug)]
-struct BenchArguments {
-    /// Small durations and counts (under two minutes; CI's smoke run, figures not for quoting).
-    #[arg(long)]
-    quick: bool,
-    /// Run only this section (repeatable; default: all).
-    #[arg(long = "section", value_enum)]
-    sections: Vec<vigil::bench::SectionName>,
-    /// Concurrent closed-loop clients (default 16, quick 8).
-    #[arg(long)]
-    clients: Option<usize>,
-    /// Parent directory of the benchmark's data directories (default: the temporary directory).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -258,29 +239,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             run_operation(&arguments.target, operation).await
         }
         Command::Status(target) => run_status(&target).await,
-        Command::Bench(arguments) => run_bench(arguments).await,
     }
-}
-
-async fn run_bench(arguments: BenchArguments) -> anyhow::Result<()> {
-    let mut options = if arguments.quick {
-        vigil::bench::BenchOptions::quick()
-    } else {
-        vigil::bench::BenchOptions::full()
-    };
-    if let Some(clients) = arguments.clients {
-        if !(1..=1024).contains(&clients) {
-            bail!("--clients must be 1..=1024, not {clients}");
-        }
-        options.clients = clients;
-    }
-    options.only = arguments.sections;
-    options.work_dir = arguments.work_dir;
-    let sections = vigil::bench::run(&options).await;
-    if !vigil::bench::all_passed(&sections) {
-        bail!("a benchmark section FAILED (see above)");
-    }
-    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

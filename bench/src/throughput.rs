@@ -83,7 +83,7 @@ async fn measure_vigil(
     results: &mut Results,
 ) -> Result<(), BenchError> {
     let directory = options.temporary_directory(&format!("vigil-{masters}"))?;
-    let mut cluster = VigilCluster::start(directory.path(), masters).await?;
+    let mut cluster = VigilCluster::start(&options.vigil, directory.path(), masters).await?;
     let clients = options.clients;
     measure_operations(options, "vigil", masters, results, || {
         cluster.connections(clients)
@@ -104,7 +104,7 @@ async fn measure_etcd(
     _results: &mut Results,
 ) -> Result<Option<String>, EtcdOutcome> {
     Err(EtcdOutcome::Skipped(
-        "this vigil was built without the `etcd` cargo feature (cargo build --release -p vigil --features etcd)".to_string(),
+        "this vigil-bench was built without the `etcd` cargo feature (cargo run --release -p vigil-bench --features etcd)".to_string(),
     ))
 }
 

@@ -9,13 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use vigil::client::Client;
 use vigil_core::{MasterStatus, NodeId, ReplyOutcome};
+use vigil_testkit::Signal;
 
 use super::report::{thousands, Section, SectionOutcome, Table};
-use super::vigil_cluster::{master_name, VigilCluster, CLUSTER, REQUEST_TIMEOUT};
+use super::vigil_cluster::{VigilCluster, CLUSTER, REQUEST_TIMEOUT};
 use super::{BenchError, BenchOptions};
-use crate::client::Client;
 
 /// Masters of the cluster (the seed's size).
 const MASTERS: usize = 5;
@@ -62,13 +62,12 @@ pub async fn run(options: &BenchOptions) -> Section {
 
 async fn one_trial(options: &BenchOptions, trial: usize) -> Result<Vec<String>, BenchError> {
     let directory = options.temporary_directory(&format!("failure-{trial}"))?;
-    let mut cluster = VigilCluster::start(directory.path(), MASTERS).await?;
+    let mut cluster = VigilCluster::start(&options.vigil, directory.path(), MASTERS).await?;
     let leader = cluster.wait_for_leader(EVENT_TIMEOUT).await?;
     let follower = (leader.id + 1) % MASTERS as NodeId;
-    let follower_name = master_name(follower);
 
     let stopped = Instant::now();
-    cluster.children.signal(&follower_name, Signal::SIGSTOP)?;
+    cluster.signal_master(follower, Signal::SIGSTOP)?;
     let leader = poll(&cluster, "the follower's eviction", |leader| {
         leader.evicted.contains(&follower)
     })
@@ -80,13 +79,13 @@ async fn one_trial(options: &BenchOptions, trial: usize) -> Result<Vec<String>, 
     // The follower had at most the leader's commit index when it was evicted.
     let behind = target.saturating_sub(leader.commit_index);
     let resumed = Instant::now();
-    cluster.children.signal(&follower_name, Signal::SIGCONT)?;
+    cluster.signal_master(follower, Signal::SIGCONT)?;
     wait_caught_up(&cluster, follower, target).await?;
     let rejoined_ms = resumed.elapsed().as_secs_f64() * 1000.0;
 
     let leader = cluster.wait_for_leader(EVENT_TIMEOUT).await?;
     let killed = Instant::now();
-    cluster.children.kill(&master_name(leader.id))?;
+    cluster.kill_master(leader.id)?;
     let first_write = first_successful_write(&cluster).await?;
     let failover_ms = (first_write.at - killed).as_secs_f64() * 1000.0;
     cluster.check_alive()?;
@@ -109,18 +108,12 @@ async fn poll(
     what: &str,
     done: impl Fn(&MasterStatus) -> bool,
 ) -> Result<MasterStatus, BenchError> {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Some(leader) = cluster.leader().await {
-            if done(&leader) {
-                return Ok(leader);
-            }
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    Err(BenchError::Setup(format!(
-        "{what} did not happen within {EVENT_TIMEOUT:?}"
-    )))
+    cluster
+        .leader_search()
+        .wait(EVENT_TIMEOUT, POLL_INTERVAL, done)
+        .await
+        .map(|(_, leader)| leader)
+        .ok_or_else(|| BenchError::Setup(format!("{what} did not happen within {EVENT_TIMEOUT:?}")))
 }
 
 /// Waits until the leader lists `follower` active (not evicted) and the follower's own commit

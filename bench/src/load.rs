@@ -10,10 +10,10 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use vigil::client::Client;
 use vigil_core::ReplyOutcome;
 
 use super::BenchError;
-use crate::client::Client;
 
 /// Bytes of every key.
 pub const KEY_BYTES: usize = 8;
@@ -276,7 +276,7 @@ impl KeyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ClusterOptions, LocalCluster};
+    use vigil::cluster::{ClusterOptions, LocalCluster};
 
     #[test]
     fn keys_stay_in_the_key_space_and_vary() {

@@ -1,4 +1,4 @@
-//! `vigil bench`: every figure of `docs/benchmarks.md`, measured in one invocation on this
+//! `vigil-bench`: every figure of `docs/benchmarks.md`, measured in one invocation on this
 //! machine, side by side with the alternative — etcd for the service, stateright's own Paxos
 //! example for the model checker — and printed as Markdown tables with the machine and the date.
 //!
@@ -8,12 +8,16 @@
 //! model checking, and trace replay. `--quick` runs every section with small durations and
 //! counts (under two minutes) so CI keeps the code working; its figures are not meant to be
 //! quoted. Every duration and count is bounded, every child process is killed by PID when its
-//! section ends (`process::Children`), and everything binds 127.0.0.1.
+//! section ends (`vigil_testkit::Children`), and everything binds 127.0.0.1.
+//!
+//! A crate of its own so that the service does not carry it: `vigil` depends on none of the
+//! model, stateright, the histogram or the etcd client that the benchmark needs. The masters
+//! and proxies it measures are the `vigil` executable as shipped
+//! (`vigil_testkit::vigil_binary`).
 
 pub mod failure;
 pub mod incident;
 pub mod load;
-pub mod process;
 pub mod report;
 pub mod throughput;
 pub mod verification;
@@ -30,14 +34,9 @@ use report::{Section, SectionOutcome};
 /// What can stop a benchmark section.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// A process could not be started.
-    #[error("starting {program}: {source}")]
-    Spawn {
-        /// The executable.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// Starting, watching or stopping a child process failed.
+    #[error(transparent)]
+    Processes(#[from] vigil_testkit::TestkitError),
     /// Setting up or observing the system under test failed.
     #[error("{0}")]
     Setup(String),
@@ -49,9 +48,11 @@ pub enum BenchError {
     Command(String),
 }
 
-/// The settings of one `vigil bench` invocation.
+/// The settings of one `vigil-bench` invocation.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
+    /// The `vigil` executable the masters and proxies run.
+    pub vigil: PathBuf,
     /// Small durations and counts (CI); figures not for quoting.
     pub quick: bool,
     /// Concurrent closed-loop clients of the throughput and incident sections.
@@ -92,9 +93,10 @@ pub enum SectionName {
 }
 
 impl BenchOptions {
-    /// The full benchmark (about 15 minutes on 2 cores).
-    pub fn full() -> BenchOptions {
+    /// The full benchmark (about 15 minutes on 2 cores), starting `vigil`.
+    pub fn full(vigil: PathBuf) -> BenchOptions {
         BenchOptions {
+            vigil,
             quick: false,
             clients: 16,
             warmup: Duration::from_secs(5),
@@ -109,9 +111,10 @@ impl BenchOptions {
         }
     }
 
-    /// The CI smoke run (under two minutes once built).
-    pub fn quick() -> BenchOptions {
+    /// The CI smoke run (under two minutes once built), starting `vigil`.
+    pub fn quick(vigil: PathBuf) -> BenchOptions {
         BenchOptions {
+            vigil,
             quick: true,
             clients: 8,
             warmup: Duration::from_millis(500),

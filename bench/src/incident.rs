@@ -1,4 +1,4 @@
-//! The incident of `/work/shared/seed/`, replayed against vigil: while valid clients write
+//! The incident (`docs/incident.md`), replayed against vigil: while valid clients write
 //! through the proxy, other connections flood it with requests naming a cluster it does not
 //! serve, as fast as they can (each keeps a window of requests outstanding). Measured: the
 //! valid traffic's p99 before and during the flood, the proxy's RSS before and after, the flood's
@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use vigil_core::{ClientError, Operation, ReplyOutcome};
 
+use vigil::client::{CallError, Client};
+use vigil_testkit::resident::resident_bytes;
+
 use super::load::{self, LoadResult, LoadSpec, OperationKind};
 use super::report::{ratio, thousands, Section, SectionOutcome, Table};
 use super::vigil_cluster::{VigilCluster, REQUEST_TIMEOUT};
-use super::{process, BenchError, BenchOptions};
-use crate::client::Client;
+use super::{BenchError, BenchOptions};
 
 /// Masters of the incident's cluster (the seed's size).
 const MASTERS: usize = 5;
@@ -55,11 +57,8 @@ pub async fn run(options: &BenchOptions) -> Section {
 
 async fn measure(options: &BenchOptions) -> Result<(Table, Vec<String>), BenchError> {
     let directory = options.temporary_directory("incident")?;
-    let mut cluster = VigilCluster::start(directory.path(), MASTERS).await?;
-    let proxy_pid = cluster
-        .children
-        .pid("proxy")
-        .ok_or_else(|| BenchError::Setup("no proxy process".to_string()))?;
+    let mut cluster = VigilCluster::start(&options.vigil, directory.path(), MASTERS).await?;
+    let proxy_pid = cluster.proxy_pid()?;
     let spec = LoadSpec {
         kind: OperationKind::Put,
         warmup: options.warmup,
@@ -67,7 +66,7 @@ async fn measure(options: &BenchOptions) -> Result<(Table, Vec<String>), BenchEr
         key_space: 10_000,
     };
     let before = load::run(cluster.connections(options.clients).await?, spec).await?;
-    let rss_before_kib = process::rss_kib(proxy_pid)?;
+    let rss_before_kib = resident_bytes(proxy_pid)? / 1024;
     let counts = Arc::new(FloodCounts::default());
     let flood_deadline = Instant::now() + spec.warmup + spec.duration;
     let mut flooders = Vec::new();
@@ -85,7 +84,7 @@ async fn measure(options: &BenchOptions) -> Result<(Table, Vec<String>), BenchEr
             .map_err(|error| BenchError::Load(format!("flood task: {error}")))??;
     }
     let flood_seconds = flood_started.elapsed().as_secs_f64();
-    let rss_after_kib = process::rss_kib(proxy_pid)?;
+    let rss_after_kib = resident_bytes(proxy_pid)? / 1024;
     let in_flight = cluster.proxy_in_flight().await?;
     cluster.check_alive()?;
     let flood = Flood {
@@ -186,7 +185,7 @@ async fn flood(
     let request = || Operation::Get {
         key: b"flood".to_vec(),
     };
-    let broken = |error: crate::client::CallError| BenchError::Load(format!("flood: {error}"));
+    let broken = |error: CallError| BenchError::Load(format!("flood: {error}"));
     let mut outstanding = 0usize;
     for _ in 0..FLOOD_WINDOW {
         client

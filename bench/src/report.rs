@@ -1,4 +1,4 @@
-//! What `vigil bench` prints: the machine and date, then one Markdown section per benchmark with
+//! What `vigil-bench` prints: the machine and date, then one Markdown section per benchmark with
 //! its tables, or why it was SKIPPED or FAILED — ready to paste into `docs/benchmarks.md`.
 
 use std::fmt;
@@ -117,7 +117,7 @@ pub fn machine_header(options: &BenchOptions) -> String {
         "full"
     };
     format!(
-        "# vigil bench ({mode})\n\n{} · {cores} cores ({cpu}) · {memory} memory · load average at start {load} · vigil {}\n",
+        "# vigil-bench ({mode})\n\n{} · {cores} cores ({cpu}) · {memory} memory · load average at start {load} · vigil {}\n",
         utc_now(),
         env!("CARGO_PKG_VERSION")
     )

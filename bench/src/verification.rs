@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use vigil_model::check::{self, CheckOptions};
 use vigil_model::presets::Strategy;
 
+use vigil_testkit::child_process;
+
 use super::report::{thousands, Section, SectionOutcome, Table};
-use super::{process, BenchError, BenchOptions};
-use crate::child_process;
+use super::{BenchError, BenchOptions};
 
 /// Longest a model-checking run or the example's build may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(900);
@@ -132,18 +133,26 @@ fn cargo() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
+/// This executable (`target/release/vigil-bench`); the other workspace binaries are built
+/// next to it.
+fn own_executable() -> Result<PathBuf, BenchError> {
+    std::env::current_exe()
+        .map_err(|error| BenchError::Setup(format!("locating the vigil-bench executable: {error}")))
+}
+
 /// The target directory of this build (`CARGO_TARGET_DIR`, else two levels above the executable:
-/// `target/release/vigil`).
+/// `target/release/vigil-bench`).
 fn target_directory() -> Result<PathBuf, BenchError> {
     if let Some(directory) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(directory));
     }
-    let executable = process::vigil_executable()?;
-    executable
+    own_executable()?
         .parent()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
-        .ok_or_else(|| BenchError::Setup("the vigil executable has no target directory".into()))
+        .ok_or_else(|| {
+            BenchError::Setup("the vigil-bench executable has no target directory".into())
+        })
 }
 
 /// The source directory of the stateright package locked by this workspace.
@@ -305,8 +314,7 @@ pub async fn replay(options: &BenchOptions) -> Section {
 }
 
 fn measure_replay(seeds: u64, directory: &Path) -> Result<SectionOutcome, BenchError> {
-    let executable = process::vigil_executable()?;
-    let conform = executable.with_file_name("vigil-conform");
+    let conform = own_executable()?.with_file_name("vigil-conform");
     if !conform.is_file() {
         return Ok(SectionOutcome::Skipped(format!(
             "{} not built (cargo build --release -p vigil-conformance)",

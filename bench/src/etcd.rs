@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use vigil_testkit::{ports, Children};
+
 use super::load::Connection;
-use super::process::{self, Children};
 use super::BenchError;
 
 /// Time the members have to form a cluster and answer a first write.
@@ -26,8 +27,8 @@ pub struct EtcdCluster {
 
 /// The `etcd` executable and its version line, or why there is none.
 pub fn locate() -> Result<(PathBuf, String), String> {
-    let program = process::on_path("etcd")
-        .ok_or("etcd not found on PATH (Debian: apt-get install etcd-server)")?;
+    let program =
+        on_path("etcd").ok_or("etcd not found on PATH (Debian: apt-get install etcd-server)")?;
     let output = std::process::Command::new(&program)
         .arg("--version")
         .output()
@@ -41,6 +42,14 @@ pub fn locate() -> Result<(PathBuf, String), String> {
     Ok((program, version))
 }
 
+/// Finds `program` on `PATH`.
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|directory| directory.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
 impl EtcdCluster {
     /// Starts `members` members under `directory` and waits until a write succeeds.
     pub async fn start(
@@ -49,7 +58,7 @@ impl EtcdCluster {
         members: usize,
     ) -> Result<EtcdCluster, BenchError> {
         assert!((1..=7).contains(&members), "1 to 7 etcd members");
-        let addresses = process::free_loopback_addresses(2 * members)?;
+        let addresses = ports::free_loopback_addresses(2 * members)?;
         let (client, peer) = addresses.split_at(members);
         let url = |address: &SocketAddr| format!("http://{address}");
         let initial_cluster = peer
@@ -78,7 +87,7 @@ impl EtcdCluster {
             .map(|(flag, value)| format!("{flag}={value}"))
             .collect::<Vec<_>>();
             let log = directory.join(format!("{name}.log"));
-            children.spawn(&name, program, &arguments, &log)?;
+            children.start(&name, program, arguments, &log)?;
         }
         let cluster = EtcdCluster {
             children,
