@@ -106,6 +106,30 @@ fn assert_error_path_leak_caught(success: bool, output: &str) {
     assert!(line.contains("UnknownCluster"), "{line}");
 }
 
+/// Real processes (the nemesis's `vigil`s) learn their planted bugs from their TOML
+/// configuration, by the model's names.
+#[test]
+fn a_configuration_file_names_the_planted_bugs() {
+    let planted = vigil_core::Mutations::planted([
+        vigil_core::Mutation::ErrorPathLeak,
+        vigil_core::Mutation::StaleLeaderRead,
+    ])
+    .expect("test builds can plant bugs");
+    let config = vigil_core::Config {
+        mutations: planted,
+        ..vigil_core::Config::default()
+    };
+    let text = toml::to_string(&config).expect("serializes");
+    assert!(
+        text.contains(r#"mutations = ["error-path-leak", "stale-leader-read"]"#),
+        "{text}"
+    );
+    let read: vigil_core::Config = toml::from_str(&text).expect("parses");
+    assert_eq!(read, config);
+    let unplanted = toml::to_string(&vigil_core::Config::default()).expect("serializes");
+    assert!(!unplanted.contains("mutations"), "{unplanted}");
+}
+
 #[test]
 fn error_path_leak_is_caught() {
     let (success, output) = run_with_bug("error-path-leak", "sim", 1, "wrong-cluster");

@@ -54,12 +54,16 @@ pub struct NemesisOptions {
     /// Write trace files and check them like `vigil-conform check` (minutes of replay for a
     /// 75 s run on a 2-core machine; see `docs/reliability.md`).
     pub check_traces: bool,
+    /// Planted bugs, written into every process's configuration (empty: none). Only a `vigil`
+    /// built with vigil-core's cargo feature `mutations` reads them; any other refuses the
+    /// configuration.
+    pub mutations: vigil_core::Mutations,
 }
 
 impl NemesisOptions {
     /// The defaults for `vigil` and `directory`: a 75 s schedule, 4 clients, 3 keys, floods of
     /// 20,000 requests, 3 MiB of RSS growth allowed (per flood and over all floods), 60 s for
-    /// the checker.
+    /// the checker, no planted bug.
     pub fn new(vigil: PathBuf, directory: PathBuf) -> NemesisOptions {
         NemesisOptions {
             vigil,
@@ -71,6 +75,7 @@ impl NemesisOptions {
             rss_growth_max_bytes: 3 << 20,
             check_limit: Duration::from_secs(60),
             check_traces: true,
+            mutations: vigil_core::Mutations::default(),
         }
     }
 }

@@ -111,7 +111,10 @@ impl Cluster {
     async fn start(options: &NemesisOptions, started: Instant) -> Result<Cluster, NemesisError> {
         let layout = Layout {
             cluster: "nemesis".to_string(),
-            protocol: protocol(),
+            protocol: vigil_core::Config {
+                mutations: options.mutations,
+                ..protocol()
+            },
             host: vigil::config::HostSettings {
                 tick_interval_ms: TICK_MS,
                 ..vigil::config::HostSettings::default()
