@@ -116,6 +116,26 @@ pub enum Runner {
     Tcp,
 }
 
+impl Runner {
+    /// The runners, in the order `run` and `verify` run them.
+    pub const ALL: [Runner; 3] = [Runner::CoreSimulation, Runner::Turmoil, Runner::Tcp];
+
+    /// The runner's name as `--mode` spells it (and as its trace directories begin).
+    pub fn mode(self) -> &'static str {
+        match self {
+            Runner::CoreSimulation => "sim",
+            Runner::Turmoil => "turmoil",
+            Runner::Tcp => "tcp",
+        }
+    }
+
+    /// Whether a seed determines the run (a simulation): such a run can be rerun, so a
+    /// failure's plan can be shrunk. A TCP run's timing is the machine's.
+    pub fn is_deterministic(self) -> bool {
+        self != Runner::Tcp
+    }
+}
+
 impl FaultKind {
     /// Whether `runner` injects this fault (a fault it leaves out asks for no behaviour, and
     /// its run says it was not run). The real host's runs leave out what needs the core

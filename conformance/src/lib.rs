@@ -4,19 +4,24 @@
 //! Pipeline (`docs/trace.md`): [`trace`] reads per-node NDJSON files, [`merge`] puts them in one
 //! causal order, [`mapping`] (the only module that knows both vocabularies) turns events into
 //! model actions and model states into the implementation's post-states, [`replay`] steps the
-//! model and compares, [`report`] prints a divergence for a CI log. [`sim`] (the core),
-//! [`host_sim`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and [`faults`]
-//! produce runs, with the bugs [`planted`] for the mutation matrix, if any; [`coverage`] says
-//! what they exercised; [`run`] ties it together. [`nemesis`] runs real `vigil` processes under
-//! faults and checks the clients' history.
+//! model and compares, [`check`] runs those steps on a run's traces, [`report`] prints a
+//! divergence for a CI log and [`evidence`] saves its model path and [`diagram`]. [`sim`] (the
+//! core), [`host_sim`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and
+//! [`faults`] produce runs, with the bugs [`planted`] for the mutation matrix, if any;
+//! [`coverage`] says what they exercised. [`run`] is one run of a runner and its check,
+//! [`part`] the one loop over a runner's runs, [`verify`] the main job's parts. [`nemesis`]
+//! runs real `vigil` processes under faults and checks the clients' history.
 
+pub mod check;
 pub mod coverage;
 pub mod diagram;
+pub mod evidence;
 pub mod faults;
 pub mod host_sim;
 pub mod mapping;
 pub mod merge;
 pub mod nemesis;
+pub mod part;
 pub mod planted;
 pub mod replay;
 pub mod report;
@@ -24,3 +29,4 @@ pub mod run;
 pub mod sim;
 pub mod tcp;
 pub mod trace;
+pub mod verify;

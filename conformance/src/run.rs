@@ -1,179 +1,205 @@
-//! One conformance check of traces (`check`) or of a fresh run (`run`): merge, map, replay,
-//! coverage. Used by the CLI and the tests.
+//! One run of one runner and its check: the core simulation, the tokio host under turmoil or
+//! the tokio host on real TCP, run with a seed's fault plan, its traces checked against the
+//! model and its coverage against what the plan asked for; and the shrinking of a failing
+//! run's plan where the runner is deterministic. The three runners differ only in how they
+//! run; what happens around a run is the same for all of them (`part.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vigil_core as core;
-
-use crate::coverage::{self, Coverage};
-use crate::faults::{FaultKind, FaultPlan, Runner};
-use crate::mapping::Vocabulary;
-use crate::merge;
-use crate::replay::{self, ReplayStats};
-use crate::report::Divergence;
+use crate::check::{self, CheckFailure, Checked};
+use crate::faults::{self, FaultKind, FaultPlan, Runner};
+use crate::host_sim;
 use crate::sim;
-use crate::trace::{self, NodeTrace};
+use crate::tcp;
+use crate::trace::{self, NodeTrace, TraceError};
 
-/// Why a check failed.
+/// One run: its plan, its traces, and the check's result.
 #[derive(Debug)]
-pub enum CheckFailure {
-    /// The traces could not be read or are vacuous.
-    Trace(trace::TraceError),
-    /// The traces could not be merged.
-    Merge(merge::MergeError),
-    /// The run cannot be expressed in the model.
-    Mapping(crate::mapping::MappingError),
-    /// The model does not follow the trace.
-    Divergence(Box<Divergence>),
-    /// A behaviour the fault plan asked for never happened.
-    Vacuous(Vec<String>),
-    /// The run itself failed (the host, the client, a deadline).
-    Run(String),
-}
-
-impl std::fmt::Display for CheckFailure {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CheckFailure::Trace(error) => write!(formatter, "TRACE ERROR: {error}"),
-            CheckFailure::Merge(error) => write!(formatter, "MERGE ERROR: {error}"),
-            CheckFailure::Mapping(error) => write!(formatter, "MAPPING ERROR: {error}"),
-            CheckFailure::Divergence(divergence) => write!(formatter, "{divergence}"),
-            CheckFailure::Run(error) => write!(formatter, "RUN ERROR: {error}"),
-            CheckFailure::Vacuous(missing) => write!(
-                formatter,
-                "VACUOUS RUN: behaviours the fault plan asked for never happened: {}",
-                missing.join(", ")
-            ),
-        }
-    }
-}
-
-/// What a passing check measured.
-#[derive(Clone, Debug, Default)]
-pub struct Checked {
-    /// Replay counts and time.
-    pub stats: ReplayStats,
-    /// Coverage of this check.
-    pub coverage: Coverage,
-}
-
-/// Validates traces against the model. `floor`: fewer events in total fail as vacuous.
-pub fn check_traces(traces: &[NodeTrace], floor: usize) -> Result<Checked, CheckFailure> {
-    trace::check_floor(traces, floor).map_err(CheckFailure::Trace)?;
-    let merged = merge::merge(traces).map_err(CheckFailure::Merge)?;
-    let protocol = protocol_of(traces);
-    let cluster = traces
-        .iter()
-        .find_map(|trace| trace.header.cluster.clone())
-        .unwrap_or_else(|| sim::CLUSTER.to_string());
-    let version = trace::run_version(traces).map_err(CheckFailure::Trace)?;
-    let mut vocabulary =
-        Vocabulary::build(&merged, &protocol, &cluster).map_err(CheckFailure::Mapping)?;
-    if version < trace::SCHEMA_VERSION_PERSIST {
-        vocabulary.config.disk = vigil_model::Disk::Immediate;
-    }
-    let stats = replay::replay(&merged, vocabulary).map_err(CheckFailure::Divergence)?;
-    let coverage = Coverage {
-        actions: stats.action_kinds.clone(),
-        behaviours: coverage::observe(&merged),
-    };
-    Ok(Checked { stats, coverage })
-}
-
-/// The protocol configuration the traces declare (the masters' count from the master traces
-/// when the headers do not carry one).
-fn protocol_of(traces: &[NodeTrace]) -> core::Config {
-    let masters = traces
-        .iter()
-        .filter(|trace| trace.header.node.starts_with('m'))
-        .count() as u64;
-    let mut protocol = traces
-        .iter()
-        .find_map(|trace| trace.header.config.clone())
-        .unwrap_or_default();
-    if traces.iter().all(|trace| trace.header.config.is_none()) {
-        protocol.masters = masters;
-    }
-    protocol
-}
-
-/// Reads traces from files and directories and validates them.
-pub fn check_paths(paths: &[std::path::PathBuf], floor: usize) -> Result<Checked, CheckFailure> {
-    let traces = trace::read_paths(paths).map_err(CheckFailure::Trace)?;
-    check_traces(&traces, floor)
-}
-
-/// One simulated run: the plan, the traces, and the check's result.
-pub struct SimOutcome {
+pub struct RunOutcome {
+    /// What ran it.
+    pub runner: Runner,
     /// The seed.
     pub seed: u64,
     /// The fault plan.
     pub plan: FaultPlan,
-    /// The run's traces.
-    pub run: sim::SimRun,
-    /// Simulation wall time, seconds.
-    pub simulate_seconds: f64,
+    /// The run's traces (`None` if the run failed before it left any that could be read).
+    pub traces: Option<Vec<NodeTrace>>,
+    /// Faults injected, as printed (with why the run stopped, if it stopped early).
+    pub faults_applied: Vec<String>,
+    /// The run's wall time, seconds (simulating, or running on TCP; the check not included).
+    pub run_seconds: f64,
+    /// Where the traces were kept, when a directory was asked for, or why they could not be.
+    pub kept: Option<Result<PathBuf, std::io::Error>>,
     /// The check.
     pub result: Result<Checked, CheckFailure>,
 }
 
-/// Simulates seed `seed` with faults `kinds` and validates the traces.
-pub fn simulate_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> SimOutcome {
-    let plan = if kinds.is_empty() {
+/// What a runner left: its traces (or why they could not be read), what it injected, and why
+/// it stopped early, if it did (the traces are still checked: they usually say why).
+struct Ran {
+    traces: Result<Vec<NodeTrace>, TraceError>,
+    faults_applied: Vec<String>,
+    stopped: Option<String>,
+}
+
+/// The fault plan of `seed` for `kinds` (none without kinds).
+pub fn plan_of(kinds: &[FaultKind], masters: u64, seed: u64) -> FaultPlan {
+    if kinds.is_empty() {
         FaultPlan::default()
     } else {
-        crate::faults::plan_for_seed(kinds, masters, seed)
-    };
+        faults::plan_for_seed(kinds, masters, seed)
+    }
+}
+
+/// Runs seed `seed` on `runner` with faults `kinds` and validates its traces. With
+/// `trace_directory`, the traces are kept there (a TCP run writes them there itself; without
+/// it, it writes them to a temporary directory removed after the check).
+pub fn run_and_check(
+    runner: Runner,
+    seed: u64,
+    masters: u64,
+    kinds: &[FaultKind],
+    trace_directory: Option<&Path>,
+) -> RunOutcome {
+    let plan = plan_of(kinds, masters, seed);
     let started = Instant::now();
-    let run = sim::run(seed, masters, &plan);
-    let simulate_seconds = started.elapsed().as_secs_f64();
-    let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT).and_then(|checked| {
-        let missing = checked.coverage.missing(kinds, Runner::CoreSimulation);
-        if missing.is_empty() {
-            Ok(checked)
-        } else {
-            Err(CheckFailure::Vacuous(missing))
+    let ran = match runner {
+        Runner::CoreSimulation => Ok(ran_in_simulation(sim::run(seed, masters, &plan))),
+        Runner::Turmoil => host_sim::run(seed, masters, &plan).map(ran_under_turmoil),
+        Runner::Tcp => run_on_tcp(seed, masters, &plan, trace_directory),
+    };
+    let run_seconds = started.elapsed().as_secs_f64();
+    let Ran {
+        traces,
+        faults_applied,
+        stopped,
+    } = match ran {
+        Ok(ran) => ran,
+        Err(error) => {
+            return RunOutcome {
+                runner,
+                seed,
+                plan,
+                traces: None,
+                faults_applied: Vec::new(),
+                run_seconds,
+                kept: None,
+                result: Err(CheckFailure::Run(error)),
+            }
         }
-    });
-    SimOutcome {
+    };
+    let kept = trace_directory.map(|directory| keep(runner, directory, traces.as_ref().ok()));
+    let (traces, result) = match traces {
+        Ok(traces) => {
+            let result = check::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT)
+                .and_then(|checked| match stopped {
+                    // The traces conform, but the run itself did not complete.
+                    Some(error) => Err(CheckFailure::Run(error)),
+                    None => Ok(checked),
+                })
+                .and_then(|checked| check::require_coverage(checked, kinds, runner));
+            (Some(traces), result)
+        }
+        Err(error) => (None, Err(CheckFailure::Trace(error))),
+    };
+    RunOutcome {
+        runner,
         seed,
         plan,
-        run,
-        simulate_seconds,
+        traces,
+        faults_applied,
+        run_seconds,
+        kept,
         result,
     }
 }
 
-/// Shrinks a failing simulated run's plan: drops faults one at a time while the run still
-/// diverges (any divergence, as proptest would), at most one attempt per fault of the plan.
-/// Returns the smallest plan found and its failure's first line.
-pub fn shrink(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, String) {
-    shrink_with(plan, |plan| {
-        let run = sim::run(seed, masters, plan);
-        divergence_title(&run.traces)
-    })
-}
-
-/// [`shrink`] for a turmoil run of the tokio host (deterministic too, so it shrinks).
-pub fn shrink_turmoil(seed: u64, masters: u64, plan: &FaultPlan) -> (FaultPlan, String) {
-    shrink_with(plan, |plan| {
-        let run = crate::host_sim::run(seed, masters, plan).ok()?;
-        divergence_title(&run.traces)
-    })
-}
-
-fn divergence_title(traces: &[NodeTrace]) -> Option<String> {
-    match check_traces(traces, trace::EVENTS_FLOOR_DEFAULT) {
-        Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
-        _ => None,
+fn ran_in_simulation(run: sim::SimRun) -> Ran {
+    Ran {
+        traces: Ok(run.traces),
+        faults_applied: run.faults_applied,
+        stopped: None,
     }
 }
 
-fn shrink_with(
+fn ran_under_turmoil(run: host_sim::TurmoilRun) -> Ran {
+    Ran {
+        traces: Ok(run.traces),
+        faults_applied: run.faults_applied,
+        stopped: run.client_error,
+    }
+}
+
+/// Runs the real host on loopback and reads the trace files it wrote (in `trace_directory`, or
+/// in a temporary directory, removed once they are read).
+fn run_on_tcp(
+    seed: u64,
+    masters: u64,
     plan: &FaultPlan,
-    diverges: impl Fn(&FaultPlan) -> Option<String>,
-) -> (FaultPlan, String) {
+    trace_directory: Option<&Path>,
+) -> Result<Ran, String> {
+    let scratch = tempfile::tempdir().map_err(|error| format!("temporary directory: {error}"))?;
+    let directory = trace_directory.unwrap_or(scratch.path());
+    let run = tcp::run(seed, masters, plan, directory)?;
+    let mut faults_applied = run.faults_applied;
+    if let Some(error) = &run.drive_error {
+        faults_applied.push(format!("(run stopped: {error})"));
+    }
+    Ok(Ran {
+        traces: trace::read_paths(std::slice::from_ref(&run.trace_dir)),
+        faults_applied,
+        stopped: run.drive_error,
+    })
+}
+
+/// Keeps a run's traces in `directory`: the simulations' are written there; a TCP run wrote
+/// its own there.
+fn keep(
+    runner: Runner,
+    directory: &Path,
+    traces: Option<&Vec<NodeTrace>>,
+) -> Result<PathBuf, std::io::Error> {
+    if let (Runner::CoreSimulation | Runner::Turmoil, Some(traces)) = (runner, traces) {
+        write_traces(directory, traces)?;
+    }
+    Ok(directory.to_path_buf())
+}
+
+/// Writes a run's traces to `directory` (one file per node), for `check` and for reading.
+pub fn write_traces(directory: &Path, traces: &[NodeTrace]) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    for node in traces {
+        let text = trace::render(&node.header, &node.events);
+        std::fs::write(directory.join(format!("{}.ndjson", node.header.node)), text)?;
+    }
+    Ok(())
+}
+
+/// Shrinks a failing run's plan: drops faults one at a time while the run still diverges (any
+/// divergence, as proptest would), at most one attempt per fault of the plan. Returns the
+/// smallest plan found and its divergence's title; `None` for a runner whose runs a seed does
+/// not determine (TCP), which cannot shrink.
+pub fn shrink(
+    runner: Runner,
+    seed: u64,
+    masters: u64,
+    plan: &FaultPlan,
+) -> Option<(FaultPlan, String)> {
+    let diverges = |plan: &FaultPlan| -> Option<String> {
+        let traces = match runner {
+            Runner::CoreSimulation => sim::run(seed, masters, plan).traces,
+            Runner::Turmoil => host_sim::run(seed, masters, plan).ok()?.traces,
+            Runner::Tcp => return None,
+        };
+        match check::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT) {
+            Err(CheckFailure::Divergence(divergence)) => Some(divergence.title.clone()),
+            _ => None,
+        }
+    };
+    if !runner.is_deterministic() {
+        return None;
+    }
     let mut smallest = plan.clone();
     let mut title = diverges(plan).unwrap_or_default();
     let mut index = 0;
@@ -188,124 +214,5 @@ fn shrink_with(
             None => index += 1,
         }
     }
-    (smallest, title)
-}
-
-/// Writes a run's traces to `directory` (one file per node), for `check` and for reading.
-pub fn write_traces(directory: &Path, traces: &[NodeTrace]) -> std::io::Result<()> {
-    std::fs::create_dir_all(directory)?;
-    for node in traces {
-        let text = trace::render(&node.header, &node.events);
-        std::fs::write(directory.join(format!("{}.ndjson", node.header.node)), text)?;
-    }
-    Ok(())
-}
-
-/// One TCP run: where its traces are, what it injected, and the check's result.
-pub struct TcpOutcome {
-    /// The seed.
-    pub seed: u64,
-    /// Faults injected, as printed.
-    pub faults_applied: Vec<String>,
-    /// The run's wall time, seconds.
-    pub run_seconds: f64,
-    /// The check (a run that could not complete is a trace failure).
-    pub result: Result<Checked, CheckFailure>,
-}
-
-/// Runs the real host on loopback with faults `kinds`, then validates its trace files.
-pub fn tcp_and_check(seed: u64, masters: u64, kinds: &[FaultKind], directory: &Path) -> TcpOutcome {
-    let plan = if kinds.is_empty() {
-        FaultPlan::default()
-    } else {
-        crate::faults::plan_for_seed(kinds, masters, seed)
-    };
-    let started = Instant::now();
-    let run = crate::tcp::run(seed, masters, &plan, directory);
-    let run_seconds = started.elapsed().as_secs_f64();
-    let (faults_applied, result) = match run {
-        Ok(run) => {
-            let result = trace::read_paths(std::slice::from_ref(&run.trace_dir))
-                .map_err(CheckFailure::Trace)
-                .and_then(|traces| check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT))
-                .and_then(|checked| match &run.drive_error {
-                    // The traces conform, but the run itself did not complete.
-                    Some(error) => Err(CheckFailure::Run(error.clone())),
-                    None => Ok(checked),
-                })
-                .and_then(|checked| {
-                    let missing = checked.coverage.missing(kinds, Runner::Tcp);
-                    if missing.is_empty() {
-                        Ok(checked)
-                    } else {
-                        Err(CheckFailure::Vacuous(missing))
-                    }
-                });
-            let mut applied = run.faults_applied;
-            if let Some(error) = run.drive_error {
-                applied.push(format!("(run stopped: {error})"));
-            }
-            (applied, result)
-        }
-        Err(error) => (Vec::new(), Err(CheckFailure::Run(error))),
-    };
-    TcpOutcome {
-        seed,
-        faults_applied,
-        run_seconds,
-        result,
-    }
-}
-
-/// One turmoil run of the tokio host: the plan, the run, and the check's result.
-pub struct TurmoilOutcome {
-    /// The seed.
-    pub seed: u64,
-    /// The fault plan.
-    pub plan: FaultPlan,
-    /// The run (`None` if the simulation itself failed; the failure says why).
-    pub run: Option<crate::host_sim::TurmoilRun>,
-    /// Simulation wall time, seconds.
-    pub simulate_seconds: f64,
-    /// The check.
-    pub result: Result<Checked, CheckFailure>,
-}
-
-/// Runs the tokio host under turmoil for seed `seed` with faults `kinds`, validates the traces.
-pub fn turmoil_and_check(seed: u64, masters: u64, kinds: &[FaultKind]) -> TurmoilOutcome {
-    let plan = if kinds.is_empty() {
-        FaultPlan::default()
-    } else {
-        crate::faults::plan_for_seed(kinds, masters, seed)
-    };
-    let started = Instant::now();
-    let run = crate::host_sim::run(seed, masters, &plan);
-    let simulate_seconds = started.elapsed().as_secs_f64();
-    let (run, result) = match run {
-        Ok(run) => {
-            let result = check_traces(&run.traces, trace::EVENTS_FLOOR_DEFAULT)
-                .and_then(|checked| match &run.client_error {
-                    // The traces conform, but a client could not complete its workload.
-                    Some(error) => Err(CheckFailure::Run(error.clone())),
-                    None => Ok(checked),
-                })
-                .and_then(|checked| {
-                    let missing = checked.coverage.missing(kinds, Runner::Turmoil);
-                    if missing.is_empty() {
-                        Ok(checked)
-                    } else {
-                        Err(CheckFailure::Vacuous(missing))
-                    }
-                });
-            (Some(run), result)
-        }
-        Err(error) => (None, Err(CheckFailure::Run(error))),
-    };
-    TurmoilOutcome {
-        seed,
-        plan,
-        run,
-        simulate_seconds,
-        result,
-    }
+    Some((smallest, title))
 }

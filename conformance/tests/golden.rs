@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
+use vigil_conformance::check::{self, CheckFailure};
 use vigil_conformance::faults::{FaultKind, Runner};
-use vigil_conformance::run::{self, CheckFailure};
+use vigil_conformance::run;
 use vigil_conformance::{diagram, sim, trace};
 
 fn traces(name: &str) -> PathBuf {
@@ -14,8 +15,8 @@ fn traces(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn check(name: &str) -> Result<run::Checked, CheckFailure> {
-    run::check_paths(&[traces(name)], trace::EVENTS_FLOOR_DEFAULT)
+fn check(name: &str) -> Result<check::Checked, CheckFailure> {
+    check::check_paths(&[traces(name)], trace::EVENTS_FLOOR_DEFAULT)
 }
 
 fn failure(name: &str) -> String {
@@ -149,7 +150,7 @@ fn a_trace_below_the_floor_is_vacuous() {
             .collect();
         std::fs::write(directory.path().join(path.file_name().unwrap()), first_two).unwrap();
     }
-    let Err(error) = run::check_paths(
+    let Err(error) = check::check_paths(
         &[directory.path().to_path_buf()],
         trace::EVENTS_FLOOR_DEFAULT,
     ) else {
@@ -187,7 +188,7 @@ fn a_fault_plan_whose_behaviours_never_happen_fails() {
 fn the_sequence_diagram_highlights_the_divergent_event() {
     let node_traces = trace::read_paths(&[traces("broken-commit-without-quorum")]).unwrap();
     let Err(CheckFailure::Divergence(divergence)) =
-        run::check_traces(&node_traces, trace::EVENTS_FLOOR_DEFAULT)
+        check::check_traces(&node_traces, trace::EVENTS_FLOOR_DEFAULT)
     else {
         panic!("broken-commit-without-quorum must diverge");
     };
@@ -253,8 +254,14 @@ fn the_sequence_diagram_highlights_the_divergent_event() {
 /// evicting nobody — in the core's simulation and in the tokio host's — and the model follows.
 #[test]
 fn a_paused_leader_steps_down_on_resume_and_evicts_nobody() {
-    let core = run::simulate_and_check(1, 5, &[FaultKind::PauseLeader]);
-    let host = run::turmoil_and_check(1, 5, &[FaultKind::PauseLeader]);
+    let core = run::run_and_check(
+        Runner::CoreSimulation,
+        1,
+        5,
+        &[FaultKind::PauseLeader],
+        None,
+    );
+    let host = run::run_and_check(Runner::Turmoil, 1, 5, &[FaultKind::PauseLeader], None);
     for (mode, result) in [("sim", core.result), ("turmoil", host.result)] {
         let checked = result.unwrap_or_else(|failure| panic!("{mode}: {failure}"));
         let behaviours = &checked.coverage.behaviours;

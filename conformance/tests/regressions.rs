@@ -2,8 +2,8 @@
 //! made a simulated run diverge, saved by `vigil-conform run` when it shrank the failure
 //! (`docs/trace.md` §6). Every file is replayed here on every test run and must now pass.
 
+use vigil_conformance::check::check_traces;
 use vigil_conformance::faults;
-use vigil_conformance::run::check_traces;
 use vigil_conformance::{sim, trace};
 
 #[test]

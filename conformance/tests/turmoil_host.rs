@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use vigil::durable::MasterStorage;
 use vigil::platform::FileSystem;
-use vigil_conformance::faults::{FaultKind, FaultPlan};
+use vigil_conformance::faults::{FaultKind, FaultPlan, Runner};
 use vigil_conformance::host_sim::{self, SimFileSystem};
 use vigil_conformance::run;
 use vigil_core::{Ballot, Command, DurableWrite, Entry};
@@ -52,7 +52,7 @@ fn the_same_seed_gives_byte_identical_traces() {
 #[test]
 fn a_run_under_crash_pause_and_flood_conforms() {
     let kinds = [FaultKind::Crash, FaultKind::Pause, FaultKind::WrongCluster];
-    let outcome = run::turmoil_and_check(1, MASTERS, &kinds);
+    let outcome = run::run_and_check(Runner::Turmoil, 1, MASTERS, &kinds, None);
     let checked = outcome.result.unwrap_or_else(|failure| panic!("{failure}"));
     for behaviour in ["crash/restart", "pause", "eviction", "wrong cluster"] {
         assert!(

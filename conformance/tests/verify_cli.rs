@@ -1,7 +1,8 @@
 //! The main job's command line: `vigil-conform` with no command runs `verify`, a part that is
 //! not built is reported as skipped, never as passed, and the exit status follows the verdict.
-//! Runs a small `verify` (one model-check preset of `ci`, one simulated seed, one real-TCP
-//! run): the full one is the CI job itself (`cargo run --release`), not paid for again here.
+//! Runs a small `verify` (one model-check preset of `ci`, one seed of each simulation, one
+//! real-TCP run): the full one is the CI job itself (`cargo run --release`), not paid for again
+//! here.
 
 use std::process::Command;
 
@@ -36,7 +37,16 @@ fn shape(output: &str) -> Vec<String> {
 
 /// A small `verify`: the options every run of this test passes (no real-TCP run: real time is
 /// not deterministic, so two runs could differ; `tcp_runs_are_a_part_of_verify` runs one).
-const SMALL: [&str; 6] = ["--preset", "ci-read", "--seeds", "1", "--tcp-seeds", "0"];
+const SMALL: [&str; 8] = [
+    "--preset",
+    "ci-read",
+    "--sim-seeds",
+    "1",
+    "--turmoil-seeds",
+    "1",
+    "--tcp-runs",
+    "0",
+];
 
 #[test]
 fn verify_is_the_default_and_its_status_follows_its_verdict() {
@@ -78,6 +88,12 @@ fn verify_is_the_default_and_its_status_follows_its_verdict() {
         .find(|line| line.starts_with("conformance run (real TCP)"))
         .unwrap_or_else(|| panic!("no real-TCP row: {verify_output}"));
     assert!(tcp_row.contains("SKIPPED"), "{tcp_row}");
+    // `--turmoil-seeds` reaches the turmoil part.
+    let turmoil_row = verify_output
+        .lines()
+        .find(|line| line.starts_with("conformance run (turmoil host sim)"))
+        .unwrap_or_else(|| panic!("no turmoil row: {verify_output}"));
+    assert!(turmoil_row.contains(" 1 seeds ("), "{turmoil_row}");
     assert!(verify_output.contains("INCOMPLETE"), "{verify_output}");
 }
 
@@ -87,9 +103,11 @@ fn tcp_runs_are_a_part_of_verify() {
         "verify",
         "--preset",
         "ci-read",
-        "--seeds",
+        "--sim-seeds",
         "1",
-        "--tcp-seeds",
+        "--turmoil-seeds",
+        "1",
+        "--tcp-runs",
         "1",
         "--tcp-faults",
         "none",

@@ -9,7 +9,7 @@ use vigil_core::LedgerCounters;
 use super::history::{self, HistoryCounts, KeyDurability, Record};
 use super::linearizability::{self, Verdict};
 use super::NemesisOptions;
-use crate::{replay, run, trace};
+use crate::{check, replay, trace};
 
 /// One fault the nemesis injected.
 #[derive(Clone, Debug)]
@@ -167,7 +167,7 @@ fn check_trace_files(directory: &std::path::Path, sigstops: u64) -> Result<Strin
     trace::read_paths(&[directory.to_path_buf()])
         .map_err(|error| error.to_string())
         .and_then(|traces| {
-            run::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT)
+            check::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT)
                 .map_err(|failure| failure.to_string())
         })
         .and_then(|checked| {
