@@ -18,6 +18,7 @@ pub mod diagram;
 pub mod evidence;
 pub mod faults;
 pub mod host_sim;
+pub mod linearizability;
 pub mod mapping;
 pub mod merge;
 pub mod nemesis;

@@ -1,7 +1,7 @@
 //! THE mapping between the implementation's vocabulary (`vigil_core`) and the model's
 //! (`vigil_model`). Nothing else in the workspace knows both (`docs/architecture.md`).
 //!
-//! It does three things:
+//! It does four things:
 //! 1. [`Vocabulary::build`] reads a merged run once and builds the model's parameters for it:
 //!    the masters, the model clients and their scripts (each proxy request becomes one operation
 //!    of a closed-loop model client, so model request ids follow from the scripts), keys and
@@ -16,18 +16,21 @@
 //! 3. [`master_view`] and [`ledger_view`] abstract the model's state into the implementation's
 //!    post-state types, and [`Vocabulary::message`] maps a message, so that replay compares like
 //!    with like.
+//! 4. [`history_records`] turns the model's client history into the implementation's
+//!    operations and results, for the per-key linearizability check the nemesis uses too.
 //!
 //! Limits of the model's representation, reported as errors rather than truncated: each number
 //! must fit the model's type for it (`vigil_model::types`: nodes, clients, keys and values are
 //! `u8`), and the model has no snapshots.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use vigil_core as core;
 use vigil_model as model;
 use vigil_model::{Action, Config, Endpoint, Message};
 
 use crate::merge::{party_of_endpoint, party_of_origin, Merged, Party};
+use crate::nemesis::history::{Call, Outcome, Record};
 
 /// Why a run cannot be expressed in the model.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -102,6 +105,104 @@ struct ClientPlan {
     requests: Vec<(u64, u64)>,
 }
 
+/// What the pre-pass collects from the proxy's events before the model's requests can be
+/// numbered: the model clients' scripts, and the forwarding ids and request timeouts to resolve
+/// once they are.
+#[derive(Default)]
+struct PrePass {
+    /// Merged index of each request's first completion.
+    completions: HashMap<(u64, u64), usize>,
+    plans: Vec<ClientPlan>,
+    /// The request the proxy accepted last (a `Propose` after it forwards it).
+    last_accepted: Option<(u64, u64)>,
+    /// The proxy's `Timeout {Request}` events of the current input not yet matched to the
+    /// request they complete with `Timeout`.
+    open_timeouts: Vec<usize>,
+    /// Forwarding id → (client connection, client request id).
+    forwards: HashMap<u64, (u64, u64)>,
+    /// Merged index of a request timeout → the request it completes.
+    timeouts: HashMap<usize, (u64, u64)>,
+}
+
+impl PrePass {
+    /// Takes in the proxy's event at merged index `index`.
+    fn observe(
+        &mut self,
+        vocabulary: &mut Vocabulary,
+        index: usize,
+        kind: &core::TraceKind,
+    ) -> Result<(), MappingError> {
+        match kind {
+            core::TraceKind::Receive {
+                from: core::Endpoint::Client(client),
+                message:
+                    core::Message::Request {
+                        request_id,
+                        cluster,
+                        operation,
+                    },
+            } => {
+                self.open_timeouts.clear();
+                let operation = vocabulary.operation(operation)?;
+                let cluster = u8::from(*cluster != vocabulary.served_cluster);
+                self.add_request(index, (*client, *request_id), cluster, operation);
+            }
+            core::TraceKind::Receive { .. } => self.open_timeouts.clear(),
+            core::TraceKind::RequestAccepted { client, request_id } => {
+                self.last_accepted = Some((*client, *request_id));
+            }
+            core::TraceKind::Timeout {
+                timer: core::Timer::Request,
+            } => self.open_timeouts.push(index),
+            core::TraceKind::RequestCompleted {
+                client,
+                request_id,
+                outcome: Err(core::ClientError::Timeout),
+            } if !self.open_timeouts.is_empty() => {
+                let timeout = self.open_timeouts.remove(0);
+                self.timeouts.insert(timeout, (*client, *request_id));
+            }
+            core::TraceKind::Send {
+                message: core::Message::Propose { request_id, .. },
+                ..
+            } => {
+                if let Some(accepted) = self.last_accepted {
+                    self.forwards.entry(*request_id).or_insert(accepted);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Gives request `request` (received at merged index `index`) to a model client of its
+    /// cluster whose previous request completed before it arrived, or to a new one.
+    fn add_request(
+        &mut self,
+        index: usize,
+        request: (u64, u64),
+        cluster: u8,
+        operation: model::types::Operation,
+    ) {
+        let free = self.plans.iter().position(|plan| {
+            plan.cluster == cluster && plan.free_after.is_some_and(|free| free < index)
+        });
+        let position = free.unwrap_or_else(|| {
+            self.plans.push(ClientPlan {
+                cluster,
+                operations: Vec::new(),
+                free_after: None,
+                requests: Vec::new(),
+            });
+            self.plans.len() - 1
+        });
+        let plan = &mut self.plans[position];
+        plan.operations.push(operation);
+        plan.requests.push(request);
+        plan.free_after = self.completions.get(&request).copied();
+    }
+}
+
 impl Vocabulary {
     /// Reads the run once and builds the model's configuration and the name tables.
     pub fn build(
@@ -120,79 +221,17 @@ impl Vocabulary {
             timeouts: HashMap::new(),
             started: vec![false; masters as usize],
         };
-        let completions = completion_indices(merged);
-        let mut plans: Vec<ClientPlan> = Vec::new();
-        let mut last_accepted: Option<(u64, u64)> = None;
-        let mut open_timeouts: Vec<usize> = Vec::new();
-        let mut pending_forwards: HashMap<u64, (u64, u64)> = HashMap::new();
-        let mut pending_timeouts: HashMap<usize, (u64, u64)> = HashMap::new();
+        let mut pass = PrePass {
+            completions: completion_indices(merged),
+            ..PrePass::default()
+        };
         for (index, event) in merged.events.iter().enumerate() {
-            if !matches!(event.line.origin, core::Origin::Proxy(_)) {
-                continue;
-            }
-            match &event.line.kind {
-                core::TraceKind::Receive {
-                    from: core::Endpoint::Client(client),
-                    message:
-                        core::Message::Request {
-                            request_id,
-                            cluster,
-                            operation,
-                        },
-                } => {
-                    open_timeouts.clear();
-                    let operation = vocabulary.operation(operation)?;
-                    let cluster_code = u8::from(cluster != served_cluster);
-                    let key = (*client, *request_id);
-                    let plan = match plans.iter().position(|plan| {
-                        plan.cluster == cluster_code
-                            && plan.free_after.is_some_and(|free| free < index)
-                    }) {
-                        Some(position) => position,
-                        None => {
-                            plans.push(ClientPlan {
-                                cluster: cluster_code,
-                                operations: Vec::new(),
-                                free_after: None,
-                                requests: Vec::new(),
-                            });
-                            plans.len() - 1
-                        }
-                    };
-                    let plan = &mut plans[plan];
-                    plan.operations.push(operation);
-                    plan.requests.push(key);
-                    plan.free_after = completions.get(&key).copied();
-                }
-                core::TraceKind::Receive { .. } => open_timeouts.clear(),
-                core::TraceKind::RequestAccepted { client, request_id } => {
-                    last_accepted = Some((*client, *request_id));
-                }
-                core::TraceKind::Timeout {
-                    timer: core::Timer::Request,
-                } => open_timeouts.push(index),
-                core::TraceKind::RequestCompleted {
-                    client,
-                    request_id,
-                    outcome: Err(core::ClientError::Timeout),
-                } if !open_timeouts.is_empty() => {
-                    let timeout = open_timeouts.remove(0);
-                    pending_timeouts.insert(timeout, (*client, *request_id));
-                }
-                _ => {}
-            }
-            if let core::TraceKind::Send {
-                message: core::Message::Propose { request_id, .. },
-                ..
-            } = &event.line.kind
-            {
-                if let Some(accepted) = last_accepted {
-                    pending_forwards.entry(*request_id).or_insert(accepted);
-                }
+            if matches!(event.line.origin, core::Origin::Proxy(_)) {
+                pass.observe(&mut vocabulary, index, &event.line.kind)?;
             }
         }
-        vocabulary.assign_request_ids(plans)?;
-        vocabulary.resolve(pending_forwards, pending_timeouts)?;
+        vocabulary.assign_request_ids(pass.plans)?;
+        vocabulary.resolve(pass.forwards, pass.timeouts)?;
         Ok(vocabulary)
     }
 
@@ -364,6 +403,10 @@ impl Vocabulary {
     }
 
     /// A message in the model's vocabulary.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "a translation table: one arm per message of docs/protocol.md §10"
+    )]
     pub fn message(&self, message: &core::Message) -> Result<Message, MappingError> {
         use core::Message as M;
         Ok(match message {
@@ -792,6 +835,90 @@ pub fn ledger_view(state: &model::State) -> core::LedgerCounters {
 
 fn core_ballot(ballot: model::types::Ballot) -> core::Ballot {
     core::Ballot::new(u64::from(ballot.round), u64::from(ballot.node))
+}
+
+/// The model's client history as the per-key linearizability checker's records
+/// (`linearizability.rs`): each request its own client, history positions as its times; a
+/// definite answer is `Ok`, a refusal (a return without a result) did not take effect, and a
+/// request without a return is indeterminate. Keys are named `k<code>` and values are the
+/// model's one-byte codes: the checker compares them, it does not read them.
+pub fn history_records(history: &[model::state::HistoryEvent]) -> Vec<Record> {
+    use model::state::HistoryEvent;
+    let mut records: BTreeMap<u32, Record> = BTreeMap::new();
+    for (position, event) in history.iter().enumerate() {
+        match event {
+            HistoryEvent::Invoke {
+                request_id,
+                operation,
+            } => {
+                let (key, call) = call_of(operation);
+                records.insert(
+                    *request_id,
+                    Record {
+                        client: *request_id as usize,
+                        key: format!("k{key}").into_bytes(),
+                        call,
+                        invoked_ns: position as u64,
+                        completed_ns: u64::MAX,
+                        outcome: Outcome::Unknown("no return".to_string()),
+                    },
+                );
+            }
+            HistoryEvent::Return { request_id, result } => {
+                if let Some(record) = records.get_mut(request_id) {
+                    record.completed_ns = position as u64;
+                    record.outcome = match result {
+                        None => Outcome::Failed("refused".to_string()),
+                        Some(result) => Outcome::Ok(result_of(result)),
+                    };
+                }
+            }
+        }
+    }
+    records.into_values().collect()
+}
+
+/// A model operation as the checker's key and call (values are one byte: the model's index).
+fn call_of(operation: &model::types::Operation) -> (model::types::Key, Call) {
+    use model::types::Operation;
+    match *operation {
+        Operation::Get { key } => (key, Call::Get),
+        Operation::Put { key, value } => (key, Call::Put { value: vec![value] }),
+        Operation::Cas {
+            key,
+            expected_version,
+            value,
+        } => (
+            key,
+            Call::Cas {
+                expected_version: u64::from(expected_version),
+                value: vec![value],
+            },
+        ),
+        Operation::Delete { key } => (key, Call::Delete),
+    }
+}
+
+/// A model result as the implementation's.
+fn result_of(result: &model::types::OperationResult) -> core::OperationResult {
+    use model::types::OperationResult;
+    match *result {
+        OperationResult::Value { value, version } => core::OperationResult::Value {
+            value: value.map(|value| vec![value]),
+            version: u64::from(version),
+        },
+        OperationResult::Written { version } => core::OperationResult::Written {
+            version: u64::from(version),
+        },
+        OperationResult::VersionMismatch { current_version } => {
+            core::OperationResult::VersionMismatch {
+                current_version: u64::from(current_version),
+            }
+        }
+        OperationResult::Deleted { version } => core::OperationResult::Deleted {
+            version: u64::from(version),
+        },
+    }
 }
 
 /// The name of an action's kind, for coverage (`Deliver(Prepare)`, `ElectionTimeout`, ...).

@@ -20,7 +20,6 @@
 //! links it cuts, the schedule of faults, the workload, the history and its checks.
 
 pub mod history;
-pub mod linearizability;
 pub mod links;
 mod report;
 mod schedule;

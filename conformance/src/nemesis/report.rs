@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use vigil_core::LedgerCounters;
 
 use super::history::{self, HistoryCounts, KeyDurability, Record};
-use super::linearizability::{self, Verdict};
 use super::NemesisOptions;
+use crate::linearizability::{self, Verdict};
 use crate::{check, replay, trace};
 
 /// One fault the nemesis injected.

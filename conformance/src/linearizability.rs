@@ -12,6 +12,9 @@
 //! linearized anywhere after their call, and linearizing one at the very end is the same as its
 //! never having happened. An indeterminate `Get` tells nothing and is left out; so are definite
 //! refusals.
+//!
+//! Shared by the nemesis (its clients' history of real processes) and replay (the model's
+//! client history on a replayed path, translated by `mapping::history_records`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use vigil_core::OperationResult;
 
-use super::history::{Call, Outcome, Record};
+use crate::nemesis::history::{Call, Outcome, Record};
 
 /// A key's state in the model: its value (none: never written) and its version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
