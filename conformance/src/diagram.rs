@@ -778,6 +778,15 @@ mod tests {
             line(m1, 1, 5, Some("m1.0.m0.1"), send(master(0), promise)),
             line(m1, 0, 7, None, TraceKind::Restart),
         ];
+        vec![
+            node("m0", m0_events),
+            node("m1", m1_events),
+            node("p1", unknown_cluster_events(p1)),
+        ]
+    }
+
+    /// The proxy `p1` answers a client naming an unknown cluster.
+    fn unknown_cluster_events(p1: Origin) -> Vec<TraceLine> {
         let request = Message::Request {
             request_id: 7,
             cluster: INJECTED.to_string(),
@@ -789,14 +798,27 @@ mod tests {
             request_id: 7,
             outcome: Err(ClientError::UnknownCluster),
         };
-        let p1_events = vec![
-            line(p1, 0, 1, None, receive(Endpoint::Client(3), request)),
-            line(p1, 1, 2, None, send(Endpoint::Client(3), reply)),
-        ];
         vec![
-            node("m0", m0_events),
-            node("m1", m1_events),
-            node("p1", p1_events),
+            line(
+                p1,
+                0,
+                1,
+                None,
+                TraceKind::Receive {
+                    from: Endpoint::Client(3),
+                    message: request,
+                },
+            ),
+            line(
+                p1,
+                1,
+                2,
+                None,
+                TraceKind::Send {
+                    to: Endpoint::Client(3),
+                    message: reply,
+                },
+            ),
         ]
     }
 

@@ -26,8 +26,8 @@ pub enum FaultKind {
     Pause,
     /// A stop-the-world pause of the leader, from the pause threshold to below the election
     /// timeout: on resuming it must run check-quorum first and step down, evicting nobody
-    /// (`docs/protocol.md` §7.2, `docs/trace.md` §8 divergence 18). Simulations only: the real-TCP
-    /// `timeout` fault already pauses the leader.
+    /// (`docs/protocol.md` §7.2, `docs/trace.md` §8). Simulations only: the real-TCP `timeout`
+    /// fault already pauses the leader.
     PauseLeader,
     /// A master crashes and restarts from its durable state.
     Crash,
@@ -44,7 +44,7 @@ pub enum FaultKind {
     /// The leader's disk gets slow: its writes become durable a few ticks late while its
     /// `Accept`s leave at once (§2.1), a client writes, and once the followers' acknowledgements
     /// commit an entry the leader's own write has not yet made durable, the leader crashes and
-    /// loses that write (`docs/reliability.md` §5 finding 1). Simulation only.
+    /// loses that write (`docs/reliability.md` §5, rule 1). Simulation only.
     SlowDisk,
     /// `Accepted`s get slow and a client writes; the leader crashes holding an entry its
     /// followers accepted and nobody committed; the next leader's phase 1 re-proposes it, and

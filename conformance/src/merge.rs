@@ -2,7 +2,7 @@
 //! stay in their order, every receive comes after the send it receives, and the model's network
 //! rules hold — what a master's crash loses in the model was, in the merged order, received
 //! before it or sent after it. (A leader's eviction loses nothing already sent: what it wrote
-//! to the follower before may arrive after it, `docs/trace.md` §8 divergence 19.)
+//! to the follower before may arrive after it, `docs/protocol.md` §5.1, `docs/trace.md` §8.)
 //!
 //! The merge is correct by construction: it first builds the whole partial order (each receive
 //! linked to its send; each network rule an edge between the two events it concerns, see
@@ -933,12 +933,12 @@ mod tests {
 
     #[test]
     fn what_a_leader_wrote_before_an_eviction_may_arrive_after_a_causally_later_message() {
-        // Nemesis finding 3 (`docs/trace.md` §8, 19): m1 is frozen; the leader m0 writes it an
-        // `Accept` (here any message), evicts it in a later input and writes m4, which writes
-        // m1; thawed, m1 reads m4's message first, then the `Accept` still in its socket. The
-        // eviction closed the connection but could not take the `Accept` back, so the model
-        // keeps it in flight; the merge must not order its receive before the eviction (that
-        // was a cycle: `no causal order`).
+        // m1 is frozen (the nemesis's SIGSTOP); the leader m0 writes it an `Accept` (here any
+        // message), evicts it in a later input and writes m4, which writes m1; thawed, m1 reads
+        // m4's message first, then the `Accept` still in its socket. The eviction closed the
+        // connection but could not take the `Accept` back, so the model keeps it in flight
+        // (`docs/protocol.md` §5.1); the merge must not order its receive before the eviction,
+        // which would be a cycle (`no causal order`).
         let traces = vec![
             node(
                 "m0",

@@ -94,27 +94,7 @@ impl fmt::Display for Divergence {
         if let Some(action) = &self.action {
             writeln!(formatter, "  action: {action}")?;
         }
-        if !self.diff.is_empty() {
-            let width = self
-                .diff
-                .iter()
-                .map(|diff| diff.field.len())
-                .max()
-                .unwrap_or(5)
-                .max(5);
-            writeln!(
-                formatter,
-                "  {:<width$}  {:<36}  observed (implementation)",
-                "field", "expected (model)"
-            )?;
-            for diff in &self.diff {
-                writeln!(
-                    formatter,
-                    "  {:<width$}  {:<36}  {}",
-                    diff.field, diff.expected, diff.observed
-                )?;
-            }
-        }
+        self.write_diff(formatter)?;
         for note in &self.notes {
             writeln!(formatter, "  {note}")?;
         }
@@ -134,28 +114,64 @@ impl fmt::Display for Divergence {
                 writeln!(formatter, "    {line}")?;
             }
         }
-        if !self.enabled.is_empty() {
-            writeln!(
-                formatter,
-                "  enabled model actions ({}):",
-                self.enabled.len()
-            )?;
-            for action in self.enabled.iter().take(ENABLED_SHOWN_MAX) {
-                writeln!(formatter, "    {action}")?;
-            }
-            if self.enabled.len() > ENABLED_SHOWN_MAX {
-                writeln!(
-                    formatter,
-                    "    ... {} more",
-                    self.enabled.len() - ENABLED_SHOWN_MAX
-                )?;
-            }
-        }
+        self.write_enabled(formatter)?;
         writeln!(
             formatter,
             "  model path: {} actions replayed before this step",
             self.path.len()
         )
+    }
+}
+
+impl Divergence {
+    /// The post-state difference as a table, field by field.
+    fn write_diff(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.diff.is_empty() {
+            return Ok(());
+        }
+        let width = self
+            .diff
+            .iter()
+            .map(|diff| diff.field.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(
+            formatter,
+            "  {:<width$}  {:<36}  observed (implementation)",
+            "field", "expected (model)"
+        )?;
+        for diff in &self.diff {
+            writeln!(
+                formatter,
+                "  {:<width$}  {:<36}  {}",
+                diff.field, diff.expected, diff.observed
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The actions the model could have taken, at most [`ENABLED_SHOWN_MAX`] of them.
+    fn write_enabled(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.enabled.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            formatter,
+            "  enabled model actions ({}):",
+            self.enabled.len()
+        )?;
+        for action in self.enabled.iter().take(ENABLED_SHOWN_MAX) {
+            writeln!(formatter, "    {action}")?;
+        }
+        if self.enabled.len() > ENABLED_SHOWN_MAX {
+            writeln!(
+                formatter,
+                "    ... {} more",
+                self.enabled.len() - ENABLED_SHOWN_MAX
+            )?;
+        }
+        Ok(())
     }
 }
 

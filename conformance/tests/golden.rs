@@ -249,9 +249,9 @@ fn the_sequence_diagram_highlights_the_divergent_event() {
     assert_eq!(row, ["commit_index", "0", "1"]);
 }
 
-/// `docs/trace.md` §8 divergence 18, replayed: a leader paused from the pause threshold to below
-/// the election timeout traces `Pause` and `Resume`, runs check-quorum first and steps down,
-/// evicting nobody — in the core's simulation and in the tokio host's — and the model follows.
+/// A leader paused from the pause threshold to below the election timeout traces `Pause` and
+/// `Resume`, runs check-quorum first and steps down, evicting nobody — in the core's simulation
+/// and in the tokio host's — and the model follows (`docs/protocol.md` §7.2, `docs/trace.md` §8).
 #[test]
 fn a_paused_leader_steps_down_on_resume_and_evicts_nobody() {
     let core = run::run_and_check(
