@@ -49,6 +49,14 @@ pub enum MappingError {
     /// An event names a request the run never accepted.
     #[error("unknown request: {0}")]
     UnknownRequest(String),
+    /// An event names a master the run does not have.
+    #[error("m{node} is not a master of this run (it has {masters})")]
+    UnknownMaster {
+        /// The master named.
+        node: u64,
+        /// The run's masters.
+        masters: u64,
+    },
 }
 
 /// `value` in the model's type for it (the model's integer types are narrower than the core's).
@@ -300,7 +308,7 @@ impl Vocabulary {
         let me = party_of_origin(line.origin);
         let actions = match (&line.kind, me) {
             (core::TraceKind::Restart, Party::Master(node)) => {
-                let node: model::types::NodeId = fit("node id", node)?;
+                let node = self.master(node)?;
                 let started = &mut self.started[node as usize];
                 if std::mem::replace(started, true) {
                     vec![Action::Crash(node), Action::Restart(node)]
@@ -309,19 +317,19 @@ impl Vocabulary {
                 }
             }
             (core::TraceKind::Persist, Party::Master(node)) => {
-                vec![Action::Persist(fit("node id", node)?)]
+                vec![Action::Persist(self.master(node)?)]
             }
             (core::TraceKind::Pause, Party::Master(node)) => {
-                vec![Action::Pause(fit("node id", node)?)]
+                vec![Action::Pause(self.master(node)?)]
             }
             (core::TraceKind::Resume { .. }, Party::Master(node)) => {
-                vec![Action::Resume(fit("node id", node)?)]
+                vec![Action::Resume(self.master(node)?)]
             }
             (core::TraceKind::Receive { from, message }, _) => {
                 self.receive_actions(party_of_endpoint(from), me, message)?
             }
             (core::TraceKind::Timeout { timer }, Party::Master(node)) => {
-                let node: model::types::NodeId = fit("node id", node)?;
+                let node = self.master(node)?;
                 vec![match timer {
                     core::Timer::Election => Action::ElectionTimeout(node),
                     core::Timer::Heartbeat => Action::HeartbeatTimeout(node),
@@ -377,6 +385,15 @@ impl Vocabulary {
         Ok(actions)
     }
 
+    /// Master `node` in the model's type, if the run has it.
+    fn master(&self, node: u64) -> Result<model::types::NodeId, MappingError> {
+        let masters = u64::from(self.config.masters);
+        if node >= masters {
+            return Err(MappingError::UnknownMaster { node, masters });
+        }
+        fit("node id", node)
+    }
+
     /// The model endpoint of a party; a client is resolved through the request `message` names.
     pub fn endpoint_for(
         &self,
@@ -384,7 +401,7 @@ impl Vocabulary {
         message: &core::Message,
     ) -> Result<Endpoint, MappingError> {
         Ok(match party {
-            Party::Master(node) => Endpoint::Master(fit("node id", node)?),
+            Party::Master(node) => Endpoint::Master(self.master(node)?),
             Party::Proxy => Endpoint::Proxy,
             Party::Client(client) => {
                 let request_id = match message {
@@ -970,3 +987,6 @@ pub fn receive_message(
         _ => vocabulary.message(message),
     }
 }
+
+#[cfg(test)]
+mod tests;

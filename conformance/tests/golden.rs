@@ -85,11 +85,10 @@ fn a_missing_completion_is_reported() {
     assert!(report.contains("Reply { request_id:"), "{report}");
 }
 
-/// A real TCP run with every fault (`run --mode tcp --seed 11 --seeds 1 --faults all`),
-/// re-recorded on 26 Nov 18:50 when `Heartbeat` gained its read round (`protocol.md` §9.2). The
-/// recording of 15:36 it replaces held the case of `docs/trace.md` §8, 14 (three election
-/// timeouts in a row with equal post-states, the last one's `PreVote` received by a restarted
-/// master); a real TCP run is not reproducible, so this one pins a restart and evictions only.
+/// A real TCP run with every fault (`run --mode tcp --seed 11 --seeds 1 --faults all`), its
+/// `Heartbeat`s with their read round (`protocol.md` §9.2). A real TCP run is not reproducible,
+/// so this one pins a restart and evictions only; the timers of one tick as one input are held
+/// by every traced TCP and turmoil run (`docs/trace.md` §8).
 #[test]
 fn a_mixed_fault_tcp_trace_with_a_restart_passes() {
     let checked = check("valid-tcp-mixed-faults").unwrap_or_else(|failure| panic!("{failure}"));

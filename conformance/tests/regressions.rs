@@ -1,6 +1,6 @@
 //! Regression seeds (`conformance/regressions/*.json`): each is a shrunk fault plan that once
 //! made a simulated run diverge, saved by `vigil-conform run` when it shrank the failure
-//! (`docs/trace.md` §6). Every file is replayed here on every test run and must now pass.
+//! (`docs/trace.md` §6). Every file is replayed here on every test run and must pass.
 
 use vigil_conformance::check::check_traces;
 use vigil_conformance::faults;
