@@ -5,7 +5,10 @@
 //! Bounds restrict the search only: with every budget at `u32::MAX` and no in-flight bound the
 //! model runs unbounded (the simulation strategy and conformance replay use it that way).
 
-use crate::types::{ClientId, ClusterName, Operation, RequestId, Round};
+use crate::kv_types::{
+    ClientOperation, KvOperation, TxnOperation, TxnRequest, WatchId, WatchRequest,
+};
+use crate::types::{ClientId, ClusterName, Operation, RequestError, RequestId, Round};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -39,11 +42,24 @@ pub enum Bug {
     /// The leader counts its own acceptance of an entry when it appends it, before its write
     /// is durable (`disk.rs`, `own_accept_after_write`): a crash then loses a chosen entry.
     OwnAcceptBeforePersist,
+    /// After its connection to the subscribed master closed, the proxy resumes its
+    /// subscription from the next master's current revision instead of its watches' next
+    /// revision (`watch.rs`, `resume_subscription`).
+    WatchResumeFromCurrent,
+    /// A `Txn` whose branch holds a read refused part-way keeps the writes made before it
+    /// (`txn.rs`, `apply_txn`).
+    TxnPartialApply,
+    /// A watch naming an unknown cluster is registered and never ended (`watch.rs`,
+    /// `handle_watch_create`): the incident, for streams.
+    WatchLeakOnError,
+    /// On `SubscriptionCompacted`, the proxy moves a watch behind the compaction point up to it
+    /// instead of ending it `Compacted` (`watch.rs`, `handle_subscription_compacted`).
+    CompactionSkipsWatch,
 }
 
 impl Bug {
     /// Every seeded bug, in the order `vigil-model bugs` lists them.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 12] = [
         Bug::ErrorPathLeak,
         Bug::DoubleComplete,
         Bug::EvictedAckCounts,
@@ -52,6 +68,10 @@ impl Bug {
         Bug::ReadBeforeOwnBallotCommit,
         Bug::PausedHeartbeat,
         Bug::OwnAcceptBeforePersist,
+        Bug::WatchResumeFromCurrent,
+        Bug::TxnPartialApply,
+        Bug::WatchLeakOnError,
+        Bug::CompactionSkipsWatch,
     ];
 
     /// The name used on the command line and in reports.
@@ -65,6 +85,10 @@ impl Bug {
             Bug::ReadBeforeOwnBallotCommit => "read-before-own-ballot-commit",
             Bug::PausedHeartbeat => "paused-heartbeat",
             Bug::OwnAcceptBeforePersist => "own-accept-before-persist",
+            Bug::WatchResumeFromCurrent => "watch-resume-from-current",
+            Bug::TxnPartialApply => "txn-partial-apply",
+            Bug::WatchLeakOnError => "watch-leak-on-error",
+            Bug::CompactionSkipsWatch => "compaction-skips-watch",
         }
     }
 
@@ -79,6 +103,10 @@ impl Bug {
             Bug::ReadBeforeOwnBallotCommit => "a new leader confirms its leadership for a Get and answers it before committing the slots its phase 1 re-proposed: its commit index misses a write its predecessor chose and answered",
             Bug::PausedHeartbeat => "the leader's heartbeat timer keeps firing while the master is paused",
             Bug::OwnAcceptBeforePersist => "the leader counts its own acceptance of an entry when it appends it, before its write is durable: it commits and acknowledges a Put with one follower of three, crashes before its fsync, and the next leader, elected without that follower, never learns the write: a later Get misses it",
+            Bug::WatchResumeFromCurrent => "after the subscribed master crashed, the proxy resumes its subscription from the next master's current revision instead of its watches' next revision: the events committed meanwhile are never delivered, and a progress notification claims them",
+            Bug::TxnPartialApply => "a Txn whose branch reads below the compaction point or above the current revision after a write keeps that write and answers the refusal: half a transaction applied",
+            Bug::WatchLeakOnError => "a watch naming an unknown cluster is registered and never ended: its client never hears back (the incident, for streams)",
+            Bug::CompactionSkipsWatch => "a watch behind the compaction point is moved up to it instead of ending Compacted: it skips the events in between (a put it was owed), and the next one it gets shows the gap",
         }
     }
 
@@ -93,6 +121,10 @@ impl Bug {
             Bug::ReadBeforeOwnBallotCommit => "linearizable",
             Bug::PausedHeartbeat => "paused_sends_nothing",
             Bug::OwnAcceptBeforePersist => "linearizable",
+            Bug::WatchResumeFromCurrent => "watch_in_order_exactly_once",
+            Bug::TxnPartialApply => "txn_atomic",
+            Bug::WatchLeakOnError => "watch_ends_once",
+            Bug::CompactionSkipsWatch => "watch_in_order_exactly_once",
         }
     }
 }
@@ -105,7 +137,7 @@ impl fmt::Display for Bug {
 
 /// A name that is not a seeded bug.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist)")]
+#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist, watch-resume-from-current, txn-partial-apply, watch-leak-on-error, compaction-skips-watch)")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {
@@ -189,6 +221,55 @@ pub struct ClientScript {
     pub operations: Vec<Operation>,
 }
 
+/// One step of a revisioned client's script (§14–§17).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KvStep {
+    /// Sends `KvRequest`; the next step waits for its `KvReply`.
+    Operation(KvOperation),
+    /// Sends `WatchCreate`; the next step waits for `WatchCreated` or `WatchEnded`.
+    Watch(WatchRequest),
+    /// Sends `WatchCancel` for the watch created at script position `watch`; the next step
+    /// waits for that watch's `WatchEnded`.
+    Cancel {
+        /// The script position of the `Watch` step.
+        watch: u8,
+    },
+    /// Sends `WatchProgressRequest` for the watch created at script position `watch`; the next
+    /// step waits for `WatchProgress` or the watch's end.
+    Progress {
+        /// The script position of the `Watch` step.
+        watch: u8,
+    },
+    /// Closes the client's connection (`ClientClosed`): its watches end `ClientGone`. The
+    /// last step of a script.
+    Disconnect,
+}
+
+/// A client of the revisioned API: the cluster it names and its steps, one at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KvClientScript {
+    /// The cluster name it sends.
+    pub cluster: ClusterName,
+    /// Its steps, in order.
+    pub steps: Vec<KvStep>,
+}
+
+fn range_limit_max_default() -> u8 {
+    2
+}
+
+fn txn_operations_max_default() -> u8 {
+    2
+}
+
+fn watches_per_client_max_default() -> u8 {
+    1
+}
+
+fn watch_events_buffered_max_default() -> u8 {
+    2
+}
+
 /// Everything that parameterises the model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Config {
@@ -225,6 +306,24 @@ pub struct Config {
     pub explicit_commit: bool,
     /// The seeded bugs switched on.
     pub bugs: BTreeSet<Bug>,
+    /// The clients of the revisioned API (§14–§17), numbered after `clients`: client id
+    /// `clients.len() + k` is `kv_clients[k]`, and its request ids follow every register
+    /// client's.
+    #[serde(default)]
+    pub kv_clients: Vec<KvClientScript>,
+    /// The server's bound on the keys one `Range` returns (§14.2).
+    #[serde(default = "range_limit_max_default")]
+    pub range_limit_max: u8,
+    /// Compares, and operations per branch, one `Txn` may hold (§15.2).
+    #[serde(default = "txn_operations_max_default")]
+    pub txn_operations_max: u8,
+    /// Watches one client connection may hold open at the proxy (§17.5).
+    #[serde(default = "watches_per_client_max_default")]
+    pub watches_per_client_max: u8,
+    /// Event messages of one watch that may wait for its client (§17.5): one more is due and
+    /// the watch ends `Overflow`.
+    #[serde(default = "watch_events_buffered_max_default")]
+    pub watch_events_buffered_max: u8,
     /// When set, states found after this instant are not explored: the time limit of a search.
     /// (stateright 0.31's own timeout is only checked when a DFS thread runs out of work, so a
     /// single-threaded DFS would ignore it.) Not part of the model; never serialized.
@@ -243,31 +342,119 @@ impl Config {
         self.masters as usize / 2 + 1
     }
 
-    /// The request id of `client`'s `index`-th operation: scripts are numbered in client order.
+    /// Every client, register clients first.
+    pub fn client_count(&self) -> usize {
+        self.clients.len() + self.kv_clients.len()
+    }
+
+    /// The script of a revisioned client (`None` for a register client).
+    pub fn kv_script(&self, client: ClientId) -> Option<&KvClientScript> {
+        self.kv_clients
+            .get((client as usize).checked_sub(self.clients.len())?)
+    }
+
+    /// The steps in `client`'s script.
+    pub fn script_len(&self, client: ClientId) -> usize {
+        match self.clients.get(client as usize) {
+            Some(script) => script.operations.len(),
+            None => self
+                .kv_script(client)
+                .map_or(0, |script| script.steps.len()),
+        }
+    }
+
+    /// The cluster `client` names.
+    pub fn cluster_of(&self, client: ClientId) -> Option<ClusterName> {
+        match self.clients.get(client as usize) {
+            Some(script) => Some(script.cluster),
+            None => self.kv_script(client).map(|script| script.cluster),
+        }
+    }
+
+    /// The request id of `client`'s `index`-th step: scripts are numbered in client order,
+    /// register clients first (a watch's id is its `Watch` step's).
     pub fn request_id(&self, client: ClientId, index: usize) -> RequestId {
-        let before: usize = self.clients[..client as usize]
-            .iter()
-            .map(|script| script.operations.len())
-            .sum();
+        let before: usize = (0..client).map(|earlier| self.script_len(earlier)).sum();
         (before + index) as RequestId
     }
 
     /// The client and script position that own `request_id`.
     pub fn owner_of(&self, request_id: RequestId) -> Option<(ClientId, usize)> {
         let mut first = 0usize;
-        for (client, script) in self.clients.iter().enumerate() {
+        for client in 0..self.client_count() as ClientId {
             let index = (request_id as usize).checked_sub(first)?;
-            if index < script.operations.len() {
-                return Some((client as ClientId, index));
+            let len = self.script_len(client);
+            if index < len {
+                return Some((client, index));
             }
-            first += script.operations.len();
+            first += len;
         }
         None
     }
 
-    /// The operation `request_id` carries.
+    /// The register operation `request_id` carries.
     pub fn operation_of(&self, request_id: RequestId) -> Option<Operation> {
         let (client, index) = self.owner_of(request_id)?;
-        Some(self.clients[client as usize].operations[index])
+        Some(*self.clients.get(client as usize)?.operations.get(index)?)
     }
+
+    /// The revisioned client's step `request_id` names.
+    pub fn kv_step_of(&self, request_id: RequestId) -> Option<&KvStep> {
+        let (client, index) = self.owner_of(request_id)?;
+        self.kv_script(client)?.steps.get(index)
+    }
+
+    /// The operation `request_id` carries, of either API.
+    pub fn client_operation_of(&self, request_id: RequestId) -> Option<ClientOperation> {
+        if let Some(operation) = self.operation_of(request_id) {
+            return Some(ClientOperation::Register(operation));
+        }
+        match self.kv_step_of(request_id)? {
+            KvStep::Operation(operation) => Some(ClientOperation::Kv(operation.clone())),
+            _ => None,
+        }
+    }
+
+    /// Whether `request_id` is a revisioned request (its messages are the `Kv*` ones).
+    pub fn is_kv_request(&self, request_id: RequestId) -> bool {
+        matches!(self.kv_step_of(request_id), Some(KvStep::Operation(_)))
+    }
+
+    /// What the watch `watch_id` asks for.
+    pub fn watch_request_of(&self, watch_id: WatchId) -> Option<WatchRequest> {
+        match self.kv_step_of(watch_id)? {
+            KvStep::Watch(request) => Some(*request),
+            _ => None,
+        }
+    }
+
+    /// The proxy's refusal of a revisioned request over its bounds or malformed (§15.2): a
+    /// `Txn` with more than `txn_operations_max` compares or operations in a branch, or a
+    /// branch that puts one key twice (etcd: "duplicate key given in txn request").
+    pub fn kv_request_error(&self, operation: &KvOperation) -> Option<RequestError> {
+        let KvOperation::Txn(request) = operation else {
+            return None;
+        };
+        let max = self.txn_operations_max as usize;
+        let over = |branch: &[TxnOperation]| branch.len() > max;
+        let invalid = request.compare.len() > max
+            || over(&request.success)
+            || over(&request.failure)
+            || puts_a_key_twice(request);
+        invalid.then_some(RequestError::InvalidRequest)
+    }
+}
+
+/// Whether a branch of `request` puts one key twice.
+fn puts_a_key_twice(request: &TxnRequest) -> bool {
+    [&request.success, &request.failure].iter().any(|branch| {
+        let keys: Vec<_> = branch
+            .iter()
+            .filter_map(|operation| match operation {
+                TxnOperation::Put(put) => Some(put.key),
+                _ => None,
+            })
+            .collect();
+        (1..keys.len()).any(|index| keys[..index].contains(&keys[index]))
+    })
 }

@@ -40,7 +40,7 @@ impl Step<'_> {
 
     /// Stores `entry` in `slot`: in memory now, durably once the step's write is persisted.
     pub fn write_entry(&mut self, node: NodeId, slot: Slot, entry: Entry) {
-        let before = self.state.masters[node as usize].log.get(&slot).copied();
+        let before = self.state.masters[node as usize].log.get(&slot).cloned();
         let write = self.open_write(node);
         if !write
             .entries_before

@@ -1,5 +1,6 @@
 //! The stateright model of vigil's protocol: Multi-Paxos masters with heartbeats, evictions,
-//! rejoin, stop-the-world pauses and crashes, plus the proxy and its request ledger.
+//! rejoin, stop-the-world pauses and crashes, plus the proxy and its request ledger, the
+//! revisioned key-value store (ranges, transactions, compaction) and watches.
 //!
 //! It is the reference the implementation is checked against (see `docs/protocol.md`); it
 //! shares no code with `vigil-core`, so that conformance compares two independent writings of
@@ -11,10 +12,14 @@
 
 pub mod check;
 pub mod chooser;
+pub mod commit;
 pub mod compaction;
 pub mod config;
 pub mod disk;
 pub mod kv;
+pub mod kv_client;
+pub mod kv_presets;
+pub mod kv_types;
 pub mod master;
 pub mod message;
 pub mod model;
@@ -22,12 +27,16 @@ pub mod presets;
 pub mod properties;
 pub mod proxy;
 pub mod read;
+pub mod revision_properties;
 pub mod state;
 pub mod step;
+pub mod subscription;
 pub mod timers;
+pub mod txn;
 pub mod types;
+pub mod watch;
 
-pub use config::{Budget, Bug, ClientScript, Config, Delivery, Disk};
+pub use config::{Budget, Bug, ClientScript, Config, Delivery, Disk, KvClientScript, KvStep};
 pub use message::{Endpoint, Link, Message};
 pub use model::Action;
 pub use state::State;

@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Check a preset (or the `ci` list of presets) and print the summary.
     Check {
-        /// ci, seed, a member of ci (ci-pause, ci-election, ci-read, ci-crash, ci-disk) or bug-NAME.
+        /// ci, seed, a member of ci (ci-pause, ci-election, ci-read, ci-crash, ci-disk, ci-txn,
+        /// ci-watch, ci-watch-resume, ci-watch-errors) or bug-NAME.
         #[arg(long, default_value = "ci")]
         preset: String,
         /// Switch on a seeded bug (repeatable; see `vigil-model bugs`).
@@ -56,7 +57,7 @@ enum Command {
     Bugs,
     /// Serve stateright's Explorer on a preset.
     Explore {
-        /// A single preset: ci-pause, ci-election, ci-read, ci-crash, ci-disk, seed or bug-NAME.
+        /// A single preset: a member of ci, seed or bug-NAME.
         #[arg(long, default_value = "ci-pause")]
         preset: String,
         /// Switch on a seeded bug (repeatable).

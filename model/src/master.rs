@@ -8,12 +8,12 @@
 //! who is asked, never how many must agree.
 
 use crate::config::Bug;
+use crate::kv_types::ClientOperation;
 use crate::message::{Endpoint, Entries, Message};
 use crate::state::{LeaderState, Log, Role};
 use crate::step::Step;
 use crate::types::{
-    Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation, ProposeError, RequestId,
-    Slot,
+    Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, ProposeError, RequestId, Slot,
 };
 use std::collections::BTreeMap;
 
@@ -178,7 +178,7 @@ impl Step<'_> {
         }
         promises.insert(from);
         for (slot, entry) in reported {
-            let best = entries.entry(slot).or_insert(entry);
+            let best = entries.entry(slot).or_insert_with(|| entry.clone());
             if entry.ballot > best.ballot {
                 *best = entry;
             }
@@ -206,8 +206,8 @@ impl Step<'_> {
         let mut accepted_by = BTreeMap::new();
         let mut accepts = Vec::new();
         for slot in state.commit_index.saturating_add(1)..=last {
-            let own = state.log.get(&slot).copied();
-            let best = [own, reported.get(&slot).copied()]
+            let own = state.log.get(&slot).cloned();
+            let best = [own, reported.get(&slot).cloned()]
                 .into_iter()
                 .flatten()
                 .max_by_key(|entry| entry.ballot);
@@ -238,7 +238,11 @@ impl Step<'_> {
         });
         let commit_index = state.commit_index;
         for (slot, command) in accepts {
-            self.write_entry(node, slot, Entry { ballot, command });
+            let entry = Entry {
+                ballot,
+                command: command.clone(),
+            };
+            self.write_entry(node, slot, entry);
             self.own_accept_after_write(node, ballot, slot);
             let accept = Message::Accept {
                 ballot,
@@ -312,11 +316,8 @@ impl Step<'_> {
         for (slot, owner) in committed {
             self.record_commit(node, slot);
             if let Some(request_id) = owner {
-                if let Some(result) = self.state.result_at(node, slot) {
-                    let reply = Message::ProposeReply {
-                        request_id,
-                        outcome: Ok(result),
-                    };
+                if let Some(result) = self.state.result_at(self.config, node, slot) {
+                    let reply = self.propose_reply(request_id, Ok(result));
                     self.send(master(node), Endpoint::Proxy, reply);
                 }
             }
@@ -538,7 +539,12 @@ impl Step<'_> {
         let resend: Vec<(Slot, Command)> = leader
             .accepted_by
             .keys()
-            .filter_map(|slot| state.log.get(slot).map(|entry| (*slot, entry.command)))
+            .filter_map(|slot| {
+                state
+                    .log
+                    .get(slot)
+                    .map(|entry| (*slot, entry.command.clone()))
+            })
             .collect();
         for (slot, command) in resend {
             let accept = Message::Accept {
@@ -551,71 +557,85 @@ impl Step<'_> {
         }
     }
 
-    /// §9.3: a leader with room appends the proposal; others refuse. §9.2: a `Get` at a leader
-    /// that committed its phase 1 is served without a log entry.
-    pub fn handle_propose(&mut self, node: NodeId, request_id: RequestId, operation: Operation) {
-        let stale_read = self.config.has(Bug::StaleLeaderRead);
-        if matches!(operation, Operation::Get { .. }) && !stale_read && self.serves_reads(node) {
+    /// §9.3: a leader with room appends the proposal; others refuse. §9.2: a `Get` or
+    /// `Range` at a leader that committed its phase 1 is served without a log entry.
+    pub fn handle_propose(
+        &mut self,
+        node: NodeId,
+        request_id: RequestId,
+        operation: ClientOperation,
+    ) {
+        let stale_read = self.config.has(Bug::StaleLeaderRead) && operation.is_read();
+        if operation.is_read() && !stale_read && self.serves_reads(node) {
             self.register_read(node, request_id, operation);
             return;
         }
         let pipeline_slots_max = self.config.pipeline_slots_max as usize;
-        // Seeded bug `stale-leader-read`: a Get answered from local state at once, without
-        // confirming that it still leads.
-        let mut stale_store =
-            (stale_read && matches!(operation, Operation::Get { .. })).then(|| {
-                let commit_index = self.state.masters[node as usize].commit_index;
-                self.state.store_through(node, commit_index)
-            });
-        let state = &mut self.state.masters[node as usize];
-        let slot = state.last_slot() + 1;
+        let state = &self.state.masters[node as usize];
         let hint = state
             .leader
             .map(|ballot| ballot.node)
             .filter(|leader| *leader != node);
-        let refusal = match &mut state.role {
+        let refusal = match &state.role {
             Role::Leader(leader) if leader.accepted_by.len() >= pipeline_slots_max => {
                 ProposeError::Overloaded
             }
-            Role::Leader(_) if stale_store.is_some() => {
-                let mut store = stale_store.take().expect("guarded by is_some");
-                let reply = Message::ProposeReply {
-                    request_id,
-                    outcome: Ok(store.apply(&operation)),
-                };
+            // Seeded bug `stale-leader-read`: a read answered from local state at once,
+            // without confirming that it still leads.
+            Role::Leader(_) if stale_read => {
+                let commit_index = state.commit_index;
+                let mut store = self.state.store_through(self.config, node, commit_index);
+                let reply = self.propose_reply(request_id, Ok(store.apply_client(&operation)));
                 self.send(master(node), Endpoint::Proxy, reply);
                 return;
             }
-            Role::Leader(leader) => {
-                let (ballot, commit_index, active) =
-                    (leader.ballot, state.commit_index, leader.active);
-                let command = Command::Operation {
-                    request_id,
-                    operation,
-                };
-                // Sent now, counted for the leader itself once its write is durable (§2.1).
-                leader.accepted_by.insert(slot, NodeSet::default());
-                leader.proposals.insert(slot, request_id);
-                self.write_entry(node, slot, Entry { ballot, command });
-                self.own_accept_after_write(node, ballot, slot);
-                for follower in active.iter() {
-                    let accept = Message::Accept {
-                        ballot,
-                        slot,
-                        command,
-                        commit_index,
-                    };
-                    self.send(master(node), master(follower), accept);
-                }
-                self.advance_leader_commit(node);
+            Role::Leader(_) => {
+                self.append_proposal(node, request_id, operation);
                 return;
             }
             _ => ProposeError::NotLeader { leader_hint: hint },
         };
-        let reply = Message::ProposeReply {
-            request_id,
-            outcome: Err(refusal),
-        };
+        let reply = self.propose_reply(request_id, Err(refusal));
         self.send(master(node), Endpoint::Proxy, reply);
+    }
+
+    /// §4.1: the leader appends the proposal in the next slot, sends `Accept` now and counts
+    /// itself once its write is durable (§2.1).
+    fn append_proposal(&mut self, node: NodeId, request_id: RequestId, operation: ClientOperation) {
+        let state = &mut self.state.masters[node as usize];
+        let slot = state.last_slot() + 1;
+        let commit_index = state.commit_index;
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let (ballot, active) = (leader.ballot, leader.active);
+        let command = match operation {
+            ClientOperation::Register(operation) => Command::Operation {
+                request_id,
+                operation,
+            },
+            ClientOperation::Kv(operation) => Command::Kv {
+                request_id,
+                operation,
+            },
+        };
+        leader.accepted_by.insert(slot, NodeSet::default());
+        leader.proposals.insert(slot, request_id);
+        let entry = Entry {
+            ballot,
+            command: command.clone(),
+        };
+        self.write_entry(node, slot, entry);
+        self.own_accept_after_write(node, ballot, slot);
+        for follower in active.iter() {
+            let accept = Message::Accept {
+                ballot,
+                slot,
+                command: command.clone(),
+                commit_index,
+            };
+            self.send(master(node), master(follower), accept);
+        }
+        self.advance_leader_commit(node);
     }
 }

@@ -4,6 +4,10 @@
 //! Masters talk to each other and to the proxy; the proxy talks to clients. A message names no
 //! sender: the link it travels on does (`Link`), as a TCP connection would.
 
+use crate::kv_types::{
+    Event, KvOperation, KvProposeOutcome, KvRequestOutcome, Revision, RevisionEvents, WatchEnd,
+    WatchId, WatchRequest,
+};
 use crate::types::{
     Ballot, ClientId, ClusterName, Entry, HeartbeatSequence, NodeId, Operation, ProposeOutcome,
     RequestId, RequestOutcome, Slot,
@@ -174,6 +178,109 @@ pub enum Message {
         /// Result or error.
         outcome: RequestOutcome,
     },
+    /// Client → proxy: a revisioned request (§14), answered like `Request`.
+    KvRequest {
+        /// The request.
+        request_id: RequestId,
+        /// The cluster the client names.
+        cluster: ClusterName,
+        /// The operation.
+        operation: KvOperation,
+    },
+    /// Proxy → client: exactly one per revisioned request.
+    KvReply {
+        /// The request.
+        request_id: RequestId,
+        /// Result or error.
+        outcome: KvRequestOutcome,
+    },
+    /// Proxy → master: a revisioned request, handled like `Propose` (§9.3).
+    KvPropose {
+        /// The request.
+        request_id: RequestId,
+        /// Its operation.
+        operation: KvOperation,
+    },
+    /// Master → proxy.
+    KvProposeReply {
+        /// The request.
+        request_id: RequestId,
+        /// Result or refusal.
+        outcome: KvProposeOutcome,
+    },
+    /// Client → proxy: open a watch (§17.2).
+    WatchCreate {
+        /// The watch.
+        watch_id: WatchId,
+        /// The cluster the client names.
+        cluster: ClusterName,
+        /// What it watches, from which revision.
+        watch: WatchRequest,
+    },
+    /// Client → proxy: end a watch (§17.4).
+    WatchCancel {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// Client → proxy: ask for a progress notification (§17.3).
+    WatchProgressRequest {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// Client → proxy: the client's connection closed, after everything it sent (§17.4).
+    ClientClosed,
+    /// Proxy → client: the watch is open; events follow.
+    WatchCreated {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// Proxy → client: every event of one revision in the watch's range.
+    WatchEvents {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision.
+        revision: Revision,
+        /// Its events for this watch, in order.
+        events: Vec<Event>,
+    },
+    /// Proxy → client: every event of the watch's range up to `revision` was delivered.
+    WatchProgress {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision the watch is complete through.
+        revision: Revision,
+    },
+    /// Proxy → client: the watch's one terminal outcome (none for `ClientGone`).
+    WatchEnded {
+        /// The watch.
+        watch_id: WatchId,
+        /// How it ended.
+        outcome: WatchEnd,
+    },
+    /// Proxy → master: stream every committed revision from `from_revision` on, replacing any
+    /// earlier subscription of this proxy (§17.1; 0: from the master's next revision).
+    Subscribe {
+        /// The first revision wanted.
+        from_revision: Revision,
+    },
+    /// Proxy → master: the proxy's last watch ended; stop streaming.
+    Unsubscribe,
+    /// Master → subscribed proxy: revisions it committed, in order, with their events.
+    Events {
+        /// The master's revision when it sent this (every revision up to it was sent).
+        revision: Revision,
+        /// The revisions not sent before, oldest first (empty when only `revision` is news).
+        revisions: Vec<RevisionEvents>,
+    },
+    /// Master → proxy: the subscription started below the master's compaction point and is
+    /// not kept (§17.4).
+    SubscriptionCompacted {
+        /// The master's compaction point.
+        compact_revision: Revision,
+    },
+    /// Master → proxy, from the proxy's own host: the connection to this master closed (the
+    /// master crashed, or the connection broke); what the master streamed is gone with it.
+    ConnectionClosed,
 }
 
 impl Message {
@@ -197,6 +304,35 @@ impl Message {
             Message::ProposeReply { .. } => "ProposeReply",
             Message::Request { .. } => "Request",
             Message::Reply { .. } => "Reply",
+            Message::KvRequest { .. } => "KvRequest",
+            Message::KvReply { .. } => "KvReply",
+            Message::KvPropose { .. } => "KvPropose",
+            Message::KvProposeReply { .. } => "KvProposeReply",
+            Message::WatchCreate { .. } => "WatchCreate",
+            Message::WatchCancel { .. } => "WatchCancel",
+            Message::WatchProgressRequest { .. } => "WatchProgressRequest",
+            Message::ClientClosed => "ClientClosed",
+            Message::WatchCreated { .. } => "WatchCreated",
+            Message::WatchEvents { .. } => "WatchEvents",
+            Message::WatchProgress { .. } => "WatchProgress",
+            Message::WatchEnded { .. } => "WatchEnded",
+            Message::Subscribe { .. } => "Subscribe",
+            Message::Unsubscribe => "Unsubscribe",
+            Message::Events { .. } => "Events",
+            Message::SubscriptionCompacted { .. } => "SubscriptionCompacted",
+            Message::ConnectionClosed => "ConnectionClosed",
         }
+    }
+
+    /// Whether it belongs to the proxy's subscription to a master (§17.1): losing one loses
+    /// the connection, which the proxy learns (`ConnectionClosed`).
+    pub fn is_subscription(&self) -> bool {
+        matches!(
+            self,
+            Message::Subscribe { .. }
+                | Message::Unsubscribe
+                | Message::Events { .. }
+                | Message::SubscriptionCompacted { .. }
+        )
     }
 }

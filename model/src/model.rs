@@ -6,6 +6,7 @@
 //! enabled in the given state.
 
 use crate::config::{Bug, Config, Delivery};
+use crate::kv_types::{ClientOperation, ClientResult};
 use crate::message::{Endpoint, Link, Message};
 use crate::state::{Role, State};
 use crate::step::Step;
@@ -113,7 +114,27 @@ impl Action {
                 (Message::Propose { .. }, _) => "handle_propose",
                 (Message::ProposeReply { .. }, _) => "handle_propose_reply",
                 (Message::Request { .. }, _) => "handle_request",
-                (Message::Reply { .. }, _) => return None,
+                (Message::KvRequest { .. }, _) => "handle_kv_request",
+                (Message::KvPropose { .. }, _) => "handle_kv_propose",
+                (Message::KvProposeReply { .. }, _) => "handle_kv_propose_reply",
+                (Message::WatchCreate { .. }, _) => "handle_watch_create",
+                (Message::WatchCancel { .. }, _) => "handle_watch_cancel",
+                (Message::WatchProgressRequest { .. }, _) => "handle_watch_progress_request",
+                (Message::ClientClosed, _) => "handle_client_closed",
+                (Message::Subscribe { .. }, _) => "handle_subscribe",
+                (Message::Unsubscribe, _) => "handle_unsubscribe",
+                (Message::Events { .. }, _) => "handle_events",
+                (Message::SubscriptionCompacted { .. }, _) => "handle_subscription_compacted",
+                (Message::ConnectionClosed, _) => "link_closed",
+                (
+                    Message::Reply { .. }
+                    | Message::KvReply { .. }
+                    | Message::WatchCreated { .. }
+                    | Message::WatchEvents { .. }
+                    | Message::WatchProgress { .. }
+                    | Message::WatchEnded { .. },
+                    _,
+                ) => return None,
             },
             Action::ElectionTimeout(_) => "on_election_timeout",
             Action::HeartbeatTimeout(_) => "on_heartbeat_timeout",
@@ -204,7 +225,7 @@ impl Config {
                 }
             }
         }
-        for client in 0..self.clients.len() as ClientId {
+        for client in 0..self.client_count() as ClientId {
             if self.client_may_send(state, client) {
                 actions.push(Action::ClientRequest(client));
             }
@@ -242,7 +263,9 @@ impl Config {
                     continue;
                 }
                 let (source, destination, message) = (*source, *destination, message.clone());
-                if may_drop && between_masters_or_proxy {
+                // The host's own notice of a closed connection is not a network message.
+                let droppable = between_masters_or_proxy && message != Message::ConnectionClosed;
+                if may_drop && droppable {
                     let dropped = message.clone();
                     actions.push(Action::Drop {
                         source,
@@ -328,13 +351,26 @@ impl Config {
     ) -> Option<(Link, Message)> {
         let pending = state.proxy.pending.get(&request_id)?;
         let link = (Endpoint::Proxy, Endpoint::Master(pending.target));
-        let message = state.network.get(&link)?.iter().find(|message| {
-            matches!(message, Message::Propose { request_id: queued, .. } if *queued == request_id)
-        })?;
+        let message = state
+            .network
+            .get(&link)?
+            .iter()
+            .find(|message| match message {
+                Message::Propose {
+                    request_id: queued, ..
+                }
+                | Message::KvPropose {
+                    request_id: queued, ..
+                } => *queued == request_id,
+                _ => false,
+            })?;
         Some((link, message.clone()))
     }
 
     fn client_may_send(&self, state: &State, client: ClientId) -> bool {
+        if self.kv_script(client).is_some() {
+            return crate::kv_client::kv_client_may_send(self, state, client);
+        }
         let progress = &state.clients[client as usize];
         let script = &self.clients[client as usize];
         let sent = progress.sent as usize;
@@ -387,6 +423,7 @@ impl Step<'_> {
             } => {
                 self.take(source, destination, &message);
                 self.state.used.drops = self.state.used.drops.saturating_add(1);
+                self.dropped(source, destination, &message);
             }
             Action::ElectionTimeout(node) => {
                 self.state.used.election_timeouts =
@@ -435,6 +472,17 @@ impl Step<'_> {
         self.close_write();
     }
 
+    /// What a lost message loses besides itself: a subscription message's connection
+    /// (§17.1), which a lost `Propose` or `ProposeReply` does not need (§9.4.6).
+    fn dropped(&mut self, source: Endpoint, destination: Endpoint, message: &Message) {
+        if !message.is_subscription() {
+            return;
+        }
+        if let (Endpoint::Master(node), _) | (_, Endpoint::Master(node)) = (source, destination) {
+            self.subscription_connection_lost(node);
+        }
+    }
+
     /// One handler per message (§11).
     fn deliver(&mut self, source: Endpoint, destination: Endpoint, message: Message) {
         match (source, destination, message) {
@@ -454,7 +502,10 @@ impl Step<'_> {
                     request_id,
                     outcome,
                 },
-            ) => self.handle_propose_reply(from, request_id, outcome),
+            ) => {
+                let outcome = outcome.map(ClientResult::Register);
+                self.handle_propose_reply(from, request_id, outcome)
+            }
             (
                 Endpoint::Proxy,
                 Endpoint::Client(client),
@@ -470,9 +521,92 @@ impl Step<'_> {
                     request_id,
                     operation,
                 },
-            ) => self.handle_propose(node, request_id, operation),
+            ) => self.handle_propose(node, request_id, ClientOperation::Register(operation)),
             (Endpoint::Master(from), Endpoint::Master(node), message) => {
                 self.deliver_between_masters(from, node, message)
+            }
+            (source, destination, message) => self.deliver_revisioned(source, destination, message),
+        }
+    }
+
+    /// The handlers of §14–§17's messages.
+    fn deliver_revisioned(&mut self, source: Endpoint, destination: Endpoint, message: Message) {
+        match (source, destination, message) {
+            (Endpoint::Client(client), Endpoint::Proxy, message) => {
+                self.deliver_from_client(client, message)
+            }
+            (Endpoint::Proxy, Endpoint::Client(client), message) => {
+                self.deliver_to_client(client, message)
+            }
+            (Endpoint::Proxy, Endpoint::Master(node), message) => match message {
+                Message::KvPropose {
+                    request_id,
+                    operation,
+                } => self.handle_propose(node, request_id, ClientOperation::Kv(operation)),
+                Message::Subscribe { from_revision } => self.handle_subscribe(node, from_revision),
+                Message::Unsubscribe => self.handle_unsubscribe(node),
+                _ => {}
+            },
+            (Endpoint::Master(from), Endpoint::Proxy, message) => match message {
+                Message::KvProposeReply {
+                    request_id,
+                    outcome,
+                } => {
+                    let outcome = outcome.map(ClientResult::Kv);
+                    self.handle_propose_reply(from, request_id, outcome)
+                }
+                Message::Events {
+                    revision,
+                    revisions,
+                } => self.handle_events(from, revision, revisions),
+                Message::SubscriptionCompacted { compact_revision } => {
+                    self.handle_subscription_compacted(from, compact_revision)
+                }
+                Message::ConnectionClosed => self.handle_connection_closed(from),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn deliver_from_client(&mut self, client: ClientId, message: Message) {
+        match message {
+            Message::KvRequest {
+                request_id,
+                cluster,
+                operation,
+            } => self.handle_kv_request(request_id, cluster, operation),
+            Message::WatchCreate {
+                watch_id,
+                cluster,
+                watch,
+            } => self.handle_watch_create(client, watch_id, cluster, watch),
+            Message::WatchCancel { watch_id } => self.handle_watch_cancel(client, watch_id),
+            Message::WatchProgressRequest { watch_id } => {
+                self.handle_watch_progress_request(client, watch_id)
+            }
+            Message::ClientClosed => self.handle_client_closed(client),
+            _ => {}
+        }
+    }
+
+    fn deliver_to_client(&mut self, client: ClientId, message: Message) {
+        match message {
+            Message::KvReply {
+                request_id,
+                outcome,
+            } => self.handle_kv_reply(client, request_id, outcome),
+            Message::WatchCreated { watch_id } => self.handle_watch_created(client, watch_id),
+            Message::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            } => self.handle_watch_events(client, watch_id, revision, events),
+            Message::WatchProgress { watch_id, revision } => {
+                self.handle_watch_progress(client, watch_id, revision)
+            }
+            Message::WatchEnded { watch_id, outcome } => {
+                self.handle_watch_ended(client, watch_id, outcome)
             }
             _ => {}
         }
@@ -525,10 +659,7 @@ impl Step<'_> {
                 entries,
             } => self.handle_catch_up(node, from, ballot, commit_index, entries),
             Message::CatchUpAck { ballot, .. } => self.handle_catch_up_ack(node, from, ballot),
-            Message::Propose { .. }
-            | Message::ProposeReply { .. }
-            | Message::Request { .. }
-            | Message::Reply { .. } => {}
+            _ => {}
         }
     }
 }

@@ -8,6 +8,7 @@
 //! one whose bounds silently lose a behaviour fails instead of passing.
 
 use crate::config::{Budget, Bug, ClientScript, Config, Delivery, Disk};
+use crate::kv_presets;
 use crate::types::{Operation, Round};
 use std::collections::BTreeSet;
 
@@ -81,7 +82,7 @@ fn wrong_cluster_client() -> ClientScript {
 }
 
 /// Three masters, a leader in place, threshold 2, nothing budgeted: presets add what they need.
-fn base(clients: Vec<ClientScript>) -> Config {
+pub(crate) fn base(clients: Vec<ClientScript>) -> Config {
     Config {
         masters: 3,
         eviction_threshold: 2,
@@ -98,11 +99,20 @@ fn base(clients: Vec<ClientScript>) -> Config {
         disk: Disk::Immediate,
         explicit_commit: false,
         bugs: BTreeSet::new(),
+        kv_clients: Vec::new(),
+        range_limit_max: 2,
+        txn_operations_max: 2,
+        watches_per_client_max: 1,
+        watch_events_buffered_max: 2,
         search_deadline: None,
     }
 }
 
-fn exhaustive(name: &'static str, config: Config, witnesses: Vec<&'static str>) -> Preset {
+pub(crate) fn exhaustive(
+    name: &'static str,
+    config: Config,
+    witnesses: Vec<&'static str>,
+) -> Preset {
     Preset {
         name,
         config,
@@ -207,9 +217,20 @@ pub fn ci_disk() -> Preset {
     )
 }
 
-/// The presets `check --preset ci` runs, in order.
+/// The presets `check --preset ci` runs, in order: the protocol's, then the revisioned API's
+/// (`crate::kv_presets`).
 pub fn ci() -> Vec<Preset> {
-    vec![ci_pause(), ci_election(), ci_read(), ci_crash(), ci_disk()]
+    vec![
+        ci_pause(),
+        ci_election(),
+        ci_read(),
+        ci_crash(),
+        ci_disk(),
+        kv_presets::ci_txn(),
+        kv_presets::ci_watch(),
+        kv_presets::ci_watch_resume(),
+        kv_presets::ci_watch_errors(),
+    ]
 }
 
 /// The smallest preset that shows `bug` (the bug switched on).
@@ -261,6 +282,25 @@ pub fn for_bug(bug: Bug) -> Preset {
             name: "bug-own-accept-before-persist",
             witnesses: vec![],
             ..ci_disk()
+        },
+        Bug::WatchResumeFromCurrent => Preset {
+            name: "bug-watch-resume-from-current",
+            witnesses: vec![],
+            ..kv_presets::ci_watch_resume()
+        },
+        Bug::TxnPartialApply => Preset {
+            name: "bug-txn-partial-apply",
+            witnesses: vec![],
+            ..kv_presets::ci_txn()
+        },
+        Bug::WatchLeakOnError => {
+            let config = kv_presets::watch_on_unknown_cluster();
+            exhaustive("bug-watch-leak-on-error", config, vec![])
+        }
+        Bug::CompactionSkipsWatch => Preset {
+            name: "bug-compaction-skips-watch",
+            witnesses: vec![],
+            ..kv_presets::ci_watch()
         },
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);

@@ -7,13 +7,22 @@
 
 use crate::config::Config;
 use crate::kv::KeyValueStore;
-use crate::state::{HistoryEvent, Role, State};
-use crate::types::{Command, Operation, RequestError};
+use crate::kv_types::{ClientOperation, ClientResult};
+use crate::state::{HistoryEvent, KvHistoryEvent, Role, State};
+use crate::types::{Command, Operation, RequestError, RequestId};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use stateright::{Expectation, Property};
 
-/// Every property, safety first.
+/// Every property: the protocol's, safety first, then the revisioned API's
+/// (`crate::revision_properties`), safety first.
 pub fn all() -> Vec<Property<Config>> {
+    let mut properties = protocol();
+    properties.extend(crate::revision_properties::all());
+    properties
+}
+
+/// The protocol's properties (§13), safety first.
+fn protocol() -> Vec<Property<Config>> {
     vec![
         Property::always("agreement", |_, state: &State| {
             !state.ghost.agreement_violated
@@ -99,6 +108,15 @@ pub fn witness_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Names of the protocol's witnesses (§13), those a preset of register clients can reach.
+pub fn protocol_witness_names() -> Vec<&'static str> {
+    protocol()
+        .into_iter()
+        .filter(|property| property.expectation == Expectation::Sometimes)
+        .map(|property| property.name)
+        .collect()
+}
+
 fn leaders(state: &State) -> impl Iterator<Item = &crate::state::LeaderState> {
     state
         .masters
@@ -124,9 +142,11 @@ fn read_without_log_entry(config: &Config, state: &State) -> bool {
                 config.operation_of(*request_id),
                 Some(Operation::Get { .. })
             );
-            let in_log = state.ghost.chosen.values().any(|command| {
-                matches!(command, Command::Operation { request_id: chosen, .. } if chosen == request_id)
-            });
+            let in_log = state
+                .ghost
+                .chosen
+                .values()
+                .any(|command| command.request_id() == Some(*request_id));
             is_get && record.outcome.is_ok() && !in_log
         })
     })
@@ -134,54 +154,104 @@ fn read_without_log_entry(config: &Config, state: &State) -> bool {
 
 /// A chosen command is `Noop` or exactly the operation a client sent under that request id.
 fn validity(config: &Config, state: &State) -> bool {
-    state.ghost.chosen.values().all(|command| match command {
-        Command::Noop => true,
-        Command::Operation {
-            request_id,
-            operation,
-        } => {
-            let Some((client, index)) = config.owner_of(*request_id) else {
-                return false;
-            };
-            (state.clients[client as usize].sent as usize) > index
-                && config.operation_of(*request_id) == Some(*operation)
-        }
+    state.ghost.chosen.values().all(|command| {
+        let (request_id, operation) = match command {
+            Command::Noop => return true,
+            Command::Operation {
+                request_id,
+                operation,
+            } => (*request_id, ClientOperation::Register(*operation)),
+            Command::Kv {
+                request_id,
+                operation,
+            } => (*request_id, ClientOperation::Kv(operation.clone())),
+        };
+        let Some((client, index)) = config.owner_of(request_id) else {
+            return false;
+        };
+        (state.clients[client as usize].sent as usize) > index
+            && config.client_operation_of(request_id) == Some(operation)
     })
 }
 
-/// The served cluster's history, with each request as its own thread: a request without a
-/// return (in flight, or indeterminate) may or may not have taken effect.
-fn linearizable(_: &Config, state: &State) -> bool {
-    if !state
+/// The served cluster's history of both APIs, with each request as its own thread: a request
+/// without a return (in flight, or indeterminate) may or may not have taken effect. The
+/// reference is the whole store, so an operation on several keys (a `Range`, a `Txn`) is
+/// checked against all of them at once, revisions included.
+fn linearizable(config: &Config, state: &State) -> bool {
+    let returned = state
         .history
         .iter()
         .any(|event| matches!(event, HistoryEvent::Return { .. }))
-    {
+        || state
+            .kv_history
+            .iter()
+            .any(|event| matches!(event, KvHistoryEvent::Return { .. }));
+    if !returned {
         return true;
     }
-    let mut tester = LinearizabilityTester::new(KeyValueStore::default());
-    for event in &state.history {
+    let reference = if state.kv_history.is_empty() {
+        KeyValueStore::default()
+    } else {
+        KeyValueStore::reference(config)
+    };
+    let mut tester = LinearizabilityTester::new(reference);
+    let mut revisioned = state.kv_history.iter().peekable();
+    for (position, event) in state.history.iter().enumerate() {
+        while let Some(kv_event) = revisioned.next_if(|kv_event| kv_event.after() <= position) {
+            if !record_kv(&mut tester, kv_event) {
+                return false;
+            }
+        }
         let recorded = match *event {
             HistoryEvent::Invoke {
                 request_id,
                 operation,
-            } => tester.on_invoke(request_id, operation).is_ok(),
-            HistoryEvent::Return { request_id, result } => {
-                tester.on_return(request_id, result).is_ok()
-            }
+            } => tester
+                .on_invoke(request_id, ClientOperation::Register(operation))
+                .is_ok(),
+            HistoryEvent::Return { request_id, result } => tester
+                .on_return(request_id, result.map(ClientResult::Register))
+                .is_ok(),
         };
         if !recorded {
+            return false;
+        }
+    }
+    for kv_event in revisioned {
+        if !record_kv(&mut tester, kv_event) {
             return false;
         }
     }
     tester.is_consistent()
 }
 
+/// Hands one revisioned history event to the tester; false if it refuses it.
+fn record_kv(
+    tester: &mut LinearizabilityTester<RequestId, KeyValueStore>,
+    event: &KvHistoryEvent,
+) -> bool {
+    match event {
+        KvHistoryEvent::Invoke {
+            request_id,
+            operation,
+            ..
+        } => tester
+            .on_invoke(*request_id, ClientOperation::Kv(operation.clone()))
+            .is_ok(),
+        KvHistoryEvent::Return {
+            request_id, result, ..
+        } => tester
+            .on_return(*request_id, result.clone().map(ClientResult::Kv))
+            .is_ok(),
+    }
+}
+
 fn complete_at_most_once(_: &Config, state: &State) -> bool {
-    state
-        .clients
-        .iter()
-        .all(|client| client.replies.values().all(|record| record.count <= 1))
+    state.clients.iter().all(|client| {
+        client.replies.values().all(|record| record.count <= 1)
+            && client.kv_replies.values().all(|record| record.count <= 1)
+    })
 }
 
 fn ledger_balance(_: &Config, state: &State) -> bool {
@@ -195,11 +265,16 @@ fn ledger_balance(_: &Config, state: &State) -> bool {
 /// Quiescence: nothing in flight, no client can send, no request timer pending (only master
 /// timers and faults could still happen). Then every accepted request has completed.
 fn quiescent_requests_complete(config: &Config, state: &State) -> bool {
-    let quiescent = state.network.is_empty()
+    !quiescent(config, state) || state.proxy.ledger.in_flight == 0
+}
+
+/// Nothing in flight, no request pending at the proxy, and only master timers and faults
+/// enabled.
+pub(crate) fn quiescent(config: &Config, state: &State) -> bool {
+    state.network.is_empty()
         && state.proxy.pending.is_empty()
         && config
             .enabled_actions(state)
             .iter()
-            .all(|action| action.is_timer_or_fault());
-    !quiescent || state.proxy.ledger.in_flight == 0
+            .all(|action| action.is_timer_or_fault())
 }

@@ -1,22 +1,28 @@
-//! The proxy's handlers (`docs/protocol.md` §9.4) and the clients' steps.
+//! The proxy's request handlers (`docs/protocol.md` §9.4) and the register clients' steps.
 //!
-//! The proxy owns the request ledger: every `Request` is accepted into it and completes exactly
-//! once, through `complete`, on every path: unknown cluster, overload, redirect exhaustion,
-//! timeout, leader change and success. A reply for a request that already completed is counted
-//! as late and ignored. `docs/lifecycle.md` draws the request states.
+//! The proxy owns the request ledger: every `Request` and `KvRequest` is accepted into it and
+//! completes exactly once, through `complete`, on every path: unknown cluster, overload, an
+//! invalid revisioned request, redirect exhaustion, timeout, leader change and success. A reply
+//! for a request that already completed is counted as late and ignored. `docs/lifecycle.md`
+//! draws the request states. Register and revisioned requests take the same path; only their
+//! messages differ (`Step::propose_reply`, `Step::client_reply`). Watches are in `crate::watch`.
 
 use crate::config::Bug;
+use crate::kv_types::{ClientOperation, ClientResult, KvOperation};
 use crate::message::{Endpoint, Message};
 use crate::state::{HistoryEvent, PendingRequest, ReplyRecord};
 use crate::step::Step;
 use crate::types::{
-    ClientId, ClusterName, NodeId, Operation, ProposeError, ProposeOutcome, RequestError,
-    RequestId, RequestOutcome,
+    ClientId, ClusterName, NodeId, Operation, ProposeError, RequestError, RequestId, RequestOutcome,
 };
 
 impl Step<'_> {
     /// `ClientRequest`: the client sends its next operation (closed loop: one at a time).
     pub fn client_request(&mut self, client: ClientId) {
+        if self.config.kv_script(client).is_some() {
+            self.kv_client_step(client);
+            return;
+        }
         let script = &self.config.clients[client as usize];
         let index = self.state.clients[client as usize].sent as usize;
         let (Some(operation), cluster) = (script.operations.get(index).copied(), script.cluster)
@@ -40,11 +46,29 @@ impl Step<'_> {
     }
 
     /// §9.4.1–4: accept into the ledger, then complete at once or forward.
-    pub fn handle_request(
+    pub fn handle_request(&mut self, request_id: RequestId, cluster: ClusterName, _: Operation) {
+        self.admit(request_id, cluster, None);
+    }
+
+    /// §9.4.1–4 for a revisioned request: a `Txn` over its bounds or malformed is refused
+    /// `InvalidRequest` once the cluster is known (§15.2).
+    pub fn handle_kv_request(
         &mut self,
         request_id: RequestId,
         cluster: ClusterName,
-        operation: Operation,
+        operation: KvOperation,
+    ) {
+        let invalid = self.config.kv_request_error(&operation);
+        self.admit(request_id, cluster, invalid);
+    }
+
+    /// Accepts `request_id` into the ledger; completes it at once (`Overloaded`,
+    /// `UnknownCluster`, `invalid`) or forwards it.
+    fn admit(
+        &mut self,
+        request_id: RequestId,
+        cluster: ClusterName,
+        invalid: Option<RequestError>,
     ) {
         let ledger = &mut self.state.proxy.ledger;
         if ledger.in_flight >= self.config.in_flight_max {
@@ -63,6 +87,10 @@ impl Step<'_> {
             self.complete(request_id, Err(RequestError::UnknownCluster));
             return;
         }
+        if let Some(error) = invalid {
+            self.complete(request_id, Err(error));
+            return;
+        }
         let target = match self.state.proxy.leader_cache {
             Some(leader) => leader,
             None => self.next_in_turn(),
@@ -72,14 +100,23 @@ impl Step<'_> {
             redirects: 0,
         };
         self.state.proxy.pending.insert(request_id, pending);
-        self.send(
-            Endpoint::Proxy,
-            Endpoint::Master(target),
-            Message::Propose {
+        self.forward(request_id, target);
+    }
+
+    /// Sends `request_id`'s `Propose` (or `KvPropose`) to `target`.
+    fn forward(&mut self, request_id: RequestId, target: NodeId) {
+        let propose = match self.config.client_operation_of(request_id) {
+            Some(ClientOperation::Register(operation)) => Message::Propose {
                 request_id,
                 operation,
             },
-        );
+            Some(ClientOperation::Kv(operation)) => Message::KvPropose {
+                request_id,
+                operation,
+            },
+            None => return,
+        };
+        self.send(Endpoint::Proxy, Endpoint::Master(target), propose);
     }
 
     /// §9.4.5–6: a final answer completes the request; `NotLeader` redirects, at most
@@ -88,7 +125,7 @@ impl Step<'_> {
         &mut self,
         from: NodeId,
         request_id: RequestId,
-        outcome: ProposeOutcome,
+        outcome: Result<ClientResult, ProposeError>,
     ) {
         let pending = match self.state.proxy.pending.get(&request_id).copied() {
             Some(pending) => pending,
@@ -128,7 +165,7 @@ impl Step<'_> {
     }
 
     /// §9.4.4: the next master in turn when the cache misses.
-    fn next_in_turn(&mut self) -> NodeId {
+    pub(crate) fn next_in_turn(&mut self) -> NodeId {
         let target = self.state.proxy.next_in_turn;
         self.state.proxy.next_in_turn = (target + 1) % self.config.masters;
         target
@@ -152,19 +189,15 @@ impl Step<'_> {
                 self.next_in_turn()
             }
         };
-        let Some(operation) = self.config.operation_of(request_id) else {
+        if self.config.client_operation_of(request_id).is_none() {
             return;
-        };
+        }
         let redirected = PendingRequest {
             target,
             redirects: pending.redirects + 1,
         };
         self.state.proxy.pending.insert(request_id, redirected);
-        let propose = Message::Propose {
-            request_id,
-            operation,
-        };
-        self.send(Endpoint::Proxy, Endpoint::Master(target), propose);
+        self.forward(request_id, target);
     }
 
     /// §9.4.6 `ForwardLost`: the request's `Propose` comes back from the link undelivered, so
@@ -193,8 +226,9 @@ impl Step<'_> {
         self.complete(request_id, Err(RequestError::Timeout));
     }
 
-    /// `RequestCompleted`: the one place a request leaves the ledger and its `Reply` is sent.
-    fn complete(&mut self, request_id: RequestId, outcome: RequestOutcome) {
+    /// `RequestCompleted`: the one place a request leaves the ledger and its `Reply` (or
+    /// `KvReply`) is sent.
+    fn complete(&mut self, request_id: RequestId, outcome: Result<ClientResult, RequestError>) {
         self.state.proxy.pending.remove(&request_id);
         let ledger = &mut self.state.proxy.ledger;
         ledger.in_flight = ledger.in_flight.saturating_sub(1);
@@ -205,10 +239,7 @@ impl Step<'_> {
         let Some((client, _)) = self.config.owner_of(request_id) else {
             return;
         };
-        let reply = Message::Reply {
-            request_id,
-            outcome,
-        };
+        let reply = self.client_reply(request_id, outcome);
         self.send(Endpoint::Proxy, Endpoint::Client(client), reply);
     }
 

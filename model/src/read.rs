@@ -1,6 +1,6 @@
 //! Linearizable reads without a log entry (`docs/protocol.md` §9.2; etcd's ReadIndex, the Raft
-//! thesis §6.4): a leader answers a `Get` from its own state once a quorum confirmed, after the
-//! `Get` arrived, that it still leads.
+//! thesis §6.4): a leader answers a `Get` or a `Range` from its own state once a quorum
+//! confirmed, after the read arrived, that it still leads.
 //!
 //! Why it is linearizable: the leader's commit index covers every slot chosen before the `Get`
 //! arrived — it committed every slot phase 1 re-proposed (`phase_one_last_slot`), and whatever a
@@ -14,10 +14,11 @@
 //! round is confirmed or the heartbeat timer fires: one round serves a batch.
 
 use crate::config::Bug;
+use crate::kv_types::ClientOperation;
 use crate::message::{Endpoint, Message};
 use crate::state::{PendingRead, Role};
 use crate::step::Step;
-use crate::types::{HeartbeatSequence, NodeId, Operation, ProposeError, RequestId};
+use crate::types::{HeartbeatSequence, NodeId, ProposeError, RequestId};
 
 impl Step<'_> {
     /// §9.2: whether the leader `node` serves `Get`s without a log entry: once it committed
@@ -36,19 +37,24 @@ impl Step<'_> {
     /// §9.2 `ReadIndex`: the `Get` waits for the first read round started after now; one starts
     /// at once unless a round is in flight for earlier reads. At most `pipeline_slots_max` reads
     /// wait; beyond it `Overloaded`.
-    pub fn register_read(&mut self, node: NodeId, request_id: RequestId, operation: Operation) {
+    pub fn register_read(
+        &mut self,
+        node: NodeId,
+        request_id: RequestId,
+        operation: ClientOperation,
+    ) {
         let reads_max = self.config.pipeline_slots_max as usize;
-        let Role::Leader(leader) = &mut self.state.masters[node as usize].role else {
+        let Role::Leader(leader) = &self.state.masters[node as usize].role else {
             return;
         };
         if leader.reads.len() >= reads_max {
-            let reply = Message::ProposeReply {
-                request_id,
-                outcome: Err(ProposeError::Overloaded),
-            };
+            let reply = self.propose_reply(request_id, Err(ProposeError::Overloaded));
             self.send(Endpoint::Master(node), Endpoint::Proxy, reply);
             return;
         }
+        let Role::Leader(leader) = &mut self.state.masters[node as usize].role else {
+            return;
+        };
         let current = leader.heartbeat_sequence;
         let round_in_flight = leader
             .reads
@@ -138,14 +144,12 @@ impl Step<'_> {
             .into_iter()
             .filter_map(|request_id| Some((request_id, leader.reads.remove(&request_id)?)))
             .collect();
-        let mut store = self.state.store_through(node, commit_index);
+        let mut store = self.state.store_through(self.config, node, commit_index);
         let mut replies = Vec::new();
         for (request_id, read) in reads {
-            let outcome = Ok(store.apply(&read.operation));
-            replies.push(Message::ProposeReply {
-                request_id,
-                outcome,
-            });
+            let result = store.apply_client(&read.operation);
+            self.check_served(&store, &read.operation, &result);
+            replies.push(self.propose_reply(request_id, Ok(result)));
         }
         for reply in replies {
             self.send(Endpoint::Master(node), Endpoint::Proxy, reply);

@@ -7,10 +7,14 @@
 
 use crate::config::{Budget, Config};
 use crate::kv::KeyValueStore;
+use crate::kv_types::{
+    ClientOperation, ClientResult, KvOperation, KvRequestOutcome, KvResult, Revision,
+    RevisionEvents, WatchEnd, WatchId, WatchRequest,
+};
 use crate::message::{Endpoint, Entries, Link, Message};
 use crate::types::{
-    Ballot, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation, OperationResult,
-    RequestId, RequestOutcome, Round, Slot,
+    Ballot, ClientId, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation,
+    OperationResult, RequestId, RequestOutcome, Round, Slot,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -83,11 +87,12 @@ pub struct LeaderState {
     pub reads: BTreeMap<RequestId, PendingRead>,
 }
 
-/// A `Get` a leader serves by confirming its leadership instead of through the log (§9.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A `Get` or `Range` a leader serves by confirming its leadership instead of through the log
+/// (§9.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PendingRead {
-    /// The `Get`.
-    pub operation: Operation,
+    /// The `Get` or `Range`.
+    pub operation: ClientOperation,
     /// The read round that confirms it: the first started after it arrived. Its read index (the
     /// commit index on arrival) needs no field: a leader's commit index only grows and it applies
     /// on commit, so the state it answers from is never older.
@@ -122,6 +127,10 @@ pub struct Master {
     /// Host: writes handed to the disk and not durable yet, oldest first (§2.1): `Persist`
     /// makes the oldest durable, a crash undoes them all (`crate::disk`).
     pub pending_writes: Vec<PendingWrite>,
+    /// Volatile: the proxy's subscription to this master's committed stream (§17.1), as the
+    /// next revision to send it; `None` when the proxy has none here.
+    #[serde(default)]
+    pub subscription: Option<Revision>,
 }
 
 /// One input's durable write that is not durable yet (§2.1): what a crash undoes, and what
@@ -145,7 +154,7 @@ impl Master {
     pub fn entries_above(&self, slot: Slot) -> Entries {
         self.log
             .range(slot.saturating_add(1)..)
-            .map(|(slot, entry)| (*slot, *entry))
+            .map(|(slot, entry)| (*slot, entry.clone()))
             .collect()
     }
 
@@ -213,6 +222,51 @@ pub struct Proxy {
     pub pending: BTreeMap<RequestId, PendingRequest>,
     /// The counters.
     pub ledger: Ledger,
+    /// The watches it holds open (§17), by id.
+    #[serde(default)]
+    pub watches: BTreeMap<WatchId, Watch>,
+    /// Its one subscription to a master's committed stream, while it holds watches (§17.1).
+    #[serde(default)]
+    pub subscription: Option<Subscription>,
+    /// The watch accounting (§17.4).
+    #[serde(default)]
+    pub watch_ledger: WatchLedger,
+}
+
+/// A watch the proxy holds open (§17).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Watch {
+    /// The client that created it.
+    pub client: ClientId,
+    /// What it asked for.
+    pub request: WatchRequest,
+    /// Every event of its range with a revision from `request.start_revision` up to (not
+    /// including) this one was delivered: the next revision it is owed.
+    pub next_revision: Revision,
+}
+
+/// The proxy's subscription to one master's committed stream (§17.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The master streaming to it.
+    pub master: NodeId,
+    /// The next revision the stream must bring (0: the master's next one, learnt from its first
+    /// `Events`; only the seeded bug `watch-resume-from-current` subscribes so).
+    pub next_revision: Revision,
+    /// Whether it resumed a subscription whose connection closed.
+    pub resumed: bool,
+}
+
+/// The proxy's watch accounting: `opened == ended + open` at every step, and `open` is the
+/// number of watches it holds (§17.4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WatchLedger {
+    /// `WatchCreate`s received.
+    pub opened: u32,
+    /// Watches ended, each exactly once.
+    pub ended: u32,
+    /// Watches open.
+    pub open: u32,
 }
 
 /// What a client got for one request.
@@ -224,6 +278,32 @@ pub struct ReplyRecord {
     pub outcome: RequestOutcome,
 }
 
+/// What a client got for one revisioned request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KvReplyRecord {
+    /// Replies received: more than one is a double completion.
+    pub count: u8,
+    /// The first reply's outcome.
+    pub outcome: KvRequestOutcome,
+}
+
+/// What a client received for one of its watches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WatchRecord {
+    /// `WatchCreated` received.
+    pub created: bool,
+    /// The `WatchEvents` received, in order.
+    pub events: Vec<RevisionEvents>,
+    /// The revision of the latest `WatchProgress` received.
+    pub progress: Option<Revision>,
+    /// `WatchEnded` received: more than one is a double end.
+    pub ends: u8,
+    /// The first one's outcome.
+    pub end: Option<WatchEnd>,
+    /// Something for the watch arrived after its `WatchEnded`.
+    pub after_end: bool,
+}
+
 /// One client: where it is in its script and every reply it got.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Client {
@@ -231,6 +311,52 @@ pub struct Client {
     pub sent: u32,
     /// Replies per request.
     pub replies: BTreeMap<RequestId, ReplyRecord>,
+    /// Replies per revisioned request.
+    #[serde(default)]
+    pub kv_replies: BTreeMap<RequestId, KvReplyRecord>,
+    /// What each of its watches received.
+    #[serde(default)]
+    pub watches: BTreeMap<WatchId, WatchRecord>,
+    /// Its connection closed (`KvStep::Disconnect`): nothing reaches it any more.
+    #[serde(default)]
+    pub gone: bool,
+}
+
+/// One event of the client-observed history of revisioned requests (for `linearizable`),
+/// placed among the register history's events by `after`: it came after the first `after` of
+/// them and before the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KvHistoryEvent {
+    /// A client sent the request, after the first `after` events of `State::history`.
+    Invoke {
+        /// The request.
+        request_id: RequestId,
+        /// Its operation.
+        operation: KvOperation,
+        /// Register history events before it.
+        after: u32,
+    },
+    /// A client got a definite answer (`None`: refused, no effect), after the first `after`
+    /// events of `State::history`.
+    Return {
+        /// The request.
+        request_id: RequestId,
+        /// The result, or `None` when refused.
+        result: Option<KvResult>,
+        /// Register history events before it.
+        after: u32,
+    },
+}
+
+impl KvHistoryEvent {
+    /// How many register history events came before it.
+    pub fn after(&self) -> usize {
+        match self {
+            KvHistoryEvent::Invoke { after, .. } | KvHistoryEvent::Return { after, .. } => {
+                *after as usize
+            }
+        }
+    }
 }
 
 /// One event of the client-observed history of the served cluster (for `linearizable`).
@@ -268,6 +394,19 @@ pub struct Ghost {
     pub paused_sent: bool,
     /// A follower was evicted before `eviction_threshold` missed heartbeats.
     pub early_eviction: bool,
+    /// A master applied a `Txn` that wrote part of its branch, or wrote and was refused.
+    #[serde(default)]
+    pub txn_partially_applied: bool,
+    /// A master served a revision below its compaction point (a range or a streamed event).
+    #[serde(default)]
+    pub compacted_served: bool,
+    /// The highest revision chosen when the proxy's subscription last lost its connection.
+    #[serde(default)]
+    pub revision_chosen_at_subscription_loss: Option<Revision>,
+    /// A resumed subscription delivered a watch the events of a revision chosen after the
+    /// connection it resumed closed, while a master led in a round of 2 or more.
+    #[serde(default)]
+    pub watch_resumed_across_leader_change: bool,
 }
 
 /// The whole system.
@@ -292,6 +431,9 @@ pub struct State {
     pub used: Budget,
     /// The client-observed history of the served cluster.
     pub history: Vec<HistoryEvent>,
+    /// The client-observed history of revisioned requests to the served cluster.
+    #[serde(default)]
+    pub kv_history: Vec<KvHistoryEvent>,
     /// Ghost state for properties.
     pub ghost: Ghost,
     /// The committed prefix that replay compacted away (`crate::compaction`); always empty in
@@ -320,19 +462,20 @@ impl State {
         State {
             masters,
             proxy: Proxy::default(),
-            clients: vec![Client::default(); config.clients.len()],
+            clients: vec![Client::default(); config.client_count()],
             network: BTreeMap::new(),
             closed_connection_messages: BTreeMap::new(),
             used: Budget::default(),
             history: Vec::new(),
+            kv_history: Vec::new(),
             ghost: Ghost::default(),
             compacted: Compacted::default(),
         }
     }
 
     /// Master `node`'s key-value store after applying its log through `slot`: the compacted
-    /// store, then the log above it.
-    pub fn store_through(&self, node: NodeId, slot: Slot) -> KeyValueStore {
+    /// store (or `config`'s empty one), then the log above it.
+    pub fn store_through(&self, config: &Config, node: NodeId, slot: Slot) -> KeyValueStore {
         let compacted = &self.compacted;
         assert!(
             slot >= compacted.through,
@@ -343,19 +486,16 @@ impl State {
             .stores
             .get(node as usize)
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_else(|| KeyValueStore::for_master(config));
         store.apply_log(&self.masters[node as usize].log, compacted.through, slot);
         store
     }
 
-    /// The result of the operation in `slot` of master `node`'s log, applied after every slot
+    /// The result of the command in `slot` of master `node`'s log, applied after every slot
     /// below it (`None` for a `Noop` or an empty slot).
-    pub fn result_at(&self, node: NodeId, slot: Slot) -> Option<OperationResult> {
-        let mut store = self.store_through(node, slot.checked_sub(1)?);
-        match &self.masters[node as usize].log.get(&slot)?.command {
-            Command::Operation { operation, .. } => Some(store.apply(operation)),
-            Command::Noop => None,
-        }
+    pub fn result_at(&self, config: &Config, node: NodeId, slot: Slot) -> Option<ClientResult> {
+        let mut store = self.store_through(config, node, slot.checked_sub(1)?);
+        store.apply_command(&self.masters[node as usize].log.get(&slot)?.command)
     }
 
     /// Messages in flight over all links, and those waiting for their sender's disk.
@@ -418,5 +558,6 @@ fn initial_master(config: &Config, node: NodeId) -> Master {
         crashed: false,
         check_quorum_overdue: false,
         pending_writes: Vec::new(),
+        subscription: None,
     }
 }

@@ -8,9 +8,10 @@
 //! `paused_sends_nothing`.
 
 use crate::config::{Config, Delivery};
+use crate::kv_types::ClientResult;
 use crate::message::{Endpoint, Message};
 use crate::state::{Role, State};
-use crate::types::{Ballot, NodeId, ProposeError, Slot};
+use crate::types::{Ballot, NodeId, ProposeError, RequestError, RequestId, Slot};
 
 /// The configuration and the state a step changes.
 pub struct Step<'a> {
@@ -47,6 +48,12 @@ impl Step<'_> {
             // back (the proxy's host knows it never left, §9.4.6) or the restarted master
             // gets it.
             if self.state.masters[node as usize].crashed && source != Endpoint::Proxy {
+                return;
+            }
+        }
+        if let Endpoint::Client(client) = destination {
+            // A client whose connection closed receives nothing (§17.4).
+            if self.state.clients[client as usize].gone {
                 return;
             }
         }
@@ -144,8 +151,9 @@ impl Step<'_> {
     }
 
     /// Records that `node` committed `slot`: the ghost `chosen` map is what `agreement` reads.
+    /// Then what applying it does beyond the store (`crate::commit`).
     pub fn record_commit(&mut self, node: NodeId, slot: Slot) {
-        let Some(entry) = self.state.masters[node as usize].log.get(&slot).copied() else {
+        let Some(entry) = self.state.masters[node as usize].log.get(&slot).cloned() else {
             return;
         };
         match self.state.ghost.chosen.get(&slot) {
@@ -154,8 +162,64 @@ impl Step<'_> {
             }
             Some(_) => {}
             None => {
-                self.state.ghost.chosen.insert(slot, entry.command);
+                self.state.ghost.chosen.insert(slot, entry.command.clone());
             }
+        }
+        self.applied(node, slot, &entry.command);
+    }
+
+    /// A master's answer to the proxy for `request_id`: `ProposeReply` for a register request,
+    /// `KvProposeReply` for a revisioned one.
+    pub fn propose_reply(
+        &self,
+        request_id: RequestId,
+        outcome: Result<ClientResult, ProposeError>,
+    ) -> Message {
+        let kv = self.config.is_kv_request(request_id);
+        match outcome {
+            Ok(ClientResult::Register(result)) => Message::ProposeReply {
+                request_id,
+                outcome: Ok(result),
+            },
+            Ok(ClientResult::Kv(result)) => Message::KvProposeReply {
+                request_id,
+                outcome: Ok(result),
+            },
+            Err(error) if kv => Message::KvProposeReply {
+                request_id,
+                outcome: Err(error),
+            },
+            Err(error) => Message::ProposeReply {
+                request_id,
+                outcome: Err(error),
+            },
+        }
+    }
+
+    /// The proxy's answer to the client for `request_id`: `Reply` or `KvReply`.
+    pub fn client_reply(
+        &self,
+        request_id: RequestId,
+        outcome: Result<ClientResult, RequestError>,
+    ) -> Message {
+        let kv = self.config.is_kv_request(request_id);
+        match outcome {
+            Ok(ClientResult::Register(result)) => Message::Reply {
+                request_id,
+                outcome: Ok(result),
+            },
+            Ok(ClientResult::Kv(result)) => Message::KvReply {
+                request_id,
+                outcome: Ok(result),
+            },
+            Err(error) if kv => Message::KvReply {
+                request_id,
+                outcome: Err(error),
+            },
+            Err(error) => Message::Reply {
+                request_id,
+                outcome: Err(error),
+            },
         }
     }
 
@@ -171,27 +235,16 @@ impl Step<'_> {
         master.check_quorum_overdue = false;
         if let Role::Leader(leader_state) = role {
             for request_id in leader_state.proposals.into_values() {
-                self.send(
-                    Endpoint::Master(node),
-                    Endpoint::Proxy,
-                    Message::ProposeReply {
-                        request_id,
-                        outcome: Err(ProposeError::LeaderChanged),
-                    },
-                );
+                let reply = self.propose_reply(request_id, Err(ProposeError::LeaderChanged));
+                self.send(Endpoint::Master(node), Endpoint::Proxy, reply);
             }
             let leader_hint = leader
                 .map(|ballot| ballot.node)
                 .filter(|hint| *hint != node);
             for request_id in leader_state.reads.into_keys() {
-                self.send(
-                    Endpoint::Master(node),
-                    Endpoint::Proxy,
-                    Message::ProposeReply {
-                        request_id,
-                        outcome: Err(ProposeError::NotLeader { leader_hint }),
-                    },
-                );
+                let refusal = Err(ProposeError::NotLeader { leader_hint });
+                let reply = self.propose_reply(request_id, refusal);
+                self.send(Endpoint::Master(node), Endpoint::Proxy, reply);
             }
         }
     }

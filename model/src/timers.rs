@@ -126,7 +126,7 @@ impl Step<'_> {
                 let accept = Message::Accept {
                     ballot,
                     slot: *slot,
-                    command: entry.command,
+                    command: entry.command.clone(),
                     commit_index,
                 };
                 accepts.push((follower, accept));
@@ -179,7 +179,8 @@ impl Step<'_> {
     /// sent it and it had not handled stays on the proxy's link: the proxy's host learns that
     /// the connection closed and answers those requests itself (`ForwardLost`, or
     /// `RequestTimeout` early, §9.4.6) — and replay applies a crash only at the restart, after
-    /// the proxy may already have sent the crashed master more.
+    /// the proxy may already have sent the crashed master more. A subscription is not kept on
+    /// the link: it ends, and the proxy's host tells the proxy (`ConnectionClosed`, §17.1).
     pub fn crash(&mut self, node: NodeId) {
         self.lose_pending_writes(node);
         let endpoint = Endpoint::Master(node);
@@ -190,6 +191,9 @@ impl Step<'_> {
         self.state
             .closed_connection_messages
             .retain(|link, _| survives(link));
+        // The proxy's subscription here goes with the connection, and its host learns it
+        // (§17.1).
+        self.subscription_connection_lost(node);
         let state = &mut self.state.masters[node as usize];
         state.crashed = true;
         state.paused = false;

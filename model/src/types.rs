@@ -5,6 +5,7 @@
 //! ledger counters are 32 bits so that conformance can replay long real traces.
 //! Names follow the protocol word for word, so that a counterexample reads like the document.
 
+use crate::kv_types::KvOperation;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -153,21 +154,40 @@ pub enum OperationResult {
 }
 
 /// What the log orders (§1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Command {
-    /// A client operation tagged with its request.
+    /// A register operation tagged with its request.
     Operation {
         /// The request that proposed it.
         request_id: RequestId,
         /// The operation.
         operation: Operation,
     },
+    /// A revisioned operation tagged with its request (§14).
+    Kv {
+        /// The request that proposed it.
+        request_id: RequestId,
+        /// The operation.
+        operation: KvOperation,
+    },
     /// Fills a gap found in phase 1.
     Noop,
 }
 
+impl Command {
+    /// The request that proposed it (`None` for a `Noop`).
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Command::Operation { request_id, .. } | Command::Kv { request_id, .. } => {
+                Some(*request_id)
+            }
+            Command::Noop => None,
+        }
+    }
+}
+
 /// What a master accepted in a slot (§1; the slot is the log's key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// The ballot it was accepted in.
     pub ballot: Ballot,
@@ -202,6 +222,8 @@ pub enum RequestError {
     Timeout,
     /// The leader stepped down while owning the proposal (indeterminate).
     LeaderChanged,
+    /// A revisioned request over its bounds or malformed (§15.2): refused at the proxy.
+    InvalidRequest,
 }
 
 impl RequestError {

@@ -70,6 +70,9 @@ fn small_bug_presets_hold_without_their_bug() {
         Bug::EvictedAckCounts,
         Bug::StaleLeaderRead,
         Bug::PausedHeartbeat,
+        Bug::WatchLeakOnError,
+        Bug::TxnPartialApply,
+        Bug::CompactionSkipsWatch,
     ] {
         let mut preset = presets::for_bug(bug);
         preset.config.bugs.clear();
@@ -92,4 +95,24 @@ fn bug_names_round_trip() {
 #[test]
 fn own_accept_before_persist_is_caught() {
     caught(Bug::OwnAcceptBeforePersist);
+}
+
+#[test]
+fn watch_resume_from_current_is_caught() {
+    caught(Bug::WatchResumeFromCurrent);
+}
+
+#[test]
+fn txn_partial_apply_is_caught() {
+    caught(Bug::TxnPartialApply);
+}
+
+#[test]
+fn watch_leak_on_error_is_caught() {
+    caught(Bug::WatchLeakOnError);
+}
+
+#[test]
+fn compaction_skips_watch_is_caught() {
+    caught(Bug::CompactionSkipsWatch);
 }

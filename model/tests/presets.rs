@@ -1,9 +1,11 @@
 //! The `ci` presets hold every safety property and reach the witnesses they promise; BFS and DFS
 //! (no symmetry reduction) agree on the unique state count, which is pinned so that any change
-//! to the state space shows up as a diff. The whole `ci` list (ci-crash is the big one) runs with
-//! 2 threads in `the_whole_ci_list_holds_and_reaches_every_witness` (about 30-45 s).
+//! to the state space shows up as a diff. The whole `ci` list (ci-crash, ci-disk and
+//! ci-watch-resume are the big ones) runs with 2 threads in
+//! `the_whole_ci_list_holds_and_reaches_every_witness`.
 
 use vigil_model::check::{run_preset, CheckOptions};
+use vigil_model::kv_presets;
 use vigil_model::presets::{self, Preset, Strategy};
 use vigil_model::properties;
 use vigil_model::{Budget, Bug};
@@ -60,6 +62,24 @@ fn a_run_stopped_by_its_depth_limit_is_not_exhaustive_and_fails() {
 
 const PINNED_CI_ELECTION: usize = 1_178_494;
 const PINNED_CI_READ: usize = 573_817;
+const PINNED_CI_TXN: usize = 11_095;
+const PINNED_CI_WATCH: usize = 139_101;
+
+#[test]
+fn ci_txn_holds_with_pinned_state_count_in_bfs_and_dfs() {
+    let preset = kv_presets::ci_txn();
+    let dfs = holds(&preset, Strategy::Dfs);
+    assert_eq!(dfs, holds(&preset, Strategy::Bfs));
+    assert_eq!(dfs, PINNED_CI_TXN);
+}
+
+#[test]
+fn ci_watch_holds_with_pinned_state_count_in_bfs_and_dfs() {
+    let preset = kv_presets::ci_watch();
+    let dfs = holds(&preset, Strategy::Dfs);
+    assert_eq!(dfs, holds(&preset, Strategy::Bfs));
+    assert_eq!(dfs, PINNED_CI_WATCH);
+}
 
 #[test]
 fn the_whole_ci_list_holds_and_reaches_every_witness() {
@@ -82,6 +102,10 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-read", PINNED_CI_READ),
             ("ci-crash", 4_764_739),
             ("ci-disk", 3_518_961),
+            ("ci-txn", PINNED_CI_TXN),
+            ("ci-watch", PINNED_CI_WATCH),
+            ("ci-watch-resume", 3_994_403),
+            ("ci-watch-errors", 10_532),
         ]
     );
 }
@@ -124,6 +148,20 @@ fn ci_catches_every_seeded_bug() {
         (own_accept.clients, own_accept.budget, own_accept.disk),
         (disk.clients, disk.budget, disk.disk)
     );
+    // The revisioned API's bugs are caught by ci members with the bug on (tests/bugs.rs);
+    // `watch-leak-on-error` by the smallest preset, a watch on an unknown cluster.
+    for (bug, member) in [
+        (Bug::TxnPartialApply, kv_presets::ci_txn()),
+        (Bug::CompactionSkipsWatch, kv_presets::ci_watch()),
+        (Bug::WatchResumeFromCurrent, kv_presets::ci_watch_resume()),
+    ] {
+        let targeted = presets::for_bug(bug).config;
+        assert_eq!(
+            (targeted.kv_clients, targeted.budget),
+            (member.config.kv_clients, member.config.budget),
+            "{bug}"
+        );
+    }
     // `read-before-own-ballot-commit` needs one lost message besides ci-read (see
     // `presets::for_bug`): its preset is ci-read with a drop budget, caught in tests/bugs.rs.
     let read_before_commit = presets::for_bug(Bug::ReadBeforeOwnBallotCommit).config;
