@@ -22,7 +22,11 @@
 //! `sent` only grows), `agreement` compares each new commit with the chosen command of its slot
 //! (always above the cut, since the slot is above the committing master's commit index), and
 //! the end of a replay puts everything back ([`Archive::restore`]) before the end-of-run
-//! properties.
+//! properties. With revisioned clients nothing is taken out but reply records: their
+//! properties read the whole chosen history (`watch_in_order_exactly_once`), their history
+//! events are placed among the register ones by position (`KvHistoryEvent::after`), and a
+//! subscription or a `Range` at an older revision reads the store's history, which a cut
+//! store would have to carry.
 
 use std::collections::BTreeMap;
 
@@ -152,12 +156,16 @@ impl Archive {
     /// Takes out of `state` what no later step reads (or puts the log prefix back when the
     /// floor fell below the cut). Call it between steps, after the step's properties.
     pub fn compact(&mut self, config: &Config, state: &mut State) -> Compaction {
+        // Revisioned clients: only reply records (see the module documentation).
+        if !config.kv_clients.is_empty() {
+            return self.archive_replies(config, state);
+        }
         let floor = floor(state);
         if floor < state.compacted.through {
             self.restore_prefix(state);
         }
         if floor >= state.compacted.through + self.minimums.slots {
-            self.cut_prefix(state, floor);
+            self.cut_prefix(config, state, floor);
         }
         if state.history.len() >= self.minimums.history_events {
             self.history.append(&mut state.history);
@@ -188,14 +196,14 @@ impl Archive {
 
     /// Moves slots `through + 1..=floor` of every log and of `chosen` into the archive, and
     /// folds them into each master's store.
-    fn cut_prefix(&mut self, state: &mut State, floor: Slot) {
+    fn cut_prefix(&mut self, config: &Config, state: &mut State, floor: Slot) {
         let through = state.compacted.through;
         let masters = state.masters.len();
         self.logs.resize_with(masters, Log::new);
         state
             .compacted
             .stores
-            .resize_with(masters, KeyValueStore::default);
+            .resize_with(masters, || KeyValueStore::for_master(config));
         for (node, master) in state.masters.iter_mut().enumerate() {
             let store = &mut state.compacted.stores[node];
             store.apply_log(&master.log, through, floor);

@@ -139,13 +139,13 @@ pub fn ci_watch() -> Preset {
     )
 }
 
-/// A watch of key 0 from revision 2 with a progress request, a put of key 0, one crash and two
-/// election timeouts: the subscribed leader crashes, the proxy resumes at another master, a new
-/// leader commits the put, and the resumed stream delivers it.
+/// A watch of key 0 from revision 2, a put of key 0, one crash and two election timeouts: the
+/// subscribed leader crashes, the proxy resumes at another master, a new leader commits the
+/// put, and the resumed stream delivers it.
 pub fn ci_watch_resume() -> Preset {
     let mut config = kv_config(vec![
         kv_client(vec![KvStep::Operation(KvOperation::Put(put(0, 1)))]),
-        kv_client(vec![watch(0, 2), KvStep::Progress { watch: 0 }]),
+        kv_client(vec![watch(0, 2)]),
     ]);
     config.budget = Budget {
         crashes: 1,
@@ -184,6 +184,16 @@ pub fn ci_watch_errors() -> Preset {
             "watch_client_gone",
         ],
     )
+}
+
+/// `ci-watch-resume` with a progress request after the watch is created: a resumed stream that
+/// skipped the put is seen when the notification claims it (`watch-resume-from-current`).
+pub fn watch_resume_with_progress() -> Preset {
+    let mut preset = ci_watch_resume();
+    preset.config.kv_clients[1]
+        .steps
+        .push(KvStep::Progress { watch: 0 });
+    preset
 }
 
 /// The smallest preset for `watch-leak-on-error`: one watch on an unknown cluster.

@@ -286,7 +286,7 @@ pub fn for_bug(bug: Bug) -> Preset {
         Bug::WatchResumeFromCurrent => Preset {
             name: "bug-watch-resume-from-current",
             witnesses: vec![],
-            ..kv_presets::ci_watch_resume()
+            ..kv_presets::watch_resume_with_progress()
         },
         Bug::TxnPartialApply => Preset {
             name: "bug-txn-partial-apply",

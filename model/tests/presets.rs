@@ -104,7 +104,7 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-disk", 3_518_961),
             ("ci-txn", PINNED_CI_TXN),
             ("ci-watch", PINNED_CI_WATCH),
-            ("ci-watch-resume", 3_994_403),
+            ("ci-watch-resume", 1_557_994),
             ("ci-watch-errors", 10_532),
         ]
     );
@@ -149,11 +149,16 @@ fn ci_catches_every_seeded_bug() {
         (disk.clients, disk.budget, disk.disk)
     );
     // The revisioned API's bugs are caught by ci members with the bug on (tests/bugs.rs);
-    // `watch-leak-on-error` by the smallest preset, a watch on an unknown cluster.
+    // `watch-leak-on-error` by the smallest preset, a watch on an unknown cluster, and
+    // `watch-resume-from-current` by ci-watch-resume with a progress request added (the
+    // request doubles ci-watch-resume, which reaches its witness without it).
     for (bug, member) in [
         (Bug::TxnPartialApply, kv_presets::ci_txn()),
         (Bug::CompactionSkipsWatch, kv_presets::ci_watch()),
-        (Bug::WatchResumeFromCurrent, kv_presets::ci_watch_resume()),
+        (
+            Bug::WatchResumeFromCurrent,
+            kv_presets::watch_resume_with_progress(),
+        ),
     ] {
         let targeted = presets::for_bug(bug).config;
         assert_eq!(
