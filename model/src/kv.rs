@@ -184,7 +184,7 @@ impl KeyValueStore {
                 let mut batch = self.begin();
                 let result = batch.delete_range(self, request);
                 self.commit(batch);
-                KvResult::DeleteRange(result)
+                KvResult::DeleteRange(Box::new(result))
             }
             KvOperation::Txn(request) => self.apply_txn(request),
             KvOperation::Compact { revision } => self.compact(*revision),
@@ -219,12 +219,12 @@ impl KeyValueStore {
                 kv.value = None;
             }
         }
-        KvResult::Range(RangeResult {
+        KvResult::Range(Box::new(RangeResult {
             more: !request.count_only && count > kvs.len(),
             kvs,
             count: count.min(u8::MAX as usize) as u8,
             revision: visible,
-        })
+        }))
     }
 
     /// The refusal of a read at `revision`, if any: above the store's revision, or below the
@@ -254,8 +254,11 @@ impl KeyValueStore {
             .collect();
         // Newest first: each key ends at the record before its oldest undone event.
         let mut undo: Vec<&Event> = Vec::new();
-        if let Some(batch) = batch.filter(|batch| at < batch.revision) {
-            undo.extend(batch.events.iter().rev());
+        if let Some(batch) = batch.filter(|batch| batch.wrote && at < batch.revision) {
+            let events = batch.events.as_ref().unwrap_or_else(|| {
+                panic!("a read at revision {at} before its own writes needs history")
+            });
+            undo.extend(events.iter().rev());
         }
         if at < self.revision {
             let history = self.history.as_ref().unwrap_or_else(|| {
@@ -327,20 +330,21 @@ impl KeyValueStore {
     pub(crate) fn begin(&self) -> Batch {
         Batch {
             revision: self.revision + 1,
-            events: Vec::new(),
+            wrote: false,
+            events: self.history.is_some().then(Vec::new),
         }
     }
 
-    /// Ends `batch`: with events, the store moves to its revision and records them.
+    /// Ends `batch`: if it wrote, the store moves to its revision and records its events.
     pub(crate) fn commit(&mut self, batch: Batch) {
-        if batch.events.is_empty() {
+        if !batch.wrote {
             return;
         }
         self.revision = batch.revision;
-        if let Some(history) = &mut self.history {
+        if let (Some(history), Some(events)) = (&mut self.history, batch.events) {
             history.push(RevisionEvents {
                 revision: batch.revision,
-                events: batch.events,
+                events,
             });
         }
     }
@@ -374,17 +378,29 @@ impl KeyValueStore {
 pub(crate) struct Batch {
     /// The revision every write of the batch carries.
     pub revision: Revision,
-    /// What the batch did so far, in order (each with the key's record before).
-    pub events: Vec<Event>,
+    /// Whether the batch wrote anything.
+    pub wrote: bool,
+    /// What the batch did so far, in order (each with the key's record before), when the
+    /// store keeps history (a store without it serves the register operations only, and
+    /// builds no events for them).
+    pub events: Option<Vec<Event>>,
 }
 
 impl Batch {
     /// The revision a read in the batch sees: its own once it wrote.
     pub fn visible_revision(&self, store: &KeyValueStore) -> Revision {
-        if self.events.is_empty() {
-            store.revision
-        } else {
+        if self.wrote {
             self.revision
+        } else {
+            store.revision
+        }
+    }
+
+    /// Records one write.
+    fn record(&mut self, event: impl FnOnce() -> Event) {
+        self.wrote = true;
+        if let Some(events) = &mut self.events {
+            events.push(event());
         }
     }
 
@@ -401,7 +417,7 @@ impl Batch {
         state.mod_revision = self.revision;
         state.version += 1;
         let kv = state.record(key).expect("just written");
-        self.events.push(Event {
+        self.record(|| Event {
             kind: EventKind::Put,
             kv,
             prev_kv: before,
@@ -418,13 +434,14 @@ impl Batch {
         state.create_revision = 0;
         state.mod_revision = 0;
         state.version = 0;
-        self.events.push(Event {
+        let revision = self.revision;
+        self.record(|| Event {
             kind: EventKind::Delete,
             kv: KeyValue {
                 key,
                 value: None,
                 create_revision: 0,
-                mod_revision: self.revision,
+                mod_revision: revision,
                 version: 0,
             },
             prev_kv: Some(before),

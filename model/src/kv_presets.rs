@@ -85,7 +85,9 @@ pub fn ci_txn() -> Preset {
             KvStep::Operation(KvOperation::Put(put(0, 1))),
             KvStep::Operation(KvOperation::Range(range_from(0, 1))),
         ]),
-        kv_client(vec![KvStep::Operation(KvOperation::Txn(transaction))]),
+        kv_client(vec![KvStep::Operation(KvOperation::Txn(Box::new(
+            transaction,
+        )))]),
     ]);
     exhaustive(
         "ci-txn",

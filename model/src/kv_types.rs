@@ -215,8 +215,9 @@ pub enum KvOperation {
     Put(PutRequest),
     /// Removes keys.
     DeleteRange(DeleteRangeRequest),
-    /// Compares, then one branch, atomically at one revision.
-    Txn(TxnRequest),
+    /// Compares, then one branch, atomically at one revision (boxed: it is the one large
+    /// operation, and a log entry carries an operation).
+    Txn(Box<TxnRequest>),
     /// Drops the history below `revision` (§16).
     Compact {
         /// The new compaction point.
@@ -286,17 +287,18 @@ pub struct TxnResult {
     pub responses: Vec<TxnOperationResult>,
 }
 
-/// What a revisioned operation returns once ordered and applied (or read).
+/// What a revisioned operation returns once ordered and applied (or read). The results holding
+/// records are boxed, so that the messages carrying a result stay as small as the protocol's.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum KvResult {
     /// Of a `Range`.
-    Range(RangeResult),
+    Range(Box<RangeResult>),
     /// Of a `Put`.
     Put(PutResult),
     /// Of a `DeleteRange`.
-    DeleteRange(DeleteRangeResult),
+    DeleteRange(Box<DeleteRangeResult>),
     /// Of a `Txn`.
-    Txn(TxnResult),
+    Txn(Box<TxnResult>),
     /// Of a `Compact` that moved the compaction point.
     Compact {
         /// The store's revision (compaction makes none).

@@ -687,7 +687,7 @@ impl Model for Config {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        crate::properties::all()
+        crate::properties::for_config(self)
     }
 
     fn within_boundary(&self, state: &State) -> bool {

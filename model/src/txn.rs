@@ -108,11 +108,11 @@ impl KeyValueStore {
                 TxnOperationResult::DeleteRange(result) => result.revision = revision,
             }
         }
-        KvResult::Txn(TxnResult {
+        KvResult::Txn(Box::new(TxnResult {
             revision,
             succeeded,
             responses,
-        })
+        }))
     }
 
     /// The refusal of a branch operation, checked before the branch runs: a read below the
@@ -128,7 +128,7 @@ impl KeyValueStore {
     fn run(&mut self, batch: &mut Batch, operation: &TxnOperation) -> TxnOperationResult {
         match operation {
             TxnOperation::Range(request) => match self.range(request, Some(batch)) {
-                KvResult::Range(result) => TxnOperationResult::Range(result),
+                KvResult::Range(result) => TxnOperationResult::Range(*result),
                 refusal => panic!("a checked read was refused: {refusal:?}"),
             },
             TxnOperation::Put(request) => TxnOperationResult::Put(batch.put_request(self, request)),

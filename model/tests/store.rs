@@ -79,7 +79,7 @@ fn an_empty_store_is_at_revision_one_and_each_write_makes_one_more() {
         count: 1,
         revision: 3,
     };
-    assert_eq!(all, KvResult::Range(expected));
+    assert_eq!(all, KvResult::Range(Box::new(expected)));
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn a_delete_of_nothing_makes_no_revision_and_a_delete_ends_the_generation() {
     };
     assert_eq!(
         delete(&mut store, KeyRange::single(0)),
-        KvResult::DeleteRange(nothing)
+        KvResult::DeleteRange(Box::new(nothing))
     );
     put(&mut store, 0, 1);
     put(&mut store, 0, 2);
@@ -103,7 +103,7 @@ fn a_delete_of_nothing_makes_no_revision_and_a_delete_ends_the_generation() {
     };
     assert_eq!(
         delete(&mut store, KeyRange::single(0)),
-        KvResult::DeleteRange(deleted)
+        KvResult::DeleteRange(Box::new(deleted))
     );
     // A new generation: created at 5, version 1. The register version counted every write.
     put(&mut store, 0, 1);
@@ -207,7 +207,7 @@ fn a_range_at_an_older_revision_sees_that_revision() {
         count: 2,
         revision: 5,
     };
-    assert_eq!(at_three, KvResult::Range(expected));
+    assert_eq!(at_three, KvResult::Range(Box::new(expected)));
     let at_one = read(&mut store, range(KeyRange::from(0), 0, 1));
     let KvResult::Range(at_one) = at_one else {
         panic!()
@@ -312,15 +312,15 @@ fn a_txn_is_one_revision_and_its_reads_see_its_writes() {
             TxnOperation::Range(range(KeyRange::from(0), 0, 0)),
         ],
     };
-    let result = store.apply_kv(&KvOperation::Txn(request));
-    let KvResult::Txn(TxnResult {
+    let result = store.apply_kv(&KvOperation::Txn(Box::new(request)));
+    let KvResult::Txn(txn) = result else {
+        panic!("{result:?}")
+    };
+    let TxnResult {
         revision,
         succeeded,
         responses,
-    }) = result
-    else {
-        panic!("{result:?}")
-    };
+    } = *txn;
     assert_eq!((revision, succeeded), (3, false));
     assert_eq!(store.revision, 3);
     let TxnOperationResult::Range(seen) = &responses[2] else {
@@ -338,7 +338,7 @@ fn a_txn_is_one_revision_and_its_reads_see_its_writes() {
         success: vec![],
         failure: vec![],
     };
-    let KvResult::Txn(nothing) = store.apply_kv(&KvOperation::Txn(empty)) else {
+    let KvResult::Txn(nothing) = store.apply_kv(&KvOperation::Txn(Box::new(empty))) else {
         panic!()
     };
     assert_eq!(
@@ -363,7 +363,7 @@ fn a_txn_whose_branch_reads_a_refused_revision_applies_nothing() {
     };
     let mut store = store();
     assert_eq!(
-        store.apply_kv(&KvOperation::Txn(request.clone())),
+        store.apply_kv(&KvOperation::Txn(Box::new(request.clone()))),
         KvResult::FutureRevision {
             current_revision: 1
         }
@@ -374,6 +374,6 @@ fn a_txn_whose_branch_reads_a_refused_revision_applies_nothing() {
         txn_partial_apply: true,
         ..vigil_model::kv::KeyValueStore::default()
     };
-    buggy.apply_kv(&KvOperation::Txn(request));
+    buggy.apply_kv(&KvOperation::Txn(Box::new(request)));
     assert_eq!(buggy.revision, 2);
 }

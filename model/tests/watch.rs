@@ -158,7 +158,9 @@ fn a_txn_over_its_bounds_is_refused_invalid_request_and_completes_once() {
         success: vec![],
         failure: vec![],
     };
-    let config = config(vec![vec![KvStep::Operation(KvOperation::Txn(oversized))]]);
+    let config = config(vec![vec![KvStep::Operation(KvOperation::Txn(Box::new(
+        oversized,
+    )))]]);
     let state = settle(&config, State::initial(&config), |_| false);
     let record = &state.clients[0].kv_replies[&0];
     assert_eq!(
