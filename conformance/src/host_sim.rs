@@ -90,7 +90,7 @@ impl Network for SimNetwork {
     /// On the host's `LocalSet` (turmoil runs every host's software in one): a crash drops
     /// its tasks in a fixed order, where `tokio::spawn`'s sharded task list would drop them
     /// in an order set by process-wide task ids (`vigil::platform`).
-    fn spawn<T>(task: T) -> tokio::task::JoinHandle<T::Output>
+    fn spawn<T>(&self, task: T) -> tokio::task::JoinHandle<T::Output>
     where
         T: std::future::Future + Send + 'static,
         T::Output: Send + 'static,

@@ -283,11 +283,16 @@ pub async fn run_on<N: Network, F: FileSystem>(
         router: router.clone(),
         next_proxy_id: AtomicU64::new(1),
     });
-    N::spawn(accept_loop::<N>(listener, context, local_shutdown.clone()));
+    network.spawn(accept_loop(
+        network.clone(),
+        listener,
+        context,
+        local_shutdown.clone(),
+    ));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
     let faults = Arc::new(StorageFaults::default());
-    let persist_task = N::spawn(persist_loop(
+    let persist_task = network.spawn(persist_loop(
         file_system,
         storage,
         job_receiver,
@@ -831,23 +836,27 @@ struct ConnectionContext {
 }
 
 async fn accept_loop<N: Network>(
+    network: N,
     listener: N::Listener,
     context: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) {
     let limits = context.settings.host.server_limits();
-    transport::accept_connections::<N, _, _>(
+    let connections = network.clone();
+    transport::accept_connections(
+        network,
         listener,
         limits,
         shutdown,
         "master",
-        move |stream, peer| serve_connection::<N>(stream, peer, context.clone()),
+        move |stream, peer| serve_connection(connections.clone(), stream, peer, context.clone()),
     )
     .await;
 }
 
 /// One inbound connection: handshake, then frames into the inbox until it closes or misbehaves.
 async fn serve_connection<N: Network>(
+    network: N,
     stream: N::Stream,
     peer: SocketAddr,
     context: Arc<ConnectionContext>,
@@ -885,7 +894,7 @@ async fn serve_connection<N: Network>(
                 .insert(proxy, queue);
             // Aborted when this connection ends, also when a stopping master drops it: a
             // stopped master writes nothing more.
-            Some(AbortOnDrop(N::spawn(async move {
+            Some(AbortOnDrop(network.spawn(async move {
                 while let Some(frame) = frames.recv().await {
                     if codec::write_value(&mut writer, &frame).await.is_err() {
                         return;

@@ -53,7 +53,9 @@ pub trait Network: Clone + Send + Sync + 'static {
     fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
 
     /// Starts `task` on this host's runtime (every task the host spawns goes through here).
-    fn spawn<T>(task: T) -> JoinHandle<T::Output>
+    /// It takes `&self` so that a platform may keep state per host (a simulation that freezes
+    /// one host's tasks).
+    fn spawn<T>(&self, task: T) -> JoinHandle<T::Output>
     where
         T: Future + Send + 'static,
         T::Output: Send + 'static;
@@ -85,7 +87,7 @@ impl Network for TokioNetwork {
         stream.into_split()
     }
 
-    fn spawn<T>(task: T) -> JoinHandle<T::Output>
+    fn spawn<T>(&self, task: T) -> JoinHandle<T::Output>
     where
         T: Future + Send + 'static,
         T::Output: Send + 'static,

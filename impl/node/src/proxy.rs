@@ -261,12 +261,14 @@ pub async fn run_on<N: Network>(
         security: settings.security.clone(),
     });
     let limits = settings.host.server_limits();
-    N::spawn(transport::accept_connections::<N, _, _>(
+    let connections = network.clone();
+    network.spawn(transport::accept_connections(
+        network.clone(),
         listener,
         limits,
         local_shutdown.clone(),
         "proxy",
-        move |stream, peer| serve_client::<N>(stream, peer, context.clone()),
+        move |stream, peer| serve_client(connections.clone(), stream, peer, context.clone()),
     ));
     tracing::info!(clusters = settings.clusters.len(), "proxy started");
     let link_index = links
@@ -652,6 +654,7 @@ impl ClientContext {
 
 /// One client connection: handshake, then requests in, replies out.
 async fn serve_client<N: Network>(
+    network: N,
     stream: N::Stream,
     peer: SocketAddr,
     context: Arc<ClientContext>,
@@ -677,7 +680,7 @@ async fn serve_client<N: Network>(
     let client = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     lock(&context.clients).queues.insert(client, queue);
-    let writer_task = N::spawn(async move {
+    let writer_task = network.spawn(async move {
         while let Some((frame, permit)) = outgoing.recv().await {
             let written = codec::write_value(&mut writer, &frame).await;
             drop(permit);

@@ -126,7 +126,8 @@ pub async fn serve(
         connections_max: HTTP_CONNECTIONS_MAX,
         ..ServerLimits::default()
     };
-    transport::accept_connections::<TokioNetwork, _, _>(
+    transport::accept_connections(
+        TokioNetwork,
         listener,
         limits,
         shutdown,

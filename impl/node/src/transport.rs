@@ -53,9 +53,10 @@ impl Default for ServerLimits {
 }
 
 /// Accepts connections until `shutdown` is cancelled, calling `on_connection` in a task of
-/// its own for each. Holds a semaphore permit per connection (mini-redis style), so at most
+/// its own for each (spawned on `network`). Holds a semaphore permit per connection (mini-redis style), so at most
 /// `connections_max` are served at once; a listener error is logged and accepting continues.
 pub async fn accept_connections<N, F, Fut>(
+    network: N,
     listener: N::Listener,
     limits: ServerLimits,
     shutdown: CancellationToken,
@@ -95,7 +96,7 @@ pub async fn accept_connections<N, F, Fut>(
         gauge.increment(1.0);
         let connection = on_connection(stream, address);
         let connection_shutdown = shutdown.clone();
-        N::spawn(async move {
+        network.spawn(async move {
             tokio::select! {
                 biased;
                 _ = connection_shutdown.cancelled() => {}
@@ -471,7 +472,7 @@ where
     let reset = sender.reset.clone();
     let connected = sender.connected.clone();
     let finished = sender.finished.clone();
-    N::spawn(async move {
+    network.clone().spawn(async move {
         let _finished = finished.drop_guard();
         tokio::select! {
             biased;
