@@ -20,6 +20,7 @@ use vigil_core::{MasterStatus, NodeId, Role};
 use crate::auth::{Authentication, Secret, SecretError};
 use crate::config::HostSettings;
 use crate::master::{self, Control, MasterError, MasterHandle, MasterSettings};
+use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
 use crate::proxy::{self, ClusterSecurity, LedgerView, ProxyError, ProxySettings};
 
 /// The cluster name of the embedded default.
@@ -99,10 +100,13 @@ pub enum ClusterError {
     Secret(#[from] SecretError),
 }
 
-/// A running in-process cluster.
+/// A running in-process cluster: masters on the platform given for each (the production one
+/// unless started with [`LocalCluster::start_on`]), the proxy on tokio TCP.
 #[derive(Debug)]
-pub struct LocalCluster {
+pub struct LocalCluster<N = TokioNetwork, F = StdFileSystem> {
     options: ClusterOptions,
+    /// Master `i` runs on `platforms[i]`, also after a restart.
+    platforms: Vec<(N, F)>,
     addresses: Vec<SocketAddr>,
     masters: Vec<Option<MasterHandle>>,
     proxy_address: SocketAddr,
@@ -121,7 +125,23 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, ClusterError> {
 
 impl LocalCluster {
     /// Binds every listener, then starts the masters and the proxy.
-    pub async fn start(mut options: ClusterOptions) -> Result<LocalCluster, ClusterError> {
+    pub async fn start(options: ClusterOptions) -> Result<LocalCluster, ClusterError> {
+        let platforms = vec![(TokioNetwork, StdFileSystem); options.masters];
+        LocalCluster::start_on(options, platforms).await
+    }
+}
+
+impl<N, F> LocalCluster<N, F>
+where
+    N: Network<Listener = TcpListener>,
+    F: FileSystem,
+{
+    /// [`LocalCluster::start`] with master `i` on `platforms[i]` (one per master).
+    pub async fn start_on(
+        mut options: ClusterOptions,
+        platforms: Vec<(N, F)>,
+    ) -> Result<LocalCluster<N, F>, ClusterError> {
+        assert_eq!(platforms.len(), options.masters, "one platform per master");
         options.protocol.masters = options.masters as u64;
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut listeners = Vec::new();
@@ -150,6 +170,7 @@ impl LocalCluster {
             masters: Vec::new(),
             addresses,
             options,
+            platforms,
             shutdown,
         };
         for (node, listener) in listeners.into_iter().enumerate() {
@@ -205,7 +226,8 @@ impl LocalCluster {
             authentication: self.authentication.clone(),
         };
         let address = self.addresses[node as usize];
-        master::spawn(listener, settings, self.shutdown.child_token())
+        let platform = self.platforms[node as usize].clone();
+        master::spawn_on(platform, listener, settings, self.shutdown.child_token())
             .map_err(|source| ClusterError::Bind { address, source })
     }
 
@@ -348,8 +370,14 @@ impl LocalCluster {
 
     /// The leader that a quorum of running masters follows, if any.
     pub async fn leader(&self) -> Option<NodeId> {
+        self.leader_among(0..self.masters.len() as NodeId).await
+    }
+
+    /// The leader that a quorum of the running masters among `nodes` follows, if any (a
+    /// harness that knows a master cannot answer leaves it out).
+    pub async fn leader_among(&self, nodes: impl IntoIterator<Item = NodeId>) -> Option<NodeId> {
         let mut statuses = Vec::new();
-        for node in 0..self.masters.len() as NodeId {
+        for node in nodes {
             if let Some(status) = self.status(node).await {
                 statuses.push(status);
             }

@@ -210,9 +210,32 @@ pub fn spawn(
     settings: MasterSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<MasterHandle> {
+    spawn_on((TokioNetwork, StdFileSystem), listener, settings, shutdown)
+}
+
+/// [`spawn`] on `network` and `file_system`: the master's own task is spawned on `network`
+/// too, as is every task it starts. Traces to `settings.trace_file` if set.
+pub fn spawn_on<N, F>(
+    (network, file_system): (N, F),
+    listener: TcpListener,
+    settings: MasterSettings,
+    shutdown: CancellationToken,
+) -> std::io::Result<MasterHandle>
+where
+    N: Network<Listener = TcpListener>,
+    F: FileSystem,
+{
     let address = listener.local_addr()?;
     let (control, control_receiver) = mpsc::channel(16);
-    let task = tokio::spawn(run(listener, settings, shutdown.clone(), control_receiver));
+    let platform = (network.clone(), file_system);
+    let master = run_tracing_to_file(
+        platform,
+        listener,
+        settings,
+        shutdown.clone(),
+        control_receiver,
+    );
+    let task = network.spawn(master);
     Ok(MasterHandle {
         address,
         control,
@@ -229,11 +252,22 @@ pub async fn run(
     shutdown: CancellationToken,
     control: mpsc::Receiver<Control>,
 ) -> Result<(), MasterError> {
+    let platform = (TokioNetwork, StdFileSystem);
+    run_tracing_to_file(platform, listener, settings, shutdown, control).await
+}
+
+/// [`run_on`] with the trace sink of `settings.trace_file`, if set.
+async fn run_tracing_to_file<N: Network, F: FileSystem>(
+    platform: (N, F),
+    listener: N::Listener,
+    settings: MasterSettings,
+    shutdown: CancellationToken,
+    control: mpsc::Receiver<Control>,
+) -> Result<(), MasterError> {
     let trace = match &settings.trace_file {
         Some(path) => Some(TraceSink::create(path, &trace_header(&settings))?),
         None => None,
     };
-    let platform = (TokioNetwork, StdFileSystem);
     run_on(platform, listener, settings, trace, shutdown, control).await
 }
 
