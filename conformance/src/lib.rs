@@ -27,6 +27,7 @@ pub mod planted;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod seams;
 pub mod sim;
 pub mod tcp;
 pub mod trace;
