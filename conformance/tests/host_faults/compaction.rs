@@ -3,19 +3,19 @@
 //! catches up from a snapshot, and a full restart from the compacted directories keeps every
 //! acknowledged write.
 
-mod common;
-
 use std::time::Duration;
 
-use vigil::cluster::LocalCluster;
+use vigil_conformance::seams::cluster::FaultyCluster;
 use vigil_core::OperationResult;
+
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_masters_catch_up_and_restart_with_every_write() {
     let directory = tempfile::tempdir().unwrap();
     let mut options = common::test_options(5, directory.path());
     options.protocol.snapshot_threshold_entries = 5;
-    let mut cluster = LocalCluster::start(options).await.unwrap();
+    let mut cluster = FaultyCluster::start(options).await.unwrap();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .await
@@ -24,7 +24,7 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
     let name = cluster.name().to_string();
     let mut client = common::client(&cluster).await;
 
-    cluster.pause(follower).await.unwrap();
+    cluster.pause(follower).unwrap();
     common::wait_for(Duration::from_secs(5), "eviction", || async {
         let status = cluster.status(leader).await?;
         status.evicted.contains(&follower).then_some(())
@@ -42,7 +42,7 @@ async fn compacted_masters_catch_up_and_restart_with_every_write() {
         leader_status.snapshot_slot > 0,
         "the leader compacted: {leader_status:?}"
     );
-    cluster.resume(follower).await.unwrap();
+    cluster.resume(follower).unwrap();
     let leader_commit = leader_status.commit_index;
     common::wait_for(
         Duration::from_secs(10),
