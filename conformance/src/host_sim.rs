@@ -6,13 +6,14 @@
 //!
 //! Faults of a [`FaultPlan`], in the host's terms: partitions (a master's links held both ways,
 //! released when the window ends, as TCP delivers after a partition heals), message loss (the
-//! host's own link cut: what a master sends to the others is lost), latency (every run draws
-//! link latencies from the seed; `drop` windows also slow the links), crash and restart (the
-//! master host's runtime dropped; its disk keeps what was synced and loses the rest; restarted
-//! on the same disk), stop-the-world pauses (the master's event loop frozen and its links held,
-//! longer than the eviction threshold), message hold and release (`timeout`: the proxy's links
-//! held longer than the request timeout), and floods of wrong-cluster requests and overload
-//! bursts from a client host. The same seed gives byte-identical traces (a test checks it).
+//! master's links to the others cut in its platform, `crate::seams::network`: what it sends
+//! them is lost), latency (every run draws link latencies from the seed; `drop` windows also
+//! slow the links), crash and restart (the master host's runtime dropped; its disk keeps what
+//! was synced and loses the rest; restarted on the same disk), stop-the-world pauses (every task
+//! of the master frozen behind its gate, `crate::seams::pause`, and its links held, longer than
+//! the eviction threshold), message hold and release (`timeout`: the proxy's links held longer
+//! than the request timeout), and floods of wrong-cluster requests and overload bursts from a
+//! client host. The same seed gives byte-identical traces (a test checks it).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -26,13 +27,14 @@ use tokio_util::sync::CancellationToken;
 use turmoil::fs::shim::std::fs as sim_fs;
 use vigil::client::Client;
 use vigil::config::HostSettings;
-use vigil::master::{self, Control, MasterSettings};
+use vigil::master::{self, MasterSettings};
 use vigil::platform::{FileSystem, Network, StorageFile};
 use vigil::proxy::{self, LedgerView, ProxySettings};
 use vigil::trace_sink::{TraceBuffer, TraceSink};
 use vigil_core as core;
 
 use crate::faults::{Fault, FaultKind, FaultPlan, Runner, FAULT_SPACING_TICKS, WARMUP_TICKS};
+use crate::seams::MasterFaults;
 use crate::sim::{BURST_REQUESTS, CLUSTER, DRAIN_TICKS, FLOOD_REQUESTS, WRONG_CLUSTER};
 use crate::trace::{self, NodeTrace};
 
@@ -205,6 +207,11 @@ fn master_name(node: u64) -> String {
     format!("m{node}")
 }
 
+/// Where the other masters dial master `node`.
+fn master_address(node: u64) -> String {
+    format!("{}:{MASTER_PORT}", master_name(node))
+}
+
 fn host_settings() -> HostSettings {
     HostSettings {
         tick_interval_ms: TICK_MS,
@@ -214,20 +221,27 @@ fn host_settings() -> HostSettings {
     }
 }
 
-/// One master host's shared state: its trace (outlives crashes) and its control channel.
+/// One master host's shared state: its trace (outlives crashes) and the fault switches of its
+/// current incarnation (a restarted master starts unpaused, with no link cut).
 #[derive(Clone, Default)]
 struct MasterSlot {
     trace: TraceBuffer,
-    control: Arc<Mutex<Option<mpsc::Sender<Control>>>>,
+    faults: Arc<Mutex<MasterFaults>>,
 }
 
 impl MasterSlot {
-    fn send(&self, command: Control) {
-        let control = self.control.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(control) = control.as_ref() {
-            // The channel holds 16 commands; a fault sends one at a time.
-            let _ = control.try_send(command);
-        }
+    fn faults(&self) -> MasterFaults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fresh switches for a master that is starting.
+    fn start_incarnation(&self) -> MasterFaults {
+        let faults = MasterFaults::new();
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults.clone();
+        faults
     }
 }
 
@@ -244,9 +258,7 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, Stri
         .max_message_latency(latency_max);
     let mut sim = builder.build();
     let slots: Vec<MasterSlot> = (0..masters).map(|_| MasterSlot::default()).collect();
-    let addresses: Vec<String> = (0..masters)
-        .map(|node| format!("{}:{MASTER_PORT}", master_name(node)))
-        .collect();
+    let addresses: Vec<String> = (0..masters).map(master_address).collect();
     for (node, slot) in slots.iter().enumerate() {
         add_master(&mut sim, node as u64, slot.clone(), &addresses);
     }
@@ -332,23 +344,25 @@ fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses
     sim.host(master_name(node), move || {
         let settings = settings.clone();
         let slot = slot.clone();
-        async move {
+        let faults = slot.start_incarnation();
+        // The host's own future is behind its gate too, as every task it spawns is.
+        faults.gate.clone().wrap(async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MASTER_PORT)).await?;
-            let (control, control_receiver) = mpsc::channel(16);
-            *slot.control.lock().unwrap_or_else(|p| p.into_inner()) = Some(control);
+            // Nobody asks this master for its status; the sender lives as long as the master.
+            let (_status_requests, status_receiver) = mpsc::channel(16);
             let header = master::trace_header(&settings);
             let trace = TraceSink::in_memory(slot.trace.clone(), &header)?;
             master::run_on(
-                (SimNetwork, SimFileSystem),
+                faults.platform((SimNetwork, SimFileSystem)),
                 listener,
                 settings,
                 Some(trace),
                 CancellationToken::new(),
-                control_receiver,
+                status_receiver,
             )
             .await?;
             Ok(())
-        }
+        })
     });
 }
 
@@ -622,14 +636,14 @@ impl Schedule {
             .filter(|other| *other != node)
             .map(master_name)
             .collect();
-        let slot = &slots[node as usize];
+        let faults = slots[node as usize].faults();
         match (step.fault.kind, step.start) {
             (FaultKind::Drop, cut) => {
-                // The host's own loss: what this master sends to the others is dropped at its
-                // links; the links also get slower while it lasts.
+                // The host's own loss: what this master sends to the others is lost on the
+                // links it dials (`seams::network`); the links also get slower while it lasts.
                 for other in 0..self.masters {
                     if other != node {
-                        slot.send(Control::CutLink { peer: other, cut });
+                        faults.links.set_cut(&master_address(other), cut);
                         let latency = if cut { ticks(2) } else { self.latency_max };
                         sim.set_link_max_message_latency(
                             name.as_str(),
@@ -641,12 +655,12 @@ impl Schedule {
             }
             (FaultKind::Partition, start) => hold_links(sim, &name, &others, start),
             (FaultKind::Pause | FaultKind::PauseLeader, true) => {
-                slot.send(Control::Pause);
+                faults.gate.close();
                 hold_links(sim, &name, &others, true);
             }
             (FaultKind::Pause | FaultKind::PauseLeader, false) => {
                 hold_links(sim, &name, &others, false);
-                slot.send(Control::Resume);
+                faults.gate.open();
             }
             (FaultKind::Crash, true) => sim.crash(name.as_str()),
             (FaultKind::Crash, false) => sim.bounce(name.as_str()),

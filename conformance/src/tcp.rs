@@ -1,8 +1,8 @@
 //! Mode `tcp`: the real tokio host (`vigil::cluster::LocalCluster`: masters, proxy, TCP on
 //! 127.0.0.1, durable storage in a temporary directory) with file trace sinks, a client
-//! workload through the client library, and faults through the cluster's control hooks
-//! (pause a master's event loop, kill and restart a master, cut links). The traces are then
-//! validated like any others (`vigil-conform check`).
+//! workload through the client library, and faults through the platform seam
+//! ([`FaultyCluster`]: pause every task of a master, cut links) or the cluster itself (kill and
+//! restart a master). The traces are then validated like any others (`vigil-conform check`).
 //!
 //! Real time is not deterministic: the same seed gives the same fault plan and workload, not the
 //! same trace. Every wait is bounded.
@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vigil::client::Client;
-use vigil::cluster::{ClusterOptions, LocalCluster};
+use vigil::cluster::ClusterOptions;
 use vigil_core as core;
 
 use crate::faults::{FaultKind, FaultPlan, Runner};
+use crate::seams::cluster::FaultyCluster;
 
 /// Milliseconds per tick in TCP runs (the host's `tick_interval_ms`).
 pub const TICK_MS: u64 = 20;
@@ -77,7 +78,7 @@ async fn run_async(
     options.host.tick_interval_ms = TICK_MS;
     options.protocol = protocol(masters);
     options.trace_dir = Some(trace_dir.clone());
-    let mut cluster = LocalCluster::start(options)
+    let mut cluster = FaultyCluster::start(options)
         .await
         .map_err(|error| error.to_string())?;
     let mut faults_applied = Vec::new();
@@ -100,7 +101,7 @@ async fn run_async(
 /// it (its `Rejoin` answered). Both waits are bounded ([`BEHAVIOUR_WAIT`]); a run where either
 /// does not happen fails, naming it, instead of passing without the behaviour.
 async fn pause_until_evicted_then_rejoined(
-    cluster: &LocalCluster,
+    cluster: &FaultyCluster,
     node: u64,
     masters: u64,
 ) -> Result<(), String> {
@@ -115,20 +116,14 @@ async fn pause_until_evicted_then_rejoined(
     } else {
         node
     };
-    cluster
-        .pause(node)
-        .await
-        .map_err(|error| error.to_string())?;
+    cluster.pause(node).map_err(|error| error.to_string())?;
     // At least three eviction periods, and until the leader has evicted it.
     tokio::time::sleep(ticks(
         config.eviction_threshold * config.heartbeat_interval_ticks * 3,
     ))
     .await;
     let evicted = wait_for_leader_status(cluster, |status| status.evicted.contains(&node)).await;
-    cluster
-        .resume(node)
-        .await
-        .map_err(|error| error.to_string())?;
+    cluster.resume(node).map_err(|error| error.to_string())?;
     if !evicted {
         return Err(format!(
             "pause: no leader evicted paused m{node} within {BEHAVIOUR_WAIT:?} (leader at the pause: m{leader})"
@@ -149,7 +144,7 @@ async fn pause_until_evicted_then_rejoined(
 /// Polls the current leader's status every tick until `condition` holds (true) or
 /// [`BEHAVIOUR_WAIT`] passes (false).
 async fn wait_for_leader_status(
-    cluster: &LocalCluster,
+    cluster: &FaultyCluster,
     condition: impl Fn(&core::MasterStatus) -> bool,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + BEHAVIOUR_WAIT;
@@ -174,7 +169,7 @@ fn ticks(count: u64) -> Duration {
 }
 
 async fn drive(
-    cluster: &mut LocalCluster,
+    cluster: &mut FaultyCluster,
     seed: u64,
     plan: &FaultPlan,
     applied: &mut Vec<String>,
@@ -211,7 +206,7 @@ async fn drive(
 /// Injects one fault of a kind real TCP runs (`FaultKind::runs_on(Runner::Tcp)`) on `node`, a
 /// follower of `leader`, the leader when the fault began.
 async fn inject(
-    cluster: &mut LocalCluster,
+    cluster: &mut FaultyCluster,
     client: &mut Client,
     name: &str,
     kind: FaultKind,
@@ -226,99 +221,118 @@ async fn inject(
         | FaultKind::Reproposal => {
             unreachable!("left out above: FaultKind::runs_on(Runner::Tcp)")
         }
-        FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await?,
-        FaultKind::Crash => {
-            cluster
-                .kill(node)
-                .await
-                .map_err(|error| error.to_string())?;
-            tokio::time::sleep(ticks(5)).await;
-            cluster
-                .restart(node)
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-        FaultKind::Partition | FaultKind::Drop => {
-            for other in (0..masters).filter(|other| *other != node) {
-                cluster
-                    .cut_link(node, other, true)
-                    .await
-                    .map_err(|error| error.to_string())?;
-            }
-            let config = protocol(masters);
-            tokio::time::sleep(ticks(
-                config.eviction_threshold * config.heartbeat_interval_ticks * 3,
-            ))
-            .await;
-            for other in (0..masters).filter(|other| *other != node) {
-                cluster
-                    .cut_link(node, other, false)
-                    .await
-                    .map_err(|error| error.to_string())?;
-            }
-        }
-        FaultKind::WrongCluster => {
-            for _ in 0..crate::sim::FLOOD_REQUESTS {
-                let outcome = client
-                    .call(
-                        "no-such-cluster",
-                        core::Operation::Get {
-                            key: b"k0".to_vec(),
-                        },
-                    )
-                    .await
-                    .map_err(|error| error.to_string())?;
-                if outcome != Err(core::ClientError::UnknownCluster) {
-                    return Err(format!("a wrong-cluster request answered {outcome:?}"));
-                }
-            }
-        }
-        FaultKind::Overload => {
-            let mut sent = 0;
-            for _ in 0..crate::sim::BURST_REQUESTS {
-                client
-                    .send_request(
-                        name,
-                        core::Operation::Get {
-                            key: b"k1".to_vec(),
-                        },
-                    )
-                    .await
-                    .map_err(|error| error.to_string())?;
-                sent += 1;
-            }
-            for _ in 0..sent {
-                let (_, _outcome) = client
-                    .next_reply()
-                    .await
-                    .map_err(|error| error.to_string())?;
-            }
-        }
-        FaultKind::Timeout => {
-            // Freeze the leader longer than the request timeout with a request in flight.
-            let current = cluster.leader().await.unwrap_or(leader);
-            cluster
-                .pause(current)
-                .await
-                .map_err(|error| error.to_string())?;
-            let call = client.call(
-                name,
-                core::Operation::Get {
-                    key: b"k0".to_vec(),
-                },
-            );
-            let outcome =
-                tokio::time::timeout(ticks(protocol(masters).request_timeout_ticks * 3), call)
-                    .await;
-            cluster
-                .resume(current)
-                .await
-                .map_err(|error| error.to_string())?;
-            let _answered = outcome
-                .map_err(|_| "the proxy did not answer within three request timeouts".to_string())?
-                .map_err(|error| error.to_string())?;
+        FaultKind::Pause => pause_until_evicted_then_rejoined(cluster, node, masters).await,
+        FaultKind::Crash => crash_and_restart(cluster, node).await,
+        FaultKind::Partition | FaultKind::Drop => cut_off(cluster, node, masters).await,
+        FaultKind::WrongCluster => wrong_cluster_flood(client).await,
+        FaultKind::Overload => overload_burst(cluster, client, name).await,
+        FaultKind::Timeout => pause_leader_past_a_request(cluster, client, name, leader).await,
+    }
+}
+
+/// Kills `node` and restarts it from its data directory a few ticks later.
+async fn crash_and_restart(cluster: &mut FaultyCluster, node: u64) -> Result<(), String> {
+    cluster
+        .kill(node)
+        .await
+        .map_err(|error| error.to_string())?;
+    tokio::time::sleep(ticks(5)).await;
+    cluster
+        .restart(node)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Cuts `node`'s links to every other master both ways for three eviction periods.
+async fn cut_off(cluster: &FaultyCluster, node: u64, masters: u64) -> Result<(), String> {
+    let others = || (0..masters).filter(|other| *other != node);
+    for other in others() {
+        cluster
+            .cut_link(node, other, true)
+            .map_err(|error| error.to_string())?;
+    }
+    let config = protocol(masters);
+    tokio::time::sleep(ticks(
+        config.eviction_threshold * config.heartbeat_interval_ticks * 3,
+    ))
+    .await;
+    for other in others() {
+        cluster
+            .cut_link(node, other, false)
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Requests naming a cluster the proxy does not serve; each must be answered `UnknownCluster`.
+async fn wrong_cluster_flood(client: &mut Client) -> Result<(), String> {
+    for _ in 0..crate::sim::FLOOD_REQUESTS {
+        let get = core::Operation::Get {
+            key: b"k0".to_vec(),
+        };
+        let outcome = client
+            .call("no-such-cluster", get)
+            .await
+            .map_err(|error| error.to_string())?;
+        if outcome != Err(core::ClientError::UnknownCluster) {
+            return Err(format!("a wrong-cluster request answered {outcome:?}"));
         }
     }
+    Ok(())
+}
+
+/// A burst of requests beyond the proxy's `in_flight_max`, sent before any reply is read. It
+/// overloads the proxy only while its requests wait for a leader's commit, so it waits for a
+/// leader first: right after an election fault every master may answer `NotLeader`, and the
+/// burst's first requests are then completed (`NoLeader`) before its last ones arrive.
+async fn overload_burst(
+    cluster: &FaultyCluster,
+    client: &mut Client,
+    name: &str,
+) -> Result<(), String> {
+    cluster
+        .wait_for_leader(LEADER_WAIT)
+        .await
+        .map_err(|error| format!("overload: {error}"))?;
+    for _ in 0..crate::sim::BURST_REQUESTS {
+        let get = core::Operation::Get {
+            key: b"k1".to_vec(),
+        };
+        client
+            .send_request(name, get)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    for _ in 0..crate::sim::BURST_REQUESTS {
+        let (_, _outcome) = client
+            .next_reply()
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Freezes the leader longer than the request timeout with a request in flight: the proxy
+/// must answer it (`Timeout`) at its deadline.
+async fn pause_leader_past_a_request(
+    cluster: &FaultyCluster,
+    client: &mut Client,
+    name: &str,
+    leader: u64,
+) -> Result<(), String> {
+    let masters = cluster.master_addresses().len() as u64;
+    let current = cluster.leader().await.unwrap_or(leader);
+    cluster.pause(current).map_err(|error| error.to_string())?;
+    let get = core::Operation::Get {
+        key: b"k0".to_vec(),
+    };
+    let call = client.call(name, get);
+    let outcome =
+        tokio::time::timeout(ticks(protocol(masters).request_timeout_ticks * 3), call).await;
+    cluster.resume(current).map_err(|error| error.to_string())?;
+    let _answered = outcome
+        .map_err(|_| "the proxy did not answer within three request timeouts".to_string())?
+        .map_err(|error| error.to_string())?;
     Ok(())
 }
 
@@ -330,7 +344,7 @@ async fn workload(
     count: usize,
 ) -> Result<(), String> {
     let mut state = seed | 1;
-    for index in 0..count {
+    for _ in 0..count {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
@@ -341,7 +355,6 @@ async fn workload(
             2 => core::Operation::Get { key },
             _ => core::Operation::Delete { key },
         };
-        let _ = index;
         let _answered =
             tokio::time::timeout(Duration::from_secs(10), client.call(cluster, operation))
                 .await
