@@ -1,10 +1,10 @@
 //! N masters and one proxy in one process on loopback: `vigil cluster`, and the handle that
-//! tests, conformance and fault schedules drive.
+//! tests and conformance drive (status, the leader, kill and restart a master).
 //!
-//! Why the handle has fault controls: the failures vigil must survive (a follower frozen by a
-//! long pause, a leader crash, a lost link; `docs/protocol.md` §11 `Pause`, `Crash`, `Restart`,
-//! `Drop`) have to be reproducible on demand, on real sockets, without sleeping and hoping.
-//! Everything binds 127.0.0.1 only.
+//! Each master runs on a platform of its own (`LocalCluster::start_on`; the production one by
+//! default), also after a restart: conformance starts the masters on platforms that inject
+//! faults (`conformance/src/seams/`), so the cluster itself carries none. Everything binds
+//! 127.0.0.1 only.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use vigil_core::{MasterStatus, NodeId, Role};
 
 use crate::auth::{Authentication, Secret, SecretError};
 use crate::config::HostSettings;
-use crate::master::{self, Control, MasterError, MasterHandle, MasterSettings};
+use crate::master::{self, MasterError, MasterHandle, MasterSettings};
 use crate::platform::{FileSystem, Network, StdFileSystem, TokioNetwork};
 use crate::proxy::{self, ClusterSecurity, LedgerView, ProxyError, ProxySettings};
 
@@ -265,8 +265,7 @@ where
             .ok_or(ClusterError::NotRunning(node))
     }
 
-    /// A master's status (`None` if it is stopped). A paused master still answers: status
-    /// queries go through the control channel, which a pause does not freeze.
+    /// A master's status (`None` if it is stopped or does not answer within 500 ms).
     pub async fn status(&self, node: NodeId) -> Option<MasterStatus> {
         let handle = self.handle(node).ok()?;
         tokio::time::timeout(Duration::from_millis(500), handle.status())
@@ -275,64 +274,9 @@ where
             .flatten()
     }
 
-    /// Freezes a master's event loop (a stop-the-world pause, `protocol.md` §7.1).
-    pub async fn pause(&self, node: NodeId) -> Result<(), ClusterError> {
-        self.handle(node)?.control(Control::Pause).await;
-        Ok(())
-    }
-
-    /// Thaws a paused master.
-    pub async fn resume(&self, node: NodeId) -> Result<(), ClusterError> {
-        self.handle(node)?.control(Control::Resume).await;
-        Ok(())
-    }
-
-    /// Makes a master's disk stall: its durable writes wait `duration` (a slow fsync).
-    pub async fn stall_storage(
-        &self,
-        node: NodeId,
-        duration: Duration,
-    ) -> Result<(), ClusterError> {
-        self.handle(node)?
-            .control(Control::StallStorage(duration))
-            .await;
-        Ok(())
-    }
-
-    /// Makes a master's disk fail: its next durable write errors and the master stops.
-    pub async fn fail_storage(&self, node: NodeId) -> Result<(), ClusterError> {
-        self.handle(node)?.control(Control::FailStorage).await;
-        Ok(())
-    }
-
     /// True while a master's task runs (false once killed, or stopped by an error).
     pub fn is_running(&self, node: NodeId) -> bool {
         self.handle(node).is_ok_and(|handle| !handle.is_finished())
-    }
-
-    /// Cuts (or restores) only the link from `from` to `to`: `from`'s messages to `to` are lost,
-    /// `to`'s messages to `from` still arrive (an asymmetric partition).
-    pub async fn cut_link_one_way(
-        &self,
-        from: NodeId,
-        to: NodeId,
-        cut: bool,
-    ) -> Result<(), ClusterError> {
-        self.handle(from)?
-            .control(Control::CutLink { peer: to, cut })
-            .await;
-        Ok(())
-    }
-
-    /// Cuts (or restores) the link between two masters in both directions.
-    pub async fn cut_link(&self, a: NodeId, b: NodeId, cut: bool) -> Result<(), ClusterError> {
-        self.handle(a)?
-            .control(Control::CutLink { peer: b, cut })
-            .await;
-        self.handle(b)?
-            .control(Control::CutLink { peer: a, cut })
-            .await;
-        Ok(())
     }
 
     /// Crashes a master: its task and connections end, its volatile state is lost, its data

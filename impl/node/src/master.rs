@@ -120,60 +120,31 @@ pub enum MasterError {
     PersistTask,
 }
 
-/// Commands from the in-process cluster handle (tests, conformance, fault injection).
-#[derive(Debug)]
-pub enum Control {
-    /// Freeze the event loop: no tick, no message, nothing sent (`protocol.md` §7.1).
-    Pause,
-    /// Thaw it: the overdue ticks fire before queued messages; from the pause threshold on the
-    /// core resumes (check-quorum first, §7.2), as after a `SIGSTOP`.
-    Resume,
-    /// Report the core's status.
-    Status(oneshot::Sender<MasterStatus>),
-    /// Make the disk slow: every durable write waits until `duration` from now has passed
-    /// (fault injection; shows that heartbeats do not wait behind the disk).
-    StallStorage(std::time::Duration),
-    /// Make every durable write fail from now on (a dead disk): the master must stop.
-    FailStorage,
-    /// Cut (or restore) this master's outbound link to another master (messages are lost).
-    CutLink {
-        /// The other master.
-        peer: NodeId,
-        /// Cut when true, restore when false.
-        cut: bool,
-    },
-}
+/// A request for the core's status, from outside the master's task: the driver answers on it.
+pub type StatusRequest = oneshot::Sender<MasterStatus>;
+
+/// Status requests waiting for the driver at most.
+const STATUS_REQUESTS_MAX: usize = 16;
 
 /// A running master, as seen by whoever started it.
 #[derive(Debug)]
 pub struct MasterHandle {
     /// The address it listens on.
     pub address: SocketAddr,
-    control: mpsc::Sender<Control>,
+    status_requests: StatusQuery,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), MasterError>>,
 }
 
 impl MasterHandle {
-    /// Sends a control command; `false` if the master has stopped.
-    pub async fn control(&self, command: Control) -> bool {
-        self.control.send(command).await.is_ok()
-    }
-
     /// The core's status, or `None` if the master has stopped.
     pub async fn status(&self) -> Option<MasterStatus> {
-        let (reply, answer) = oneshot::channel();
-        if !self.control(Control::Status(reply)).await {
-            return None;
-        }
-        answer.await.ok()
+        self.status_requests.status().await
     }
 
     /// A cloneable way to ask for the core's status (the HTTP `/status` endpoint).
     pub fn status_query(&self) -> StatusQuery {
-        StatusQuery {
-            control: self.control.clone(),
-        }
+        self.status_requests.clone()
     }
 
     /// True once the master's task has ended (stopped or failed).
@@ -192,14 +163,14 @@ impl MasterHandle {
 /// Asks a running master for its status, from outside its task.
 #[derive(Clone, Debug)]
 pub struct StatusQuery {
-    control: mpsc::Sender<Control>,
+    requests: mpsc::Sender<StatusRequest>,
 }
 
 impl StatusQuery {
     /// The core's status, or `None` if the master has stopped.
     pub async fn status(&self) -> Option<MasterStatus> {
         let (reply, answer) = oneshot::channel();
-        self.control.send(Control::Status(reply)).await.ok()?;
+        self.requests.send(reply).await.ok()?;
         answer.await.ok()
     }
 }
@@ -226,19 +197,19 @@ where
     F: FileSystem,
 {
     let address = listener.local_addr()?;
-    let (control, control_receiver) = mpsc::channel(16);
+    let (requests, status_requests) = mpsc::channel(STATUS_REQUESTS_MAX);
     let platform = (network.clone(), file_system);
     let master = run_tracing_to_file(
         platform,
         listener,
         settings,
         shutdown.clone(),
-        control_receiver,
+        status_requests,
     );
     let task = network.spawn(master);
     Ok(MasterHandle {
         address,
-        control,
+        status_requests: StatusQuery { requests },
         shutdown,
         task,
     })
@@ -250,10 +221,10 @@ pub async fn run(
     listener: TcpListener,
     settings: MasterSettings,
     shutdown: CancellationToken,
-    control: mpsc::Receiver<Control>,
+    status_requests: mpsc::Receiver<StatusRequest>,
 ) -> Result<(), MasterError> {
     let platform = (TokioNetwork, StdFileSystem);
-    run_tracing_to_file(platform, listener, settings, shutdown, control).await
+    run_tracing_to_file(platform, listener, settings, shutdown, status_requests).await
 }
 
 /// [`run_on`] with the trace sink of `settings.trace_file`, if set.
@@ -262,13 +233,21 @@ async fn run_tracing_to_file<N: Network, F: FileSystem>(
     listener: N::Listener,
     settings: MasterSettings,
     shutdown: CancellationToken,
-    control: mpsc::Receiver<Control>,
+    status_requests: mpsc::Receiver<StatusRequest>,
 ) -> Result<(), MasterError> {
     let trace = match &settings.trace_file {
         Some(path) => Some(TraceSink::create(path, &trace_header(&settings))?),
         None => None,
     };
-    run_on(platform, listener, settings, trace, shutdown, control).await
+    run_on(
+        platform,
+        listener,
+        settings,
+        trace,
+        shutdown,
+        status_requests,
+    )
+    .await
 }
 
 /// The first line of a master's trace (`docs/trace.md` §1).
@@ -286,7 +265,7 @@ pub async fn run_on<N: Network, F: FileSystem>(
     settings: MasterSettings,
     trace: Option<TraceSink>,
     shutdown: CancellationToken,
-    control: mpsc::Receiver<Control>,
+    status_requests: mpsc::Receiver<StatusRequest>,
 ) -> Result<(), MasterError> {
     let data_dir = settings.data_dir.clone();
     let opening = file_system.clone();
@@ -325,20 +304,17 @@ pub async fn run_on<N: Network, F: FileSystem>(
     ));
     let (jobs, job_receiver) = mpsc::channel(PERSIST_PENDING_MAX);
     let (done_sender, done) = mpsc::channel(PERSIST_PENDING_MAX + 1);
-    let faults = Arc::new(StorageFaults::default());
     let persist_task = network.spawn(persist_loop(
         file_system,
         storage,
         job_receiver,
         done_sender,
-        faults.clone(),
     ));
     tracing::info!(node = settings.node_id, cluster = %settings.cluster, "master started");
     let mut driver = Driver::new(master, router, jobs, done, &settings);
     driver.trace = trace;
-    driver.faults = faults;
     let mut result = driver
-        .run(inbox_receiver, control, local_shutdown.clone())
+        .run(inbox_receiver, status_requests, local_shutdown.clone())
         .await;
     // A stopped master sends nothing more: its links close before it counts as stopped, so a
     // peer never receives from it after it has been restarted (`protocol.md` §8).
@@ -459,38 +435,6 @@ struct PersistJob {
     write: Option<DurableWrite>,
 }
 
-/// Disk faults injected by the in-process cluster, checked before each durable write.
-#[derive(Debug, Default)]
-struct StorageFaults(Mutex<StorageFaultState>);
-
-#[derive(Debug, Default)]
-struct StorageFaultState {
-    stall_until: Option<Instant>,
-    failing: bool,
-}
-
-impl StorageFaults {
-    fn lock(&self) -> std::sync::MutexGuard<'_, StorageFaultState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits through a stall (only the persist task waits); fails if the disk was made to fail.
-    async fn before_write(&self) -> Result<(), StorageError> {
-        let stall_until = self.lock().stall_until;
-        if let Some(until) = stall_until {
-            tokio::time::sleep_until(until).await;
-        }
-        if self.lock().failing {
-            return Err(StorageError::Io {
-                path: PathBuf::from("(injected fault)"),
-                operation: "write",
-                source: std::io::Error::other("injected storage failure"),
-            });
-        }
-        Ok(())
-    }
-}
-
 /// The persist task: owns the storage; makes the jobs' writes durable in order (as blocking
 /// work of the file system, off the async threads) and reports each job done to the driver,
 /// which advances the core (releasing what waited for the write). The jobs that queued during
@@ -500,24 +444,17 @@ async fn persist_loop<F: FileSystem>(
     mut storage: MasterStorage<F>,
     mut jobs: mpsc::Receiver<PersistJob>,
     done: mpsc::Sender<Result<(), StorageError>>,
-    faults: Arc<StorageFaults>,
 ) {
     while let Some(job) = jobs.recv().await {
         let (batch_write, batch_jobs) = with_queued_jobs(job, &mut jobs);
         if let Some(write) = batch_write {
-            let persisted = match faults.before_write().await {
-                Ok(()) => {
-                    let (returned, persisted) = file_system
-                        .run_blocking(move || {
-                            let persisted = storage.persist(&write);
-                            (storage, persisted)
-                        })
-                        .await;
-                    storage = returned;
-                    persisted
-                }
-                Err(error) => Err(error),
-            };
+            let (returned, persisted) = file_system
+                .run_blocking(move || {
+                    let persisted = storage.persist(&write);
+                    (storage, persisted)
+                })
+                .await;
+            storage = returned;
             if let Err(error) = persisted {
                 let _ = done.send(Err(error)).await;
                 return;
@@ -565,7 +502,6 @@ struct Driver {
     /// Each group is one persist job's batch followed by the disk-free batches that came
     /// after it; they are advanced together, in order, when that job is done.
     pending: VecDeque<Vec<Ready>>,
-    paused: bool,
     tick_interval: std::time::Duration,
     proposal_started: HashMap<(ProxyId, u64), Instant>,
     counters: MasterCounters,
@@ -573,8 +509,6 @@ struct Driver {
     trace: Option<TraceSink>,
     /// The trace stamp of the frame whose message the core is handling (for its `Receive`).
     received: Option<TraceStamp>,
-    /// Fault injection shared with the persist task (`Control::StallStorage`, `FailStorage`).
-    faults: Arc<StorageFaults>,
 }
 
 impl Driver {
@@ -591,21 +525,19 @@ impl Driver {
             jobs,
             done,
             pending: VecDeque::new(),
-            paused: false,
             tick_interval: settings.host.tick_interval(),
             proposal_started: HashMap::new(),
             counters: MasterCounters::default(),
             node: settings.node_id,
             trace: None,
             received: None,
-            faults: Arc::new(StorageFaults::default()),
         }
     }
 
     async fn run(
         &mut self,
         mut inbox: mpsc::Receiver<Inbound>,
-        mut control: mpsc::Receiver<Control>,
+        mut status_requests: mpsc::Receiver<StatusRequest>,
         shutdown: CancellationToken,
     ) -> Result<(), MasterError> {
         let mut ticker = tokio::time::interval(self.tick_interval);
@@ -618,62 +550,28 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
-                command = control.recv() => match command {
-                    Some(command) => self.handle_control(command),
+                request = status_requests.recv() => match request {
+                    Some(reply) => {
+                        let _ = reply.send(self.master.status());
+                    }
                     None => return Ok(()),
                 },
-                persisted = self.done.recv(), if !self.paused => {
+                persisted = self.done.recv() => {
                     self.advance(persisted)?;
                 }
-                _ = ticker.tick(), if !self.paused => {
+                _ = ticker.tick() => {
                     let due = clock.due(Instant::now());
                     if due >= self.master.config().pause_threshold_ticks() {
                         tracing::warn!(node = self.node, overdue_ticks = due, "resumed from a pause");
                     }
                     self.master.elapse(due);
                 }
-                inbound = inbox.recv(), if !self.paused => match inbound {
+                inbound = inbox.recv() => match inbound {
                     Some(inbound) => self.handle_inbound(inbound),
                     None => return Ok(()),
                 },
             }
             self.drain_ready().await?;
-        }
-    }
-
-    fn handle_control(&mut self, command: Control) {
-        match command {
-            Control::Pause => {
-                tracing::warn!(node = self.node, "paused");
-                self.paused = true;
-            }
-            Control::Resume => {
-                tracing::warn!(node = self.node, "resumed");
-                self.paused = false;
-            }
-            Control::Status(reply) => {
-                let _ = reply.send(self.master.status());
-            }
-            Control::StallStorage(duration) => {
-                tracing::warn!(
-                    node = self.node,
-                    ?duration,
-                    "storage stalled (fault injection)"
-                );
-                self.faults.lock().stall_until = Some(Instant::now() + duration);
-            }
-            Control::FailStorage => {
-                tracing::warn!(
-                    node = self.node,
-                    "storage fails from now on (fault injection)"
-                );
-                self.faults.lock().failing = true;
-            }
-            Control::CutLink { peer, cut } => {
-                if let Some(link) = self.router.link(peer) {
-                    link.set_cut(cut);
-                }
-            }
         }
     }
 

@@ -15,7 +15,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -329,7 +328,7 @@ pub enum SendError {
     /// The peer's queue is full (slow or unreachable peer): the message is dropped.
     #[error("peer queue full")]
     QueueFull,
-    /// The link was cut on purpose (fault injection) or has shut down.
+    /// The link has shut down.
     #[error("link down")]
     LinkDown,
     /// The link has no connection to the peer right now (dialing, backing off): the message is
@@ -342,7 +341,6 @@ pub enum SendError {
 #[derive(Debug)]
 pub struct LinkSender<Out> {
     queue: mpsc::Sender<Out>,
-    cut: Arc<AtomicBool>,
     /// True while a connection is up. Held while queueing, and by the link while it changes
     /// connection and discards the queue, so nothing queued for one connection reaches the next.
     connected: Arc<Mutex<bool>>,
@@ -357,7 +355,6 @@ impl<Out> Clone for LinkSender<Out> {
     fn clone(&self) -> Self {
         LinkSender {
             queue: self.queue.clone(),
-            cut: self.cut.clone(),
             connected: self.connected.clone(),
             reset: self.reset.clone(),
             finished: self.finished.clone(),
@@ -367,12 +364,9 @@ impl<Out> Clone for LinkSender<Out> {
 }
 
 impl<Out> LinkSender<Out> {
-    /// Queues `message` for the peer, or drops it (counted) if the link is cut, not connected,
-    /// or its queue is full.
+    /// Queues `message` for the peer, or drops it (counted) if the link is not connected or
+    /// its queue is full.
     pub fn send(&self, message: Out) -> Result<(), SendError> {
-        if self.cut.load(Ordering::Relaxed) {
-            return Err(SendError::LinkDown);
-        }
         let connected = self.connected.lock().unwrap_or_else(|p| p.into_inner());
         if !*connected {
             metrics::counter!(names::PEER_SEND_DROPS, "peer" => self.peer.to_string()).increment(1);
@@ -401,11 +395,6 @@ impl<Out> LinkSender<Out> {
     /// so that nothing it queued reaches a peer once it has been restarted.
     pub async fn finished(&self) {
         self.finished.cancelled().await;
-    }
-
-    /// Fault injection: while cut, everything sent on this link is lost (`protocol.md` §11 `Drop`).
-    pub fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, Ordering::Relaxed);
     }
 }
 
@@ -463,7 +452,6 @@ where
     let (queue, receiver) = mpsc::channel(settings.queue_messages_max);
     let sender = LinkSender {
         queue,
-        cut: Arc::new(AtomicBool::new(false)),
         connected: Arc::new(Mutex::new(false)),
         finished: CancellationToken::new(),
         reset: Arc::new(Notify::new()),
