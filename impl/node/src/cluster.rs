@@ -177,37 +177,42 @@ where
             let handle = cluster.spawn_master(node as NodeId, listener)?;
             cluster.masters.push(Some(handle));
         }
-        let proxy_listener = bind(cluster.options.proxy_listen).await?;
-        cluster.proxy_address =
-            proxy_listener
-                .local_addr()
-                .map_err(|source| ClusterError::Bind {
-                    address: cluster.options.proxy_listen,
-                    source,
-                })?;
+        cluster.start_proxy().await?;
+        Ok(cluster)
+    }
+
+    /// Binds the proxy's listener and starts the proxy in front of the masters.
+    async fn start_proxy(&mut self) -> Result<(), ClusterError> {
+        let proxy_listener = bind(self.options.proxy_listen).await?;
+        self.proxy_address = proxy_listener
+            .local_addr()
+            .map_err(|source| ClusterError::Bind {
+                address: self.options.proxy_listen,
+                source,
+            })?;
         let settings = ProxySettings {
             clusters: BTreeMap::from([(
-                cluster.options.cluster.clone(),
-                cluster.addresses.iter().map(ToString::to_string).collect(),
+                self.options.cluster.clone(),
+                self.addresses.iter().map(ToString::to_string).collect(),
             )]),
-            protocol: cluster.options.protocol.clone(),
-            host: cluster.options.host.clone(),
-            trace_file: cluster.trace_file("p1.ndjson"),
+            protocol: self.options.protocol.clone(),
+            host: self.options.host.clone(),
+            trace_file: self.trace_file("p1.ndjson"),
             security: BTreeMap::from([(
-                cluster.options.cluster.clone(),
+                self.options.cluster.clone(),
                 ClusterSecurity {
-                    authentication: cluster.authentication.clone(),
-                    client_token: cluster.options.client_token.clone(),
+                    authentication: self.authentication.clone(),
+                    client_token: self.options.client_token.clone(),
                 },
             )]),
         };
-        cluster.proxy_task = tokio::spawn(proxy::run(
+        self.proxy_task = tokio::spawn(proxy::run(
             proxy_listener,
             settings,
-            cluster.shutdown.child_token(),
-            cluster.ledger.clone(),
+            self.shutdown.child_token(),
+            self.ledger.clone(),
         ));
-        Ok(cluster)
+        Ok(())
     }
 
     fn spawn_master(
