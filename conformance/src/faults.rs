@@ -110,7 +110,7 @@ impl FaultKind {
 pub enum Runner {
     /// `--mode sim`: `vigil-core` in one thread ([`crate::sim`]).
     CoreSimulation,
-    /// `--mode turmoil`: the tokio host under turmoil ([`crate::host_sim`]).
+    /// `--mode turmoil`: the tokio host under turmoil ([`crate::turmoil_host`]).
     Turmoil,
     /// `--mode tcp`: the tokio host on loopback ([`crate::tcp`]).
     Tcp,

@@ -6,8 +6,9 @@
 //! model actions and model states into the implementation's post-states, [`replay`] steps the
 //! model and compares, [`check`] runs those steps on a run's traces, [`report`] prints a
 //! divergence for a CI log and [`evidence`] saves its model path and [`diagram`]. [`sim`] (the
-//! core), [`host_sim`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and
-//! [`faults`] produce runs, with the bugs [`planted`] for the mutation matrix, if any;
+//! core), [`turmoil_host`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and
+//! [`faults`] produce runs, with the bugs [`planted`] for the mutation matrix, if any, and
+//! inject the faults through the host's platform seam ([`seams`]);
 //! [`coverage`] says what they exercised. [`run`] is one run of a runner and its check,
 //! [`part`] the one loop over a runner's runs, [`verify`] the main job's parts. [`nemesis`]
 //! runs real `vigil` processes under faults and checks the clients' history.
@@ -17,7 +18,6 @@ pub mod coverage;
 pub mod diagram;
 pub mod evidence;
 pub mod faults;
-pub mod host_sim;
 pub mod linearizability;
 pub mod mapping;
 pub mod merge;
@@ -31,4 +31,5 @@ pub mod seams;
 pub mod sim;
 pub mod tcp;
 pub mod trace;
+pub mod turmoil_host;
 pub mod verify;

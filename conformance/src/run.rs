@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use crate::check::{self, CheckFailure, Checked};
 use crate::faults::{self, FaultKind, FaultPlan, Runner};
-use crate::host_sim;
 use crate::sim;
 use crate::tcp;
 use crate::trace::{self, NodeTrace, TraceError};
+use crate::turmoil_host;
 
 /// One run: its plan, its traces, and the check's result.
 #[derive(Debug)]
@@ -66,7 +66,7 @@ pub fn run_and_check(
     let started = Instant::now();
     let ran = match runner {
         Runner::CoreSimulation => Ok(ran_in_simulation(sim::run(seed, masters, &plan))),
-        Runner::Turmoil => host_sim::run(seed, masters, &plan).map(ran_under_turmoil),
+        Runner::Turmoil => turmoil_host::run(seed, masters, &plan).map(ran_under_turmoil),
         Runner::Tcp => run_on_tcp(seed, masters, &plan, trace_directory),
     };
     let run_seconds = started.elapsed().as_secs_f64();
@@ -123,7 +123,7 @@ fn ran_in_simulation(run: sim::SimRun) -> Ran {
     }
 }
 
-fn ran_under_turmoil(run: host_sim::TurmoilRun) -> Ran {
+fn ran_under_turmoil(run: turmoil_host::TurmoilRun) -> Ran {
     Ran {
         traces: Ok(run.traces),
         faults_applied: run.faults_applied,
@@ -189,7 +189,7 @@ pub fn shrink(
     let diverges = |plan: &FaultPlan| -> Option<String> {
         let traces = match runner {
             Runner::CoreSimulation => sim::run(seed, masters, plan).traces,
-            Runner::Turmoil => host_sim::run(seed, masters, plan).ok()?.traces,
+            Runner::Turmoil => turmoil_host::run(seed, masters, plan).ok()?.traces,
             Runner::Tcp => return None,
         };
         match check::check_traces(&traces, trace::EVENTS_FLOOR_DEFAULT) {

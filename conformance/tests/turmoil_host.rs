@@ -1,4 +1,4 @@
-//! The turmoil run of the tokio host (`host_sim`): the same seed gives byte-identical traces
+//! The turmoil run of the tokio host (`vigil_conformance::turmoil_host`): the same seed gives byte-identical traces
 //! (and another seed does not), a run under faults conforms to the model, and the simulated
 //! disk under the host's real storage keeps what was synced and loses what was not.
 
@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use vigil::durable::MasterStorage;
 use vigil::platform::FileSystem;
 use vigil_conformance::faults::{FaultKind, FaultPlan, Runner};
-use vigil_conformance::host_sim::{self, SimFileSystem};
 use vigil_conformance::run;
+use vigil_conformance::turmoil_host::{self, platform::SimFileSystem};
 use vigil_core::{Ballot, Command, DurableWrite, Entry};
 
 const MASTERS: u64 = 5;
@@ -27,12 +27,12 @@ fn the_same_seed_gives_byte_identical_traces() {
     for seed in [1, 3, 11, 16] {
         let crashes = plan(seed).faults.iter().any(|f| f.kind == FaultKind::Crash);
         assert!(crashes, "seed {seed}'s plan crashes no master");
-        let first = host_sim::run(seed, MASTERS, &plan(seed)).unwrap();
+        let first = turmoil_host::run(seed, MASTERS, &plan(seed)).unwrap();
         assert_eq!(first.trace_bytes.len(), MASTERS as usize + 1);
         let events: usize = first.traces.iter().map(|trace| trace.events.len()).sum();
         assert!(events > 500, "seed {seed}: only {events} events");
         for repetition in 1..3 {
-            let again = host_sim::run(seed, MASTERS, &plan(seed)).unwrap();
+            let again = turmoil_host::run(seed, MASTERS, &plan(seed)).unwrap();
             for (node, (a, b)) in first.trace_bytes.iter().zip(&again.trace_bytes).enumerate() {
                 assert!(
                     a == b,
@@ -41,8 +41,8 @@ fn the_same_seed_gives_byte_identical_traces() {
             }
         }
     }
-    let other = host_sim::run(4, MASTERS, &plan(3)).unwrap();
-    let third = host_sim::run(3, MASTERS, &plan(3)).unwrap();
+    let other = turmoil_host::run(4, MASTERS, &plan(3)).unwrap();
+    let third = turmoil_host::run(3, MASTERS, &plan(3)).unwrap();
     assert_ne!(
         third.trace_bytes, other.trace_bytes,
         "seed 4 gave seed 3's traces: the seed does not reach the simulation"

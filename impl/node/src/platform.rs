@@ -1,5 +1,5 @@
 //! The network and the disk the host runs on: tokio TCP and `std::fs` in production, a
-//! simulation (turmoil's network and file system, `conformance/src/host_sim.rs`) in
+//! simulation (turmoil's network and file system, `conformance/src/turmoil_host/platform.rs`) in
 //! conformance.
 //!
 //! Why a seam this small: the same master, proxy, transport, storage and client code must run
