@@ -71,8 +71,7 @@ pub struct ReplayStats {
 /// How long the replay's linearizability check of the client history may take in all. The
 /// model's `linearizable` (stateright's `LinearizabilityTester`, one register, every request
 /// its own thread) has no memory of what it tried, so a simulated run with a few indeterminate
-/// writes can keep it busy for many minutes (sim seed 61 with `slow-disk` gets no answer in
-/// 13). The replay checks the same history per key with Wing & Gong's search and Lowe's
+/// writes can keep it busy for many minutes. The replay checks the same history per key with Wing & Gong's search and Lowe's
 /// memoisation ([`linearizable_per_key`], the nemesis's checker), which decides such runs in
 /// milliseconds; this bounds the rest.
 pub const LINEARIZABLE_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);

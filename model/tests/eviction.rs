@@ -1,5 +1,5 @@
 //! What a leader's eviction does to the messages it already sent the follower (`docs/protocol.md`
-//! §5.1, `docs/trace.md` §8 divergence 19): nothing. The eviction closes the connection, but
+//! §5.1, `docs/trace.md` §8): nothing. The eviction closes the connection, but
 //! what was written to it cannot be taken back (the nemesis saw a thawed follower read such an
 //! `Accept` from its socket after a message that was causally after the eviction). So it stays
 //! in flight, deliverable or lost like any message; the follower accepting it is harmless (its

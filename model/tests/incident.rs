@@ -1,4 +1,4 @@
-//! The incident (`../shared/seed/incident.txt`) replayed step by step through the model with
+//! The incident (`docs/incident.md`) replayed step by step through the model with
 //! `Config::apply`, the function conformance uses: a follower pauses (a GC pause), misses
 //! heartbeats, is evicted, and clients keep naming a wrong cluster. With `error-path-leak` the
 //! wrong-cluster requests never complete, fill the ledger and starve a good request (the leak

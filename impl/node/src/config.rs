@@ -501,7 +501,7 @@ mod tests {
 cluster = "prod"
 node_id = 2
 listen = "127.0.0.1:7002"
-data_dir = "/tmp/vigil-2"
+data_dir = "data/vigil-2"
 masters = [
   { id = 0, address = "10.0.0.1:7000" },
   { id = 1, address = "10.0.0.2:7000" },

@@ -5,8 +5,8 @@
 //! only as time that passed without a tick. Handing the core the number of due ticks
 //! (`Master::elapse`) lets it tell a pause (from `Config::pause_threshold_ticks` on: check-quorum
 //! first, `Pause`/`Resume` traced) from a late tick (ordinary ticks), instead of firing every
-//! overdue tick as a burst of ordinary ones, which let a resumed leader evict every follower
-//! (`docs/trace.md` §8 divergence 18). Ticks are counted from a fixed start, so a late tick is
+//! overdue tick as a burst of ordinary ones, which would let a resumed leader evict every
+//! follower (`docs/protocol.md` §7.2). Ticks are counted from a fixed start, so a late tick is
 //! caught up by the next one and nothing drifts.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The incident (`shared/seed/incident.txt`), replayed against the real proxy: a flood of
+//! The incident (`docs/incident.md`), replayed against the real proxy: a flood of
 //! requests naming a cluster that does not exist, at full speed. Every one must be answered
 //! `UnknownCluster`, the ledger must return to `in_flight == 0` with nothing dropped
 //! unanswered, and valid requests must be served meanwhile.
