@@ -202,6 +202,20 @@ impl NemesisReport {
     /// linearizability checker is listed too: a run that proved nothing does not pass.
     pub fn anomalies(&self) -> Vec<String> {
         let mut anomalies = Vec::new();
+        self.history_anomalies(&mut anomalies);
+        self.ledger_anomalies(&mut anomalies);
+        self.flood_anomalies(&mut anomalies);
+        if !self.unexpected_exits.is_empty() {
+            anomalies.push(format!(
+                "processes exited on their own: {}",
+                self.unexpected_exits.join(", ")
+            ));
+        }
+        anomalies
+    }
+
+    /// The clients' history, durability, the trace check and the faults' observed effects.
+    fn history_anomalies(&self, anomalies: &mut Vec<String>) {
         if self.linearizability != Verdict::Linearizable {
             anomalies.push(format!("history: {}", self.linearizability));
         }
@@ -218,6 +232,10 @@ impl NemesisReport {
                 anomalies.push(format!("a fault without its effect: {fault}"));
             }
         }
+    }
+
+    /// The proxy's ledger at the end: balanced, nothing in flight, nothing dropped unanswered.
+    fn ledger_anomalies(&self, anomalies: &mut Vec<String>) {
         match &self.ledger {
             None => anomalies.push("ledger: the proxy's /status never answered".to_string()),
             Some(ledger) => {
@@ -234,6 +252,10 @@ impl NemesisReport {
                 }
             }
         }
+    }
+
+    /// Every wrong-cluster flood answered, and the proxy's memory bounded over each and all.
+    fn flood_anomalies(&self, anomalies: &mut Vec<String>) {
         for flood in &self.floods {
             if flood.refused != flood.sent || flood.error.is_some() {
                 anomalies.push(format!(
@@ -272,13 +294,6 @@ impl NemesisReport {
         if measured.is_empty() {
             anomalies.push("flood: no measured wrong-cluster flood ran".to_string());
         }
-        if !self.unexpected_exits.is_empty() {
-            anomalies.push(format!(
-                "processes exited on their own: {}",
-                self.unexpected_exits.join(", ")
-            ));
-        }
-        anomalies
     }
 
     /// Faults of `kind` injected.
