@@ -283,6 +283,27 @@ pub fn for_bug(bug: Bug) -> Preset {
             witnesses: vec![],
             ..ci_disk()
         },
+        Bug::WatchResumeFromCurrent
+        | Bug::TxnPartialApply
+        | Bug::WatchLeakOnError
+        | Bug::CompactionSkipsWatch => revisioned_bug_preset(bug),
+        Bug::PausedHeartbeat => {
+            let mut config = base(vec![]);
+            config.budget = Budget {
+                heartbeat_timeouts: 1,
+                pauses: 1,
+                ..Budget::default()
+            };
+            exhaustive("bug-paused-heartbeat", config, vec![])
+        }
+    };
+    preset.config.bugs.insert(bug);
+    preset
+}
+
+/// The smallest preset that shows a seeded bug of the revisioned API (§14-§17).
+fn revisioned_bug_preset(bug: Bug) -> Preset {
+    match bug {
         Bug::WatchResumeFromCurrent => Preset {
             name: "bug-watch-resume-from-current",
             witnesses: vec![],
@@ -302,18 +323,8 @@ pub fn for_bug(bug: Bug) -> Preset {
             witnesses: vec![],
             ..kv_presets::ci_watch()
         },
-        Bug::PausedHeartbeat => {
-            let mut config = base(vec![]);
-            config.budget = Budget {
-                heartbeat_timeouts: 1,
-                pauses: 1,
-                ..Budget::default()
-            };
-            exhaustive("bug-paused-heartbeat", config, vec![])
-        }
-    };
-    preset.config.bugs.insert(bug);
-    preset
+        other => unreachable!("{other:?} is not a bug of the revisioned API"),
+    }
 }
 
 /// The incident's deployment: five masters, eviction threshold 3, clients including a
