@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use vigil_core as core;
-
 use crate::coverage::{self, Coverage};
 use crate::faults::{FaultKind, Runner};
+use crate::headers::{self, HeaderError};
 use crate::mapping::{MappingError, Vocabulary};
 use crate::merge::{self, MergeError};
 use crate::replay::{self, ReplayStats};
@@ -21,6 +20,9 @@ pub enum CheckFailure {
     /// The traces could not be read or are vacuous.
     #[error("TRACE ERROR: {0}")]
     Trace(TraceError),
+    /// The files' headers do not describe one run of one configuration.
+    #[error("HEADER ERROR: {0}")]
+    Headers(HeaderError),
     /// The traces could not be merged.
     #[error("MERGE ERROR: {0}")]
     Merge(MergeError),
@@ -54,15 +56,11 @@ pub struct Checked {
 pub fn check_traces(traces: &[NodeTrace], floor: usize) -> Result<Checked, CheckFailure> {
     trace::check_floor(traces, floor).map_err(CheckFailure::Trace)?;
     let merged = merge::merge(traces).map_err(CheckFailure::Merge)?;
-    let protocol = protocol_of(traces);
-    let cluster = traces
-        .iter()
-        .find_map(|trace| trace.header.cluster.clone())
-        .unwrap_or_else(|| sim::CLUSTER.to_string());
-    let version = trace::run_version(traces).map_err(CheckFailure::Trace)?;
+    let header = headers::run_header(traces).map_err(CheckFailure::Headers)?;
+    let cluster = header.cluster.unwrap_or_else(|| sim::CLUSTER.to_string());
     let mut vocabulary =
-        Vocabulary::build(&merged, &protocol, &cluster).map_err(CheckFailure::Mapping)?;
-    if version < trace::SCHEMA_VERSION_PERSIST {
+        Vocabulary::build(&merged, &header.config, &cluster).map_err(CheckFailure::Mapping)?;
+    if header.version < trace::SCHEMA_VERSION_PERSIST {
         vocabulary.config.disk = vigil_model::Disk::Immediate;
     }
     let stats = replay::replay(&merged, vocabulary).map_err(CheckFailure::Divergence)?;
@@ -71,23 +69,6 @@ pub fn check_traces(traces: &[NodeTrace], floor: usize) -> Result<Checked, Check
         behaviours: coverage::observe(&merged),
     };
     Ok(Checked { stats, coverage })
-}
-
-/// The protocol configuration the traces declare (the masters' count from the master traces
-/// when the headers do not carry one).
-fn protocol_of(traces: &[NodeTrace]) -> core::Config {
-    let masters = traces
-        .iter()
-        .filter(|trace| trace.header.node.starts_with('m'))
-        .count() as u64;
-    let mut protocol = traces
-        .iter()
-        .find_map(|trace| trace.header.config.clone())
-        .unwrap_or_default();
-    if traces.iter().all(|trace| trace.header.config.is_none()) {
-        protocol.masters = masters;
-    }
-    protocol
 }
 
 /// Reads traces from files and directories and validates them.

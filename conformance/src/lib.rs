@@ -18,6 +18,7 @@ pub mod coverage;
 pub mod diagram;
 pub mod evidence;
 pub mod faults;
+pub mod headers;
 pub mod linearizability;
 pub mod mapping;
 pub mod merge;

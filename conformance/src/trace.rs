@@ -157,10 +157,6 @@ pub enum TraceError {
     /// No trace file was given or found.
     #[error("no trace file in {0}")]
     NoFiles(String),
-    /// The traces of one run were written by hosts of different schema versions, which replay
-    /// on different disk models.
-    #[error("the traces mix schema versions {0:?}: replay them separately")]
-    MixedVersions(Vec<u32>),
     /// The trace has fewer events than the floor.
     #[error("vacuous trace: {events} events in total, below the floor of {floor}")]
     BelowFloor {
@@ -286,18 +282,6 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<NodeTrace>, TraceError> {
     files.iter().map(|file| read_file(file)).collect()
 }
 
-/// The one schema version of a run's traces.
-pub fn run_version(traces: &[NodeTrace]) -> Result<u32, TraceError> {
-    let mut versions: Vec<u32> = traces.iter().map(|trace| trace.header.version).collect();
-    versions.sort_unstable();
-    versions.dedup();
-    match versions[..] {
-        [version] => Ok(version),
-        [] => Ok(SCHEMA_VERSION),
-        _ => Err(TraceError::MixedVersions(versions)),
-    }
-}
-
 /// Fails on a trace with fewer than `floor` events over all nodes (non-vacuity).
 pub fn check_floor(traces: &[NodeTrace], floor: usize) -> Result<usize, TraceError> {
     let events: usize = traces.iter().map(|trace| trace.events.len()).sum();
@@ -353,23 +337,6 @@ mod tests {
         assert_ne!(line, header_line());
         let trace = parse(Path::new("m0.ndjson"), &line).unwrap();
         assert_eq!(trace.header.version, 1);
-    }
-
-    #[test]
-    fn a_run_of_mixed_versions_is_an_error() {
-        let newer = parse(Path::new("m0.ndjson"), &header_line()).unwrap();
-        let older_line =
-            header_line().replace(&format!("\"version\":{SCHEMA_VERSION}"), "\"version\":2");
-        let older = parse(Path::new("m1.ndjson"), &older_line.replace("m0", "m1")).unwrap();
-        assert_eq!(
-            run_version(std::slice::from_ref(&newer)).unwrap(),
-            SCHEMA_VERSION
-        );
-        let error = run_version(&[newer, older]).unwrap_err();
-        assert!(
-            error.to_string().contains("mix schema versions [2, 3]"),
-            "{error}"
-        );
     }
 
     #[test]

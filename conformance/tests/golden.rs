@@ -162,6 +162,43 @@ fn a_trace_below_the_floor_is_vacuous() {
 }
 
 #[test]
+fn headers_that_disagree_on_the_configuration_are_an_error_naming_fields_and_nodes() {
+    let directory = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(traces("valid-tcp-quiet")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "m3.ndjson" {
+            let header_end = text.find('\n').unwrap();
+            let header = text[..header_end].replacen(
+                "\"election_timeout_ticks\":",
+                "\"election_timeout_ticks\":9",
+                1,
+            );
+            assert_ne!(header, text[..header_end], "m3's header states the timeout");
+            text.replace_range(..header_end, &header);
+        }
+        std::fs::write(directory.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let Err(error) = check::check_paths(
+        &[directory.path().to_path_buf()],
+        trace::EVENTS_FLOOR_DEFAULT,
+    ) else {
+        panic!("m3 ran with another election timeout: the files are not one run");
+    };
+    let report = error.to_string();
+    assert!(report.starts_with("HEADER ERROR"), "{report}");
+    assert!(
+        report.contains("config.election_timeout_ticks: "),
+        "{report}"
+    );
+    assert!(
+        report.contains(" at m3;") || report.ends_with(" at m3"),
+        "{report}"
+    );
+    assert!(report.contains("at m0, m1, m2, m4, p1"), "{report}");
+}
+
+#[test]
 fn a_fault_plan_whose_behaviours_never_happen_fails() {
     // The quiet trace has no eviction: judged against a plan that paused a master, it is vacuous.
     let checked = check("valid-tcp-quiet").unwrap_or_else(|failure| panic!("{failure}"));
