@@ -10,7 +10,7 @@
 //! (`verify.rs`, `part.rs`, `run.rs`, `check.rs`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -154,6 +154,10 @@ enum Command {
         /// Replay the traces this many times (a stable replay-rate measurement).
         #[arg(long, default_value_t = 1)]
         repeat: u32,
+        /// Where a divergence's model path and diagram go; default: the traces' directory when
+        /// one directory is checked, else a new `vigil-divergence-check-*` temporary directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run 5 `vigil master` processes and a `vigil proxy` under a nemesis (SIGSTOP of a
     /// follower and of the leader, SIGKILL and restart, the leader cut off, a wrong-cluster
@@ -223,7 +227,8 @@ fn main() -> ExitCode {
             paths,
             floor,
             repeat,
-        } => check(&paths, floor, repeat),
+            out,
+        } => check(&paths, floor, repeat, out.as_deref()),
         Command::Nemesis {
             vigil,
             duration,
@@ -393,7 +398,7 @@ fn print_failure(failure: &CheckFailure, evidence: Option<&SavedEvidence>) {
     }
 }
 
-fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
+fn check(paths: &[PathBuf], floor: usize, repeat: u32, out: Option<&Path>) -> bool {
     let traces = match trace::read_paths(paths) {
         Ok(traces) => traces,
         Err(error) => {
@@ -425,7 +430,10 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32) -> bool {
             let evidence = match &failure {
                 CheckFailure::Divergence(divergence) => Some(evidence::save(
                     divergence,
-                    None,
+                    out.or(match paths {
+                        [directory] if directory.is_dir() => Some(directory.as_path()),
+                        _ => None,
+                    }),
                     "check",
                     Some(&traces),
                     &[],
