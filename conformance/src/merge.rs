@@ -91,15 +91,26 @@ pub struct Merged {
     pub nodes: Vec<String>,
 }
 
-/// Why traces cannot be merged.
+/// Why traces cannot be merged. Each message names the offending event first (node, sequence,
+/// the event, its file and line), then says what happened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MergeError {
+    /// A node's file has a header and no event: the node traced nothing, not even its start.
+    #[error("{file}: the file has only a header: {node} traced no event (a master traces its Restart when it starts, a proxy every request it receives)")]
+    HeaderOnly {
+        /// The file.
+        file: String,
+        /// The node its header names.
+        node: String,
+    },
     /// A node's sequence numbers skip or repeat.
-    #[error("sequence gap in {node}: event {index} has sequence {found}, expected {expected} (or 0 at a Restart)")]
+    #[error("{node} event {index} ({file}:{line}): sequence gap: sequence {found}, expected {expected} (or 0 at a Restart)", line = index + 2)]
     SequenceGap {
         /// The node.
         node: String,
-        /// Position in the node's file (0-based event index).
+        /// The node's file.
+        file: String,
+        /// Position in the node's file (0-based event index; its line is two more).
         index: usize,
         /// The sequence expected.
         expected: u64,
@@ -107,41 +118,47 @@ pub enum MergeError {
         found: u64,
     },
     /// A node's clock does not increase, or a receive's clock is not above its send's.
-    #[error("inverted Lamport clocks: {detail}")]
+    #[error("{event}: inverted Lamport clock: {detail}")]
     InvertedClock {
-        /// Which events.
+        /// The event whose clock is wrong.
+        event: String,
+        /// Its clock and the one it must be above.
         detail: String,
     },
     /// A receive whose send is in no trace.
-    #[error("receive without send: {node} event #{sequence} `{event}` (no unreceived send of {wanted} on link {link})")]
+    #[error("{event}: receive without send (no send of {wanted} on link {link} in any trace)")]
     ReceiveWithoutSend {
-        /// The receiving node.
-        node: String,
-        /// The event's sequence.
-        sequence: u64,
-        /// The event.
+        /// The receive.
         event: String,
         /// The link.
         link: String,
         /// What was looked for: `this message`, or `message id <id>`.
         wanted: String,
     },
+    /// A second receive of one send.
+    #[error("{event}: received twice (the send {send} was received by {first})")]
+    ReceivedTwice {
+        /// The second receive.
+        event: String,
+        /// The send both receive.
+        send: String,
+        /// The first receive.
+        first: String,
+    },
     /// A receive's message id names a send of another message.
-    #[error("message id {message_id} names a different message: {node} event #{sequence} received `{received}`, the send was `{sent}`")]
+    #[error(
+        "{event}: received under message id {message_id}, whose send {sent} is a different message"
+    )]
     IdMismatch {
-        /// The receiving node.
-        node: String,
-        /// The event's sequence.
-        sequence: u64,
+        /// The receive.
+        event: String,
         /// The id.
         message_id: String,
-        /// The message received.
-        received: String,
-        /// The message sent under that id.
+        /// The send under that id.
         sent: String,
     },
     /// Two sends on one link with the same message id.
-    #[error("message id {message_id} is used twice: {first} and {second}")]
+    #[error("{second}: message id {message_id} sent twice on one link (first by {first})")]
     DuplicateId {
         /// The id.
         message_id: String,
@@ -241,7 +258,8 @@ fn place(traces: &[NodeTrace], order: &Order) -> Result<Vec<MergedEvent>, MergeE
             }
             let send = order.send_of[index][head].map(|(trace, event)| placed[trace][event]);
             let clock = clock_of(
-                &trace.events[head],
+                traces,
+                (index, head),
                 clocks[index],
                 send.map(|at| &events[at]),
             )?;
@@ -256,9 +274,10 @@ fn place(traces: &[NodeTrace], order: &Order) -> Result<Vec<MergedEvent>, MergeE
         if let Some(stamped) = line.lamport {
             if stamped <= clocks[index] && heads[index] > 0 {
                 return Err(MergeError::InvertedClock {
+                    event: describe(traces, (index, heads[index])),
                     detail: format!(
-                        "{} event #{} has clock {stamped}, not above the node's previous {}",
-                        traces[index].header.node, line.sequence, clocks[index]
+                        "clock {stamped}, not above the node's previous {}",
+                        clocks[index]
                     ),
                 });
             }
@@ -282,26 +301,23 @@ fn place(traces: &[NodeTrace], order: &Order) -> Result<Vec<MergedEvent>, MergeE
     Ok(events)
 }
 
-/// The clock of `line` (stamped, or one above the node's previous and its send's); an error if
-/// a stamped receive is not above its send.
+/// The clock of the event `at` (stamped, or one above the node's previous and its send's); an
+/// error if a stamped receive is not above its send.
 fn clock_of(
-    line: &TraceLine,
+    traces: &[NodeTrace],
+    at: At,
     node_clock: u64,
     send: Option<&MergedEvent>,
 ) -> Result<u64, MergeError> {
+    let line = &traces[at.0].events[at.1];
     let local = line.lamport.unwrap_or(node_clock + 1);
     let Some(send) = send else {
         return Ok(local);
     };
     match line.lamport {
         Some(stamped) if stamped <= send.lamport => Err(MergeError::InvertedClock {
-            detail: format!(
-                "{} event #{} `{}` has clock {stamped}, not above its send's {}",
-                node_label(line.origin),
-                line.sequence,
-                line.kind,
-                send.lamport
-            ),
+            event: describe(traces, at),
+            detail: format!("clock {stamped}, not above its send's {}", send.lamport),
         }),
         Some(stamped) => Ok(stamped),
         None => Ok(local.max(send.lamport + 1)),
@@ -341,9 +357,10 @@ fn link_receives(traces: &[NodeTrace]) -> Result<Vec<Vec<Option<At>>>, MergeErro
         .iter()
         .map(|trace| vec![None; trace.events.len()])
         .collect();
-    let mut linked: Vec<Vec<bool>> = traces
+    // For each send, the receive linked to it.
+    let mut linked: Vec<Vec<Option<At>>> = traces
         .iter()
-        .map(|trace| vec![false; trace.events.len()])
+        .map(|trace| vec![None; trace.events.len()])
         .collect();
     // Exact links first, so that a content link never takes a send an id names.
     for exact in [true, false] {
@@ -352,9 +369,10 @@ fn link_receives(traces: &[NodeTrace]) -> Result<Vec<Vec<Option<At>>>, MergeErro
                 if line.message_id.is_some() != exact {
                     continue;
                 }
-                let found = find_send(traces, line, &by_id, &by_link, &linked)?;
+                let at = (trace_index, event_index);
+                let found = find_send(traces, at, &by_id, &by_link, &linked)?;
                 if let Some(send) = found {
-                    linked[send.0][send.1] = true;
+                    linked[send.0][send.1] = Some(at);
                     send_of[trace_index][event_index] = Some(send);
                 }
             }
@@ -363,14 +381,16 @@ fn link_receives(traces: &[NodeTrace]) -> Result<Vec<Vec<Option<At>>>, MergeErro
     Ok(send_of)
 }
 
-/// The send of `line` if it is a receive of a traced node's message (see [`link_receives`]).
+/// The send of the event `at` if it is a receive of a traced node's message (see
+/// [`link_receives`]); `linked` holds, for each send, the receive already linked to it.
 fn find_send(
     traces: &[NodeTrace],
-    line: &TraceLine,
+    at: At,
     by_id: &HashMap<(Link, &str), At>,
     by_link: &HashMap<Link, Vec<At>>,
-    linked: &[Vec<bool>],
+    linked: &[Vec<Option<At>>],
 ) -> Result<Option<At>, MergeError> {
+    let line = &traces[at.0].events[at.1];
     let TraceKind::Receive { from, message } = &line.kind else {
         return Ok(None);
     };
@@ -379,27 +399,32 @@ fn find_send(
         return Ok(None);
     }
     let link = (from, party_of_origin(line.origin));
-    let sent = |at: &At| match &traces[at.0].events[at.1].kind {
+    let sent = |send: &At| match &traces[send.0].events[send.1].kind {
         TraceKind::Send { message, .. } => Some(message),
         _ => None,
     };
+    let unlinked = |send: &At| linked[send.0][send.1].is_none();
     let found = match line.message_id.as_deref() {
-        Some(id) => by_id
-            .get(&(link, id))
-            .copied()
-            .filter(|send| !linked[send.0][send.1]),
+        Some(id) => match by_id.get(&(link, id)).copied() {
+            Some(send) if !unlinked(&send) => {
+                return Err(MergeError::ReceivedTwice {
+                    event: describe(traces, at),
+                    send: describe(traces, send),
+                    first: describe(traces, linked[send.0][send.1].expect("linked")),
+                })
+            }
+            found => found,
+        },
         None => by_link.get(&link).and_then(|sends| {
             sends
                 .iter()
                 .copied()
-                .find(|send| !linked[send.0][send.1] && sent(send) == Some(message))
+                .find(|send| unlinked(send) && sent(send) == Some(message))
         }),
     };
     let Some(send) = found else {
         return Err(MergeError::ReceiveWithoutSend {
-            node: node_label(line.origin),
-            sequence: line.sequence,
-            event: line.kind.to_string(),
+            event: describe(traces, at),
             link: format!("{} -> {}", link.0, link.1),
             wanted: match &line.message_id {
                 Some(id) => format!("message id {id}"),
@@ -409,11 +434,9 @@ fn find_send(
     };
     match sent(&send) {
         Some(sent) if sent != message => Err(MergeError::IdMismatch {
-            node: node_label(line.origin),
-            sequence: line.sequence,
+            event: describe(traces, at),
             message_id: line.message_id.clone().unwrap_or_default(),
-            received: message.to_string(),
-            sent: sent.to_string(),
+            sent: describe(traces, send),
         }),
         _ => Ok(Some(send)),
     }
@@ -558,16 +581,21 @@ fn reason_text(traces: &[NodeTrace], waiter: At, constraint: &Constraint) -> Str
 /// An event as a report names it: `m0#5 recv <-m2 ... (m0.ndjson:7)`.
 fn describe(traces: &[NodeTrace], at: At) -> String {
     let trace = &traces[at.0];
-    let file = trace.path.file_name().map_or_else(
-        || trace.path.display().to_string(),
-        |name| name.to_string_lossy().into_owned(),
-    );
     // Line 1 is the header.
-    format!("`{}` ({file}:{})", trace.events[at.1], at.1 + 2)
+    format!(
+        "`{}` ({}:{})",
+        trace.events[at.1],
+        file_name(trace),
+        at.1 + 2
+    )
 }
 
-fn node_label(origin: Origin) -> String {
-    origin.to_string()
+/// The name of a trace's file, as reports name it.
+fn file_name(trace: &NodeTrace) -> String {
+    trace.path.file_name().map_or_else(
+        || trace.path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
 }
 
 fn check_nodes(traces: &[NodeTrace]) -> Result<(), MergeError> {
@@ -583,6 +611,12 @@ fn check_nodes(traces: &[NodeTrace]) -> Result<(), MergeError> {
         }
         if trace.header.node.starts_with('p') {
             proxies += 1;
+        }
+        if trace.events.is_empty() {
+            return Err(MergeError::HeaderOnly {
+                file: trace.path.display().to_string(),
+                node: trace.header.node.clone(),
+            });
         }
     }
     if proxies > 1 {
@@ -601,6 +635,7 @@ fn check_sequences(trace: &NodeTrace) -> Result<(), MergeError> {
         if line.sequence != expected && !restart {
             return Err(MergeError::SequenceGap {
                 node: trace.header.node.clone(),
+                file: file_name(trace),
                 index,
                 expected,
                 found: line.sequence,
@@ -734,6 +769,7 @@ mod tests {
             error,
             MergeError::SequenceGap {
                 node: "m0".to_string(),
+                file: "m0.ndjson".to_string(),
                 index: 1,
                 expected: 1,
                 found: 2
@@ -1081,6 +1117,60 @@ mod tests {
         ];
         let error = merge(&traces).unwrap_err();
         assert!(matches!(error, MergeError::DuplicateId { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_only_a_header_is_an_error_naming_it() {
+        let traces = vec![node("m0", vec![restart(0)]), node("m1", vec![])];
+        let error = merge(&traces).unwrap_err().to_string();
+        assert!(
+            error.starts_with("m1.ndjson: the file has only a header"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_send_received_twice_names_both_receives() {
+        let traces = vec![
+            node(
+                "m0",
+                vec![
+                    restarted(0, 1),
+                    with_id(send(0, 1, 1, Some(2)), "m0.0.m1.0"),
+                ],
+            ),
+            node(
+                "m1",
+                vec![
+                    restarted(1, 1),
+                    with_id(receive(1, 1, 0, Some(3)), "m0.0.m1.0"),
+                    with_id(receive(1, 2, 0, Some(4)), "m0.0.m1.0"),
+                ],
+            ),
+        ];
+        let error = merge(&traces).unwrap_err();
+        assert!(matches!(error, MergeError::ReceivedTwice { .. }), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("`m1#2 "),
+            "the second receive first: {text}"
+        );
+        assert!(text.contains("(m1.ndjson:4): received twice"), "{text}");
+        assert!(text.contains("was received by `m1#1 "), "{text}");
+    }
+
+    #[test]
+    fn a_receive_error_names_the_event_first() {
+        let traces = vec![
+            node("m1", vec![restart(1), receive(1, 1, 0, None)]),
+            node("m0", vec![restart(0)]),
+        ];
+        let error = merge(&traces).unwrap_err().to_string();
+        assert!(error.starts_with("`m1#1 "), "{error}");
+        assert!(
+            error.contains("(m1.ndjson:3): receive without send"),
+            "{error}"
+        );
     }
 
     #[test]
