@@ -270,6 +270,10 @@ fn watch_events_buffered_max_default() -> u8 {
     2
 }
 
+fn reads_waiting_max_default() -> u32 {
+    2
+}
+
 /// Everything that parameterises the model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Config {
@@ -280,6 +284,9 @@ pub struct Config {
     /// Accepted but uncommitted slots at the leader; beyond it `Overloaded` (§4.1; the model
     /// has no proposal queue: `proposals_queued_max` = 0).
     pub pipeline_slots_max: u8,
+    /// Reads waiting at the leader for a read round (§9.2); one more is refused `Overloaded`.
+    #[serde(default = "reads_waiting_max_default")]
+    pub reads_waiting_max: u32,
     /// Proxy requests accepted and not completed (§9.4.3).
     pub in_flight_max: u32,
     /// `NotLeader` redirects followed per request (§9.4.5).

@@ -87,6 +87,7 @@ pub(crate) fn base(clients: Vec<ClientScript>) -> Config {
         masters: 3,
         eviction_threshold: 2,
         pipeline_slots_max: 2,
+        reads_waiting_max: 2,
         in_flight_max: 2,
         redirects_max: 1,
         cluster: CLUSTER,

@@ -35,19 +35,19 @@ impl Step<'_> {
     }
 
     /// §9.2 `ReadIndex`: the `Get` waits for the first read round started after now; one starts
-    /// at once unless a round is in flight for earlier reads. At most `pipeline_slots_max` reads
-    /// wait; beyond it `Overloaded`.
+    /// at once unless a round is in flight for earlier reads, and every read arriving meanwhile
+    /// shares the next one. At most `reads_waiting_max` reads wait; one more is `Overloaded`.
     pub fn register_read(
         &mut self,
         node: NodeId,
         request_id: RequestId,
         operation: ClientOperation,
     ) {
-        let reads_max = self.config.pipeline_slots_max as usize;
+        let reads_waiting_max = self.config.reads_waiting_max as usize;
         let Role::Leader(leader) = &self.state.masters[node as usize].role else {
             return;
         };
-        if leader.reads.len() >= reads_max {
+        if leader.reads.len() >= reads_waiting_max {
             let reply = self.propose_reply(request_id, Err(ProposeError::Overloaded));
             self.send(Endpoint::Master(node), Endpoint::Proxy, reply);
             return;
