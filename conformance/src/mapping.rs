@@ -744,6 +744,7 @@ fn base_config(
         masters,
         eviction_threshold: fit("eviction_threshold", protocol.eviction_threshold)?,
         pipeline_slots_max: saturate(protocol.pipeline_slots_max),
+        reads_waiting_max: saturate(protocol.reads_waiting_max),
         in_flight_max: saturate(protocol.in_flight_max),
         redirects_max: fit("redirects_max", protocol.redirects_max)?,
         cluster: 0,

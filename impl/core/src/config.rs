@@ -24,6 +24,12 @@ pub struct Config {
     pub pipeline_slots_max: u64,
     /// Proposals waiting for a pipeline slot; beyond it a proposal is refused `Overloaded`.
     pub proposals_queued_max: u64,
+    /// `Get`s waiting at the leader for their read round (§9.2); every read that arrives while
+    /// a round is in flight shares the next one, and one more than this is refused
+    /// `Overloaded`. Memory budget (`docs/operations.md`): each waiting read costs at most 128
+    /// bytes (a test in `read.rs` holds it) plus its key, so the default, 16,384, is 2 MiB plus
+    /// the keys, four times what 4,096 closed-loop clients can have waiting.
+    pub reads_waiting_max: u64,
     /// Committed entries above the snapshot before the log is compacted.
     pub snapshot_threshold_entries: u64,
     /// Proxy requests forwarded and not completed; beyond it `Overloaded`.
@@ -54,6 +60,7 @@ impl Default for Config {
             election_timeout_ticks: 10,
             pipeline_slots_max: 64,
             proposals_queued_max: 1024,
+            reads_waiting_max: 16_384,
             snapshot_threshold_entries: 10_000,
             in_flight_max: 10_000,
             redirects_max: 3,
@@ -125,6 +132,7 @@ impl Config {
             ("eviction_threshold", self.eviction_threshold),
             ("election_timeout_ticks", self.election_timeout_ticks),
             ("pipeline_slots_max", self.pipeline_slots_max),
+            ("reads_waiting_max", self.reads_waiting_max),
             (
                 "snapshot_threshold_entries",
                 self.snapshot_threshold_entries,

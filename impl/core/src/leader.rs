@@ -81,7 +81,7 @@ pub(crate) struct Leadership {
     /// Active followers that acknowledged round `heartbeat_sequence`.
     pub(crate) read_acknowledged: BTreeSet<NodeId>,
     /// `Get`s served without a log slot, waiting for their round, in arrival order (at most
-    /// `pipeline_slots_max`).
+    /// `reads_waiting_max`).
     pub(crate) reads: VecDeque<PendingRead>,
 }
 

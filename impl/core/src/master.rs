@@ -608,7 +608,7 @@ impl Master {
                 "the queue is bounded"
             );
             assert!(
-                leadership.reads.len() as u64 <= self.config.pipeline_slots_max,
+                leadership.reads.len() as u64 <= self.config.reads_waiting_max,
                 "the reads waiting are bounded"
             );
             assert!(

@@ -46,15 +46,15 @@ impl Master {
     }
 
     /// §9.2 `ReadIndex`: the `Get` waits for the first read round started after now; one starts
-    /// at once unless a round is in flight for earlier reads. At most `pipeline_slots_max` reads
-    /// wait; beyond it `Overloaded`.
+    /// at once unless a round is in flight for earlier reads, and every read arriving meanwhile
+    /// shares the next one. At most `reads_waiting_max` reads wait; one more is `Overloaded`.
     pub(crate) fn register_read(&mut self, owner: ProposalOwner, operation: Operation) {
         let read_index = self.commit_index;
-        let reads_max = self.config.pipeline_slots_max;
+        let reads_waiting_max = self.config.reads_waiting_max;
         let RoleState::Leader(leadership) = &mut self.role else {
             unreachable!("only a Leader serves reads");
         };
-        if leadership.reads.len() as u64 >= reads_max {
+        if leadership.reads.len() as u64 >= reads_waiting_max {
             self.reply(owner, Err(MasterError::Overloaded));
             return;
         }
@@ -166,5 +166,20 @@ impl Master {
         if self.reads_waiting() {
             self.start_read_round();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingRead;
+
+    /// The bound `docs/operations.md` sizes `reads_waiting_max` with: a waiting read's own
+    /// bytes, its key's heap bytes apart.
+    const PENDING_READ_BYTES_MAX: usize = 128;
+
+    #[test]
+    fn a_waiting_read_fits_its_memory_budget() {
+        let bytes = std::mem::size_of::<PendingRead>();
+        assert!(bytes <= PENDING_READ_BYTES_MAX, "{bytes} bytes");
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Commands (master ids are bare words, e.g. `pause 2`):
 //! - `add-masters 3 [heartbeat=1] [eviction=3] [election=10] [pipeline=64] [queued=1024]
-//!   [snapshot=10000] [in-flight=10000] [redirects=3] [timeout=50]`
+//!   [reads=16384] [snapshot=10000] [in-flight=10000] [redirects=3] [timeout=50]`
 //! - `tick [n=1] [0 1 ...] [no-proxy] [stabilize]`: tick masters (all if none listed) and the
 //!   proxy n times; with `stabilize`, deliver after each tick (deliveries not printed; the
 //!   filters of `deliver-msgs` apply)
@@ -77,12 +77,13 @@ fn filter(case: &mut TestCase) -> Filter {
 
 fn config(case: &mut TestCase) -> Config {
     let mut config = Config::default();
-    let fields: [(&str, &mut u64); 9] = [
+    let fields: [(&str, &mut u64); 10] = [
         ("heartbeat", &mut config.heartbeat_interval_ticks),
         ("eviction", &mut config.eviction_threshold),
         ("election", &mut config.election_timeout_ticks),
         ("pipeline", &mut config.pipeline_slots_max),
         ("queued", &mut config.proposals_queued_max),
+        ("reads", &mut config.reads_waiting_max),
         ("snapshot", &mut config.snapshot_threshold_entries),
         ("in-flight", &mut config.in_flight_max),
         ("redirects", &mut config.redirects_max),
