@@ -23,6 +23,9 @@ pub struct Config {
     /// Accepted but uncommitted slots at the leader.
     pub pipeline_slots_max: u64,
     /// Proposals waiting for a pipeline slot; beyond it a proposal is refused `Overloaded`.
+    /// Memory budget (`docs/operations.md`): each costs at most 96 bytes (a test below holds
+    /// it) plus its key and value, so the default, 16,384, is 1.5 MiB plus the payloads, four
+    /// times what 4,096 closed-loop clients can have waiting.
     pub proposals_queued_max: u64,
     /// `Get`s waiting at the leader for their read round (§9.2); every read that arrives while
     /// a round is in flight shares the next one, and one more than this is refused
@@ -59,7 +62,7 @@ impl Default for Config {
             eviction_threshold: 3,
             election_timeout_ticks: 10,
             pipeline_slots_max: 64,
-            proposals_queued_max: 1024,
+            proposals_queued_max: 16_384,
             reads_waiting_max: 16_384,
             snapshot_threshold_entries: 10_000,
             in_flight_max: 10_000,
@@ -263,6 +266,13 @@ mod tests {
         };
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("`eviction_threshold`"), "{message}");
+    }
+
+    /// The per-item bounds `docs/operations.md` sizes the queues with, payload bytes apart.
+    #[test]
+    fn a_queued_proposal_fits_its_memory_budget() {
+        let bytes = std::mem::size_of::<(crate::leader::ProposalOwner, crate::Operation)>();
+        assert!(bytes <= 96, "{bytes} bytes");
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl Master {
             leadership.queue.push_back((owner, operation));
             self.counters.proposals += 1;
         } else {
+            self.counters.proposals_refused += 1;
             self.reply(owner, Err(MasterError::Overloaded));
         }
     }

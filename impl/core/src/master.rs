@@ -64,6 +64,13 @@ pub struct MasterCounters {
     pub heartbeats_sent: u64,
     /// `Get`s taken as leader without a log slot (§9.2; refusals not counted).
     pub reads: u64,
+    /// `Get`s refused `Overloaded` as leader, `reads_waiting_max` reads waiting (§9.2).
+    #[serde(default)]
+    pub reads_refused: u64,
+    /// Proposals refused `Overloaded` as leader, the pipeline and `proposals_queued_max`
+    /// being full (§4.1).
+    #[serde(default)]
+    pub proposals_refused: u64,
     /// Slots this master committed (and applied).
     pub slots_committed: u64,
 }

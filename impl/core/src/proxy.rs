@@ -128,6 +128,8 @@ pub struct Proxy {
     messages: Vec<ProxyEnvelope>,
     replies: Vec<ClientEnvelope>,
     trace: TraceBuffer,
+    /// Requests refused `Overloaded` because `in_flight_max` were in flight (a metric).
+    refused_in_flight_max: u64,
 }
 
 impl Proxy {
@@ -173,6 +175,7 @@ impl Proxy {
             messages: Vec::new(),
             replies: Vec::new(),
             trace: TraceBuffer::default(),
+            refused_in_flight_max: 0,
         })
     }
 
@@ -248,6 +251,7 @@ impl Proxy {
             return;
         }
         if self.ledger.is_full_besides(1) {
+            self.refused_in_flight_max += 1;
             pending.complete(Err(ClientError::Overloaded));
             return;
         }
@@ -514,6 +518,12 @@ impl Proxy {
     /// The ledger's counters (§9.4.7).
     pub fn ledger(&self) -> LedgerCounters {
         self.ledger.counters()
+    }
+
+    /// Requests this proxy refused `Overloaded` itself, `in_flight_max` being in flight (a
+    /// master's `Overloaded` relayed is not counted here but at that master).
+    pub fn refused_in_flight_max(&self) -> u64 {
+        self.refused_in_flight_max
     }
 
     /// This proxy's id.

@@ -55,6 +55,7 @@ impl Master {
             unreachable!("only a Leader serves reads");
         };
         if leadership.reads.len() as u64 >= reads_waiting_max {
+            self.counters.reads_refused += 1;
             self.reply(owner, Err(MasterError::Overloaded));
             return;
         }

@@ -4,7 +4,7 @@
 //! review.
 //!
 //! Commands (master ids are bare words, e.g. `pause 2`):
-//! - `add-masters 3 [heartbeat=1] [eviction=3] [election=10] [pipeline=64] [queued=1024]
+//! - `add-masters 3 [heartbeat=1] [eviction=3] [election=10] [pipeline=64] [queued=16384]
 //!   [reads=16384] [snapshot=10000] [in-flight=10000] [redirects=3] [timeout=50]`
 //! - `tick [n=1] [0 1 ...] [no-proxy] [stabilize]`: tick masters (all if none listed) and the
 //!   proxy n times; with `stabilize`, deliver after each tick (deliveries not printed; the
