@@ -51,6 +51,10 @@ pub const HANDSHAKE_REJECTIONS: &str = "vigil_handshake_rejections_total";
 /// Client requests and status queries refused for a missing or wrong token (label `cluster`);
 /// each request was still answered once (`PermissionDenied`).
 pub const PROXY_PERMISSION_DENIED: &str = "vigil_proxy_permission_denied_total";
+/// Requests refused `Overloaded` (label `bound`: `reads_waiting_max` or `proposals_queued_max`
+/// at a leader, with label `node`; `in_flight_max` at a proxy): each refusal names the bound
+/// that was full, so an operator knows which limit to look at (`docs/operations.md` §6).
+pub const OVERLOADED: &str = "vigil_overloaded_total";
 /// Outbound connection attempts to a peer that failed (reconnect with backoff follows).
 pub const RECONNECTS: &str = "vigil_reconnects_total";
 

@@ -298,6 +298,18 @@ pub async fn run_on<N: Network>(
     Ok(closed?)
 }
 
+/// The queue of a proxy's link to one master: room for a `Propose` of every request the
+/// ledger may hold (`in_flight_max`) besides the host's per-peer bound, so no request is lost
+/// for a full queue while its link is up (a queued `Propose` is about 128 bytes plus its
+/// payload, `docs/operations.md` §6).
+fn proxy_link_queue_messages_max(settings: &ProxySettings) -> usize {
+    let in_flight_max = usize::try_from(settings.protocol.in_flight_max).unwrap_or(usize::MAX);
+    settings
+        .host
+        .peer_queue_messages_max
+        .saturating_add(in_flight_max)
+}
+
 /// Links to every master of every cluster, by (cluster, node); tag = index in the returned list.
 type Links = Vec<(String, NodeId, LinkSender<PeerFrame>)>;
 
@@ -316,6 +328,7 @@ fn connect_links<N: Network>(
         };
         let link_settings = transport::LinkSettings {
             authentication: settings.security[cluster].authentication.clone(),
+            queue_messages_max: proxy_link_queue_messages_max(settings),
             ..settings.host.link_settings()
         };
         for (node, address) in masters.iter().enumerate() {
@@ -540,6 +553,8 @@ impl ProxyDriver {
         metrics::counter!(names::PROXY_COMPLETED_ERR).absolute(counters.completed_err);
         metrics::counter!(names::PROXY_LATE_REPLIES).absolute(counters.late_replies);
         metrics::gauge!(names::PROXY_IN_FLIGHT).set(counters.in_flight as f64);
+        metrics::counter!(names::OVERLOADED, "bound" => "in_flight_max")
+            .absolute(self.proxy.refused_in_flight_max());
     }
 
     fn start_status(&mut self, client: ClientId, query_id: u64, cluster: String) {

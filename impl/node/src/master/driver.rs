@@ -278,6 +278,22 @@ impl Driver {
                 metrics::counter!(name, "node" => node.clone()).increment(delta);
             }
         }
+        let refusals = [
+            (
+                "reads_waiting_max",
+                counters.reads_refused - previous.reads_refused,
+            ),
+            (
+                "proposals_queued_max",
+                counters.proposals_refused - previous.proposals_refused,
+            ),
+        ];
+        for (bound, delta) in refusals {
+            if delta > 0 {
+                metrics::counter!(names::OVERLOADED, "node" => node.clone(), "bound" => bound)
+                    .increment(delta);
+            }
+        }
         let role = match self.master.role() {
             Role::Follower => 0.0,
             Role::PreCandidate => 1.0,

@@ -21,9 +21,12 @@ use crate::wire::PeerFrame;
 
 /// Messages waiting in a master's inbox at most; readers wait (TCP pushes back) beyond it.
 const INBOX_MESSAGES_MAX: usize = 4096;
-/// Frames queued to one proxy connection at most; beyond it replies are dropped (the proxy's
-/// request timeout answers its client).
-const PROXY_QUEUE_FRAMES_MAX: usize = 4096;
+/// Frames queued to one proxy connection at most; beyond it replies are dropped (counted; the
+/// proxy's request timeout answers its client). Above a proxy's default `in_flight_max`
+/// (10,000), which bounds the replies it can be owed, so a leader answering a whole read round
+/// or a burst of commits at once never drops one; a queued reply is about 128 bytes plus its
+/// value (`docs/operations.md` §6).
+const PROXY_QUEUE_FRAMES_MAX: usize = 16_384;
 
 /// An input for the driver from a connection.
 #[derive(Debug)]
