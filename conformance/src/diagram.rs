@@ -466,6 +466,7 @@ fn mark(
         TraceKind::CommitAdvance { .. }
         | TraceKind::RequestAccepted { .. }
         | TraceKind::RequestCompleted { .. }
+        | TraceKind::KvRequestCompleted { .. }
         | TraceKind::LateReply { .. }
         | TraceKind::ForwardLost { .. } => (dot(x, y, "#222", 3), event.line.kind.to_string()),
         TraceKind::Send { .. } | TraceKind::Receive { .. } => (dot(x, y, "#444", 2), String::new()),

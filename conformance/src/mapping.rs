@@ -552,6 +552,10 @@ impl Vocabulary {
                     "a Request or Reply is mapped with its client (client_message)".to_string(),
                 ))
             }
+            M::KvPropose { .. }
+            | M::KvProposeReply { .. }
+            | M::KvRequest { .. }
+            | M::KvReply { .. } => return Err(revisioned_unmapped(message.name())),
         })
     }
 
@@ -620,6 +624,7 @@ impl Vocabulary {
                 request_id: self.forward(*request_id)?,
                 operation: self.known_operation(operation)?,
             },
+            core::Command::Kv { .. } => return Err(revisioned_unmapped("a Kv command")),
         })
     }
 
@@ -792,6 +797,14 @@ fn propose_error(error: &core::MasterError) -> Result<model::types::ProposeError
     })
 }
 
+/// The revisioned API (`docs/protocol.md` §14–§17) is not in this mapping: a trace that uses it
+/// is refused, never replayed in part.
+fn revisioned_unmapped(what: &str) -> MappingError {
+    MappingError::Unsupported(format!(
+        "{what}: the revisioned API has no mapping to the model's actions"
+    ))
+}
+
 fn request_error(error: &core::ClientError) -> Result<model::types::RequestError, MappingError> {
     use model::types::RequestError as E;
     Ok(match error {
@@ -800,6 +813,7 @@ fn request_error(error: &core::ClientError) -> Result<model::types::RequestError
         core::ClientError::NoLeader => E::NoLeader,
         core::ClientError::Timeout => E::Timeout,
         core::ClientError::LeaderChanged => E::LeaderChanged,
+        core::ClientError::InvalidRequest => E::InvalidRequest,
         core::ClientError::PermissionDenied => {
             return Err(MappingError::Unsupported(
                 "PermissionDenied: client tokens are checked by the host; the model has no \

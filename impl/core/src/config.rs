@@ -1,11 +1,14 @@
-//! The protocol's configuration (`docs/protocol.md` §12) and its validation.
+//! The protocol's configuration (`docs/protocol.md` §12, §19) and its validation.
 //!
 //! One struct serves masters and proxies: the host reads it from TOML (serde) and calls
 //! [`Config::validate`] at start, which names the offending field so an operator can fix it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::StoreLimits;
+use crate::kv_types::{KvOperation, TxnOperation};
 use crate::mutation::Mutations;
+use crate::types::ClientError;
 
 /// Every limit of §12, and the planted bugs (none in a shipped build). All durations are in
 /// ticks; the host maps ticks to time.
@@ -43,6 +46,20 @@ pub struct Config {
     pub request_timeout_ticks: u64,
     /// Clusters in the proxy's leader cache.
     pub leader_cache_max: u64,
+    /// Keys one `Range` returns at most; a larger `limit` returns this many with `more`
+    /// (§14.2, §19).
+    pub range_limit_max: u64,
+    /// Compares, and operations per branch, of one `Txn`; beyond it the proxy refuses it
+    /// `InvalidRequest` (§15.2, §19).
+    pub txn_operations_max: u64,
+    /// Revisions a master's history keeps above its compaction point; the oldest beyond it
+    /// are compacted as the revision that exceeds it is applied (§16).
+    pub history_revisions_max: u64,
+    /// Watches one client connection holds open; beyond it `TooManyWatches` (§17.5).
+    pub watches_per_client_max: u64,
+    /// `WatchEvents` of one watch waiting for its client; one more due and the watch ends
+    /// `Overflow` (§17.5).
+    pub watch_events_buffered_max: u64,
     /// The planted bugs switched on, for the conformance mutation matrix (`mutation.rs`).
     /// Always empty without vigil-core's cargo feature `mutations`; such a build does not know
     /// the field, so a configuration that names it is refused as an unknown field.
@@ -69,6 +86,11 @@ impl Default for Config {
             redirects_max: 3,
             request_timeout_ticks: 50,
             leader_cache_max: 1024,
+            range_limit_max: 10_000,
+            txn_operations_max: 128,
+            history_revisions_max: 10_000,
+            watches_per_client_max: 1024,
+            watch_events_buffered_max: 1024,
             mutations: Mutations::default(),
         }
     }
@@ -143,6 +165,11 @@ impl Config {
             ("in_flight_max", self.in_flight_max),
             ("request_timeout_ticks", self.request_timeout_ticks),
             ("leader_cache_max", self.leader_cache_max),
+            ("range_limit_max", self.range_limit_max),
+            ("txn_operations_max", self.txn_operations_max),
+            ("history_revisions_max", self.history_revisions_max),
+            ("watches_per_client_max", self.watches_per_client_max),
+            ("watch_events_buffered_max", self.watch_events_buffered_max),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero { field });
@@ -181,6 +208,40 @@ impl Config {
             .saturating_sub(1)
             .saturating_mul(self.heartbeat_interval_ticks)
             .saturating_add(1)
+    }
+
+    /// What bounds the store's answers and history (§14.2, §16).
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            range_limit_max: self.range_limit_max,
+            history_revisions_max: self.history_revisions_max,
+        }
+    }
+
+    /// §15.2: a `Txn` with more than `txn_operations_max` compares or operations in a branch,
+    /// or a branch that puts one key twice, is `InvalidRequest`; every other request is valid.
+    pub fn check_kv_request(&self, operation: &KvOperation) -> Result<(), ClientError> {
+        let KvOperation::Txn(request) = operation else {
+            return Ok(());
+        };
+        let max = usize::try_from(self.txn_operations_max).unwrap_or(usize::MAX);
+        let over = |branch: &[TxnOperation]| branch.len() > max;
+        let puts_a_key_twice = |branch: &[TxnOperation]| {
+            let mut keys = std::collections::BTreeSet::new();
+            branch.iter().any(|operation| match operation {
+                TxnOperation::Put(put) => !keys.insert(&put.key),
+                _ => false,
+            })
+        };
+        let invalid = request.compare.len() > max
+            || over(&request.success)
+            || over(&request.failure)
+            || puts_a_key_twice(&request.success)
+            || puts_a_key_twice(&request.failure);
+        if invalid {
+            return Err(ClientError::InvalidRequest);
+        }
+        Ok(())
     }
 
     /// A majority of the full static configuration (§1): never changes.

@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::kv::ReadOperation;
+use crate::kv_types::KvOperation;
 use crate::master::{Master, RoleState};
 use crate::message::Message;
 use crate::mutation::Mutation;
@@ -40,11 +42,22 @@ impl Default for FollowerProgress {
     }
 }
 
+/// Which API a proposal came through, so its answer goes back on the matching message
+/// (`ProposeReply` or `KvProposeReply`, §17.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `Propose`: a register operation (§9.1).
+    Register,
+    /// `KvPropose`: a revisioned operation (§14–§16).
+    Kv,
+}
+
 /// A proposal the leader owns: who to answer once its slot is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProposalOwner {
     pub(crate) proxy: ProxyId,
     pub(crate) request_id: RequestId,
+    pub(crate) api: Api,
 }
 
 /// A Leader's state (§4, §5): lost on step-down.
@@ -60,7 +73,7 @@ pub(crate) struct Leadership {
     /// The next free slot.
     pub(crate) next_slot: Slot,
     /// Proposals waiting for a pipeline slot (bounded by `proposals_queued_max`).
-    pub(crate) queue: VecDeque<(ProposalOwner, Operation)>,
+    pub(crate) queue: VecDeque<(ProposalOwner, Command)>,
     /// Proposals in the pipeline, by slot.
     pub(crate) owners: BTreeMap<Slot, ProposalOwner>,
     pub(crate) heartbeat_elapsed_ticks: u64,
@@ -115,18 +128,64 @@ impl Master {
         request_id: RequestId,
         operation: Operation,
     ) {
-        let owner = ProposalOwner { proxy, request_id };
-        let read = matches!(operation, Operation::Get { .. });
-        if read && self.planted(Mutation::StaleLeaderRead) && self.leadership().is_some() {
+        let owner = ProposalOwner {
+            proxy,
+            request_id,
+            api: Api::Register,
+        };
+        if matches!(operation, Operation::Get { .. })
+            && self.try_read(owner, ReadOperation::Get(operation.clone()))
+        {
+            return;
+        }
+        self.propose_command(owner, command_of(owner, operation));
+    }
+
+    /// `KvPropose { request_id, operation }` (§17.7): as `Propose`; a `Range` is a read like
+    /// `Get` (§14.2).
+    pub(crate) fn handle_kv_propose(
+        &mut self,
+        proxy: ProxyId,
+        request_id: RequestId,
+        operation: KvOperation,
+    ) {
+        let owner = ProposalOwner {
+            proxy,
+            request_id,
+            api: Api::Kv,
+        };
+        if let KvOperation::Range(request) = &operation {
+            if self.try_read(owner, ReadOperation::Range(Box::new(request.clone()))) {
+                return;
+            }
+        }
+        let command = Command::Kv {
+            proxy,
+            request_id,
+            operation,
+        };
+        self.propose_command(owner, command);
+    }
+
+    /// A read at a Leader that serves reads waits for its read round (§9.2); returns false if
+    /// it must go through the log instead.
+    fn try_read(&mut self, owner: ProposalOwner, read: ReadOperation) -> bool {
+        if self.planted(Mutation::StaleLeaderRead) && self.leadership().is_some() {
             // Planted bug: answer from the applied state at once, confirming nothing.
-            let result = self.store.read(&operation);
+            let result = self.store.answer_read(&read, self.config.store_limits());
             self.reply(owner, Ok(result));
-            return;
+            return true;
         }
-        if read && self.serves_reads() {
-            self.register_read(owner, operation);
-            return;
+        if self.serves_reads() {
+            self.register_read(owner, read);
+            return true;
         }
+        false
+    }
+
+    /// A Leader with room starts phase 2 for `command` (or queues it); otherwise `NotLeader` or
+    /// `Overloaded`.
+    fn propose_command(&mut self, owner: ProposalOwner, command: Command) {
         let commit_index = self.commit_index;
         let pipeline_slots_max = self.config.pipeline_slots_max;
         let proposals_queued_max = self.config.proposals_queued_max;
@@ -140,9 +199,9 @@ impl Master {
             let slot = leadership.next_slot;
             leadership.owners.insert(slot, owner);
             self.counters.proposals += 1;
-            self.start_phase_two(slot, command_of(owner, operation));
+            self.start_phase_two(slot, command);
         } else if (leadership.queue.len() as u64) < proposals_queued_max {
-            leadership.queue.push_back((owner, operation));
+            leadership.queue.push_back((owner, command));
             self.counters.proposals += 1;
         } else {
             self.counters.proposals_refused += 1;
@@ -296,12 +355,12 @@ impl Master {
             if leadership.next_slot - 1 - commit_index >= pipeline_slots_max {
                 return;
             }
-            let Some((owner, operation)) = leadership.queue.pop_front() else {
+            let Some((owner, command)) = leadership.queue.pop_front() else {
                 return;
             };
             let slot = leadership.next_slot;
             leadership.owners.insert(slot, owner);
-            self.start_phase_two(slot, command_of(owner, operation));
+            self.start_phase_two(slot, command);
         }
     }
 

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv::Applied;
+use crate::kv_types::KvReplyOutcome;
 use crate::types::{ClientError, ClientId, ReplyOutcome, RequestId};
 
 /// The ledger's counters. `accepted == completed_ok + completed_err + in_flight` holds after
@@ -44,7 +46,27 @@ impl LedgerCounters {
     }
 }
 
-/// A request's terminal outcome, waiting for the proxy to send it as a `Reply`.
+/// A request's terminal outcome, in the API the request came through: answered as `Reply`
+/// or as `KvReply` (§17.7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Of a `Request` (a register operation).
+    Register(ReplyOutcome),
+    /// Of a `KvRequest` (a revisioned operation).
+    Kv(KvReplyOutcome),
+}
+
+impl RequestOutcome {
+    /// Whether it is an `Ok` outcome.
+    pub fn is_ok(&self) -> bool {
+        match self {
+            RequestOutcome::Register(outcome) => outcome.is_ok(),
+            RequestOutcome::Kv(outcome) => outcome.is_ok(),
+        }
+    }
+}
+
+/// A request's terminal outcome, waiting for the proxy to send it as a `Reply` or `KvReply`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Completion {
     /// The client connection to answer.
@@ -52,7 +74,7 @@ pub struct Completion {
     /// The client's request id.
     pub request_id: RequestId,
     /// What to answer.
-    pub outcome: ReplyOutcome,
+    pub outcome: RequestOutcome,
 }
 
 #[derive(Debug, Default)]
@@ -63,9 +85,10 @@ struct Book {
 
 impl Book {
     fn record(&mut self, completion: Completion) {
-        match completion.outcome {
-            Ok(_) => self.counters.completed_ok += 1,
-            Err(_) => self.counters.completed_err += 1,
+        if completion.outcome.is_ok() {
+            self.counters.completed_ok += 1;
+        } else {
+            self.counters.completed_err += 1;
         }
         self.counters.in_flight = self.counters.in_flight.saturating_sub(1);
         self.completions.push(completion);
@@ -93,9 +116,18 @@ impl Ledger {
         }
     }
 
-    /// Accepts a request (`accepted += 1`, `in_flight += 1`) and returns the value that must
+    /// Accepts a `Request` (`accepted += 1`, `in_flight += 1`) and returns the value that must
     /// complete it.
     pub fn accept(&self, client: ClientId, request_id: RequestId) -> PendingRequest {
+        self.accept_of(client, request_id, false)
+    }
+
+    /// Accepts a `KvRequest`, as [`Ledger::accept`]: the same counters, answered as `KvReply`.
+    pub fn accept_kv(&self, client: ClientId, request_id: RequestId) -> PendingRequest {
+        self.accept_of(client, request_id, true)
+    }
+
+    fn accept_of(&self, client: ClientId, request_id: RequestId, kv: bool) -> PendingRequest {
         let mut book = lock(&self.book);
         book.counters.accepted += 1;
         book.counters.in_flight += 1;
@@ -103,6 +135,7 @@ impl Ledger {
             book: Arc::clone(&self.book),
             client,
             request_id,
+            kv,
             completed: false,
         }
     }
@@ -142,6 +175,8 @@ pub struct PendingRequest {
     book: Arc<Mutex<Book>>,
     client: ClientId,
     request_id: RequestId,
+    /// Whether it came as a `KvRequest` (answered `KvReply`).
+    kv: bool,
     completed: bool,
 }
 
@@ -156,19 +191,32 @@ impl PendingRequest {
         self.request_id
     }
 
-    /// The request's one terminal outcome: records it and queues the reply.
-    pub fn complete(mut self, outcome: ReplyOutcome) {
+    /// Whether it came as a `KvRequest`.
+    pub fn is_kv(&self) -> bool {
+        self.kv
+    }
+
+    /// The request's one terminal outcome, an error or a result of its own API (a result of
+    /// the other API is a programmer error): records it and queues the reply.
+    pub fn complete(mut self, outcome: Result<Applied, ClientError>) {
         self.record(outcome);
         self.completed = true;
     }
 
     /// Records a completion but leaves the value pending. Only the planted bug
     /// `Mutation::DoubleComplete` calls this; it is what "complete twice" looks like here.
-    pub(crate) fn record_without_consuming(&mut self, outcome: ReplyOutcome) {
+    pub(crate) fn record_without_consuming(&mut self, outcome: Result<Applied, ClientError>) {
         self.record(outcome);
     }
 
-    fn record(&mut self, outcome: ReplyOutcome) {
+    fn record(&mut self, outcome: Result<Applied, ClientError>) {
+        let outcome = match (self.kv, outcome) {
+            (false, Ok(Applied::Register(result))) => RequestOutcome::Register(Ok(result)),
+            (true, Ok(Applied::Kv(result))) => RequestOutcome::Kv(Ok(result)),
+            (false, Err(error)) => RequestOutcome::Register(Err(error)),
+            (true, Err(error)) => RequestOutcome::Kv(Err(error)),
+            (kv, Ok(result)) => panic!("a request (kv: {kv}) completed with {result:?}"),
+        };
         let completion = Completion {
             client: self.client,
             request_id: self.request_id,
@@ -193,8 +241,8 @@ mod tests {
     use super::*;
     use crate::types::OperationResult;
 
-    fn written() -> ReplyOutcome {
-        Ok(OperationResult::Written { version: 1 })
+    fn written() -> Result<Applied, ClientError> {
+        Ok(Applied::Register(OperationResult::Written { version: 1 }))
     }
 
     #[test]
@@ -226,7 +274,10 @@ mod tests {
         assert_eq!(counters.in_flight, 0);
         assert!(counters.is_balanced());
         let completions = ledger.drain_completions();
-        assert_eq!(completions[0].outcome, Err(ClientError::Timeout));
+        assert_eq!(
+            completions[0].outcome,
+            RequestOutcome::Register(Err(ClientError::Timeout))
+        );
     }
 
     #[test]

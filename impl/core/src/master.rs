@@ -16,16 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidate::{Campaign, PreVoteRound};
 use crate::config::{Config, ConfigError};
-use crate::kv::{KvStore, Snapshot};
-use crate::leader::{Leadership, ProposalOwner};
+use crate::kv::{Applied, KvStore, Snapshot};
+use crate::leader::{Api, Leadership, ProposalOwner};
 use crate::log::Log;
 use crate::message::{Envelope, Message};
 use crate::mutation::Mutation;
 use crate::ready::{DurableState, DurableWrite, Ready, WriteGroup};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
-    Ballot, Command, Entry, MasterError, NodeId, Operation, OperationResult, Peer, ProxyId,
-    RequestId, Role, Slot,
+    Ballot, Entry, MasterError, NodeId, Operation, Peer, ProxyId, RequestId, Role, Slot,
 };
 
 /// An input the master refuses: a host bug (wrong routing), never a protocol event.
@@ -314,6 +313,20 @@ impl Master {
                         operation,
                     } => {
                         self.propose_from_step(proxy, request_id, operation);
+                        Ok(())
+                    }
+                    Message::KvPropose {
+                        request_id,
+                        operation,
+                    } => {
+                        self.record_receive(
+                            from,
+                            &Message::KvPropose {
+                                request_id,
+                                operation: operation.clone(),
+                            },
+                        );
+                        self.handle_kv_propose(proxy, request_id, operation);
                         Ok(())
                     }
                     other => Err(StepError::NotForMaster {
@@ -693,15 +706,27 @@ impl Master {
         self.output.open_group.own_acceptances.push((ballot, slot));
     }
 
-    /// Answers a proxy's proposal.
-    pub(crate) fn reply(
-        &mut self,
-        owner: ProposalOwner,
-        outcome: Result<OperationResult, MasterError>,
-    ) {
-        let message = Message::ProposeReply {
-            request_id: owner.request_id,
-            outcome,
+    /// Answers a proxy's proposal on the message of the API it came through.
+    pub(crate) fn reply(&mut self, owner: ProposalOwner, outcome: Result<Applied, MasterError>) {
+        let request_id = owner.request_id;
+        let message = match (owner.api, outcome) {
+            (Api::Register, Ok(Applied::Register(result))) => Message::ProposeReply {
+                request_id,
+                outcome: Ok(result),
+            },
+            (Api::Kv, Ok(Applied::Kv(result))) => Message::KvProposeReply {
+                request_id,
+                outcome: Ok(result),
+            },
+            (Api::Register, Err(error)) => Message::ProposeReply {
+                request_id,
+                outcome: Err(error),
+            },
+            (Api::Kv, Err(error)) => Message::KvProposeReply {
+                request_id,
+                outcome: Err(error),
+            },
+            (api, Ok(result)) => panic!("a {api:?} proposal answered {result:?}"),
         };
         self.record_send(Peer::Proxy(owner.proxy), &message);
         self.output.replies.push(Envelope {
@@ -745,16 +770,15 @@ impl Master {
 
     /// Commits and applies `slot`, which must be `commit_index + 1` and accepted here; returns
     /// the result of its command (None for `Noop`).
-    pub(crate) fn commit_slot(&mut self, slot: Slot) -> Option<OperationResult> {
+    pub(crate) fn commit_slot(&mut self, slot: Slot) -> Option<Applied> {
         assert_eq!(slot, self.commit_index + 1, "slots commit in order");
         let entry = self
             .log
             .get(slot)
             .expect("a committed slot has an accepted entry");
-        let result = match &entry.command {
-            Command::Operation { operation, .. } => Some(self.store.apply(operation)),
-            Command::Noop => None,
-        };
+        let result = self
+            .store
+            .apply_command(&entry.command, self.config.store_limits());
         self.commit_index = slot;
         self.counters.slots_committed += 1;
         result

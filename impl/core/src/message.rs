@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::kv::Snapshot;
+use crate::kv_types::{KvOperation, KvProposeOutcome, KvReplyOutcome, KvResult};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, Operation, OperationResult, Peer, ProposeOutcome,
     ReplyOutcome, RequestId, Slot,
@@ -155,6 +156,36 @@ pub enum Message {
         /// The result or the error.
         outcome: ReplyOutcome,
     },
+    /// proxy → master: a revisioned operation (§17.7, as `Propose`).
+    KvPropose {
+        /// The proxy's id for this proposal.
+        request_id: RequestId,
+        /// The operation to order (a `Range` is read by ReadIndex).
+        operation: KvOperation,
+    },
+    /// master → proxy (§17.7, as `ProposeReply`).
+    KvProposeReply {
+        /// The proxy's id for the proposal.
+        request_id: RequestId,
+        /// The result once applied (or read), or why not.
+        outcome: KvProposeOutcome,
+    },
+    /// client → proxy: a revisioned request (§17.7).
+    KvRequest {
+        /// The client's id for the request.
+        request_id: RequestId,
+        /// The cluster the client names.
+        cluster: String,
+        /// The operation.
+        operation: KvOperation,
+    },
+    /// proxy → client: exactly one per `KvRequest` (§17.7).
+    KvReply {
+        /// The client's id for the request.
+        request_id: RequestId,
+        /// The result or the error.
+        outcome: KvReplyOutcome,
+    },
 }
 
 impl Message {
@@ -178,6 +209,10 @@ impl Message {
             Message::ProposeReply { .. } => "ProposeReply",
             Message::Request { .. } => "Request",
             Message::Reply { .. } => "Reply",
+            Message::KvPropose { .. } => "KvPropose",
+            Message::KvProposeReply { .. } => "KvProposeReply",
+            Message::KvRequest { .. } => "KvRequest",
+            Message::KvReply { .. } => "KvReply",
         }
     }
 
@@ -200,7 +235,11 @@ impl Message {
             Message::Propose { .. }
             | Message::ProposeReply { .. }
             | Message::Request { .. }
-            | Message::Reply { .. } => None,
+            | Message::Reply { .. }
+            | Message::KvPropose { .. }
+            | Message::KvProposeReply { .. }
+            | Message::KvRequest { .. }
+            | Message::KvReply { .. } => None,
         }
     }
 }
@@ -281,6 +320,11 @@ impl fmt::Display for Command {
                 operation,
             } => write!(formatter, "p{proxy}#{request_id}:{operation}"),
             Command::Noop => write!(formatter, "noop"),
+            Command::Kv {
+                proxy,
+                request_id,
+                operation,
+            } => write!(formatter, "p{proxy}#{request_id}:{operation}"),
         }
     }
 }
@@ -397,6 +441,10 @@ impl fmt::Display for Message {
             | Message::ProposeReply { .. }
             | Message::Request { .. }
             | Message::Reply { .. } => self.fmt_client_message(formatter),
+            Message::KvPropose { .. }
+            | Message::KvProposeReply { .. }
+            | Message::KvRequest { .. }
+            | Message::KvReply { .. } => self.fmt_kv_message(formatter),
         }
     }
 }
@@ -469,6 +517,56 @@ impl Message {
                 Outcome(outcome)
             ),
             _ => unreachable!("only client messages are printed here"),
+        }
+    }
+}
+
+/// Prints `Ok(result)` or `Err(error)` of a revisioned answer.
+struct KvOutcome<'a, E>(&'a Result<KvResult, E>);
+
+impl<E: fmt::Debug> fmt::Display for KvOutcome<'_, E> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Ok(result) => write!(formatter, "Ok({result})"),
+            Err(error) => write!(formatter, "Err({error:?})"),
+        }
+    }
+}
+
+impl Message {
+    /// The printer for the revisioned API's request messages (§17.7).
+    fn fmt_kv_message(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name();
+        match self {
+            Message::KvPropose {
+                request_id,
+                operation,
+            } => write!(formatter, "{name}{{request={request_id} {operation}}}"),
+            Message::KvProposeReply {
+                request_id,
+                outcome,
+            } => write!(
+                formatter,
+                "{name}{{request={request_id} {}}}",
+                KvOutcome(outcome)
+            ),
+            Message::KvRequest {
+                request_id,
+                cluster,
+                operation,
+            } => write!(
+                formatter,
+                "{name}{{request={request_id} cluster={cluster} {operation}}}"
+            ),
+            Message::KvReply {
+                request_id,
+                outcome,
+            } => write!(
+                formatter,
+                "{name}{{request={request_id} {}}}",
+                KvOutcome(outcome)
+            ),
+            _ => unreachable!("only revisioned request messages are printed here"),
         }
     }
 }

@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{validate_cluster_name, Config, ConfigError};
-use crate::ledger::{Ledger, LedgerCounters, PendingRequest};
+use crate::kv::Applied;
+use crate::kv_types::KvOperation;
+use crate::ledger::{Ledger, LedgerCounters, PendingRequest, RequestOutcome};
 use crate::message::Message;
 use crate::mutation::Mutation;
 use crate::trace::{Endpoint, Origin, PostState, Timer, TraceBuffer, TraceEvent, TraceKind};
-use crate::types::{
-    ClientError, ClientId, MasterError, NodeId, Operation, ProposeOutcome, ProxyId, RequestId,
-};
+use crate::types::{ClientError, ClientId, MasterError, NodeId, Operation, ProxyId, RequestId};
 
 /// A message from the proxy to a master of a named cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,12 +69,20 @@ pub enum ProxyStepError {
     },
 }
 
+/// What a forwarded request asks of the masters: a register operation (`Propose`) or a
+/// revisioned one (`KvPropose`).
+#[derive(Clone, Debug)]
+enum ForwardedOperation {
+    Register(Operation),
+    Kv(KvOperation),
+}
+
 /// A request forwarded to a master and not completed.
 #[derive(Debug)]
 struct Forwarded {
     pending: PendingRequest,
     cluster: String,
-    operation: Operation,
+    operation: ForwardedOperation,
     target: NodeId,
     redirects: u64,
     deadline_ticks: u64,
@@ -201,7 +209,54 @@ impl Proxy {
                 operation: operation.clone(),
             },
         });
-        self.admit(client, request_id, cluster, operation);
+        let pending = self.ledger.accept(client, request_id);
+        self.admit(pending, cluster, ForwardedOperation::Register(operation));
+        self.finish_input();
+    }
+
+    /// A client's `KvRequest { request_id, cluster, operation }` (§14–§16, §17.7): as a
+    /// `Request`, and a `Txn` over its bounds is refused `InvalidRequest` once the cluster is
+    /// known (§15.2), never forwarded.
+    pub fn handle_kv_request(
+        &mut self,
+        client: ClientId,
+        request_id: RequestId,
+        cluster: &str,
+        operation: KvOperation,
+    ) {
+        self.trace.record(|| TraceKind::Receive {
+            from: Endpoint::Client(client),
+            message: Message::KvRequest {
+                request_id,
+                cluster: cluster.to_string(),
+                operation: operation.clone(),
+            },
+        });
+        let pending = self.ledger.accept_kv(client, request_id);
+        self.admit(pending, cluster, ForwardedOperation::Kv(operation));
+        self.finish_input();
+    }
+
+    /// A client's `KvRequest` the host refused before the protocol (as [`Proxy::deny_request`]).
+    pub fn deny_kv_request(
+        &mut self,
+        client: ClientId,
+        request_id: RequestId,
+        cluster: &str,
+        operation: KvOperation,
+    ) {
+        self.trace.record(|| TraceKind::Receive {
+            from: Endpoint::Client(client),
+            message: Message::KvRequest {
+                request_id,
+                cluster: cluster.to_string(),
+                operation,
+            },
+        });
+        let pending = self.ledger.accept_kv(client, request_id);
+        self.trace
+            .record(|| TraceKind::RequestAccepted { client, request_id });
+        pending.complete(Err(ClientError::PermissionDenied));
         self.finish_input();
     }
 
@@ -230,14 +285,10 @@ impl Proxy {
         self.finish_input();
     }
 
-    fn admit(
-        &mut self,
-        client: ClientId,
-        request_id: RequestId,
-        cluster: &str,
-        operation: Operation,
-    ) {
-        let pending = self.ledger.accept(client, request_id);
+    /// Accepts `pending` into the ledger's books (done by the caller) and completes it at once
+    /// (`UnknownCluster`, `InvalidRequest`, `Overloaded`) or forwards it.
+    fn admit(&mut self, pending: PendingRequest, cluster: &str, operation: ForwardedOperation) {
+        let (client, request_id) = (pending.client(), pending.request_id());
         self.trace
             .record(|| TraceKind::RequestAccepted { client, request_id });
         if !self.clusters.contains_key(cluster) {
@@ -249,6 +300,12 @@ impl Proxy {
             }
             pending.complete(Err(ClientError::UnknownCluster));
             return;
+        }
+        if let ForwardedOperation::Kv(operation) = &operation {
+            if let Err(error) = self.config.check_kv_request(operation) {
+                pending.complete(Err(error));
+                return;
+            }
         }
         if self.ledger.is_full_besides(1) {
             self.refused_in_flight_max += 1;
@@ -292,13 +349,20 @@ impl Proxy {
 
     fn send_propose(&mut self, forward_id: RequestId) {
         let forwarded = &self.forwarded[&forward_id];
+        let message = match &forwarded.operation {
+            ForwardedOperation::Register(operation) => Message::Propose {
+                request_id: forward_id,
+                operation: operation.clone(),
+            },
+            ForwardedOperation::Kv(operation) => Message::KvPropose {
+                request_id: forward_id,
+                operation: operation.clone(),
+            },
+        };
         let envelope = ProxyEnvelope {
             cluster: forwarded.cluster.clone(),
             to: forwarded.target,
-            message: Message::Propose {
-                request_id: forward_id,
-                operation: forwarded.operation.clone(),
-            },
+            message,
         };
         self.trace.record(|| TraceKind::Send {
             to: Endpoint::Master {
@@ -322,40 +386,50 @@ impl Proxy {
                 cluster: cluster.to_string(),
             });
         }
-        let Message::ProposeReply {
-            request_id,
-            outcome,
-        } = message
-        else {
-            return Err(ProxyStepError::NotForProxy {
-                message: message.name(),
-            });
+        let (request_id, outcome) = match &message {
+            Message::ProposeReply {
+                request_id,
+                outcome,
+            } => (*request_id, outcome.clone().map(Applied::Register)),
+            Message::KvProposeReply {
+                request_id,
+                outcome,
+            } => (*request_id, outcome.clone().map(Applied::Kv)),
+            other => {
+                return Err(ProxyStepError::NotForProxy {
+                    message: other.name(),
+                })
+            }
         };
+        let kv = matches!(message, Message::KvProposeReply { .. });
         self.trace.record(|| TraceKind::Receive {
             from: Endpoint::Master {
                 node: from,
                 cluster: Some(cluster.to_string()),
             },
-            message: Message::ProposeReply {
-                request_id,
-                outcome: outcome.clone(),
-            },
+            message,
         });
-        self.handle_propose_reply(cluster, from, request_id, outcome);
+        self.handle_propose_reply(cluster, from, request_id, kv, outcome);
         self.finish_input();
         Ok(())
     }
 
-    /// `ProposeReply { request_id, outcome }` (§9.4.5–6): complete, or follow a redirect; a
-    /// reply for a completed request is a late reply, ignored.
+    /// `ProposeReply` or `KvProposeReply { request_id, outcome }` (§9.4.5–6): complete, or
+    /// follow a redirect; a reply for a completed request (or of the other API, which no
+    /// correct master sends) is a late reply, ignored.
     fn handle_propose_reply(
         &mut self,
         cluster: &str,
         from: NodeId,
         request_id: RequestId,
-        outcome: ProposeOutcome,
+        kv: bool,
+        outcome: Result<Applied, MasterError>,
     ) {
-        let Some(forwarded) = self.forwarded.remove(&request_id) else {
+        let matching = self
+            .forwarded
+            .get(&request_id)
+            .is_some_and(|forwarded| forwarded.pending.is_kv() == kv);
+        let Some(forwarded) = self.forwarded.remove(&request_id).filter(|_| matching) else {
             self.ledger.record_late_reply();
             self.trace.record(|| TraceKind::LateReply { request_id });
             return;
@@ -581,15 +655,31 @@ impl Proxy {
     /// invariants are asserted.
     fn finish_input(&mut self) {
         for completion in self.ledger.drain_completions() {
-            let message = Message::Reply {
-                request_id: completion.request_id,
-                outcome: completion.outcome.clone(),
+            let (client, request_id) = (completion.client, completion.request_id);
+            let message = match completion.outcome {
+                RequestOutcome::Register(outcome) => {
+                    self.trace.record(|| TraceKind::RequestCompleted {
+                        client,
+                        request_id,
+                        outcome: outcome.clone(),
+                    });
+                    Message::Reply {
+                        request_id,
+                        outcome,
+                    }
+                }
+                RequestOutcome::Kv(outcome) => {
+                    self.trace.record(|| TraceKind::KvRequestCompleted {
+                        client,
+                        request_id,
+                        outcome: outcome.clone(),
+                    });
+                    Message::KvReply {
+                        request_id,
+                        outcome,
+                    }
+                }
             };
-            self.trace.record(|| TraceKind::RequestCompleted {
-                client: completion.client,
-                request_id: completion.request_id,
-                outcome: completion.outcome.clone(),
-            });
             self.trace.record(|| TraceKind::Send {
                 to: Endpoint::Client(completion.client),
                 message: message.clone(),
@@ -611,7 +701,7 @@ impl Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::OperationResult;
+    use crate::types::{OperationResult, ProposeOutcome};
 
     fn proxy(config: Config) -> Proxy {
         let clusters = BTreeMap::from([("local".to_string(), vec![0, 1, 2])]);

@@ -13,17 +13,18 @@
 //! Reads that arrive while a round is in flight wait for the next one, which starts as soon as
 //! that round is confirmed or the heartbeat timer fires: one round serves a batch.
 
+use crate::kv::ReadOperation;
 use crate::leader::ProposalOwner;
 use crate::master::{Master, RoleState};
 use crate::message::Message;
 use crate::mutation::Mutation;
-use crate::types::{HeartbeatSequence, MasterError, NodeId, Operation, Slot};
+use crate::types::{HeartbeatSequence, MasterError, NodeId, Slot};
 
-/// A `Get` the leader serves by confirming its leadership instead of through the log (§9.2).
+/// A `Get` or `Range` the leader serves by confirming its leadership instead of through the log (§9.2).
 #[derive(Debug)]
 pub(crate) struct PendingRead {
     pub(crate) owner: ProposalOwner,
-    pub(crate) operation: Operation,
+    pub(crate) operation: ReadOperation,
     /// The commit index when it arrived: it is answered from a state at least this new.
     pub(crate) read_index: Slot,
     /// The read round that confirms it: the first started after it arrived.
@@ -48,7 +49,7 @@ impl Master {
     /// §9.2 `ReadIndex`: the `Get` waits for the first read round started after now; one starts
     /// at once unless a round is in flight for earlier reads, and every read arriving meanwhile
     /// shares the next one. At most `reads_waiting_max` reads wait; one more is `Overloaded`.
-    pub(crate) fn register_read(&mut self, owner: ProposalOwner, operation: Operation) {
+    pub(crate) fn register_read(&mut self, owner: ProposalOwner, operation: ReadOperation) {
         let read_index = self.commit_index;
         let reads_waiting_max = self.config.reads_waiting_max;
         let RoleState::Leader(leadership) = &mut self.role else {
@@ -138,6 +139,7 @@ impl Master {
     pub(crate) fn confirm_reads(&mut self) {
         let quorum = self.quorum();
         let commit_index = self.commit_index;
+        let limits = self.config.store_limits();
         let RoleState::Leader(leadership) = &mut self.role else {
             return;
         };
@@ -161,7 +163,7 @@ impl Master {
                 read.read_index <= commit_index,
                 "a read is answered from a state at least as new as its read index"
             );
-            let result = self.store.read(&read.operation);
+            let result = self.store.answer_read(&read.operation, limits);
             self.reply(read.owner, Ok(result));
         }
         if self.reads_waiting() {

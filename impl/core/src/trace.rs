@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv_types::KvReplyOutcome;
 use crate::ledger::LedgerCounters;
 use crate::message::{Message, Outcome};
 use crate::types::{Ballot, ClientId, NodeId, ProxyId, ReplyOutcome, RequestId, Role, Slot};
@@ -152,6 +153,15 @@ pub enum TraceKind {
         /// The reply sent.
         outcome: ReplyOutcome,
     },
+    /// `RequestCompleted` of a `KvRequest`: its one terminal outcome (§17.7).
+    KvRequestCompleted {
+        /// The client connection.
+        client: ClientId,
+        /// The client's request id.
+        request_id: RequestId,
+        /// The reply sent.
+        outcome: KvReplyOutcome,
+    },
     /// `ForwardLost`: the host could not hand the `Propose` of forwarding id `request_id` to a
     /// connection; the proxy redirects it or gives up with `NoLeader` (§9.4.6).
     ForwardLost {
@@ -231,6 +241,20 @@ impl fmt::Display for TraceKind {
                 Outcome(outcome)
             ),
             TraceKind::LateReply { request_id } => write!(formatter, "LateReply #{request_id}"),
+            TraceKind::KvRequestCompleted {
+                client,
+                request_id,
+                outcome,
+            } => match outcome {
+                Ok(result) => write!(
+                    formatter,
+                    "RequestCompleted c{client}#{request_id} Ok({result})"
+                ),
+                Err(error) => write!(
+                    formatter,
+                    "RequestCompleted c{client}#{request_id} Err({error:?})"
+                ),
+            },
         }
     }
 }

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv_types::KvOperation;
+
 /// A master of the static configuration, `0..masters` (`protocol.md` §1).
 pub type NodeId = u64;
 
@@ -133,6 +135,15 @@ pub enum Command {
     },
     /// Fills a slot that phase 1 found empty (§3.4).
     Noop,
+    /// A revisioned operation (§14–§16), tagged like `Operation`.
+    Kv {
+        /// The proxy that proposed it.
+        proxy: ProxyId,
+        /// The proxy's id for this proposal.
+        request_id: RequestId,
+        /// The operation to apply.
+        operation: KvOperation,
+    },
 }
 
 /// What a master has accepted in a slot: `(slot, ballot, command)` (`protocol.md` §1).
@@ -185,6 +196,10 @@ pub enum ClientError {
     /// the protocol; `docs/security.md`): nothing was forwarded.
     #[error("permission denied")]
     PermissionDenied,
+    /// A revisioned request over its bounds or malformed (§15.2): refused by the proxy,
+    /// never forwarded.
+    #[error("invalid request")]
+    InvalidRequest,
 }
 
 /// A master's answer to a `Propose`.

@@ -20,12 +20,24 @@
 //! - `stall-disk 0` / `release-disk 0`: the master's durable writes wait (a slow fsync): each
 //!   `Ready`'s messages and replies leave at once, its write and its `advance` wait for
 //!   `release-disk`, which persists and advances them in order and sends what that released
-//! - `status`, `kv 0`, `log 0`
+//! - revisioned requests (`docs/protocol.md` §14–§16), each a `KvRequest` with the options
+//!   `[cluster=local] [client=1]`: `kv-put key=k value=v [prev-kv]`,
+//!   `kv-delete key=k [end=e] [from] [prev-kv]`,
+//!   `range key=k [end=e] [from] [limit=n] [revision=n] [keys-only] [count-only]` (`end=e`:
+//!   `[k, e)`; `from`: every key from `k`), `compact revision=n`, and
+//!   `txn [compare=(k.version.eq.1, ...)] [success=(put.k.v, delete.k, range.k[.e], ...)]
+//!   [failure=(...)]` (compare targets `version`, `create`, `mod`, `value`; operators `eq`,
+//!   `ne`, `lt`, `gt`)
+//! - `status`, `kv 0`, `kvstore 0` (the revisioned view), `log 0`
 
 mod harness;
 
 use datadriven::TestCase;
 use harness::{Address, Cluster, Filter, CLUSTER};
+use vigil_core::kv_types::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KvOperation, PutRequest,
+    RangeEnd, RangeRequest, TxnOperation, TxnRequest,
+};
 use vigil_core::{Config, Message, Operation};
 
 struct Script {
@@ -77,7 +89,7 @@ fn filter(case: &mut TestCase) -> Filter {
 
 fn config(case: &mut TestCase) -> Config {
     let mut config = Config::default();
-    let fields: [(&str, &mut u64); 10] = [
+    let fields: [(&str, &mut u64); 12] = [
         ("heartbeat", &mut config.heartbeat_interval_ticks),
         ("eviction", &mut config.eviction_threshold),
         ("election", &mut config.election_timeout_ticks),
@@ -88,6 +100,8 @@ fn config(case: &mut TestCase) -> Config {
         ("in-flight", &mut config.in_flight_max),
         ("redirects", &mut config.redirects_max),
         ("timeout", &mut config.request_timeout_ticks),
+        ("range-limit", &mut config.range_limit_max),
+        ("txn-operations", &mut config.txn_operations_max),
     ];
     for (name, field) in fields {
         if let Some(parsed) = value(case, name) {
@@ -114,6 +128,102 @@ fn operation(case: &mut TestCase) -> Operation {
         },
         "delete" => Operation::Delete { key },
         other => panic!("unknown op {other}"),
+    }
+}
+
+/// The key range of `key=k [end=e] [from]`.
+fn key_range(case: &mut TestCase) -> KeyRange {
+    let key = value::<String>(case, "key").expect("key=").into_bytes();
+    let end = match value::<String>(case, "end") {
+        Some(end) => RangeEnd::Before(end.into_bytes()),
+        None if flag(case, "from") => RangeEnd::Unbounded,
+        None => RangeEnd::Key,
+    };
+    KeyRange { key, end }
+}
+
+/// A revisioned request from the directive and its arguments.
+fn kv_operation(directive: &str, case: &mut TestCase) -> KvOperation {
+    match directive {
+        "kv-put" => KvOperation::Put(PutRequest {
+            key: value::<String>(case, "key").expect("key=").into_bytes(),
+            value: value::<String>(case, "value").expect("value=").into_bytes(),
+            prev_kv: flag(case, "prev-kv"),
+        }),
+        "kv-delete" => KvOperation::DeleteRange(DeleteRangeRequest {
+            range: key_range(case),
+            prev_kv: flag(case, "prev-kv"),
+        }),
+        "range" => KvOperation::Range(RangeRequest {
+            range: key_range(case),
+            limit: value(case, "limit").unwrap_or(0),
+            revision: value(case, "revision").unwrap_or(0),
+            keys_only: flag(case, "keys-only"),
+            count_only: flag(case, "count-only"),
+        }),
+        "compact" => KvOperation::Compact {
+            revision: value(case, "revision").expect("revision="),
+        },
+        _ => {
+            let mut list = |name: &str| case.args.remove(name).unwrap_or_default();
+            let (compare, success, failure) = (list("compare"), list("success"), list("failure"));
+            KvOperation::Txn(TxnRequest {
+                compare: compare.iter().map(|text| txn_compare(text)).collect(),
+                success: success.iter().map(|text| txn_operation(text)).collect(),
+                failure: failure.iter().map(|text| txn_operation(text)).collect(),
+            })
+        }
+    }
+}
+
+/// `k.target.operator.operand`, e.g. `a.version.eq.1`.
+fn txn_compare(text: &str) -> Compare {
+    let parts: Vec<&str> = text.split('.').collect();
+    let [key, target, operator, operand] = parts[..] else {
+        panic!("a compare is key.target.operator.operand, not {text}");
+    };
+    let number = || operand.parse().expect("a numeric operand");
+    let target = match target {
+        "version" => CompareTarget::Version(number()),
+        "create" => CompareTarget::CreateRevision(number()),
+        "mod" => CompareTarget::ModRevision(number()),
+        "value" => CompareTarget::Value(operand.as_bytes().to_vec()),
+        other => panic!("unknown compare target {other}"),
+    };
+    let result = match operator {
+        "eq" => CompareResult::Equal,
+        "ne" => CompareResult::NotEqual,
+        "lt" => CompareResult::Less,
+        "gt" => CompareResult::Greater,
+        other => panic!("unknown compare operator {other}"),
+    };
+    Compare {
+        key: key.as_bytes().to_vec(),
+        target,
+        result,
+    }
+}
+
+/// `put.k.v`, `delete.k` or `range.k[.e]`.
+fn txn_operation(text: &str) -> TxnOperation {
+    let parts: Vec<&str> = text.split('.').collect();
+    let bytes = |part: &str| part.as_bytes().to_vec();
+    match parts[..] {
+        ["put", key, value] => TxnOperation::Put(PutRequest {
+            key: bytes(key),
+            value: bytes(value),
+            prev_kv: false,
+        }),
+        ["delete", key] => TxnOperation::DeleteRange(DeleteRangeRequest {
+            range: KeyRange::single(key.as_bytes()),
+            prev_kv: false,
+        }),
+        ["range", key] => TxnOperation::Range(RangeRequest::of(KeyRange::single(key.as_bytes()))),
+        ["range", key, end] => TxnOperation::Range(RangeRequest::of(KeyRange {
+            key: bytes(key),
+            end: RangeEnd::Before(bytes(end)),
+        })),
+        _ => panic!("unknown txn operation {text}"),
     }
 }
 
@@ -164,6 +274,21 @@ impl Script {
             "isolate" | "heal" | "pause" | "resume" | "crash" | "restart" | "stall-disk"
             | "release-disk" => self.fault(&directive, case),
             "request" => self.request(case),
+            "kv-put" | "kv-delete" | "range" | "compact" | "txn" => {
+                let cluster_name = value::<String>(case, "cluster").unwrap_or(CLUSTER.to_string());
+                let client = value(case, "client").unwrap_or(1);
+                let operation = kv_operation(&directive, case);
+                self.next_request_id += 1;
+                let request_id = self.next_request_id;
+                let cluster = self.cluster();
+                cluster.kv_request(client, request_id, &cluster_name, operation);
+                cluster.take_output()
+            }
+            "kvstore" => {
+                let node = nodes(case)[0];
+                let master = self.cluster().master(node).expect("master up");
+                format!("{}\n", master.store().revisioned())
+            }
             "status" => self.cluster().status(),
             "kv" => {
                 let node = nodes(case)[0];

@@ -1,8 +1,9 @@
 //! Property test: random schedules (ticks, deliveries in any order, drops, crashes and restarts,
 //! pauses, slow disks whose unsynced writes a crash loses, client requests with right and wrong
-//! cluster names) never violate agreement
+//! cluster names, revisioned requests: ranges, two-key transactions with compares, deletes and
+//! compactions) never violate agreement
 //! (`protocol.md` §13: at most one command chosen per slot; masters that applied the same prefix
-//! hold the same state) nor the ledger (`ledger_balance`, `in_flight_bounded`,
+//! hold the same state, revision, compaction point and history, §14.1) nor the ledger (`ledger_balance`, `in_flight_bounded`,
 //! `complete_at_most_once`), and once faults stop every accepted request completes
 //! (`quiescent_requests_complete`).
 
@@ -12,6 +13,10 @@ use std::collections::BTreeMap;
 
 use harness::{Cluster, Filter, Host, CLUSTER};
 use proptest::prelude::*;
+use vigil_core::kv_types::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KvOperation, PutRequest,
+    RangeRequest, TxnOperation, TxnRequest,
+};
 use vigil_core::{Config, Message, Operation, OperationResult};
 
 #[derive(Clone, Debug)]
@@ -33,6 +38,11 @@ enum Action {
         key: u8,
         wrong_cluster: bool,
     },
+    /// A revisioned request (§14–§16): which kind, on which key.
+    KvRequest {
+        kind: u8,
+        key: u8,
+    },
 }
 
 fn action(masters: u64) -> impl Strategy<Value = Action> {
@@ -50,6 +60,7 @@ fn action(masters: u64) -> impl Strategy<Value = Action> {
         2 => (0..masters).prop_map(Action::ReleaseDisk),
         5 => (0u8..3, proptest::bool::weighted(0.2))
             .prop_map(|(key, wrong_cluster)| Action::Request { key, wrong_cluster }),
+        3 => (0u8..4, 0u8..3).prop_map(|(kind, key)| Action::KvRequest { kind, key }),
     ]
 }
 
@@ -73,7 +84,7 @@ fn check_state_machines(cluster: &Cluster, seen: &mut BTreeMap<u64, String>) -> 
         let Some(master) = cluster.master(node) else {
             continue;
         };
-        let state = master.store().to_string();
+        let state = format!("{} {}", master.store(), master.store().revisioned());
         match seen.get(&master.commit_index()) {
             Some(previous) if *previous != state => {
                 return Err(format!(
@@ -135,8 +146,60 @@ fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) -> Option
             cluster.request(1, *request_id, cluster_name, operation);
             return Some((*request_id, vec![b'a' + key]));
         }
+        Action::KvRequest { kind, key } => {
+            *request_id += 1;
+            let operation = kv_operation(kind, key, *request_id);
+            cluster.kv_request(1, *request_id, CLUSTER, operation);
+        }
     }
     None
+}
+
+/// A range over every key, a two-key move (`key` to the next key, if `key` holds a value and
+/// the next key is absent; otherwise the failure branch reads both), a delete, or a compaction
+/// to a revision that may be compacted, current or in the future.
+fn kv_operation(kind: u8, key: u8, request_id: u64) -> KvOperation {
+    let from = vec![b'a' + key];
+    let to = vec![b'a' + (key + 1) % 3];
+    match kind {
+        0 => KvOperation::Range(RangeRequest {
+            limit: u64::from(key),
+            ..RangeRequest::of(KeyRange::prefix(b""))
+        }),
+        1 => KvOperation::Txn(TxnRequest {
+            compare: vec![
+                Compare {
+                    key: from.clone(),
+                    target: CompareTarget::Version(0),
+                    result: CompareResult::Greater,
+                },
+                Compare {
+                    key: to.clone(),
+                    target: CompareTarget::Version(0),
+                    result: CompareResult::Equal,
+                },
+            ],
+            success: vec![
+                TxnOperation::DeleteRange(DeleteRangeRequest {
+                    range: KeyRange::single(&from),
+                    prev_kv: true,
+                }),
+                TxnOperation::Put(PutRequest {
+                    key: to,
+                    value: request_id.to_string().into_bytes(),
+                    prev_kv: false,
+                }),
+            ],
+            failure: vec![TxnOperation::Range(RangeRequest::of(KeyRange::prefix(b"")))],
+        }),
+        2 => KvOperation::DeleteRange(DeleteRangeRequest {
+            range: KeyRange::single(&from),
+            prev_kv: true,
+        }),
+        _ => KvOperation::Compact {
+            revision: request_id / 2 + u64::from(key),
+        },
+    }
 }
 
 fn check_ledger(cluster: &Cluster) -> Result<(), String> {
@@ -201,7 +264,7 @@ fn run(masters: u64, actions: &[Action]) -> Result<(), String> {
     }
     let mut replied: BTreeMap<u64, u64> = BTreeMap::new();
     for (_, message) in &cluster.client_replies {
-        if let Message::Reply { request_id, .. } = message {
+        if let Message::Reply { request_id, .. } | Message::KvReply { request_id, .. } = message {
             *replied.entry(*request_id).or_default() += 1;
         }
     }

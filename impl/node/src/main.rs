@@ -408,6 +408,9 @@ fn describe_error(cluster: &str, error: &vigil_core::ClientError) -> String {
             "permission denied: the client token for cluster {cluster:?} is missing or wrong \
              (--token-file or VIGIL_CLIENT_TOKEN)"
         ),
+        ClientError::InvalidRequest => {
+            "invalid request: a transaction over its bounds or putting one key twice".into()
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use vigil_core::kv_types::KvOperation;
 use vigil_core::{
     ClientId, Config, DurableState, Master, Message, NodeId, Operation, Peer, Proxy, Ready,
     TraceKind,
@@ -516,6 +517,19 @@ impl Cluster {
     ) {
         self.proxy
             .handle_request(client, request_id, cluster, operation);
+        self.drain_proxy();
+    }
+
+    /// A client's revisioned request to the proxy.
+    pub fn kv_request(
+        &mut self,
+        client: ClientId,
+        request_id: u64,
+        cluster: &str,
+        operation: KvOperation,
+    ) {
+        self.proxy
+            .handle_kv_request(client, request_id, cluster, operation);
         self.drain_proxy();
     }
 
