@@ -87,6 +87,8 @@ pub struct CheckReport {
     pub required_witnesses: Vec<&'static str>,
     /// Counterexamples, one per violated property.
     pub counterexamples: Vec<Counterexample>,
+    /// The length of the path to each witness reached (shortest with BFS).
+    pub witness_path_lengths: BTreeMap<&'static str, usize>,
     /// States generated, with repeats.
     pub states: usize,
     /// Unique states.
@@ -281,6 +283,7 @@ fn judge(
 ) -> CheckReport {
     let mut verdicts = Vec::new();
     let mut counterexamples = Vec::new();
+    let mut witness_path_lengths = BTreeMap::new();
     for name in properties::safety_names() {
         match finished.paths.get(name) {
             Some(actions) => {
@@ -300,6 +303,9 @@ fn judge(
             .paths
             .get(name)
             .is_some_and(|actions| replay_satisfies(config, actions, name));
+        if found {
+            witness_path_lengths.insert(name, finished.paths[name].len());
+        }
         verdicts.push((
             name,
             if found {
@@ -316,6 +322,7 @@ fn judge(
         properties: verdicts,
         required_witnesses: preset.witnesses.clone(),
         counterexamples,
+        witness_path_lengths,
         states: finished.states,
         unique_states: finished.unique_states,
         depth: finished.depth,

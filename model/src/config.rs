@@ -336,6 +336,10 @@ pub struct Config {
     /// single-threaded DFS would ignore it.) Not part of the model; never serialized.
     #[serde(skip)]
     pub search_deadline: Option<std::time::Instant>,
+    /// When set, collects the abstract state of every state the search reaches, for a design
+    /// review (`crate::review`). Not part of the model; never serialized.
+    #[serde(skip)]
+    pub observer: Option<crate::review::Observer>,
 }
 
 impl Config {

@@ -27,6 +27,7 @@ pub mod presets;
 pub mod properties;
 pub mod proxy;
 pub mod read;
+pub mod review;
 pub mod revision_properties;
 pub mod state;
 pub mod step;

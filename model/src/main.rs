@@ -2,7 +2,10 @@
 //!
 //! `check` exits 0 when every safety property holds and every required witness was reached
 //! (and an exhaustive preset was searched completely), 1 on a violation or an incomplete or
-//! vacuous run, 2 on bad arguments.
+//! vacuous run, 2 on bad arguments. `review` exits 0 when head regressed in nothing against
+//! base, 1 when it did, 2 when it could not run.
+
+mod versions;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +13,7 @@ use stateright::Model;
 use std::process::ExitCode;
 use vigil_model::check::{self, CheckOptions};
 use vigil_model::presets::{self, Strategy};
+use vigil_model::review::{self, Review};
 use vigil_model::Bug;
 
 #[derive(Parser)]
@@ -52,6 +56,52 @@ enum Command {
         /// walking until the time limit).
         #[arg(long)]
         until_witnessed: bool,
+    },
+    /// Review a protocol change: summarise base and head (every preset of the list, with the
+    /// abstract states it reaches, and every seeded bug), compare, print the review.
+    Review {
+        /// The base version: any git revision.
+        #[arg(long)]
+        base: String,
+        /// The head version: a git revision (default: the working tree, this binary).
+        #[arg(long)]
+        head: Option<String>,
+        /// The presets to compare (ci or one preset).
+        #[arg(long, default_value = "ci")]
+        preset: String,
+        /// Example paths per preset and direction to states only one side reaches.
+        #[arg(long, default_value_t = 1)]
+        paths: usize,
+        /// Print the review as JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+        /// Where versions are built and summaries cached (default: target/review).
+        #[arg(long)]
+        work_dir: Option<std::path::PathBuf>,
+    },
+    /// Write this version's summary as JSON (what `review` compares).
+    Summary {
+        /// The presets (ci or one preset).
+        #[arg(long, default_value = "ci")]
+        preset: String,
+        /// The file to write.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Write shortest paths in one preset to states whose abstract states a JSON file lists.
+    Paths {
+        /// One preset.
+        #[arg(long)]
+        preset: String,
+        /// A JSON array of abstract states.
+        #[arg(long)]
+        targets: std::path::PathBuf,
+        /// Paths at most.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// The file to write (a JSON array of paths, each an array of steps).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
     /// List the seeded bugs: name, then what it does.
     Bugs,
@@ -114,35 +164,108 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let suite = check::run_named(&preset, &options)?;
             println!("{suite}");
-            Ok(if suite.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(exit(suite.passed()))
+        }
+        Command::Review {
+            base,
+            head,
+            preset,
+            paths,
+            json,
+            work_dir,
+        } => review(&base, head.as_deref(), &preset, paths, json, work_dir),
+        Command::Summary { preset, out } => {
+            let presets =
+                presets::named(&preset).with_context(|| format!("unknown preset `{preset}`"))?;
+            let summary = review::summarize(&presets, &Bug::ALL, &CheckOptions::default());
+            std::fs::write(&out, serde_json::to_string(&summary)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Paths {
+            preset,
+            targets,
+            count,
+            out,
+        } => {
+            let targets = serde_json::from_str(&std::fs::read_to_string(&targets)?)?;
+            let found = versions::paths(
+                &versions::Version::WorkingTree,
+                &preset,
+                &targets,
+                count,
+                std::path::Path::new("."),
+            )?;
+            std::fs::write(&out, serde_json::to_string(&found)?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bugs => {
-            for bug in Bug::ALL {
-                println!(
-                    "{:<20} {} (shows as `{}`)",
-                    bug.name(),
-                    bug.description(),
-                    bug.expected_violation()
-                );
-            }
+            list_bugs();
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explore { preset, bugs, bind } => {
-            let mut presets =
-                presets::named(&preset).with_context(|| format!("unknown preset `{preset}`"))?;
-            anyhow::ensure!(
-                presets.len() == 1,
-                "explore takes a single preset, `{preset}` is a list"
-            );
-            let mut config = presets.remove(0).config;
-            config.bugs.extend(bugs);
-            println!("serving the Explorer for {preset} on http://{bind}");
-            let _checker = config.checker().serve(bind.as_str());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Explore { preset, bugs, bind } => explore(&preset, bugs, &bind),
     }
+}
+
+fn exit(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn review(
+    base: &str,
+    head: Option<&str>,
+    preset: &str,
+    paths: usize,
+    json: bool,
+    work_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let work = match work_dir {
+        Some(directory) => directory,
+        None => versions::default_work_directory()?,
+    };
+    std::fs::create_dir_all(&work)?;
+    let base = versions::prepare(Some(base), &work)?;
+    let head = versions::prepare(head, &work)?;
+    let base_summary = versions::summary(&base, preset, &work)?;
+    let head_summary = versions::summary(&head, preset, &work)?;
+    let mut review = Review::new(&base.label(), &base_summary, &head.label(), &head_summary);
+    for (name, new, gone) in review.path_targets(paths) {
+        let new_paths = versions::paths(&head, &name, &new, paths, &work)?;
+        let gone_paths = versions::paths(&base, &name, &gone, paths, &work)?;
+        review.add_paths(&name, new_paths, gone_paths);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&review)?);
+    } else {
+        println!("{review}");
+    }
+    Ok(exit(!review.failed()))
+}
+
+fn list_bugs() {
+    for bug in Bug::ALL {
+        println!(
+            "{:<20} {} (shows as `{}`)",
+            bug.name(),
+            bug.description(),
+            bug.expected_violation()
+        );
+    }
+}
+
+fn explore(preset: &str, bugs: Vec<Bug>, bind: &str) -> anyhow::Result<ExitCode> {
+    let mut presets =
+        presets::named(preset).with_context(|| format!("unknown preset `{preset}`"))?;
+    anyhow::ensure!(
+        presets.len() == 1,
+        "explore takes a single preset, `{preset}` is a list"
+    );
+    let mut config = presets.remove(0).config;
+    config.bugs.extend(bugs);
+    println!("serving the Explorer for {preset} on http://{bind}");
+    let _checker = config.checker().serve(bind);
+    Ok(ExitCode::SUCCESS)
 }

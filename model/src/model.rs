@@ -697,7 +697,12 @@ impl Model for Config {
         {
             return false;
         }
-        self.messages_in_flight_max
-            .is_none_or(|max| state.messages_in_flight() <= max)
+        let within = self
+            .messages_in_flight_max
+            .is_none_or(|max| state.messages_in_flight() <= max);
+        if let (true, Some(observer)) = (within, &self.observer) {
+            observer.observe(self, state);
+        }
+        within
     }
 }

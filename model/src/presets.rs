@@ -106,6 +106,7 @@ pub(crate) fn base(clients: Vec<ClientScript>) -> Config {
         watches_per_client_max: 1,
         watch_events_buffered_max: 2,
         search_deadline: None,
+        observer: None,
     }
 }
 

@@ -26,12 +26,32 @@ pub fn all() -> Vec<Property<Config>> {
 /// checker pays a lookup per property per state. (Reports still list them all: held, not
 /// discovered.)
 pub fn for_config(config: &Config) -> Vec<Property<Config>> {
-    if config.kv_clients.is_empty() {
+    let mut properties = if config.kv_clients.is_empty() {
         protocol()
     } else {
         all()
+    };
+    if config
+        .observer
+        .as_ref()
+        .is_some_and(|observer| observer.has_targets())
+    {
+        properties.push(Property::sometimes(
+            REVIEW_TARGET_REACHED,
+            |config: &Config, state: &State| {
+                config
+                    .observer
+                    .as_ref()
+                    .is_some_and(|observer| observer.is_target(config, state))
+            },
+        ));
     }
+    properties
 }
+
+/// The witness a design review's search for example paths looks for: a state whose abstract
+/// state is one of the observer's targets (`crate::review`). Only with such an observer.
+pub const REVIEW_TARGET_REACHED: &str = "review_target_reached";
 
 /// The protocol's properties (§13), safety first.
 fn protocol() -> Vec<Property<Config>> {
