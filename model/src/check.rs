@@ -87,7 +87,8 @@ pub struct CheckReport {
     pub required_witnesses: Vec<&'static str>,
     /// Counterexamples, one per violated property.
     pub counterexamples: Vec<Counterexample>,
-    /// The length of the path to each witness reached (shortest with BFS).
+    /// The length of the path the search found to each witness reached (the shortest with
+    /// BFS; with DFS whichever path it took first).
     pub witness_path_lengths: BTreeMap<&'static str, usize>,
     /// States generated, with repeats.
     pub states: usize,

@@ -91,7 +91,7 @@ fn preset_details(preset: &PresetReview, formatter: &mut fmt::Formatter<'_>) -> 
         };
         writeln!(
             formatter,
-            "- witness `{witness}`: {} → {}",
+            "- witness `{witness}`: {} → {} (the path the preset's search found: with DFS not the shortest)",
             length(base),
             length(head)
         )?;
