@@ -60,6 +60,7 @@ async fn measure(options: &BenchOptions) -> Result<(Table, Vec<String>), BenchEr
     let mut cluster = VigilCluster::start(&options.vigil, directory.path(), MASTERS).await?;
     let proxy_pid = cluster.proxy_pid()?;
     let spec = LoadSpec {
+        arrival: load::Arrival::ClosedLoop,
         kind: OperationKind::Put,
         warmup: options.warmup,
         duration: options.flood_duration,

@@ -1,11 +1,18 @@
-//! The closed-loop load generator: N clients, each with its own connection, each sending one
-//! operation and waiting for its answer before the next, for a warm-up and then a fixed
-//! measured duration. The same generator drives vigil (through its proxy) and etcd (through
-//! `etcd-client`), so the two are measured by the same code with the same sizes.
+//! The load generator: N clients, each with its own connection and one operation outstanding
+//! at a time, for a warm-up and then a fixed measured duration. The same generator drives
+//! vigil (through its proxy) and etcd (through `etcd-client`), so the two are measured by the
+//! same code with the same sizes.
+//!
+//! Two arrival modes ([`Arrival`]). Closed loop: a client sends its next operation when the
+//! previous one is answered, so a stall slows the senders and hides itself (coordinated
+//! omission). Open loop: operations are due at a fixed total rate, spread evenly over the
+//! clients; a client sends each at its due time, or at once if it is still waiting for the
+//! previous answer, and latency counts from the due time, so a stall shows in every operation
+//! it delayed (the correction of wrk2 and HdrHistogram).
 //!
 //! Keys are 8 bytes (a big-endian index into a key space), values 256 bytes. Latency is
 //! recorded per operation in microseconds in an HDR histogram (3 significant digits); only
-//! operations that start after the warm-up and end before the deadline are counted.
+//! operations due after the warm-up and answered before the deadline are counted.
 
 use std::time::{Duration, Instant};
 
@@ -108,11 +115,66 @@ impl Connection {
     }
 }
 
+/// How the clients pace their operations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arrival {
+    /// Each client sends its next operation when the previous one is answered.
+    ClosedLoop,
+    /// Operations are due at this total rate, spread evenly over the clients; latency counts
+    /// from the due time.
+    OpenLoop {
+        /// Operations due per second, all clients together.
+        operations_per_second: f64,
+    },
+}
+
+/// When one client's operations are due (open loop), or none (closed loop).
+struct Schedule {
+    next_due: Option<Instant>,
+    interval: Duration,
+}
+
+impl Schedule {
+    /// Client `index` of `clients`: its first operation is due at `started` plus its share of
+    /// one interval, so the clients' operations interleave evenly.
+    fn new(arrival: Arrival, clients: usize, index: usize, started: Instant) -> Schedule {
+        match arrival {
+            Arrival::ClosedLoop => Schedule {
+                next_due: None,
+                interval: Duration::ZERO,
+            },
+            Arrival::OpenLoop {
+                operations_per_second,
+            } => {
+                assert!(operations_per_second > 0.0, "an open loop has a rate");
+                let interval = Duration::from_secs_f64(clients as f64 / operations_per_second);
+                let offset = interval.mul_f64(index as f64 / clients as f64);
+                Schedule {
+                    next_due: Some(started + offset),
+                    interval,
+                }
+            }
+        }
+    }
+
+    /// Waits until the next operation is due and returns its due time (now in a closed loop).
+    async fn next(&mut self) -> Instant {
+        let Some(due) = self.next_due else {
+            return Instant::now();
+        };
+        self.next_due = Some(due + self.interval);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        due
+    }
+}
+
 /// The shape of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadSpec {
     /// The operation every client sends.
     pub kind: OperationKind,
+    /// Closed or open loop.
+    pub arrival: Arrival,
     /// Time before measuring starts.
     pub warmup: Duration,
     /// Measured time.
@@ -185,14 +247,16 @@ pub async fn run(connections: Vec<Connection>, spec: LoadSpec) -> Result<LoadRes
     let started = Instant::now();
     let measure_from = started + spec.warmup;
     let deadline = measure_from + spec.duration;
+    let clients = connections.len();
     let tasks: Vec<_> = connections
         .into_iter()
         .enumerate()
         .map(|(index, connection)| {
+            let schedule = Schedule::new(spec.arrival, clients, index, started);
             tokio::spawn(client_loop(
                 connection,
                 spec,
-                index as u64,
+                (index as u64, schedule),
                 measure_from,
                 deadline,
             ))
@@ -208,11 +272,11 @@ pub async fn run(connections: Vec<Connection>, spec: LoadSpec) -> Result<LoadRes
     Ok(total)
 }
 
-/// One closed-loop client until `deadline`.
+/// One client until `deadline`, its keys drawn from `seed`, paced by `schedule`.
 async fn client_loop(
     mut connection: Connection,
     spec: LoadSpec,
-    seed: u64,
+    (seed, mut schedule): (u64, Schedule),
     measure_from: Instant,
     deadline: Instant,
 ) -> Result<LoadResult, BenchError> {
@@ -221,7 +285,9 @@ async fn client_loop(
     let value = [b'v'; VALUE_BYTES];
     loop {
         let key = keys.next_key();
-        let sent = Instant::now();
+        // In an open loop `sent` is the due time, which may have passed while the previous
+        // operation waited: the delay counts as latency.
+        let sent = schedule.next().await;
         if sent >= deadline {
             return Ok(result);
         }
@@ -289,6 +355,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_spreads_its_rate_over_the_clients_and_sends_no_more() {
+        let started = Instant::now();
+        let arrival = Arrival::OpenLoop {
+            operations_per_second: 1000.0,
+        };
+        let mut schedules: Vec<Schedule> = (0..4)
+            .map(|index| Schedule::new(arrival, 4, index, started))
+            .collect();
+        let mut due = Vec::new();
+        for schedule in &mut schedules {
+            for _ in 0..3 {
+                due.push(schedule.next().await - started);
+            }
+        }
+        due.sort();
+        // 1,000/s over 4 clients: one due every millisecond, each client every 4 ms.
+        let expected: Vec<Duration> = (0..12).map(Duration::from_millis).collect();
+        assert_eq!(due, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_generator_measures_puts_and_gets_on_a_local_cluster() {
         let directory = tempfile::tempdir().unwrap();
         let cluster = LocalCluster::start(ClusterOptions::local(3, directory.path().into()))
@@ -312,6 +399,7 @@ mod tests {
             }
             let spec = LoadSpec {
                 kind,
+                arrival: Arrival::ClosedLoop,
                 warmup: Duration::from_millis(100),
                 duration: Duration::from_millis(400),
                 key_space: 16,
@@ -321,6 +409,30 @@ mod tests {
             assert_eq!(result.latency_us.len(), result.operations);
             assert!(result.latency_ms(0.99) >= result.latency_ms(0.5));
         }
+        let client = Client::connect(&cluster.proxy_address().to_string(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let connections = vec![Connection::Vigil {
+            client,
+            cluster: cluster.name().to_string(),
+        }];
+        let spec = LoadSpec {
+            kind: OperationKind::Get,
+            arrival: Arrival::OpenLoop {
+                operations_per_second: 100.0,
+            },
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(400),
+            key_space: 16,
+        };
+        let result = run(connections, spec).await.unwrap();
+        // 100/s: at most 40 operations are due in the 400 ms window.
+        assert!(result.operations > 0, "open loop: nothing measured");
+        assert!(
+            result.operations + result.refused <= 40,
+            "{}",
+            result.operations
+        );
         cluster.shutdown().await.unwrap();
     }
 }
