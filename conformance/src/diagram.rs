@@ -467,6 +467,9 @@ fn mark(
         | TraceKind::RequestAccepted { .. }
         | TraceKind::RequestCompleted { .. }
         | TraceKind::KvRequestCompleted { .. }
+        | TraceKind::WatchEnded { .. }
+        | TraceKind::ConnectionClosed { .. }
+        | TraceKind::WatchDenied { .. }
         | TraceKind::LateReply { .. }
         | TraceKind::ForwardLost { .. } => (dot(x, y, "#222", 3), event.line.kind.to_string()),
         TraceKind::Send { .. } | TraceKind::Receive { .. } => (dot(x, y, "#444", 2), String::new()),

@@ -555,7 +555,19 @@ impl Vocabulary {
             M::KvPropose { .. }
             | M::KvProposeReply { .. }
             | M::KvRequest { .. }
-            | M::KvReply { .. } => return Err(revisioned_unmapped(message.name())),
+            | M::KvReply { .. }
+            | M::WatchCreate { .. }
+            | M::WatchCancel { .. }
+            | M::WatchProgressRequest { .. }
+            | M::ClientClosed
+            | M::WatchCreated { .. }
+            | M::WatchEvents { .. }
+            | M::WatchProgress { .. }
+            | M::WatchEnded { .. }
+            | M::Subscribe { .. }
+            | M::Unsubscribe
+            | M::Events { .. }
+            | M::SubscriptionCompacted { .. } => return Err(revisioned_unmapped(message.name())),
         })
     }
 

@@ -355,3 +355,63 @@ pub type KvProposeOutcome = Result<KvResult, MasterError>;
 
 /// What the proxy answers to a `KvRequest`.
 pub type KvReplyOutcome = Result<KvResult, ClientError>;
+
+/// A watch, named by its client: unique per client connection, like a request id.
+pub type WatchId = u64;
+
+/// What a watch asks for (§17.2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// The keys watched.
+    pub range: KeyRange,
+    /// The first revision delivered (0: the proxy's next revision, etcd's "now", §17.2).
+    pub start_revision: Revision,
+    /// Whether events carry the record before the change.
+    pub prev_kv: bool,
+    /// Events of this kind are not delivered (etcd's `NOPUT` / `NODELETE`).
+    pub filter: Option<EventKind>,
+}
+
+impl WatchRequest {
+    /// The event as this watch delivers it, or `None` when it is not for this watch.
+    pub fn view(&self, event: &Event) -> Option<Event> {
+        if !self.range.contains(&event.kv.key) || self.filter == Some(event.kind) {
+            return None;
+        }
+        Some(Event {
+            kind: event.kind,
+            kv: event.kv.clone(),
+            prev_kv: if self.prev_kv {
+                event.prev_kv.clone()
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// How a watch ended: exactly one per watch (§17.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WatchEnd {
+    /// The client cancelled it.
+    Cancelled,
+    /// Its next revision was below the compaction point of the master serving it.
+    Compacted {
+        /// That compaction point: the client may read at it and watch again from it.
+        compact_revision: Revision,
+    },
+    /// Its client's connection closed (nothing is sent).
+    ClientGone,
+    /// It named a cluster the proxy does not serve.
+    UnknownCluster,
+    /// Its client read too slowly: `Config::watch_events_buffered_max` `WatchEvents` were
+    /// waiting for it when another was due.
+    Overflow,
+    /// Its client already had `Config::watches_per_client_max` watches open.
+    TooManyWatches,
+    /// The host's token check refused it (outside the model, as for requests).
+    PermissionDenied,
+    /// A path dropped the watch without ending it: a bug, counted `dropped_unended`, which must
+    /// stay 0 (outside the model: a correct proxy never does it).
+    Dropped,
+}

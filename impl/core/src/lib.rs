@@ -13,9 +13,12 @@
 //! Layout: `types.rs` (vocabulary), `message.rs` (the messages and their printer), `config.rs`,
 //! `mutation.rs` (planted bugs, behind the cargo feature `mutations`), `master.rs` (shared state
 //! and the driving API), the roles with their state: `follower.rs`, `candidate/` (pre-vote and
-//! phase 1), `leader.rs`, `read.rs` (reads without a log slot); `log.rs`, `kv.rs` (the state
-//! machine and snapshots), `ready.rs` (the output contract), `proxy.rs` + `ledger.rs`,
-//! `trace.rs`.
+//! phase 1), `leader.rs`, `read.rs` (reads without a log slot), `subscription.rs` (a master's
+//! stream of committed revisions to a proxy); `log.rs`, `kv.rs` (the multi-version state machine
+//! and snapshots), `txn.rs` (`Put`, `DeleteRange`, `Txn` on it), `kv_types.rs` + `kv_print.rs`
+//! (the revisioned API's vocabulary and its printer), `ready.rs` (the output contract),
+//! `proxy.rs` + `ledger.rs`, `watch.rs` + `watch_ledger.rs` (watches at the proxy, each ending
+//! exactly once), `trace.rs`.
 //!
 //! A minimal host loop for one master:
 //!
@@ -71,9 +74,12 @@ pub mod mutation;
 pub mod proxy;
 mod read;
 pub mod ready;
+mod subscription;
 pub mod trace;
 mod txn;
 pub mod types;
+mod watch;
+pub mod watch_ledger;
 
 pub use config::{validate_cluster_name, Config, ConfigError};
 pub use kv::{Applied, KeyState, KvStore, Snapshot, StoreLimits, Versioned};
@@ -88,3 +94,4 @@ pub use types::{
     Ballot, ClientError, ClientId, Command, Entry, HeartbeatSequence, MasterError, NodeId,
     Operation, OperationResult, Peer, ProposeOutcome, ProxyId, ReplyOutcome, RequestId, Role, Slot,
 };
+pub use watch_ledger::{OpenWatch, WatchLedger, WatchLedgerCounters};

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::candidate::{Campaign, PreVoteRound};
 use crate::config::{Config, ConfigError};
 use crate::kv::{Applied, KvStore, Snapshot};
+use crate::kv_types::KvOperation;
 use crate::leader::{Api, Leadership, ProposalOwner};
 use crate::log::Log;
 use crate::message::{Envelope, Message};
@@ -24,7 +25,7 @@ use crate::mutation::Mutation;
 use crate::ready::{DurableState, DurableWrite, Ready, WriteGroup};
 use crate::trace::{Endpoint, MasterPostState, Origin, PostState, TraceBuffer, TraceKind};
 use crate::types::{
-    Ballot, Entry, MasterError, NodeId, Operation, Peer, ProxyId, RequestId, Role, Slot,
+    Ballot, Command, Entry, MasterError, NodeId, Operation, Peer, ProxyId, RequestId, Role, Slot,
 };
 
 /// An input the master refuses: a host bug (wrong routing), never a protocol event.
@@ -158,6 +159,8 @@ pub struct Master {
     /// election timeout while still retrying when a `Rejoin` or its `CatchUp` is lost.
     pub(crate) rejoin_wait_ticks: u64,
     pub(crate) counters: MasterCounters,
+    /// Each subscribed proxy's next revision to send (§17.1): volatile, one number per proxy.
+    pub(crate) subscriptions: std::collections::BTreeMap<ProxyId, crate::kv_types::Revision>,
     pub(crate) output: Output,
     pub(crate) trace: TraceBuffer,
     inputs_handled: u64,
@@ -197,6 +200,7 @@ impl Master {
             heard_from_leader: false,
             rejoin_wait_ticks: 0,
             counters: MasterCounters::default(),
+            subscriptions: std::collections::BTreeMap::new(),
             output: Output::default(),
             trace: TraceBuffer::default(),
             inputs_handled: 0,
@@ -313,6 +317,16 @@ impl Master {
                         operation,
                     } => {
                         self.propose_from_step(proxy, request_id, operation);
+                        Ok(())
+                    }
+                    Message::Subscribe { from_revision } => {
+                        self.record_receive(from, &message_of_subscribe(from_revision));
+                        self.handle_subscribe(proxy, from_revision);
+                        Ok(())
+                    }
+                    Message::Unsubscribe => {
+                        self.record_receive(from, &Message::Unsubscribe);
+                        self.handle_unsubscribe(proxy);
                         Ok(())
                     }
                     Message::KvPropose {
@@ -670,6 +684,10 @@ impl Master {
         });
     }
 
+    pub(crate) fn record_send_to(&mut self, to: Peer, message: &Message) {
+        self.record_send(to, message);
+    }
+
     fn record_send(&mut self, to: Peer, message: &Message) {
         self.trace.record(|| TraceKind::Send {
             to: endpoint(to),
@@ -766,6 +784,7 @@ impl Master {
         self.output.durable.snapshot = Some(snapshot);
         let to = self.commit_index;
         self.trace.record(|| TraceKind::CommitAdvance { from, to });
+        self.stream_subscriptions();
     }
 
     /// Commits and applies `slot`, which must be `commit_index + 1` and accepted here; returns
@@ -776,11 +795,23 @@ impl Master {
             .log
             .get(slot)
             .expect("a committed slot has an accepted entry");
-        let result = self
-            .store
-            .apply_command(&entry.command, self.config.store_limits());
+        let revision_before = self.store.revision();
+        let limits = self.config.store_limits();
+        let result = match &entry.command {
+            Command::Kv {
+                operation: KvOperation::Txn(request),
+                ..
+            } if self.planted(Mutation::TxnPartialApply) => {
+                // Planted bug: a refused read found part-way keeps the writes before it.
+                Some(Applied::Kv(self.store.apply_txn(request, limits, true)))
+            }
+            command => self.store.apply_command(command, limits),
+        };
         self.commit_index = slot;
         self.counters.slots_committed += 1;
+        if self.store.revision() != revision_before {
+            self.stream_subscriptions();
+        }
         result
     }
 
@@ -868,6 +899,10 @@ impl Master {
             self.become_follower(None);
         }
     }
+}
+
+fn message_of_subscribe(from_revision: crate::kv_types::Revision) -> Message {
+    Message::Subscribe { from_revision }
 }
 
 fn endpoint(peer: Peer) -> Endpoint {

@@ -1,4 +1,4 @@
-//! Every message of `docs/protocol.md` §10 in one enum, and its canonical one-line printer.
+//! Every message of `docs/protocol.md` §10 and §17.7 in one enum, and its canonical one-line printer.
 //!
 //! The printer is the one used by the golden tests and by humans reading traces, so it is stable:
 //! `Name{field=value ...}` with ballots as `round.node`, byte strings lossily as UTF-8 and entries
@@ -9,7 +9,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::kv::Snapshot;
-use crate::kv_types::{KvOperation, KvProposeOutcome, KvReplyOutcome, KvResult};
+use crate::kv_print::List;
+use crate::kv_types::{
+    Event, KvOperation, KvProposeOutcome, KvReplyOutcome, KvResult, Revision, RevisionEvents,
+    WatchEnd, WatchId, WatchRequest,
+};
 use crate::types::{
     Ballot, Command, Entry, HeartbeatSequence, Operation, OperationResult, Peer, ProposeOutcome,
     ReplyOutcome, RequestId, Slot,
@@ -186,6 +190,75 @@ pub enum Message {
         /// The result or the error.
         outcome: KvReplyOutcome,
     },
+    /// client → proxy: open a watch (§17.2).
+    WatchCreate {
+        /// The client's id for the watch.
+        watch_id: WatchId,
+        /// The cluster the client names.
+        cluster: String,
+        /// What it watches.
+        watch: WatchRequest,
+    },
+    /// client → proxy: end the watch `Cancelled` (§17.4).
+    WatchCancel {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// client → proxy: ask for a `WatchProgress` (§17.3).
+    WatchProgressRequest {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// client → proxy: the client's connection closed, after everything it sent (§17.4).
+    ClientClosed,
+    /// proxy → client: the watch is held (§17.2).
+    WatchCreated {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// proxy → client: one revision's events for the watch (§17.3).
+    WatchEvents {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision.
+        revision: Revision,
+        /// Its events in the watch's view.
+        events: Vec<Event>,
+    },
+    /// proxy → client: every event of the watch's range up to `revision` was delivered (§17.3).
+    WatchProgress {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision.
+        revision: Revision,
+    },
+    /// proxy → client: the watch's one terminal outcome (§17.4).
+    WatchEnded {
+        /// The watch.
+        watch_id: WatchId,
+        /// How it ended.
+        outcome: WatchEnd,
+    },
+    /// proxy → master: stream every committed revision from `from_revision` on (§17.1).
+    Subscribe {
+        /// The first revision wanted (0: the master's next).
+        from_revision: Revision,
+    },
+    /// proxy → master: end the subscription (§17.1).
+    Unsubscribe,
+    /// master → proxy: revisions not sent before, oldest first (§17.1).
+    Events {
+        /// The master's applied revision: every revision up to it has been sent.
+        revision: Revision,
+        /// Each revision with its events.
+        revisions: Vec<RevisionEvents>,
+    },
+    /// master → proxy: the subscription's `from_revision` is below the compaction point; the
+    /// master keeps nothing (§17.1).
+    SubscriptionCompacted {
+        /// The master's compaction point.
+        compact_revision: Revision,
+    },
 }
 
 impl Message {
@@ -213,6 +286,18 @@ impl Message {
             Message::KvProposeReply { .. } => "KvProposeReply",
             Message::KvRequest { .. } => "KvRequest",
             Message::KvReply { .. } => "KvReply",
+            Message::WatchCreate { .. } => "WatchCreate",
+            Message::WatchCancel { .. } => "WatchCancel",
+            Message::WatchProgressRequest { .. } => "WatchProgressRequest",
+            Message::ClientClosed => "ClientClosed",
+            Message::WatchCreated { .. } => "WatchCreated",
+            Message::WatchEvents { .. } => "WatchEvents",
+            Message::WatchProgress { .. } => "WatchProgress",
+            Message::WatchEnded { .. } => "WatchEnded",
+            Message::Subscribe { .. } => "Subscribe",
+            Message::Unsubscribe => "Unsubscribe",
+            Message::Events { .. } => "Events",
+            Message::SubscriptionCompacted { .. } => "SubscriptionCompacted",
         }
     }
 
@@ -240,6 +325,7 @@ impl Message {
             | Message::KvProposeReply { .. }
             | Message::KvRequest { .. }
             | Message::KvReply { .. } => None,
+            _ => None,
         }
     }
 }
@@ -445,6 +531,7 @@ impl fmt::Display for Message {
             | Message::KvProposeReply { .. }
             | Message::KvRequest { .. }
             | Message::KvReply { .. } => self.fmt_kv_message(formatter),
+            _ => self.fmt_watch_message(formatter),
         }
     }
 }
@@ -567,6 +654,70 @@ impl Message {
                 KvOutcome(outcome)
             ),
             _ => unreachable!("only revisioned request messages are printed here"),
+        }
+    }
+}
+
+impl fmt::Display for WatchRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "watch({} from={}",
+            self.range, self.start_revision
+        )?;
+        if self.prev_kv {
+            write!(formatter, " prev_kv")?;
+        }
+        if let Some(kind) = self.filter {
+            write!(formatter, " no_{kind:?}")?;
+        }
+        write!(formatter, ")")
+    }
+}
+
+impl Message {
+    /// The printer for the watch and subscription messages (§17.7).
+    fn fmt_watch_message(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name();
+        match self {
+            Message::WatchCreate {
+                watch_id,
+                cluster,
+                watch,
+            } => write!(
+                formatter,
+                "{name}{{watch={watch_id} cluster={cluster} {watch}}}"
+            ),
+            Message::WatchCancel { watch_id }
+            | Message::WatchProgressRequest { watch_id }
+            | Message::WatchCreated { watch_id } => write!(formatter, "{name}{{watch={watch_id}}}"),
+            Message::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            } => write!(
+                formatter,
+                "{name}{{watch={watch_id} rev={revision} {}}}",
+                List(events)
+            ),
+            Message::WatchProgress { watch_id, revision } => {
+                write!(formatter, "{name}{{watch={watch_id} rev={revision}}}")
+            }
+            Message::WatchEnded { watch_id, outcome } => {
+                write!(formatter, "{name}{{watch={watch_id} {outcome:?}}}")
+            }
+            Message::Subscribe { from_revision } => {
+                write!(formatter, "{name}{{from={from_revision}}}")
+            }
+            Message::Events {
+                revision,
+                revisions,
+            } => write!(formatter, "{name}{{rev={revision} {}}}", List(revisions)),
+            Message::SubscriptionCompacted { compact_revision } => {
+                write!(formatter, "{name}{{compacted={compact_revision}}}")
+            }
+            Message::ClientClosed | Message::Unsubscribe => write!(formatter, "{name}"),
+            _ => unreachable!("only watch and subscription messages are printed here"),
         }
     }
 }

@@ -46,11 +46,24 @@ pub enum Mutation {
     /// `own-accept-before-persist`: the leader counts its own acceptance of a slot when it
     /// appends it, before its write is durable (`master.rs`, `accept_own_once_durable`).
     OwnAcceptBeforePersist,
+    /// `watch-resume-from-current`: the proxy resumes a lost subscription from the new master's
+    /// next revision instead of the lowest revision its watches are owed, so the revisions
+    /// committed meanwhile are never delivered (`watch.rs`, `connection_closed`).
+    WatchResumeFromCurrent,
+    /// `txn-partial-apply`: a `Txn` whose branch reads a refused revision after a write keeps
+    /// the writes before it (`master.rs`, `commit_slot`; `txn.rs`, `apply_txn`).
+    TxnPartialApply,
+    /// `watch-leak-on-error`: a watch on an unknown cluster is held and never answered nor
+    /// ended (the incident for streams; `watch.rs`, `create_watch`).
+    WatchLeakOnError,
+    /// `compaction-skips-watch`: a watch behind the compaction point skips to it instead of
+    /// ending `Compacted` (`watch.rs`, `handle_subscription_compacted`).
+    CompactionSkipsWatch,
 }
 
 impl Mutation {
     /// Every planted bug, in the order of the model's `Bug::ALL` (without `paused-heartbeat`).
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 11] = [
         Mutation::ErrorPathLeak,
         Mutation::DoubleComplete,
         Mutation::EvictedAckCounts,
@@ -58,6 +71,10 @@ impl Mutation {
         Mutation::StaleLeaderRead,
         Mutation::ReadBeforeOwnBallotCommit,
         Mutation::OwnAcceptBeforePersist,
+        Mutation::WatchResumeFromCurrent,
+        Mutation::TxnPartialApply,
+        Mutation::WatchLeakOnError,
+        Mutation::CompactionSkipsWatch,
     ];
 
     /// The name on the command line, in configurations and in reports: the model's.
@@ -70,6 +87,10 @@ impl Mutation {
             Mutation::StaleLeaderRead => "stale-leader-read",
             Mutation::ReadBeforeOwnBallotCommit => "read-before-own-ballot-commit",
             Mutation::OwnAcceptBeforePersist => "own-accept-before-persist",
+            Mutation::WatchResumeFromCurrent => "watch-resume-from-current",
+            Mutation::TxnPartialApply => "txn-partial-apply",
+            Mutation::WatchLeakOnError => "watch-leak-on-error",
+            Mutation::CompactionSkipsWatch => "compaction-skips-watch",
         }
     }
 
@@ -129,7 +150,7 @@ pub const MUTATIONS_AVAILABLE: bool = false;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mutations {
     /// Bit `mutation as u8` is set for each mutation in the set.
-    bits: u8,
+    bits: u16,
 }
 
 /// The planted bugs switched on: always empty, because this build has no cargo feature
@@ -179,12 +200,12 @@ impl Mutations {
 impl Mutations {
     /// True if `mutation` is planted.
     pub const fn contains(&self, mutation: Mutation) -> bool {
-        self.bits & (1 << mutation as u8) != 0
+        self.bits & (1 << mutation as u16) != 0
     }
 
     /// Plants `mutation`; true (a build with the feature can always plant).
     fn insert(&mut self, mutation: Mutation) -> bool {
-        self.bits |= 1 << mutation as u8;
+        self.bits |= 1 << mutation as u16;
         true
     }
 }

@@ -20,6 +20,8 @@ use crate::message::Message;
 use crate::mutation::Mutation;
 use crate::trace::{Endpoint, Origin, PostState, Timer, TraceBuffer, TraceEvent, TraceKind};
 use crate::types::{ClientError, ClientId, MasterError, NodeId, Operation, ProxyId, RequestId};
+use crate::watch::Watches;
+use crate::watch_ledger::WatchLedgerCounters;
 
 /// A message from the proxy to a master of a named cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,14 +92,14 @@ struct Forwarded {
 
 /// A bounded cluster → leader cache; the oldest entry leaves first (`leader_cache_max`).
 #[derive(Debug)]
-struct LeaderCache {
+pub(crate) struct LeaderCache {
     leaders: BTreeMap<String, NodeId>,
     order: VecDeque<String>,
     entries_max: usize,
 }
 
 impl LeaderCache {
-    fn get(&self, cluster: &str) -> Option<NodeId> {
+    pub(crate) fn get(&self, cluster: &str) -> Option<NodeId> {
         self.leaders.get(cluster).copied()
     }
 
@@ -123,9 +125,9 @@ impl LeaderCache {
 #[derive(Debug)]
 pub struct Proxy {
     id: ProxyId,
-    config: Config,
-    clusters: BTreeMap<String, Vec<NodeId>>,
-    leader_cache: LeaderCache,
+    pub(crate) config: Config,
+    pub(crate) clusters: BTreeMap<String, Vec<NodeId>>,
+    pub(crate) leader_cache: LeaderCache,
     /// Next master to try per cluster when the cache misses (§9.4.4: "masters in turn").
     probe_next: BTreeMap<String, usize>,
     ledger: Ledger,
@@ -133,9 +135,11 @@ pub struct Proxy {
     deadlines: BTreeSet<(u64, RequestId)>,
     next_request_id: RequestId,
     now_ticks: u64,
-    messages: Vec<ProxyEnvelope>,
-    replies: Vec<ClientEnvelope>,
-    trace: TraceBuffer,
+    pub(crate) messages: Vec<ProxyEnvelope>,
+    pub(crate) replies: Vec<ClientEnvelope>,
+    pub(crate) trace: TraceBuffer,
+    /// Watches and subscriptions (§17, `watch.rs`).
+    pub(crate) watches: Watches,
     /// Requests refused `Overloaded` because `in_flight_max` were in flight (a metric).
     refused_in_flight_max: u64,
 }
@@ -184,6 +188,7 @@ impl Proxy {
             replies: Vec::new(),
             trace: TraceBuffer::default(),
             refused_in_flight_max: 0,
+            watches: Watches::default(),
         })
     }
 
@@ -339,7 +344,7 @@ impl Proxy {
         self.next_in_turn(cluster)
     }
 
-    fn next_in_turn(&mut self, cluster: &str) -> NodeId {
+    pub(crate) fn next_in_turn(&mut self, cluster: &str) -> NodeId {
         let masters = &self.clusters[cluster];
         let next = self.probe_next.entry(cluster.to_string()).or_insert(0);
         let target = masters[*next % masters.len()];
@@ -374,7 +379,8 @@ impl Proxy {
         self.messages.push(envelope);
     }
 
-    /// A message from master `from` of `cluster`: only `ProposeReply` is expected.
+    /// A message from master `from` of `cluster`: `ProposeReply`, `KvProposeReply`, `Events`
+    /// or `SubscriptionCompacted`.
     pub fn step(
         &mut self,
         cluster: &str,
@@ -385,6 +391,27 @@ impl Proxy {
             return Err(ProxyStepError::UnknownCluster {
                 cluster: cluster.to_string(),
             });
+        }
+        if let Message::Events { .. } | Message::SubscriptionCompacted { .. } = &message {
+            self.trace.record(|| TraceKind::Receive {
+                from: Endpoint::Master {
+                    node: from,
+                    cluster: Some(cluster.to_string()),
+                },
+                message: message.clone(),
+            });
+            match message {
+                Message::Events {
+                    revision,
+                    revisions,
+                } => self.handle_events(cluster, from, revision, revisions),
+                Message::SubscriptionCompacted { compact_revision } => {
+                    self.handle_subscription_compacted(cluster, from, compact_revision);
+                }
+                _ => unreachable!("matched above"),
+            }
+            self.finish_input();
+            return Ok(());
         }
         let (request_id, outcome) = match &message {
             Message::ProposeReply {
@@ -521,6 +548,7 @@ impl Proxy {
         for request_id in lost {
             self.expire_now(request_id);
         }
+        self.connection_closed(cluster, node);
         self.finish_input();
     }
 
@@ -605,6 +633,17 @@ impl Proxy {
         self.id
     }
 
+    /// The watch ledger's counters (§17.4).
+    pub fn watch_ledger(&self) -> WatchLedgerCounters {
+        self.watches.ledger.counters()
+    }
+
+    /// The subscription of `cluster`: its master and the revision the stream brings next (0:
+    /// not known yet), if the proxy holds one.
+    pub fn subscription(&self, cluster: &str) -> Option<(NodeId, crate::kv_types::Revision)> {
+        self.watches.subscription(cluster)
+    }
+
     /// The cached leader of `cluster`, if any.
     pub fn cached_leader(&self, cluster: &str) -> Option<NodeId> {
         self.leader_cache.get(cluster)
@@ -617,7 +656,7 @@ impl Proxy {
 
     /// True if the planted bug `mutation` is switched on (never without the cargo feature
     /// `mutations`, `mutation.rs`).
-    const fn planted(&self, mutation: Mutation) -> bool {
+    pub(crate) const fn planted(&self, mutation: Mutation) -> bool {
         self.config.mutations.contains(mutation)
     }
 
@@ -653,7 +692,8 @@ impl Proxy {
 
     /// Ends an input: completions become replies and `RequestCompleted` events, and the ledger's
     /// invariants are asserted.
-    fn finish_input(&mut self) {
+    pub(crate) fn finish_input(&mut self) {
+        self.finish_watches();
         for completion in self.ledger.drain_completions() {
             let (client, request_id) = (completion.client, completion.request_id);
             let message = match completion.outcome {

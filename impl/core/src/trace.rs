@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv_types::KvReplyOutcome;
+use crate::kv_types::{KvReplyOutcome, WatchEnd, WatchId};
 use crate::ledger::LedgerCounters;
 use crate::message::{Message, Outcome};
 use crate::types::{Ballot, ClientId, NodeId, ProxyId, ReplyOutcome, RequestId, Role, Slot};
@@ -162,6 +162,34 @@ pub enum TraceKind {
         /// The reply sent.
         outcome: KvReplyOutcome,
     },
+    /// `WatchEnded`: a watch's one terminal outcome (§17.4), also when nothing is sent (its
+    /// client is gone).
+    WatchEnded {
+        /// The client connection.
+        client: ClientId,
+        /// The client's watch id.
+        watch_id: WatchId,
+        /// How it ended.
+        outcome: WatchEnd,
+    },
+    /// `ConnectionClosed`: the proxy's host says its connection to the subscribed master of
+    /// `cluster` closed (§17.6); the proxy resumes elsewhere.
+    ConnectionClosed {
+        /// The cluster.
+        cluster: String,
+        /// The master.
+        node: NodeId,
+    },
+    /// The host refused a `WatchCreate` before the protocol (its token): it ends at once
+    /// `PermissionDenied`.
+    WatchDenied {
+        /// The client connection.
+        client: ClientId,
+        /// The client's watch id.
+        watch_id: WatchId,
+        /// The cluster it named.
+        cluster: String,
+    },
     /// `ForwardLost`: the host could not hand the `Propose` of forwarding id `request_id` to a
     /// connection; the proxy redirects it or gives up with `NoLeader` (§9.4.6).
     ForwardLost {
@@ -191,6 +219,8 @@ impl TraceKind {
                 | TraceKind::Pause
                 | TraceKind::Resume { .. }
                 | TraceKind::ForwardLost { .. }
+                | TraceKind::ConnectionClosed { .. }
+                | TraceKind::WatchDenied { .. }
         )
     }
 }
@@ -241,6 +271,34 @@ impl fmt::Display for TraceKind {
                 Outcome(outcome)
             ),
             TraceKind::LateReply { request_id } => write!(formatter, "LateReply #{request_id}"),
+            TraceKind::WatchEnded { .. }
+            | TraceKind::ConnectionClosed { .. }
+            | TraceKind::WatchDenied { .. }
+            | TraceKind::KvRequestCompleted { .. } => self.fmt_revisioned(formatter),
+        }
+    }
+}
+
+impl TraceKind {
+    /// The printer for the revisioned API's events (`docs/protocol.md` §14–§17).
+    fn fmt_revisioned(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceKind::WatchEnded {
+                client,
+                watch_id,
+                outcome,
+            } => write!(formatter, "WatchEnded c{client}/w{watch_id} {outcome:?}"),
+            TraceKind::ConnectionClosed { cluster, node } => {
+                write!(formatter, "ConnectionClosed {cluster}/m{node}")
+            }
+            TraceKind::WatchDenied {
+                client,
+                watch_id,
+                cluster,
+            } => write!(
+                formatter,
+                "WatchDenied c{client}/w{watch_id} cluster={cluster}"
+            ),
             TraceKind::KvRequestCompleted {
                 client,
                 request_id,
@@ -255,6 +313,7 @@ impl fmt::Display for TraceKind {
                     "RequestCompleted c{client}#{request_id} Err({error:?})"
                 ),
             },
+            _ => unreachable!("only the revisioned API's events are printed here"),
         }
     }
 }

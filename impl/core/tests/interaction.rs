@@ -28,7 +28,13 @@
 //!   `txn [compare=(k.version.eq.1, ...)] [success=(put.k.v, delete.k, range.k[.e], ...)]
 //!   [failure=(...)]` (compare targets `version`, `create`, `mod`, `value`; operators `eq`,
 //!   `ne`, `lt`, `gt`)
-//! - `status`, `kv 0`, `kvstore 0` (the revisioned view), `log 0`
+//! - watches (`docs/protocol.md` §17), with `[client=1] [cluster=local]`:
+//!   `watch id=n key=k [end=e] [from] start=r [prev-kv]`, `watch-cancel id=n`,
+//!   `watch-progress id=n`, `client-closed`; `link-closed 0` (the proxy's connection to that
+//!   master closed: both hosts are told, and the subscription messages on it are lost);
+//!   `watch-read id=n [client=1]` (one `WatchEvents` left for the client)
+//! - `status`, `kv 0`, `kvstore 0` (the revisioned view), `log 0`, `watches` (the watch ledger
+//!   and subscription)
 
 mod harness;
 
@@ -36,7 +42,7 @@ use datadriven::TestCase;
 use harness::{Address, Cluster, Filter, CLUSTER};
 use vigil_core::kv_types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KvOperation, PutRequest,
-    RangeEnd, RangeRequest, TxnOperation, TxnRequest,
+    RangeEnd, RangeRequest, TxnOperation, TxnRequest, WatchRequest,
 };
 use vigil_core::{Config, Message, Operation};
 
@@ -89,7 +95,7 @@ fn filter(case: &mut TestCase) -> Filter {
 
 fn config(case: &mut TestCase) -> Config {
     let mut config = Config::default();
-    let fields: [(&str, &mut u64); 12] = [
+    let fields: [(&str, &mut u64); 14] = [
         ("heartbeat", &mut config.heartbeat_interval_ticks),
         ("eviction", &mut config.eviction_threshold),
         ("election", &mut config.election_timeout_ticks),
@@ -102,6 +108,8 @@ fn config(case: &mut TestCase) -> Config {
         ("timeout", &mut config.request_timeout_ticks),
         ("range-limit", &mut config.range_limit_max),
         ("txn-operations", &mut config.txn_operations_max),
+        ("watches-per-client", &mut config.watches_per_client_max),
+        ("watch-buffer", &mut config.watch_events_buffered_max),
     ];
     for (name, field) in fields {
         if let Some(parsed) = value(case, name) {
@@ -140,6 +148,30 @@ fn key_range(case: &mut TestCase) -> KeyRange {
         None => RangeEnd::Key,
     };
     KeyRange { key, end }
+}
+
+/// A client's watch message from the directive and its arguments.
+fn watch_message(directive: &str, case: &mut TestCase) -> Message {
+    let watch_id = || 0;
+    match directive {
+        "watch" => Message::WatchCreate {
+            watch_id: value(case, "id").expect("id="),
+            cluster: value::<String>(case, "cluster").unwrap_or(CLUSTER.to_string()),
+            watch: WatchRequest {
+                range: key_range(case),
+                start_revision: value(case, "start").expect("start="),
+                prev_kv: flag(case, "prev-kv"),
+                filter: None,
+            },
+        },
+        "watch-cancel" => Message::WatchCancel {
+            watch_id: value(case, "id").unwrap_or_else(watch_id),
+        },
+        "watch-progress" => Message::WatchProgressRequest {
+            watch_id: value(case, "id").unwrap_or_else(watch_id),
+        },
+        _ => Message::ClientClosed,
+    }
 }
 
 /// A revisioned request from the directive and its arguments.
@@ -283,6 +315,37 @@ impl Script {
                 let cluster = self.cluster();
                 cluster.kv_request(client, request_id, &cluster_name, operation);
                 cluster.take_output()
+            }
+            "watch" | "watch-cancel" | "watch-progress" | "client-closed" => {
+                let client = value(case, "client").unwrap_or(1);
+                let message = watch_message(&directive, case);
+                let cluster = self.cluster();
+                cluster.watch_input(client, message);
+                cluster.take_output()
+            }
+            "watch-read" => {
+                let client = value(case, "client").unwrap_or(1);
+                let watch_id = value(case, "id").expect("id=");
+                self.cluster().proxy.watch_events_read(client, watch_id);
+                String::new()
+            }
+            "link-closed" => {
+                let node = nodes(case)[0];
+                let cluster = self.cluster();
+                cluster.link_closed(node);
+                cluster.take_output()
+            }
+            "watches" => {
+                let proxy = &self.cluster().proxy;
+                let ledger = proxy.watch_ledger();
+                let subscription = match proxy.subscription(CLUSTER) {
+                    Some((master, next)) => format!("m{master} next={next}"),
+                    None => "none".to_string(),
+                };
+                format!(
+                    "p0 opened={} ended={} open={} dropped_unended={} subscription={subscription}\n",
+                    ledger.opened, ledger.ended, ledger.open, ledger.dropped_unended
+                )
             }
             "kvstore" => {
                 let node = nodes(case)[0];

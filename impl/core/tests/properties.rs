@@ -3,7 +3,10 @@
 //! cluster names, revisioned requests: ranges, two-key transactions with compares, deletes and
 //! compactions) never violate agreement
 //! (`protocol.md` §13: at most one command chosen per slot; masters that applied the same prefix
-//! hold the same state, revision, compaction point and history, §14.1) nor the ledger (`ledger_balance`, `in_flight_bounded`,
+//! hold the same state, revision, compaction point and history, §14.1) nor the ledgers (watches
+//! come and go too: every watch's revisions strictly increase, each event carries its revision,
+//! and the watch ledger balances with nothing dropped, §17.4; a crash closes the proxy's
+//! connection to that master, so its subscription resumes elsewhere) (`ledger_balance`, `in_flight_bounded`,
 //! `complete_at_most_once`), and once faults stop every accepted request completes
 //! (`quiescent_requests_complete`).
 
@@ -15,7 +18,7 @@ use harness::{Cluster, Filter, Host, CLUSTER};
 use proptest::prelude::*;
 use vigil_core::kv_types::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KvOperation, PutRequest,
-    RangeRequest, TxnOperation, TxnRequest,
+    RangeRequest, TxnOperation, TxnRequest, WatchRequest,
 };
 use vigil_core::{Config, Message, Operation, OperationResult};
 
@@ -43,6 +46,12 @@ enum Action {
         kind: u8,
         key: u8,
     },
+    /// A watch of every key from a start revision (§17.2).
+    Watch {
+        start_revision: u8,
+    },
+    /// The oldest open watch is cancelled.
+    WatchCancel,
 }
 
 fn action(masters: u64) -> impl Strategy<Value = Action> {
@@ -61,6 +70,8 @@ fn action(masters: u64) -> impl Strategy<Value = Action> {
         5 => (0u8..3, proptest::bool::weighted(0.2))
             .prop_map(|(key, wrong_cluster)| Action::Request { key, wrong_cluster }),
         3 => (0u8..4, 0u8..3).prop_map(|(kind, key)| Action::KvRequest { kind, key }),
+        1 => (0u8..6).prop_map(|start_revision| Action::Watch { start_revision }),
+        1 => Just(Action::WatchCancel),
     ]
 }
 
@@ -130,7 +141,10 @@ fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) -> Option
                 cluster.network.remove(index % length);
             }
         }
-        Action::Crash(node) => cluster.crash(node),
+        Action::Crash(node) => {
+            cluster.crash(node);
+            cluster.link_closed(node);
+        }
         Action::Restart(node) => cluster.restart(node),
         Action::Pause(node) => cluster.pause(node),
         Action::Resume(node) => cluster.resume(node),
@@ -151,8 +165,81 @@ fn apply(cluster: &mut Cluster, action: &Action, request_id: &mut u64) -> Option
             let operation = kv_operation(kind, key, *request_id);
             cluster.kv_request(1, *request_id, CLUSTER, operation);
         }
+        Action::Watch { start_revision } => {
+            let watch = Message::WatchCreate {
+                watch_id: cluster.proxy.watch_ledger().opened + 1,
+                cluster: CLUSTER.to_string(),
+                watch: WatchRequest {
+                    range: KeyRange::prefix(b""),
+                    start_revision: u64::from(start_revision),
+                    prev_kv: true,
+                    filter: None,
+                },
+            };
+            cluster.watch_input(1, watch);
+        }
+        Action::WatchCancel => {
+            let oldest = cluster
+                .client_replies
+                .iter()
+                .find_map(|(_, message)| match message {
+                    Message::WatchCreated { watch_id } => Some(*watch_id),
+                    _ => None,
+                });
+            if let Some(watch_id) = oldest {
+                cluster.watch_input(1, Message::WatchCancel { watch_id });
+            }
+        }
     }
     None
+}
+
+/// Every watch's `WatchEvents` revisions strictly increase, each event carries its revision,
+/// and nothing comes after the watch's end (§17.3, §18 `revision_monotone`).
+fn check_watches(cluster: &Cluster) -> Result<(), String> {
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut ended = std::collections::BTreeSet::new();
+    for (_, message) in &cluster.client_replies {
+        match message {
+            Message::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            } => {
+                if ended.contains(watch_id) {
+                    return Err(format!(
+                        "watch {watch_id} got revision {revision} after its end"
+                    ));
+                }
+                if last
+                    .get(watch_id)
+                    .is_some_and(|previous| previous >= revision)
+                {
+                    return Err(format!(
+                        "watch {watch_id}: revision {revision} after {last:?}"
+                    ));
+                }
+                if events
+                    .iter()
+                    .any(|event| event.kv.mod_revision != *revision)
+                {
+                    return Err(format!(
+                        "watch {watch_id}: events of another revision {events:?}"
+                    ));
+                }
+                last.insert(*watch_id, *revision);
+            }
+            Message::WatchEnded { watch_id, .. } if !ended.insert(*watch_id) => {
+                return Err(format!("watch {watch_id} ended twice"));
+            }
+            _ => {}
+        }
+    }
+    let ledger = cluster.proxy.watch_ledger();
+    if !ledger.is_balanced() || ledger.dropped_unended != 0 {
+        return Err(format!("watch ledger violated: {ledger:?}"));
+    }
+    Ok(())
 }
 
 /// A range over every key, a two-key move (`key` to the next key, if `key` holds a value and
@@ -229,6 +316,7 @@ fn run(masters: u64, actions: &[Action]) -> Result<(), String> {
         }
         check_state_machines(&cluster, &mut states)?;
         check_ledger(&cluster)?;
+        check_watches(&cluster)?;
     }
     // Faults stop: everything restarts and resumes, time passes with a reliable network.
     for node in cluster.nodes() {
@@ -330,13 +418,20 @@ fn check_recovers(cluster: &mut Cluster, mut request_id: u64) -> Result<(), Stri
         cluster.request(1, request_id, CLUSTER, operation);
         for _ in 0..30 {
             cluster.stabilize(&Filter::default());
-            if cluster.client_replies.len() > replies_before {
+            let replied = cluster.client_replies[replies_before..]
+                .iter()
+                .any(|(_, message)| matches!(message, Message::Reply { request_id: id, .. } if *id == request_id));
+            if replied {
                 break;
             }
             cluster.tick(&[], true);
         }
         cluster.output.clear();
-        if let Some((_, Message::Reply { outcome: Ok(_), .. })) = cluster.client_replies.last() {
+        // Watches may stream the write after its reply: look for the reply itself.
+        let served = cluster.client_replies[replies_before..].iter().any(|(_, message)| {
+            matches!(message, Message::Reply { request_id: id, outcome: Ok(_) } if *id == request_id)
+        });
+        if served {
             return Ok(());
         }
     }

@@ -18,6 +18,26 @@ use vigil_core::{
     TraceKind,
 };
 
+/// Whether `message` is a subscription message on the link between the proxy and `node`: a
+/// closed connection loses it.
+fn is_subscription_message_between(message: &InFlight, node: NodeId) -> bool {
+    let on_link = matches!(
+        (message.from, message.to),
+        (Address::Proxy, Address::Master(to)) if to == node
+    ) || matches!(
+        (message.from, message.to),
+        (Address::Master(from), Address::Proxy) if from == node
+    );
+    let subscription = matches!(
+        message.message,
+        Message::Subscribe { .. }
+            | Message::Unsubscribe
+            | Message::Events { .. }
+            | Message::SubscriptionCompacted { .. }
+    );
+    on_link && subscription
+}
+
 /// The proxy's id towards the masters.
 pub const PROXY: u64 = 0;
 /// The cluster the proxy serves.
@@ -531,6 +551,40 @@ impl Cluster {
         self.proxy
             .handle_kv_request(client, request_id, cluster, operation);
         self.drain_proxy();
+    }
+
+    /// A client's watch request (`WatchCreate`, `WatchCancel`, `WatchProgressRequest`,
+    /// `ClientClosed`) to the proxy.
+    pub fn watch_input(&mut self, client: ClientId, message: Message) {
+        match message {
+            Message::WatchCreate {
+                watch_id,
+                cluster,
+                watch,
+            } => self
+                .proxy
+                .handle_watch_create(client, watch_id, &cluster, watch),
+            Message::WatchCancel { watch_id } => self.proxy.handle_watch_cancel(client, watch_id),
+            Message::WatchProgressRequest { watch_id } => {
+                self.proxy.handle_watch_progress_request(client, watch_id)
+            }
+            Message::ClientClosed => self.proxy.handle_client_closed(client),
+            other => panic!("not a client's watch message: {other}"),
+        }
+        self.drain_proxy();
+    }
+
+    /// The proxy's host saw its connection to `node` close (`ConnectionClosed`); the master's
+    /// host saw its connection to the proxy close.
+    pub fn link_closed(&mut self, node: NodeId) {
+        let _ = writeln!(self.output, "p{PROXY} link to m{node} closed");
+        self.proxy.link_closed(CLUSTER, node);
+        self.drain_proxy();
+        if let Some(master) = self.running(node) {
+            master.proxy_closed(PROXY);
+        }
+        self.network
+            .retain(|message| !is_subscription_message_between(message, node));
     }
 
     /// Takes the printed output.
