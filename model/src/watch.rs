@@ -135,6 +135,11 @@ impl Step<'_> {
                 watch.next_revision = watch.next_revision.max(revision + 1);
             }
         }
+        if subscription.next_revision == 1 {
+            // Revision 1 is the empty store's: it has no events, so a stream owed it is owed 2.
+            subscription.next_revision = 2;
+            self.state.proxy.subscription = Some(subscription);
+        }
         for group in revisions {
             // A watch ending in the fan-out may have taken the subscription with it.
             let Some(mut subscription) = self.state.proxy.subscription else {

@@ -1,7 +1,7 @@
 //! Watch and request lifecycles of the revisioned API walked through `Config::apply`
 //! (`docs/protocol.md` §15.2, §17): a lost stream message loses the connection and the proxy
 //! resumes from the next revision owed, without a gap or a duplicate; the last watch takes the
-//! subscription with it; a connection's second watch and an over-bound `Txn` are refused and
+//! subscription with it; a watch from revision 1 gets the first write; a connection's second watch and an over-bound `Txn` are refused and
 //! still complete exactly once.
 //!
 //! The walks deliver the oldest deliverable message, link by link, until nothing is left
@@ -111,6 +111,23 @@ fn a_lost_stream_message_resumes_from_the_next_revision_owed() {
     state = settle(&config, state, |_| false);
     let subscription = state.proxy.subscription.expect("resumed");
     assert!(subscription.resumed && subscription.master != subscribed);
+    let record = &state.clients[0].watches[&0];
+    let revisions: Vec<u32> = record.events.iter().map(|group| group.revision).collect();
+    assert_eq!(revisions, vec![2, 3], "every put once, in order");
+    assert!(ledger_balanced(&state));
+}
+
+#[test]
+fn a_watch_from_revision_one_gets_every_write_from_the_first() {
+    // Revision 1 is the empty store's and has no events: the stream owed it is owed 2.
+    let from_one = KvStep::Watch(WatchRequest {
+        range: KeyRange::single(0),
+        start_revision: 1,
+        prev_kv: false,
+        filter: None,
+    });
+    let config = config(vec![vec![from_one], vec![put(1), put(2)]]);
+    let state = settle(&config, State::initial(&config), |_| false);
     let record = &state.clients[0].watches[&0];
     let revisions: Vec<u32> = record.events.iter().map(|group| group.revision).collect();
     assert_eq!(revisions, vec![2, 3], "every put once, in order");
