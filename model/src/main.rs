@@ -30,8 +30,8 @@ struct Cli {
 enum Command {
     /// Check a preset (or the `ci` list of presets) and print the summary.
     Check {
-        /// ci, seed, a member of ci (ci-pause, ci-election, ci-read, ci-crash, ci-disk, ci-txn,
-        /// ci-watch, ci-watch-resume, ci-watch-errors) or bug-NAME.
+        /// ci, seed, five-masters, a member of ci (ci-pause, ci-election, ci-read, ci-crash, ci-disk,
+        /// ci-txn, ci-watch, ci-watch-resume, ci-watch-errors) or bug-NAME.
         #[arg(long, default_value = "ci")]
         preset: String,
         /// Switch on a seeded bug (repeatable; see `vigil-model bugs`).
@@ -107,7 +107,7 @@ enum Command {
     Bugs,
     /// Serve stateright's Explorer on a preset.
     Explore {
-        /// A single preset: a member of ci, seed or bug-NAME.
+        /// A single preset: a member of ci, seed, five-masters or bug-NAME.
         #[arg(long, default_value = "ci-pause")]
         preset: String,
         /// Switch on a seeded bug (repeatable).

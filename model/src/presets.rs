@@ -366,11 +366,41 @@ pub fn seed() -> Preset {
     }
 }
 
-/// The presets a name stands for: `ci`, `seed`, one of ci's members, or `bug-NAME`.
+/// The seed's deployment, exhaustively: five masters (f = 2) that start without a leader elect
+/// one, choose a write, evict a paused follower that misses its heartbeats, and readmit it when
+/// it resumes. Six messages in flight let a leader's broadcast to four followers and their
+/// answers be in the network together; three heartbeat timeouts are what an eviction at
+/// threshold 2 and the readmission after it take.
+pub fn five_masters() -> Preset {
+    let mut config = base(vec![client(vec![put(0, 1)])]);
+    config.masters = 5;
+    config.initial_leader = false;
+    config.messages_in_flight_max = Some(6);
+    config.budget = Budget {
+        election_timeouts: 1,
+        heartbeat_timeouts: 3,
+        pauses: 1,
+        ..Budget::default()
+    };
+    exhaustive(
+        "five-masters",
+        config,
+        vec![
+            "value_chosen",
+            "follower_evicted",
+            "evicted_follower_rejoins",
+            "pause_and_resume",
+        ],
+    )
+}
+
+/// The presets a name stands for: `ci`, `seed`, `five-masters`, one of ci's members, or
+/// `bug-NAME`.
 pub fn named(name: &str) -> Option<Vec<Preset>> {
     match name {
         "ci" => Some(ci()),
         "seed" => Some(vec![seed()]),
+        "five-masters" => Some(vec![five_masters()]),
         _ => {
             if let Some(preset) = ci().into_iter().find(|preset| preset.name == name) {
                 return Some(vec![preset]);

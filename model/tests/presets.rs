@@ -2,7 +2,8 @@
 //! (no symmetry reduction) agree on the unique state count, which is pinned so that any change
 //! to the state space shows up as a diff. The whole `ci` list (ci-crash, ci-disk and
 //! ci-watch-resume are the big ones) runs with 2 threads in
-//! `the_whole_ci_list_holds_and_reaches_every_witness`.
+//! `the_whole_ci_list_holds_and_reaches_every_witness`; the five-master preset, the seed's
+//! deployment, is pinned the same way.
 
 use vigil_model::check::{run_preset, CheckOptions};
 use vigil_model::kv_presets;
@@ -36,6 +37,17 @@ fn ci_read_holds_with_pinned_state_count() {
 }
 
 #[test]
+fn five_masters_holds_with_pinned_state_count() {
+    let options = CheckOptions {
+        threads: Some(2),
+        ..CheckOptions::default()
+    };
+    let report = run_preset(&presets::five_masters(), &options);
+    assert!(report.passed() && report.complete, "{report}");
+    assert_eq!(report.unique_states, PINNED_FIVE_MASTERS);
+}
+
+#[test]
 fn ci_requires_every_witness() {
     let required: Vec<&str> = presets::ci()
         .iter()
@@ -61,6 +73,7 @@ fn a_run_stopped_by_its_depth_limit_is_not_exhaustive_and_fails() {
 }
 
 const PINNED_CI_ELECTION: usize = 1_178_494;
+const PINNED_FIVE_MASTERS: usize = 14_138_744;
 const PINNED_CI_READ: usize = 573_817;
 const PINNED_CI_TXN: usize = 11_095;
 const PINNED_CI_WATCH: usize = 139_101;
