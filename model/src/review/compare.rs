@@ -91,16 +91,10 @@ pub struct BugReview {
 impl Review {
     /// Compares `head` with `base`.
     pub fn new(base_label: &str, base: &Summary, head_label: &str, head: &Summary) -> Review {
-        let mut names: Vec<&str> = head
-            .presets
-            .iter()
-            .map(|preset| preset.name.as_str())
-            .collect();
-        for preset in &base.presets {
-            if !names.contains(&preset.name.as_str()) {
-                names.push(&preset.name);
-            }
-        }
+        let names = names_in_either(
+            head.presets.iter().map(|preset| preset.name.as_str()),
+            base.presets.iter().map(|preset| preset.name.as_str()),
+        );
         let find = |summary: &Summary, name: &str| {
             summary
                 .presets
@@ -112,12 +106,10 @@ impl Review {
             .iter()
             .map(|name| preset_review(name, find(base, name), find(head, name)))
             .collect();
-        let mut bug_names: Vec<&str> = head.bugs.iter().map(|bug| bug.bug.as_str()).collect();
-        for bug in &base.bugs {
-            if !bug_names.contains(&bug.bug.as_str()) {
-                bug_names.push(&bug.bug);
-            }
-        }
+        let bug_names = names_in_either(
+            head.bugs.iter().map(|bug| bug.bug.as_str()),
+            base.bugs.iter().map(|bug| bug.bug.as_str()),
+        );
         let find_bug = |summary: &Summary, name: &str| {
             summary.bugs.iter().find(|bug| bug.bug == name).cloned()
         };
@@ -304,4 +296,18 @@ impl fmt::Display for Review {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         crate::review::render::markdown(self, formatter)
     }
+}
+
+/// Head's names in head's order, then base's names head does not have.
+fn names_in_either<'a>(
+    head: impl Iterator<Item = &'a str>,
+    base: impl Iterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    let mut names: Vec<&str> = head.collect();
+    for name in base {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
