@@ -4,10 +4,16 @@
 //! mapping, so a test passing through `Client` says something about what `vigil put` does.
 //! A client may pipeline (`send_request` many times, then `next_reply`); the proxy answers each
 //! request exactly once, in completion order, matched by `request_id`.
+//!
+//! The revisioned API (`docs/protocol.md` §14–§17) goes through the same connection:
+//! [`Client::kv_call`] for `Range`, `Put`, `DeleteRange`, `Txn` and `Compact`, and
+//! [`Client::create_watch`] then [`Client::next_watch_frame`] for a watch's stream, which has
+//! no deadline (a watch may stay idle for as long as nothing changes).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use vigil_core::kv_types::{KvOperation, KvReplyOutcome, WatchId, WatchRequest};
 use vigil_core::{Operation, OperationResult, ReplyOutcome, RequestId};
 
 use crate::auth::Token;
@@ -177,6 +183,82 @@ impl<N: Network> Client<N> {
             .await
     }
 
+    /// Sends a revisioned request without waiting for its reply; returns its id (from the same
+    /// space as [`Client::send_request`]'s).
+    pub async fn send_kv_request(
+        &mut self,
+        cluster: &str,
+        operation: KvOperation,
+    ) -> Result<RequestId, CallError> {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let frame = ClientFrame::KvRequest {
+            request_id,
+            cluster: cluster.to_string(),
+            operation,
+            token: self.tokens.get(cluster).cloned(),
+        };
+        codec::write_value(&mut self.writer, &frame).await?;
+        Ok(request_id)
+    }
+
+    /// Sends one revisioned request and waits for its reply. Do not call with a watch open on
+    /// this connection (its frames would come first); use another connection.
+    pub async fn kv_call(
+        &mut self,
+        cluster: &str,
+        operation: KvOperation,
+    ) -> Result<KvReplyOutcome, CallError> {
+        let request_id = self.send_kv_request(cluster, operation).await?;
+        match self.next_frame().await? {
+            ProxyFrame::KvReply {
+                request_id: answered,
+                outcome,
+            } if answered == request_id => Ok(outcome),
+            other => Err(CallError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks for a watch named `watch_id` (unique among this connection's open watches); its
+    /// `WatchCreated` or `WatchEnded`, then its events, come from [`Client::next_watch_frame`].
+    pub async fn create_watch(
+        &mut self,
+        cluster: &str,
+        watch_id: WatchId,
+        watch: WatchRequest,
+    ) -> Result<(), CallError> {
+        let frame = ClientFrame::WatchCreate {
+            watch_id,
+            cluster: cluster.to_string(),
+            watch,
+            token: self.tokens.get(cluster).cloned(),
+        };
+        Ok(codec::write_value(&mut self.writer, &frame).await?)
+    }
+
+    /// Cancels watch `watch_id`: it ends `Cancelled` (a `WatchEnded` follows) unless it
+    /// already ended.
+    pub async fn cancel_watch(&mut self, watch_id: WatchId) -> Result<(), CallError> {
+        let frame = ClientFrame::WatchCancel { watch_id };
+        Ok(codec::write_value(&mut self.writer, &frame).await?)
+    }
+
+    /// Asks for a `WatchProgress` of watch `watch_id`.
+    pub async fn request_watch_progress(&mut self, watch_id: WatchId) -> Result<(), CallError> {
+        let frame = ClientFrame::WatchProgressRequest { watch_id };
+        Ok(codec::write_value(&mut self.writer, &frame).await?)
+    }
+
+    /// The next frame of any watch of this connection (or a reply), waiting as long as it
+    /// takes: a watch's next event may be far off.
+    pub async fn next_watch_frame(&mut self) -> Result<ProxyFrame, CallError> {
+        match codec::read_value(&mut self.reader).await {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => Err(CallError::Closed),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The cluster's masters and the proxy's ledger. Do not call with requests outstanding.
     pub async fn status(&mut self, cluster: &str) -> Result<ClusterStatus, CallError> {
         let query_id = 1;
@@ -192,7 +274,8 @@ impl<N: Network> Client<N> {
         }
     }
 
-    async fn next_frame(&mut self) -> Result<ProxyFrame, CallError> {
+    /// The next frame, within the client's timeout.
+    pub async fn next_frame(&mut self) -> Result<ProxyFrame, CallError> {
         let read = tokio::time::timeout(self.timeout, codec::read_value(&mut self.reader));
         match read.await {
             Err(_) => Err(CallError::Timeout(self.timeout)),

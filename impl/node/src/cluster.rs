@@ -263,6 +263,17 @@ where
         self.ledger.counters()
     }
 
+    /// The proxy's watch ledger as last published.
+    pub fn watch_ledger(&self) -> vigil_core::WatchLedgerCounters {
+        self.ledger.watch_counters()
+    }
+
+    /// The proxy's subscription to this cluster: the master streaming and the revision it
+    /// brings next; none while the proxy holds no watch.
+    pub fn subscription(&self) -> Option<(NodeId, vigil_core::kv_types::Revision)> {
+        self.ledger.subscription(&self.options.cluster)
+    }
+
     fn handle(&self, node: NodeId) -> Result<&MasterHandle, ClusterError> {
         self.masters
             .get(node as usize)

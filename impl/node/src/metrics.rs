@@ -55,6 +55,26 @@ pub const PROXY_PERMISSION_DENIED: &str = "vigil_proxy_permission_denied_total";
 /// at a leader, with label `node`; `in_flight_max` at a proxy): each refusal names the bound
 /// that was full, so an operator knows which limit to look at (`docs/operations.md` §6).
 pub const OVERLOADED: &str = "vigil_overloaded_total";
+/// Watch ledger (`docs/protocol.md` §17.4): watches clients asked for.
+pub const PROXY_WATCHES_OPENED: &str = "vigil_proxy_watches_opened_total";
+/// Watch ledger: watches ended, each exactly once (`opened == ended + open`).
+pub const PROXY_WATCHES_ENDED: &str = "vigil_proxy_watches_ended_total";
+/// Watch ledger: watches held now.
+pub const PROXY_WATCHES_OPEN: &str = "vigil_proxy_watches_open";
+/// Watch ledger: watches dropped without an ending (a bug; must stay 0).
+pub const PROXY_WATCHES_DROPPED_UNENDED: &str = "vigil_proxy_watches_dropped_unended_total";
+/// Watches ended, by `outcome` (`cancelled`, `compacted`, `client_gone`, `unknown_cluster`,
+/// `overflow`, `too_many_watches`, `permission_denied`, `dropped`): the refusals and the slow
+/// watchers an operator looks for.
+pub const PROXY_WATCH_ENDINGS: &str = "vigil_proxy_watch_endings_total";
+/// Revisioned requests refused `InvalidRequest` (a transaction over `txn_operations_max`, or
+/// putting one key twice), never forwarded.
+pub const PROXY_INVALID_REQUESTS: &str = "vigil_proxy_invalid_requests_total";
+/// Proxies subscribed to a master's committed stream (label `node`).
+pub const MASTER_SUBSCRIPTIONS: &str = "vigil_master_subscriptions";
+/// Connections to a proxy a master closed because a subscription message could not be queued
+/// (label `node`): the proxy resumes its watches elsewhere.
+pub const MASTER_SUBSCRIPTION_RESETS: &str = "vigil_master_subscription_resets_total";
 /// Outbound connection attempts to a peer that failed (reconnect with backoff follows).
 pub const RECONNECTS: &str = "vigil_reconnects_total";
 

@@ -7,6 +7,13 @@
 //! holds per client is bounded too: each connection has at most `requests_per_connection_max`
 //! requests outstanding (a semaphore permit per request, released when its reply is written),
 //! so its reply queue can never overflow and no reply is ever dropped for lack of room.
+//!
+//! Watches (`docs/protocol.md` §17) live in the state machine too; the host routes what it
+//! sends to each watch's connection, tells it when a `WatchEvents` has been written
+//! (`Proxy::watch_events_read`, the flow control that bounds each watch's buffer) and when a
+//! connection closed (`Proxy::handle_client_closed`). A watch frame also holds a permit, until
+//! everything the proxy answered to it is written, so a client that sends watch frames without
+//! reading cannot grow its queue either.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,9 +25,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use vigil_core::kv_types::{KvOperation, Revision, WatchEnd, WatchId, WatchRequest};
 use vigil_core::{
-    ClientId, Endpoint, LedgerCounters, MasterStatus, Message, NodeId, Operation, Proxy,
-    ProxyReady, RequestId,
+    ClientError, ClientId, Endpoint, LedgerCounters, MasterStatus, Message, NodeId, Operation,
+    Proxy, ProxyReady, RequestId, WatchLedgerCounters,
 };
 
 use crate::auth::{Authentication, Secret, Token};
@@ -132,8 +140,12 @@ pub struct LedgerView(Mutex<Published>);
 #[derive(Debug, Default)]
 struct Published {
     counters: LedgerCounters,
+    watches: WatchLedgerCounters,
     /// Cluster name → the master the proxy sends its requests to (none: not known yet).
     leaders: BTreeMap<String, Option<NodeId>>,
+    /// Cluster name → the master streaming to the proxy and the revision the stream brings
+    /// next, while the proxy holds a watch of it.
+    subscriptions: BTreeMap<String, (NodeId, Revision)>,
 }
 
 impl LedgerView {
@@ -144,6 +156,17 @@ impl LedgerView {
     /// A copy of the counters.
     pub fn counters(&self) -> LedgerCounters {
         self.lock().counters
+    }
+
+    /// A copy of the watch ledger's counters (`docs/protocol.md` §17.4).
+    pub fn watch_counters(&self) -> WatchLedgerCounters {
+        self.lock().watches
+    }
+
+    /// The subscription of `cluster` (`docs/protocol.md` §17.1): the master streaming and the
+    /// revision it brings next (0: not known yet); none while the proxy holds no watch of it.
+    pub fn subscription(&self, cluster: &str) -> Option<(NodeId, Revision)> {
+        self.lock().subscriptions.get(cluster).copied()
     }
 
     /// The cached leader of every cluster served (none: not known yet).
@@ -169,10 +192,45 @@ enum Input {
         cluster: String,
         admitted: bool,
     },
+    KvRequest {
+        client: ClientId,
+        request_id: RequestId,
+        cluster: String,
+        operation: KvOperation,
+        admitted: bool,
+    },
+    /// A watch frame, with the permit released once what the proxy answered to it is written.
+    Watch {
+        client: ClientId,
+        frame: WatchInput,
+        permit: OwnedSemaphorePermit,
+    },
+    /// A `WatchEvents` of the watch was written to its client's connection.
+    WatchEventsRead { client: ClientId, watch_id: WatchId },
+    /// The client's connection closed, after every input it sent.
+    ClientClosed { client: ClientId },
 }
 
-/// A reply on its way to a client, with the permit its request held.
-type Outgoing = (ProxyFrame, Option<OwnedSemaphorePermit>);
+/// What a client asks of a watch.
+#[derive(Debug)]
+enum WatchInput {
+    Create {
+        watch_id: WatchId,
+        cluster: String,
+        watch: WatchRequest,
+        admitted: bool,
+    },
+    Cancel {
+        watch_id: WatchId,
+    },
+    ProgressRequest {
+        watch_id: WatchId,
+    },
+}
+
+/// A frame on its way to a client, with the permit it releases once written; a permit alone
+/// is released once everything queued before it is written.
+type Outgoing = (Option<ProxyFrame>, Option<OwnedSemaphorePermit>);
 
 /// Client connections' reply queues, and the permits their outstanding requests hold.
 #[derive(Debug, Default)]
@@ -287,6 +345,9 @@ pub async fn run_on<N: Network>(
         tick_interval: settings.host.tick_interval(),
         trace,
         received: None,
+        answered_watch_frames: Vec::new(),
+        lost_subscriptions: Vec::new(),
+        watch_endings_sent: 0,
     };
     let result = driver.run(inputs, replies, local_shutdown).await;
     let closed = match driver.trace.take() {
@@ -364,6 +425,14 @@ struct ProxyDriver {
     trace: Option<TraceSink>,
     /// The trace stamp of the master frame the core is handling (for its `Receive`).
     received: Option<TraceStamp>,
+    /// Permits of the watch frames handled by this input, queued behind its answers.
+    answered_watch_frames: Vec<(ClientId, OwnedSemaphorePermit)>,
+    /// Masters a `Subscribe` or `Unsubscribe` could not be queued to: a lost subscription
+    /// message, handled as a closed connection (`docs/protocol.md` §17.1) at the next tick,
+    /// so that a cluster whose masters are all unreachable costs one attempt per tick.
+    lost_subscriptions: Vec<(String, NodeId)>,
+    /// `WatchEnded` frames routed to clients (every ending but `ClientGone` is one).
+    watch_endings_sent: u64,
 }
 
 impl ProxyDriver {
@@ -382,6 +451,9 @@ impl ProxyDriver {
                 _ = ticker.tick() => {
                     self.proxy.tick();
                     self.expire_statuses();
+                    for (cluster, node) in std::mem::take(&mut self.lost_subscriptions) {
+                        self.proxy.link_closed(&cluster, node);
+                    }
                 }
                 Some((tag, event)) = replies.recv() => match event {
                     LinkEvent::Received(frame) => self.handle_master_frame(tag, frame),
@@ -403,7 +475,21 @@ impl ProxyDriver {
                 self.handle_ready(ready, stamps);
             }
             self.received = None;
+            self.release_answered_watch_frames();
             self.publish_ledger();
+        }
+    }
+
+    /// Queues each handled watch frame's permit behind what the proxy answered to it.
+    fn release_answered_watch_frames(&mut self) {
+        if self.answered_watch_frames.is_empty() {
+            return;
+        }
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        for (client, permit) in self.answered_watch_frames.drain(..) {
+            if let Some(queue) = clients.queues.get(&client) {
+                let _ = queue.send((None, Some(permit)));
+            }
         }
     }
 
@@ -436,6 +522,59 @@ impl ProxyDriver {
             Input::Status {
                 client, query_id, ..
             } => self.send_status(client, query_id, Err(PERMISSION_DENIED.to_string())),
+            Input::KvRequest {
+                client,
+                request_id,
+                cluster,
+                operation,
+                admitted: true,
+            } => self
+                .proxy
+                .handle_kv_request(client, request_id, &cluster, operation),
+            Input::KvRequest {
+                client,
+                request_id,
+                cluster,
+                operation,
+                admitted: false,
+            } => self
+                .proxy
+                .deny_kv_request(client, request_id, &cluster, operation),
+            Input::Watch {
+                client,
+                frame,
+                permit,
+            } => {
+                self.handle_watch_input(client, frame);
+                self.answered_watch_frames.push((client, permit));
+            }
+            Input::WatchEventsRead { client, watch_id } => {
+                self.proxy.watch_events_read(client, watch_id);
+            }
+            Input::ClientClosed { client } => self.proxy.handle_client_closed(client),
+        }
+    }
+
+    fn handle_watch_input(&mut self, client: ClientId, frame: WatchInput) {
+        match frame {
+            WatchInput::Create {
+                watch_id,
+                cluster,
+                watch,
+                admitted: true,
+            } => self
+                .proxy
+                .handle_watch_create(client, watch_id, &cluster, watch),
+            WatchInput::Create {
+                watch_id,
+                cluster,
+                admitted: false,
+                ..
+            } => self.proxy.deny_watch(client, watch_id, &cluster),
+            WatchInput::Cancel { watch_id } => self.proxy.handle_watch_cancel(client, watch_id),
+            WatchInput::ProgressRequest { watch_id } => {
+                self.proxy.handle_watch_progress_request(client, watch_id);
+            }
         }
     }
 
@@ -494,45 +633,88 @@ impl ProxyDriver {
             );
             let link = self
                 .link_index
-                .get(&(envelope.cluster, envelope.to))
+                .get(&(envelope.cluster.clone(), envelope.to))
                 .and_then(|tag| self.links.get(*tag));
             let forward_id = match &envelope.message {
-                Message::Propose { request_id, .. } => Some(*request_id),
+                Message::Propose { request_id, .. } | Message::KvPropose { request_id, .. } => {
+                    Some(*request_id)
+                }
                 _ => None,
             };
-            let sent = link.is_some_and(|(_, _, link)| {
+            let subscription_message = matches!(
+                envelope.message,
+                Message::Subscribe { .. } | Message::Unsubscribe
+            );
+            let sent = link.map(|(_, _, link)| {
                 link.send(PeerFrame::Protocol {
                     message: envelope.message,
                     stamp,
                 })
-                .is_ok()
             });
-            if let (false, Some(forward_id)) = (sent, forward_id) {
+            let delivered = matches!(sent, Some(Ok(())));
+            if subscription_message && !delivered {
+                // A lost subscription message (§17.1): the link is reset if it is up (the
+                // master then forgets the subscription, and the link's `Closed` follows), and
+                // the proxy hears `ConnectionClosed` at the next tick either way.
+                tracing::debug!(cluster = %envelope.cluster, node = envelope.to, ?sent, "subscription message lost; resuming elsewhere");
+                if let (Some((_, _, link)), Some(Err(transport::SendError::QueueFull))) =
+                    (link, &sent)
+                {
+                    link.reset();
+                }
+                self.lost_subscriptions
+                    .push((envelope.cluster, envelope.to));
+            }
+            if let (false, Some(forward_id)) = (delivered, forward_id) {
                 // It never left: the master did not see it, so the proxy may try another
                 // (`ForwardLost`) instead of waiting for the request's deadline.
                 self.proxy.forward_lost(forward_id);
             }
         }
+        self.route_to_clients(ready.replies);
+    }
+
+    /// Queues each message for a client to its connection (dropped if it closed: the ledgers
+    /// completed or ended what it was owed).
+    fn route_to_clients(&mut self, replies: Vec<vigil_core::ClientEnvelope>) {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        for envelope in ready.replies {
-            let Message::Reply {
-                request_id,
-                outcome,
-            } = envelope.message
-            else {
+        for envelope in replies {
+            let permit = match &envelope.message {
+                Message::Reply { request_id, .. } | Message::KvReply { request_id, .. } => {
+                    clients.permits.remove(&(envelope.to, *request_id))
+                }
+                _ => None,
+            };
+            let Some(frame) = ProxyFrame::from_client_message(envelope.message) else {
+                tracing::error!(
+                    client = envelope.to,
+                    "the core addressed a non-client message to a client"
+                );
                 continue;
             };
-            let permit = clients.permits.remove(&(envelope.to, request_id));
+            Self::count_client_frame(&frame, &mut self.watch_endings_sent);
             if let Some(queue) = clients.queues.get(&envelope.to) {
-                // The queue is unbounded in type but bounded in fact: one entry per permit.
-                let _ = queue.send((
-                    ProxyFrame::Reply {
-                        request_id,
-                        outcome,
-                    },
-                    permit,
-                ));
+                // The queue is unbounded in type but bounded in fact: one reply per permit,
+                // at most `watch_events_buffered_max` `WatchEvents` per watch (the core's flow
+                // control), one answer per watch frame (each holds a permit until written).
+                let _ = queue.send((Some(frame), permit));
             }
+        }
+    }
+
+    /// Counts the refusals and watch endings a client frame reports.
+    fn count_client_frame(frame: &ProxyFrame, watch_endings_sent: &mut u64) {
+        match frame {
+            ProxyFrame::WatchEnded { outcome, .. } => {
+                *watch_endings_sent += 1;
+                metrics::counter!(names::PROXY_WATCH_ENDINGS, "outcome" => watch_end_label(outcome))
+                    .increment(1);
+            }
+            ProxyFrame::KvReply {
+                outcome: Err(ClientError::InvalidRequest),
+                ..
+            } => metrics::counter!(names::PROXY_INVALID_REQUESTS).increment(1),
+            _ => {}
         }
     }
 
@@ -555,6 +737,26 @@ impl ProxyDriver {
         metrics::gauge!(names::PROXY_IN_FLIGHT).set(counters.in_flight as f64);
         metrics::counter!(names::OVERLOADED, "bound" => "in_flight_max")
             .absolute(self.proxy.refused_in_flight_max());
+        self.publish_watch_ledger();
+    }
+
+    fn publish_watch_ledger(&self) {
+        let watches = self.proxy.watch_ledger();
+        {
+            let mut published = self.ledger.lock();
+            published.watches = watches;
+            published.subscriptions = (self.proxy.clusters().keys())
+                .filter_map(|cluster| Some((cluster.clone(), self.proxy.subscription(cluster)?)))
+                .collect();
+        }
+        metrics::counter!(names::PROXY_WATCHES_OPENED).absolute(watches.opened);
+        metrics::counter!(names::PROXY_WATCHES_ENDED).absolute(watches.ended);
+        metrics::gauge!(names::PROXY_WATCHES_OPEN).set(watches.open as f64);
+        metrics::counter!(names::PROXY_WATCHES_DROPPED_UNENDED).absolute(watches.dropped_unended);
+        // `ClientGone` is the one ending that sends nothing.
+        let client_gone = watches.ended.saturating_sub(self.watch_endings_sent);
+        metrics::counter!(names::PROXY_WATCH_ENDINGS, "outcome" => "client_gone")
+            .absolute(client_gone);
     }
 
     fn start_status(&mut self, client: ClientId, query_id: u64, cluster: String) {
@@ -624,13 +826,27 @@ impl ProxyDriver {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         let permit = clients.permits.remove(&(client, u64::MAX - query_id));
         if let Some(queue) = clients.queues.get(&client) {
-            let _ = queue.send((ProxyFrame::Status { query_id, result }, permit));
+            let _ = queue.send((Some(ProxyFrame::Status { query_id, result }), permit));
         }
     }
 }
 
 /// What a status query without the right token gets.
 const PERMISSION_DENIED: &str = "permission denied: missing or wrong client token";
+
+/// The `outcome` label of a watch's end.
+fn watch_end_label(outcome: &WatchEnd) -> &'static str {
+    match outcome {
+        WatchEnd::Cancelled => "cancelled",
+        WatchEnd::Compacted { .. } => "compacted",
+        WatchEnd::ClientGone => "client_gone",
+        WatchEnd::UnknownCluster => "unknown_cluster",
+        WatchEnd::Overflow => "overflow",
+        WatchEnd::TooManyWatches => "too_many_watches",
+        WatchEnd::PermissionDenied => "permission_denied",
+        WatchEnd::Dropped => "dropped",
+    }
+}
 
 /// What every client connection shares.
 struct ClientContext {
@@ -695,96 +911,178 @@ async fn serve_client<N: Network>(
     let client = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     lock(&context.clients).queues.insert(client, queue);
+    let inbox = context.inbox.clone();
     let writer_task = network.spawn(async move {
         while let Some((frame, permit)) = outgoing.recv().await {
+            let Some(frame) = frame else {
+                drop(permit);
+                continue;
+            };
             let written = codec::write_value(&mut writer, &frame).await;
             drop(permit);
             if written.is_err() {
                 return;
             }
+            if let ProxyFrame::WatchEvents { watch_id, .. } = frame {
+                // Written: one place of the watch's buffer is free (§17.5).
+                let read = Input::WatchEventsRead { client, watch_id };
+                if inbox.send(read).await.is_err() {
+                    return;
+                }
+            }
         }
     });
-    read_requests(&mut reader, client, peer, &context).await;
+    let watched = read_requests(&mut reader, client, peer, &context).await;
     // Replies still owed to this client are completed by the ledger and discarded here.
-    let mut clients = lock(&context.clients);
-    clients.queues.remove(&client);
-    clients.permits.retain(|(owner, _), _| *owner != client);
-    drop(clients);
+    {
+        let mut clients = lock(&context.clients);
+        clients.queues.remove(&client);
+        clients.permits.retain(|(owner, _), _| *owner != client);
+    }
     writer_task.abort();
+    // After every input of the connection: its watches end `ClientGone`. A connection that
+    // never asked for a watch holds none, and its trace shows no `ClientClosed`.
+    if watched {
+        let _ = context.inbox.send(Input::ClientClosed { client }).await;
+    }
 }
 
 fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
     clients.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Reads a client connection's frames into the proxy task until it closes or misbehaves;
+/// returns whether it asked for a watch.
 async fn read_requests<R: tokio::io::AsyncRead + Unpin>(
     reader: &mut codec::FrameReader<R>,
     client: ClientId,
     peer: SocketAddr,
     context: &ClientContext,
-) {
+) -> bool {
     let permits = Arc::new(Semaphore::new(REQUESTS_PER_CONNECTION_MAX));
     let mut denial_logged = false;
+    let mut watched = false;
     loop {
         let frame = match codec::read_value::<ClientFrame, _>(reader).await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return,
+            Ok(None) => return watched,
             Err(error) => {
                 transport::record_bad_frame("proxy", peer, &error);
-                return;
+                return watched;
             }
         };
+        watched |= matches!(frame, ClientFrame::WatchCreate { .. });
         let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+            return watched;
         };
-        let (key, input) = match frame {
-            ClientFrame::Request {
+        let admits = |cluster: &str, token: Option<&Token>| {
+            context.admits(cluster, token, peer, &mut denial_logged)
+        };
+        let input = match client_input(client, frame, admits) {
+            ClientInput::Answered(key, input) => {
+                let mut clients = lock(&context.clients);
+                if clients.permits.contains_key(&(client, key)) {
+                    // Ids must be unique among a connection's outstanding requests: a reused
+                    // id would make its reply ambiguous and let one connection exceed its cap.
+                    drop(clients);
+                    let error = codec::CodecError::Decode {
+                        bytes: 0,
+                        reason: format!("request id {key} reused while outstanding"),
+                    };
+                    transport::record_bad_frame("proxy", peer, &error);
+                    return watched;
+                }
+                clients.permits.insert((client, key), permit);
+                input
+            }
+            ClientInput::Watch(frame) => Input::Watch {
+                client,
+                frame,
+                permit,
+            },
+        };
+        if context.inbox.send(input).await.is_err() {
+            return watched;
+        }
+    }
+}
+
+/// A client frame as the proxy task takes it.
+enum ClientInput {
+    /// A request or status query, answered once, keyed by its id on the connection (its
+    /// permit is held until that answer is written).
+    Answered(u64, Input),
+    /// A watch frame (its permit rides with it).
+    Watch(WatchInput),
+}
+
+/// What `frame` asks of the proxy task; `admits` checks a frame's token for its cluster.
+fn client_input(
+    client: ClientId,
+    frame: ClientFrame,
+    mut admits: impl FnMut(&str, Option<&Token>) -> bool,
+) -> ClientInput {
+    match frame {
+        ClientFrame::Request {
+            request_id,
+            cluster,
+            operation,
+            token,
+        } => ClientInput::Answered(
+            request_id,
+            Input::Request {
+                client,
                 request_id,
+                admitted: admits(&cluster, token.as_ref()),
                 cluster,
                 operation,
-                token,
-            } => (
-                request_id,
-                Input::Request {
-                    client,
-                    request_id,
-                    admitted: context.admits(&cluster, token.as_ref(), peer, &mut denial_logged),
-                    cluster,
-                    operation,
-                },
-            ),
-            // Status queries use the top of the id space so they never collide with requests.
-            ClientFrame::StatusQuery {
+            },
+        ),
+        // Status queries use the top of the id space so they never collide with requests.
+        ClientFrame::StatusQuery {
+            query_id,
+            cluster,
+            token,
+        } => ClientInput::Answered(
+            u64::MAX - query_id,
+            Input::Status {
+                client,
                 query_id,
+                admitted: admits(&cluster, token.as_ref()),
                 cluster,
-                token,
-            } => (
-                u64::MAX - query_id,
-                Input::Status {
-                    client,
-                    query_id,
-                    admitted: context.admits(&cluster, token.as_ref(), peer, &mut denial_logged),
-                    cluster,
-                },
-            ),
-        };
-        {
-            let mut clients = lock(&context.clients);
-            if clients.permits.contains_key(&(client, key)) {
-                // Ids must be unique among a connection's outstanding requests: a reused id
-                // would make its reply ambiguous and let one connection exceed its cap.
-                drop(clients);
-                let error = codec::CodecError::Decode {
-                    bytes: 0,
-                    reason: format!("request id {key} reused while outstanding"),
-                };
-                transport::record_bad_frame("proxy", peer, &error);
-                return;
-            }
-            clients.permits.insert((client, key), permit);
+            },
+        ),
+        ClientFrame::KvRequest {
+            request_id,
+            cluster,
+            operation,
+            token,
+        } => ClientInput::Answered(
+            request_id,
+            Input::KvRequest {
+                client,
+                request_id,
+                admitted: admits(&cluster, token.as_ref()),
+                cluster,
+                operation,
+            },
+        ),
+        ClientFrame::WatchCreate {
+            watch_id,
+            cluster,
+            watch,
+            token,
+        } => ClientInput::Watch(WatchInput::Create {
+            watch_id,
+            admitted: admits(&cluster, token.as_ref()),
+            cluster,
+            watch,
+        }),
+        ClientFrame::WatchCancel { watch_id } => {
+            ClientInput::Watch(WatchInput::Cancel { watch_id })
         }
-        if context.inbox.send(input).await.is_err() {
-            return;
+        ClientFrame::WatchProgressRequest { watch_id } => {
+            ClientInput::Watch(WatchInput::ProgressRequest { watch_id })
         }
     }
 }

@@ -509,6 +509,14 @@ async fn run_link<N, Out, In>(
                 if ended {
                     return; // every sender dropped: the owner is gone
                 }
+                // What was queued for the lost connection is lost with it, as what was in its
+                // socket buffers is: a peer that crashed must not receive, once restarted,
+                // what was sent to its previous incarnation (`protocol.md` §8: a crash loses
+                // the messages in flight to the master). Paxos retries by its timers. The link
+                // is marked down before the owner hears `Closed`, so every message the owner
+                // queued and lost is one it queued before `Closed`, and a later send fails.
+                let discarded = set_connected(&connected, &mut outbound, false);
+                tracing::debug!(peer = %address, discarded, "link lost; queue discarded; reconnecting");
                 if let Some(inbound) = &inbound {
                     if inbound
                         .sender
@@ -519,12 +527,6 @@ async fn run_link<N, Out, In>(
                         return; // the owner is gone
                     }
                 }
-                // What was queued for the lost connection is lost with it, as what was in its
-                // socket buffers is: a peer that crashed must not receive, once restarted,
-                // what was sent to its previous incarnation (`protocol.md` §8: a crash loses
-                // the messages in flight to the master). Paxos retries by its timers.
-                let discarded = set_connected(&connected, &mut outbound, false);
-                tracing::debug!(peer = %address, discarded, "link lost; queue discarded; reconnecting");
             }
             Ok(Err(error)) => {
                 tracing::debug!(peer = %address, %error, "dial failed");

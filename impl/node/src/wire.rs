@@ -3,9 +3,14 @@
 //!
 //! Why a wrapper instead of extending `vigil_core::Message`: `vigil status` needs a master's
 //! role, ballot and sets, which the protocol has no message for; keeping them out of the core
-//! keeps the core's message enum equal to `docs/protocol.md` §10.
+//! keeps the core's message enum equal to `docs/protocol.md` §10. A client's frames carry the
+//! protocol's client messages (`Request`, `KvRequest`, the watch messages of §17.7) under the
+//! same names, plus the client token the host checks before the core sees them.
 
 use serde::{Deserialize, Serialize};
+use vigil_core::kv_types::{
+    Event, KvOperation, KvReplyOutcome, Revision, WatchEnd, WatchId, WatchRequest,
+};
 use vigil_core::{LedgerCounters, MasterStatus, Message, Operation, ReplyOutcome, RequestId};
 
 use crate::auth::Token;
@@ -68,6 +73,39 @@ pub enum ClientFrame {
         /// The client token for `cluster`.
         token: Option<Token>,
     },
+    /// A revisioned operation (`protocol.md` §17.7 `KvRequest`); its id shares the space of
+    /// `Request` ids on the connection.
+    KvRequest {
+        /// Chosen by the client, echoed in the reply.
+        request_id: RequestId,
+        /// The cluster name.
+        cluster: String,
+        /// The operation.
+        operation: KvOperation,
+        /// The client token for `cluster`.
+        token: Option<Token>,
+    },
+    /// Open a watch (§17.2 `WatchCreate`).
+    WatchCreate {
+        /// Chosen by the client, unique among its open watches; names every frame of the watch.
+        watch_id: WatchId,
+        /// The cluster name.
+        cluster: String,
+        /// What to watch.
+        watch: WatchRequest,
+        /// The client token for `cluster`.
+        token: Option<Token>,
+    },
+    /// End a watch of this connection (§17.4 `WatchCancel`); it was admitted when created.
+    WatchCancel {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// Ask for a `WatchProgress` (§17.3 `WatchProgressRequest`).
+    WatchProgressRequest {
+        /// The watch.
+        watch_id: WatchId,
+    },
 }
 
 /// proxy → client.
@@ -87,6 +125,81 @@ pub enum ProxyFrame {
         /// The status, or why it cannot be given (unknown cluster).
         result: Result<ClusterStatus, String>,
     },
+    /// The one reply to a `KvRequest` (§17.7 `KvReply`).
+    KvReply {
+        /// The client's request id.
+        request_id: RequestId,
+        /// The outcome.
+        outcome: KvReplyOutcome,
+    },
+    /// The watch is held (§17.2 `WatchCreated`).
+    WatchCreated {
+        /// The watch.
+        watch_id: WatchId,
+    },
+    /// One revision's events for the watch (§17.3 `WatchEvents`).
+    WatchEvents {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision.
+        revision: Revision,
+        /// Its events in the watch's view.
+        events: Vec<Event>,
+    },
+    /// Every event of the watch's range up to `revision` was delivered (§17.3).
+    WatchProgress {
+        /// The watch.
+        watch_id: WatchId,
+        /// The revision.
+        revision: Revision,
+    },
+    /// The watch's one terminal outcome (§17.4 `WatchEnded`); nothing of it follows.
+    WatchEnded {
+        /// The watch.
+        watch_id: WatchId,
+        /// How it ended.
+        outcome: WatchEnd,
+    },
+}
+
+impl ProxyFrame {
+    /// The frame carrying a message the core proxy addressed to a client, or `None` for a
+    /// message no client receives (a host bug the caller logs).
+    pub fn from_client_message(message: Message) -> Option<ProxyFrame> {
+        Some(match message {
+            Message::Reply {
+                request_id,
+                outcome,
+            } => ProxyFrame::Reply {
+                request_id,
+                outcome,
+            },
+            Message::KvReply {
+                request_id,
+                outcome,
+            } => ProxyFrame::KvReply {
+                request_id,
+                outcome,
+            },
+            Message::WatchCreated { watch_id } => ProxyFrame::WatchCreated { watch_id },
+            Message::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            } => ProxyFrame::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            },
+            Message::WatchProgress { watch_id, revision } => {
+                ProxyFrame::WatchProgress { watch_id, revision }
+            }
+            Message::WatchEnded { watch_id, outcome } => {
+                ProxyFrame::WatchEnded { watch_id, outcome }
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// What `vigil status` shows.

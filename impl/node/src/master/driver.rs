@@ -127,7 +127,10 @@ impl Driver {
                     tracing::debug!(node = self.node, %from, "message of a closed connection dropped");
                     return;
                 }
-                if let (Peer::Proxy(proxy), Message::Propose { request_id, .. }) = (from, &message)
+                if let (
+                    Peer::Proxy(proxy),
+                    Message::Propose { request_id, .. } | Message::KvPropose { request_id, .. },
+                ) = (from, &message)
                 {
                     if self.proposal_started.len() >= PROPOSAL_TIMINGS_MAX {
                         self.proposal_started.clear();
@@ -145,6 +148,7 @@ impl Driver {
                 self.router
                     .send_to_proxy(proxy, PeerFrame::Status { query_id, status });
             }
+            Inbound::ProxyClosed { proxy } => self.master.proxy_closed(proxy),
         }
     }
 
@@ -248,8 +252,11 @@ impl Driver {
     /// Commit latency: from the `Propose` to its `ProposeReply` leaving.
     fn record_reply_timings(&mut self, replies: &[Envelope]) {
         for envelope in replies {
-            let (Peer::Proxy(proxy), Message::ProposeReply { request_id, .. }) =
-                (&envelope.to, &envelope.message)
+            let (
+                Peer::Proxy(proxy),
+                Message::ProposeReply { request_id, .. }
+                | Message::KvProposeReply { request_id, .. },
+            ) = (&envelope.to, &envelope.message)
             else {
                 continue;
             };
@@ -301,7 +308,10 @@ impl Driver {
             Role::Leader => 3.0,
         };
         metrics::gauge!(names::MASTER_ROLE, "node" => node.clone()).set(role);
-        metrics::gauge!(names::COMMIT_INDEX, "node" => node).set(self.master.commit_index() as f64);
+        metrics::gauge!(names::COMMIT_INDEX, "node" => node.clone())
+            .set(self.master.commit_index() as f64);
+        let subscriptions = self.master.subscriptions().count();
+        metrics::gauge!(names::MASTER_SUBSCRIPTIONS, "node" => node).set(subscriptions as f64);
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vigil_core::{Message, NodeId, Peer, ProxyId};
 
-use super::router::Router;
+use super::router::{ProxyConnection, Router};
 use super::MasterSettings;
 use crate::codec::{self, DialerRole};
 use crate::platform::Network;
@@ -43,6 +43,11 @@ pub(super) enum Inbound {
     StatusQuery {
         proxy: ProxyId,
         query_id: u64,
+    },
+    /// A proxy's connection closed, after every frame it delivered: its subscription ends
+    /// (`Master::proxy_closed`, `protocol.md` §17.1).
+    ProxyClosed {
+        proxy: ProxyId,
     },
 }
 
@@ -145,20 +150,30 @@ async fn serve_connection<N: Network>(
         DialerRole::Proxy => Peer::Proxy(context.next_proxy_id.fetch_add(1, Ordering::Relaxed)),
         DialerRole::Client => return, // refused by the handshake policy
     };
+    let close = CancellationToken::new();
     let writer_task = match from {
         Peer::Proxy(proxy) => {
             let (queue, mut frames) = mpsc::channel::<PeerFrame>(PROXY_QUEUE_FRAMES_MAX);
+            let connection = ProxyConnection {
+                queue,
+                close: close.clone(),
+            };
             context
                 .router
                 .proxies
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(proxy, queue);
+                .insert(proxy, connection);
+            let close_on_error = close.clone();
             // Aborted when this connection ends, also when a stopping master drops it: a
             // stopped master writes nothing more.
             Some(AbortOnDrop(network.spawn(async move {
                 while let Some(frame) = frames.recv().await {
-                    if codec::write_value(&mut writer, &frame).await.is_err() {
+                    if let Err(error) = codec::write_value(&mut writer, &frame).await {
+                        // A frame that did not leave may be a subscription's: the connection
+                        // closes, so the proxy resumes elsewhere (§17.1).
+                        tracing::debug!(%error, "writing to a proxy failed; closing");
+                        close_on_error.cancel();
                         return;
                     }
                 }
@@ -167,18 +182,22 @@ async fn serve_connection<N: Network>(
         Peer::Master(_) => None,
     };
     let open = Arc::new(AtomicBool::new(true));
-    read_frames(&mut reader, from, peer, &context, &open).await;
+    tokio::select! {
+        () = read_frames(&mut reader, from, peer, &context, &open) => {}
+        () = close.cancelled() => {}
+    }
     // What this connection delivered and the driver has not handled yet is lost with it.
     open.store(false, Ordering::Release);
     if let Peer::Proxy(proxy) = from {
-        let mut proxies = context
+        context
             .router
             .proxies
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        proxies.remove(&proxy);
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&proxy);
+        drop(writer_task);
+        let _ = context.inbox.send(Inbound::ProxyClosed { proxy }).await;
     }
-    drop(writer_task);
 }
 
 async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
@@ -211,7 +230,11 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
             (
                 Peer::Proxy(_),
                 PeerFrame::Protocol {
-                    message: message @ Message::Propose { .. },
+                    message:
+                        message @ (Message::Propose { .. }
+                        | Message::KvPropose { .. }
+                        | Message::Subscribe { .. }
+                        | Message::Unsubscribe),
                     stamp,
                 },
             ) => Inbound::Protocol {
