@@ -7,7 +7,8 @@
 //! and `proxy` (the tasks that own the core's state machines); `client`; `cluster` (N masters
 //! and a proxy in one process); `config`, `metrics` and `status` (the HTTP endpoint for
 //! `/metrics` and `/status`); `fuzzing` (entry points of the fuzz targets and corpus replay);
-//! `tick_clock` (ticks due on the host's clock, so a pause is told from a late tick);
+//! `kv_text` (the revisioned API as the CLI's text); `tick_clock` (ticks due on the host's
+//! clock, so a pause is told from a late tick);
 //! `platform`, the seam (network, file system) that lets conformance run all of it under a
 //! deterministic simulation.
 //!
@@ -22,6 +23,7 @@ pub mod codec;
 pub mod config;
 pub mod durable;
 pub mod fuzzing;
+pub mod kv_text;
 pub mod master;
 pub mod metrics;
 pub mod platform;

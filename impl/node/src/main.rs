@@ -1,7 +1,10 @@
 //! `vigil`: the coordination service's command line — run masters and proxies (one per process
 //! from config files, or all in one process with `vigil cluster`), and talk to a proxy as a
-//! client (`put`, `get`, `cas`, `delete`, `status`). The subcommand names are a contract used
-//! by the docs and checks.
+//! client (`put`, `get`, `cas`, `delete`, `status`, and the revisioned `range`,
+//! `delete-range`, `txn`, `watch`, `compact` in `cli_kv.rs`). The subcommand names are a
+//! contract used by the docs and checks.
+
+mod cli_kv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,8 +76,15 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Write a key.
-    Put(KeyValueArguments),
+    /// Write a key (with --prev-kv: the revisioned put, printing its revision and the record
+    /// it replaced).
+    Put {
+        #[command(flatten)]
+        target: KeyValueArguments,
+        /// Print the write's revision and the key's previous record.
+        #[arg(long)]
+        prev_kv: bool,
+    },
     /// Read a key.
     Get(KeyArguments),
     /// Write a key only if its version is `--version`.
@@ -89,6 +99,21 @@ enum Command {
     Delete(KeyArguments),
     /// Leader, ballot, commit index, active and evicted masters, and the proxy's ledger.
     Status(Target),
+    /// Read a key, a range [KEY, RANGE_END) or a prefix, at the current or a past revision.
+    Range(cli_kv::RangeCommand),
+    /// Remove a key, a range or a prefix (one revision for all).
+    DeleteRange(cli_kv::DeleteRangeCommand),
+    /// Compare, then run the success or the failure operations, atomically at one revision.
+    Txn(cli_kv::TxnCommand),
+    /// Print every change of a key, a range or a prefix, in revision order, until Ctrl-C.
+    Watch(cli_kv::WatchCommand),
+    /// Drop the history below REVISION (reads and watches below it fail `compacted`).
+    Compact {
+        #[command(flatten)]
+        target: Target,
+        /// The new compaction point.
+        revision: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,7 +236,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Master { config } => run_master(config).await,
         Command::Proxy { config } => run_proxy(config).await,
-        Command::Put(arguments) => {
+        Command::Put {
+            target: arguments,
+            prev_kv: true,
+        } => {
+            cli_kv::run_put_with_previous(&arguments.target, &arguments.key, &arguments.value).await
+        }
+        Command::Put {
+            target: arguments,
+            prev_kv: false,
+        } => {
             let operation = Operation::Put {
                 key: arguments.key.into_bytes(),
                 value: arguments.value.into_bytes(),
@@ -239,6 +273,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             run_operation(&arguments.target, operation).await
         }
         Command::Status(target) => run_status(&target).await,
+        Command::Range(command) => cli_kv::run_range(command).await,
+        Command::DeleteRange(command) => cli_kv::run_delete_range(command).await,
+        Command::Txn(command) => cli_kv::run_txn(command).await,
+        Command::Watch(command) => cli_kv::run_watch(command).await,
+        Command::Compact { target, revision } => cli_kv::run_compact(&target, revision).await,
     }
 }
 
@@ -408,9 +447,9 @@ fn describe_error(cluster: &str, error: &vigil_core::ClientError) -> String {
             "permission denied: the client token for cluster {cluster:?} is missing or wrong \
              (--token-file or VIGIL_CLIENT_TOKEN)"
         ),
-        ClientError::InvalidRequest => {
-            "invalid request: a transaction over its bounds or putting one key twice".into()
-        }
+        ClientError::InvalidRequest => "invalid request: a transaction with more compares or \
+             operations per branch than txn_operations_max, or putting one key twice"
+            .into(),
     }
 }
 

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vigil_core::{LedgerCounters, NodeId};
+use vigil_core::{LedgerCounters, NodeId, WatchLedgerCounters};
 
 use crate::master::StatusQuery;
 use crate::metrics::MetricsError;
@@ -61,6 +61,8 @@ pub struct ProxyStatus {
     /// Cluster name → the master the proxy currently sends that cluster's requests to
     /// (`null`: not known yet).
     pub leaders: BTreeMap<String, Option<NodeId>>,
+    /// The watch ledger (`opened = ended + open`, `dropped_unended` 0).
+    pub watches: WatchLedgerCounters,
 }
 
 /// Why the endpoint could not start.
@@ -189,6 +191,7 @@ async fn status(source: &StatusSource) -> Response<Full<Bytes>> {
         StatusSource::Proxy(ledger) => serde_json::to_string(&ProxyStatus {
             ledger: ledger.counters(),
             leaders: ledger.leaders(),
+            watches: ledger.watch_counters(),
         }),
         StatusSource::None => return plain(StatusCode::NOT_FOUND, "no status here\n"),
     };
