@@ -116,12 +116,24 @@ impl EtcdCluster {
     }
 
     async fn client(&self, timeout: Duration) -> Result<etcd_client::KvClient, BenchError> {
+        Ok(self.connect(timeout).await?.kv_client())
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<etcd_client::Client, BenchError> {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(REQUEST_TIMEOUT);
         etcd_client::Client::connect(&self.endpoints, Some(options))
             .await
-            .map(|client| client.kv_client())
+            .map_err(|error| BenchError::Setup(format!("connecting to etcd: {error}")))
+    }
+
+    /// A fresh gRPC channel for one watcher (no request timeout: a watch stream lasts).
+    pub async fn watch_client(&self) -> Result<etcd_client::WatchClient, BenchError> {
+        let options = etcd_client::ConnectOptions::new().with_connect_timeout(REQUEST_TIMEOUT);
+        etcd_client::Client::connect(&self.endpoints, Some(options))
+            .await
+            .map(|client| client.watch_client())
             .map_err(|error| BenchError::Setup(format!("connecting to etcd: {error}")))
     }
 

@@ -3,7 +3,8 @@
 //! example for the model checker — and printed as Markdown tables with the machine and the date.
 //!
 //! Sections: service throughput and latency (vigil as real `vigil master`/`vigil proxy`
-//! processes vs etcd members, same closed-loop generator), the incident (a wrong-cluster flood
+//! processes vs etcd members, same closed-loop generator), the revisioned API (range by
+//! prefix, a two-key transaction, watch fan-out, beside etcd), the incident (a wrong-cluster flood
 //! while valid traffic runs), failure handling (SIGSTOP, SIGCONT, SIGKILL on real processes),
 //! model checking, and trace replay. `--quick` runs every section with small durations and
 //! counts (under two minutes) so CI keeps the code working; its figures are not meant to be
@@ -16,9 +17,11 @@
 //! (`vigil_testkit::vigil_binary`).
 
 pub mod failure;
+pub mod fan_out;
 pub mod incident;
 pub mod load;
 pub mod report;
+pub mod revisions;
 pub mod throughput;
 pub mod verification;
 pub mod vigil_cluster;
@@ -82,6 +85,8 @@ pub struct BenchOptions {
 pub enum SectionName {
     /// Service throughput and latency, vigil and etcd.
     Throughput,
+    /// Range by prefix, a two-key Txn and watch fan-out, vigil and etcd.
+    Revisions,
     /// The wrong-cluster flood under load.
     Incident,
     /// SIGSTOP/SIGCONT of a follower, SIGKILL of the leader.
@@ -155,6 +160,9 @@ pub async fn run(options: &BenchOptions) -> Vec<Section> {
     };
     if options.runs(SectionName::Throughput) {
         record(throughput::run(options).await);
+    }
+    if options.runs(SectionName::Revisions) {
+        record(revisions::run(options).await);
     }
     if options.runs(SectionName::Incident) {
         record(incident::run(options).await);

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use vigil::client::Client;
+use vigil_core::kv_types::{
+    Compare, CompareResult, CompareTarget, KeyRange, KvOperation, KvResult, PutRequest,
+    RangeRequest, TxnOperation, TxnRequest,
+};
 use vigil_core::ReplyOutcome;
 
 use super::BenchError;
@@ -36,6 +40,12 @@ pub enum OperationKind {
     Put,
     /// Linearizable read.
     Get,
+    /// Linearizable read of every key under [`RANGE_PREFIX`] ([`RANGE_KEYS`] of them, written
+    /// before the run), in one request.
+    RangePrefix,
+    /// A two-key transaction: if the drawn key's value is the run's value, write it and its
+    /// partner key (the drawn key followed by `/b`), else write the drawn key alone.
+    TwoKeyTxn,
 }
 
 impl OperationKind {
@@ -44,8 +54,29 @@ impl OperationKind {
         match self {
             OperationKind::Put => "put",
             OperationKind::Get => "get",
+            OperationKind::RangePrefix => "range 100",
+            OperationKind::TwoKeyTxn => "txn 2 keys",
         }
     }
+}
+
+/// The prefix of the keys a [`OperationKind::RangePrefix`] reads.
+pub const RANGE_PREFIX: &[u8] = b"range/";
+/// How many keys are under [`RANGE_PREFIX`].
+pub const RANGE_KEYS: usize = 100;
+
+/// The `i`-th key under [`RANGE_PREFIX`] (three digits, so key order is index order).
+pub fn range_key(index: usize) -> Vec<u8> {
+    let mut key = RANGE_PREFIX.to_vec();
+    key.extend_from_slice(format!("{index:03}").as_bytes());
+    key
+}
+
+/// The partner of `key` in a [`OperationKind::TwoKeyTxn`].
+fn partner_key(key: &[u8]) -> Vec<u8> {
+    let mut partner = key.to_vec();
+    partner.extend_from_slice(b"/b");
+    partner
 }
 
 /// One client's connection to the service under test.
@@ -94,6 +125,14 @@ impl Connection {
                 let outcome = match kind {
                     OperationKind::Put => client.put(cluster, key, value).await,
                     OperationKind::Get => client.get(cluster, key).await,
+                    OperationKind::RangePrefix | OperationKind::TwoKeyTxn => {
+                        let operation = vigil_operation(kind, key, value);
+                        return match client.kv_call(cluster, operation).await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(error)) => Err(OperationFailure::Refused(format!("{error:?}"))),
+                            Err(error) => Err(OperationFailure::Broken(error.to_string())),
+                        };
+                    }
                 };
                 match outcome {
                     Ok(ReplyOutcome::Ok(_)) => Ok(()),
@@ -108,11 +147,86 @@ impl Connection {
                 let outcome = match kind {
                     OperationKind::Put => client.put(key, value, None).await.map(|_| ()),
                     OperationKind::Get => client.get(key, None).await.map(|_| ()),
+                    OperationKind::RangePrefix => {
+                        let options = etcd_client::GetOptions::new().with_prefix();
+                        client.get(RANGE_PREFIX, Some(options)).await.map(|_| ())
+                    }
+                    OperationKind::TwoKeyTxn => client.txn(etcd_txn(key, value)).await.map(|_| ()),
                 };
                 outcome.map_err(|error| OperationFailure::Refused(error.to_string()))
             }
         }
     }
+}
+
+impl Connection {
+    /// How many keys a [`OperationKind::RangePrefix`] returns now (the section checks it
+    /// reads all [`RANGE_KEYS`] before measuring).
+    pub async fn range_prefix_count(&mut self) -> Result<usize, OperationFailure> {
+        match self {
+            Connection::Vigil { client, cluster } => {
+                let operation = vigil_operation(OperationKind::RangePrefix, b"", b"");
+                match client.kv_call(cluster, operation).await {
+                    Ok(Ok(KvResult::Range(result))) => Ok(result.kvs.len()),
+                    Ok(other) => Err(OperationFailure::Refused(format!("{other:?}"))),
+                    Err(error) => Err(OperationFailure::Broken(error.to_string())),
+                }
+            }
+            #[cfg(feature = "etcd")]
+            Connection::Etcd(client) => {
+                let options = etcd_client::GetOptions::new().with_prefix();
+                match client.get(RANGE_PREFIX, Some(options)).await {
+                    Ok(response) => Ok(response.kvs().len()),
+                    Err(error) => Err(OperationFailure::Refused(error.to_string())),
+                }
+            }
+        }
+    }
+}
+
+/// vigil's request for a revisioned `kind`.
+fn vigil_operation(kind: OperationKind, key: &[u8], value: &[u8]) -> KvOperation {
+    match kind {
+        OperationKind::RangePrefix => {
+            KvOperation::Range(RangeRequest::of(KeyRange::prefix(RANGE_PREFIX)))
+        }
+        OperationKind::TwoKeyTxn => {
+            let put = |key: &[u8]| {
+                TxnOperation::Put(PutRequest {
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                    prev_kv: false,
+                })
+            };
+            KvOperation::Txn(TxnRequest {
+                compare: vec![Compare {
+                    key: key.to_vec(),
+                    target: CompareTarget::Value(value.to_vec()),
+                    result: CompareResult::Equal,
+                }],
+                success: vec![put(key), put(&partner_key(key))],
+                failure: vec![put(key)],
+            })
+        }
+        OperationKind::Put | OperationKind::Get => {
+            unreachable!("the register's operations are not revisioned requests")
+        }
+    }
+}
+
+/// etcd's transaction for [`OperationKind::TwoKeyTxn`], the same as [`vigil_operation`]'s.
+#[cfg(feature = "etcd")]
+fn etcd_txn(key: &[u8], value: &[u8]) -> etcd_client::Txn {
+    use etcd_client::{Compare as EtcdCompare, CompareOp, Txn, TxnOp};
+    let put = |key: Vec<u8>| TxnOp::put(key, value.to_vec(), None);
+    Txn::new()
+        .when([EtcdCompare::value(
+            key.to_vec(),
+            CompareOp::Equal,
+            value.to_vec(),
+        )])
+        .and_then([put(key.to_vec()), put(partner_key(key))])
+        .or_else([put(key.to_vec())])
 }
 
 /// How the clients pace their operations.

@@ -1,0 +1,289 @@
+//! Watch fan-out, the same for both systems: `watchers` watchers of one key, each on its own
+//! connection, created before one writer puts to the key in a closed loop for the measured
+//! time, then once more with a stop mark. Every put carries its send time (microseconds since
+//! the run's origin, big-endian, in the value's first 8 bytes), so each watcher measures
+//! put→event latency per event; a watcher reads until the stop mark (or a drain limit, after
+//! which what it did not get counts as missed).
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use vigil::client::Client;
+use vigil::wire::ProxyFrame;
+use vigil_core::kv_types::{KeyRange, KvOperation, PutRequest, WatchRequest};
+
+use super::load::VALUE_BYTES;
+use super::vigil_cluster::CLUSTER;
+use super::BenchError;
+
+/// The key every watcher watches and the writer writes.
+const FAN_OUT_KEY: &[u8] = b"fan-out";
+/// The send time of the stop mark: no put carries it.
+const STOP_MARK: u64 = u64::MAX;
+/// How long a watcher waits for the stop mark after the writer's last put.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// Client timeout of the writer's requests and of connecting.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest latency recorded, microseconds.
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+/// What a fan-out run measured, all watchers together.
+#[derive(Clone, Debug)]
+pub struct FanOutResult {
+    /// Puts the writer made (the stop mark not counted).
+    pub puts: u64,
+    /// The writer's measured time, seconds.
+    pub seconds: f64,
+    /// Events the watchers received (the stop marks not counted).
+    pub events: u64,
+    /// Events owed to some watcher and not received by the drain limit.
+    pub missed: u64,
+    /// put→event latency of every received event, microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl FanOutResult {
+    /// Puts per second.
+    pub fn puts_per_second(&self) -> f64 {
+        self.puts as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Events delivered per second, all watchers together.
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Latency at `quantile`, milliseconds.
+    pub fn latency_ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+/// One watcher's tally.
+struct Tally {
+    events: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Result<Tally, BenchError> {
+        let latency_us = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .map_err(|error| BenchError::Setup(format!("histogram: {error}")))?;
+        Ok(Tally {
+            events: 0,
+            latency_us,
+        })
+    }
+
+    /// Records the event whose value is `value`; false when it is the stop mark.
+    fn record(&mut self, origin: Instant, value: &[u8]) -> bool {
+        let sent = send_time(value);
+        if sent == STOP_MARK {
+            return false;
+        }
+        let now = origin.elapsed().as_micros() as u64;
+        let micros = now.saturating_sub(sent).clamp(1, LATENCY_MAX_US);
+        self.latency_us.saturating_record(micros);
+        self.events += 1;
+        true
+    }
+}
+
+/// The value of a put sent at `sent` microseconds after the origin.
+fn stamped_value(sent: u64) -> Vec<u8> {
+    let mut value = vec![b'f'; VALUE_BYTES];
+    value[..8].copy_from_slice(&sent.to_be_bytes());
+    value
+}
+
+/// The send time a value carries (the stop mark for a value too short to carry one).
+fn send_time(value: &[u8]) -> u64 {
+    value
+        .get(..8)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map_or(STOP_MARK, u64::from_be_bytes)
+}
+
+/// Sums the writer's count and the watchers' tallies.
+fn total(puts: u64, seconds: f64, tallies: Vec<Tally>) -> Result<FanOutResult, BenchError> {
+    let mut result = FanOutResult {
+        puts,
+        seconds,
+        events: 0,
+        missed: 0,
+        latency_us: Tally::new()?.latency_us,
+    };
+    for tally in tallies {
+        result.events += tally.events;
+        result.missed += puts.saturating_sub(tally.events);
+        result
+            .latency_us
+            .add(&tally.latency_us)
+            .map_err(|error| BenchError::Setup(format!("histogram: {error}")))?;
+    }
+    Ok(result)
+}
+
+/// Fan-out through a vigil proxy at `address`.
+pub async fn vigil(
+    address: &str,
+    watchers: usize,
+    duration: Duration,
+) -> Result<FanOutResult, BenchError> {
+    let origin = Instant::now();
+    let mut tasks = Vec::with_capacity(watchers);
+    for _ in 0..watchers {
+        let mut client = vigil_connect(address).await?;
+        let watch = WatchRequest {
+            range: KeyRange::single(FAN_OUT_KEY),
+            start_revision: 0,
+            prev_kv: false,
+            filter: None,
+        };
+        client
+            .create_watch(CLUSTER, 1, watch)
+            .await
+            .map_err(|error| BenchError::Load(format!("creating a watch: {error}")))?;
+        match client.next_frame().await {
+            Ok(ProxyFrame::WatchCreated { .. }) => {}
+            other => return Err(BenchError::Load(format!("creating a watch: {other:?}"))),
+        }
+        tasks.push(tokio::spawn(vigil_watcher(client, origin)));
+    }
+    let mut writer = vigil_connect(address).await?;
+    let started = Instant::now();
+    let mut puts = 0;
+    while started.elapsed() < duration {
+        vigil_put(
+            &mut writer,
+            stamped_value(origin.elapsed().as_micros() as u64),
+        )
+        .await?;
+        puts += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    vigil_put(&mut writer, stamped_value(STOP_MARK)).await?;
+    let mut tallies = Vec::with_capacity(watchers);
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|error| BenchError::Load(format!("watcher task: {error}")))??;
+        tallies.push(tally);
+    }
+    total(puts, seconds, tallies)
+}
+
+async fn vigil_connect(address: &str) -> Result<Client, BenchError> {
+    Client::connect(address, REQUEST_TIMEOUT)
+        .await
+        .map_err(|error| BenchError::Setup(format!("connecting to the proxy: {error}")))
+}
+
+async fn vigil_put(writer: &mut Client, value: Vec<u8>) -> Result<(), BenchError> {
+    let put = KvOperation::Put(PutRequest {
+        key: FAN_OUT_KEY.to_vec(),
+        value,
+        prev_kv: false,
+    });
+    match writer.kv_call(CLUSTER, put).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(BenchError::Load(format!("fan-out put refused: {error:?}"))),
+        Err(error) => Err(BenchError::Load(format!("fan-out put: {error}"))),
+    }
+}
+
+/// Reads one vigil watch until the stop mark or the drain limit after the run's end.
+async fn vigil_watcher(mut client: Client, origin: Instant) -> Result<Tally, BenchError> {
+    let mut tally = Tally::new()?;
+    loop {
+        let frame = tokio::time::timeout(DRAIN_LIMIT, client.next_watch_frame()).await;
+        let Ok(frame) = frame else {
+            return Ok(tally);
+        };
+        match frame.map_err(|error| BenchError::Load(format!("watch: {error}")))? {
+            ProxyFrame::WatchEvents { events, .. } => {
+                for event in events {
+                    let value = event.kv.value.unwrap_or_default();
+                    if !tally.record(origin, &value) {
+                        return Ok(tally);
+                    }
+                }
+            }
+            ProxyFrame::WatchEnded { outcome, .. } => {
+                return Err(BenchError::Load(format!("a watch ended: {outcome:?}")))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Fan-out through etcd members.
+#[cfg(feature = "etcd")]
+pub async fn etcd(
+    cluster: &super::etcd::EtcdCluster,
+    watchers: usize,
+    duration: Duration,
+) -> Result<FanOutResult, BenchError> {
+    let origin = Instant::now();
+    let mut tasks = Vec::with_capacity(watchers);
+    for _ in 0..watchers {
+        let mut client = cluster.watch_client().await?;
+        let (watcher, stream) = client
+            .watch(FAN_OUT_KEY, None)
+            .await
+            .map_err(|error| BenchError::Load(format!("creating an etcd watch: {error}")))?;
+        tasks.push(tokio::spawn(etcd_watcher(watcher, stream, origin)));
+    }
+    let mut writer = cluster.connections(1).await?.remove(0);
+    let started = Instant::now();
+    let mut puts = 0;
+    while started.elapsed() < duration {
+        let value = stamped_value(origin.elapsed().as_micros() as u64);
+        etcd_put(&mut writer, value).await?;
+        puts += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    etcd_put(&mut writer, stamped_value(STOP_MARK)).await?;
+    let mut tallies = Vec::with_capacity(watchers);
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|error| BenchError::Load(format!("watcher task: {error}")))??;
+        tallies.push(tally);
+    }
+    total(puts, seconds, tallies)
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd_put(writer: &mut super::load::Connection, value: Vec<u8>) -> Result<(), BenchError> {
+    writer
+        .execute(super::load::OperationKind::Put, FAN_OUT_KEY, &value)
+        .await
+        .map_err(|failure| BenchError::Load(format!("fan-out put: {failure:?}")))
+}
+
+/// Reads one etcd watch until the stop mark or the drain limit; the watcher handle is kept so
+/// the watch stays open.
+#[cfg(feature = "etcd")]
+async fn etcd_watcher(
+    _watcher: etcd_client::Watcher,
+    mut stream: etcd_client::WatchStream,
+    origin: Instant,
+) -> Result<Tally, BenchError> {
+    let mut tally = Tally::new()?;
+    loop {
+        let Ok(message) = tokio::time::timeout(DRAIN_LIMIT, stream.message()).await else {
+            return Ok(tally);
+        };
+        let response = message.map_err(|error| BenchError::Load(format!("etcd watch: {error}")))?;
+        let Some(response) = response else {
+            return Ok(tally);
+        };
+        for event in response.events() {
+            let value = event.kv().map(|kv| kv.value()).unwrap_or_default();
+            if !tally.record(origin, value) {
+                return Ok(tally);
+            }
+        }
+    }
+}
