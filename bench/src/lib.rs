@@ -98,7 +98,7 @@ pub enum SectionName {
 }
 
 impl BenchOptions {
-    /// The full benchmark (about 15 minutes on 2 cores), starting `vigil`.
+    /// The full benchmark (about 20 minutes on 2 cores), starting `vigil`.
     pub fn full(vigil: PathBuf) -> BenchOptions {
         BenchOptions {
             vigil,
