@@ -90,7 +90,10 @@ pub fn weight(state: &State, action: &Action) -> u64 {
         | Action::ElectionTimeout(_)
         | Action::RejoinWaitExpired(_)
         | Action::Pause(_) => 2,
-        Action::Drop { .. } | Action::Crash(_) | Action::ForwardLost(_) => 1,
+        Action::Drop { .. }
+        | Action::Crash(_)
+        | Action::ForwardLost(_)
+        | Action::CloseConnection(_) => 1,
     }
 }
 

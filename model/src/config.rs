@@ -195,6 +195,11 @@ pub struct Budget {
     /// `ForwardLost` faults: a `Propose` the proxy could not hand to a connection (§9.4.6).
     #[serde(default)]
     pub forwards_lost: u32,
+    /// `CloseConnection` faults: the proxy's host sees its connection to the master it is
+    /// subscribed at close on its own (the master died and is not restarted yet, or the
+    /// connection broke with nothing of the subscription in flight), §17.6.
+    #[serde(default)]
+    pub connections_closed: u32,
 }
 
 impl Budget {
@@ -209,6 +214,7 @@ impl Budget {
         request_timeouts: u32::MAX,
         rejoin_waits_expired: u32::MAX,
         forwards_lost: u32::MAX,
+        connections_closed: u32::MAX,
     };
 }
 

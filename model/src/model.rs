@@ -65,6 +65,12 @@ pub enum Action {
     Crash(NodeId),
     /// `Restart`: a crashed master is rebuilt from storage.
     Restart(NodeId),
+    /// `CloseConnection`: the connection between the proxy and the master it is subscribed at
+    /// closes (a fault): the master's subscription ends, the subscription messages on it are
+    /// gone, and the proxy's host tells the proxy (`ConnectionClosed`, §17.6). A crash and a
+    /// lost subscription message close it too; this is the close on its own, as a host sees
+    /// it when a master died before anything shows it in the model.
+    CloseConnection(NodeId),
 }
 
 impl Action {
@@ -85,6 +91,7 @@ impl Action {
             Action::Resume(_) => "Resume",
             Action::Crash(_) => "Crash",
             Action::Restart(_) => "Restart",
+            Action::CloseConnection(_) => "CloseConnection",
         }
     }
 
@@ -200,6 +207,9 @@ impl fmt::Display for Action {
             Action::Resume(node) => write!(formatter, "Resume master {node}"),
             Action::Crash(node) => write!(formatter, "Crash master {node}"),
             Action::Restart(node) => write!(formatter, "Restart master {node}"),
+            Action::CloseConnection(node) => {
+                write!(formatter, "CloseConnection of the proxy and master {node}")
+            }
         }
     }
 }
@@ -339,6 +349,13 @@ impl Config {
         if state.used.crashes < self.budget.crashes {
             actions.push(Action::Crash(node));
         }
+        let subscribed_here = state
+            .proxy
+            .subscription
+            .is_some_and(|subscription| subscription.master == node);
+        if subscribed_here && state.used.connections_closed < self.budget.connections_closed {
+            actions.push(Action::CloseConnection(node));
+        }
     }
 
     /// The pending request's `Propose` and its link, if it is still on the link to the
@@ -468,6 +485,11 @@ impl Step<'_> {
                 self.crash(node);
             }
             Action::Restart(node) => self.restart(node),
+            Action::CloseConnection(node) => {
+                self.state.used.connections_closed =
+                    self.state.used.connections_closed.saturating_add(1);
+                self.subscription_connection_lost(node);
+            }
         }
         self.close_write();
     }
