@@ -3,30 +3,39 @@
 //!
 //! It does four things:
 //! 1. [`Vocabulary::build`] reads a merged run once and builds the model's parameters for it:
-//!    the masters, the model clients and their scripts (each proxy request becomes one operation
-//!    of a closed-loop model client, so model request ids follow from the scripts), keys and
-//!    values as small numbers, the served cluster as `0` and any other cluster name as `1`.
-//!    The model runs unbounded for replay (budgets at their maximum, no in-flight bound, links
-//!    unordered because the host sends heartbeats ahead of messages that wait for the disk).
+//!    the masters, the model clients and their scripts, keys and values as small numbers (each
+//!    the rank of its bytes, so ranges and compares order alike), the served cluster as `0` and
+//!    any other cluster name as `1`. Each register request becomes one operation of a
+//!    closed-loop model client; each client connection of the revisioned API (`KvRequest`,
+//!    `WatchCreate`, `WatchCancel`, `WatchProgressRequest`, `ClientClosed`) becomes one model
+//!    revisioned client whose `KvStep`s are what it sent, in order (its watches live and end
+//!    with the connection). Model request and watch ids follow from the scripts. The model
+//!    runs unbounded for replay (budgets at their maximum, no in-flight bound, links unordered
+//!    because the host sends heartbeats ahead of messages that wait for the disk), with the
+//!    run's protocol bounds.
 //! 2. [`Vocabulary::actions`] turns the event that starts an input of a node into the model
 //!    actions of that input: one action per handler (`docs/protocol.md` §11), `Pause` and
 //!    `Resume` for a master's pause events (schema 2), plus the untraced client's
-//!    `ClientRequest` in front of the proxy's `Request`, and `Crash` in front of a master's
-//!    second and later `Restart`.
+//!    `ClientRequest` in front of the proxy's receive of a client's step, `Crash` in front of a
+//!    master's second and later `Restart`, and the delivery of `ConnectionClosed` for the
+//!    proxy's host noticing a closed master connection.
 //! 3. [`master_view`] and [`ledger_view`] abstract the model's state into the implementation's
-//!    post-state types, and [`Vocabulary::message`] maps a message, so that replay compares like
-//!    with like.
+//!    post-state types, and [`Vocabulary::message`] / [`Vocabulary::client_message`] map a
+//!    message, so that replay compares like with like.
 //! 4. [`history_records`] turns the model's client history into the implementation's
 //!    operations and results, for the per-key linearizability check the nemesis uses too.
 //!
 //! Limits of the model's representation, reported as errors rather than truncated: each number
 //! must fit the model's type for it (`vigil_model::types`: nodes, clients, keys and values are
-//! `u8`), and the model has no snapshots.
+//! `u8`, revisions `u32`), the model has no snapshots, no client tokens (`PermissionDenied`,
+//! `WatchDenied`), no watch from revision 0 ("now") and no watch dropped unended.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vigil_core as core;
+use vigil_core::kv_types as core_kv;
 use vigil_model as model;
+use vigil_model::kv_types as model_kv;
 use vigil_model::{Action, Config, Endpoint, Message};
 
 use crate::merge::{party_of_endpoint, party_of_origin, Merged, Party};
@@ -92,10 +101,15 @@ pub struct Vocabulary {
     /// The model's parameters for this run.
     pub config: Config,
     served_cluster: String,
-    keys: HashMap<Vec<u8>, u8>,
-    values: HashMap<Vec<u8>, u8>,
-    /// (client connection, client request id) → model request.
+    keys: Codes,
+    values: Codes,
+    /// (client connection, client request id) → model request, of either API.
     requests: HashMap<(u64, u64), RequestSlot>,
+    /// A client connection of the revisioned API → its model client (one per connection: its
+    /// watches live and end with the connection).
+    kv_clients: HashMap<u64, model::types::ClientId>,
+    /// (client connection, client watch id) → model watch id (its `Watch` step's request id).
+    watches: HashMap<(u64, u64), model::kv_types::WatchId>,
     /// The proxy's forwarding id → model request id.
     forwards: HashMap<u64, model::types::RequestId>,
     /// Merged index of a proxy `RequestTimeout` event → the model request it times out.
@@ -113,6 +127,30 @@ struct ClientPlan {
     requests: Vec<(u64, u64)>,
 }
 
+/// A client connection of the revisioned API being scripted in a pre-pass: every step it sent,
+/// in the order the proxy received them (the model's client is closed-loop, as the run's must
+/// be).
+struct KvPlan {
+    connection: u64,
+    /// The cluster it names (its first `KvRequest` or `WatchCreate` decides).
+    cluster: Option<u8>,
+    steps: Vec<model::KvStep>,
+    /// (client request id, script position) of each `KvRequest`.
+    requests: Vec<(u64, usize)>,
+    /// Client watch id → script position of its `WatchCreate`.
+    watches: HashMap<u64, usize>,
+}
+
+impl KvPlan {
+    /// The script position of the watch the client names `watch_id`.
+    fn watch_position(&self, watch_id: u64) -> Result<u8, MappingError> {
+        let position = self.watches.get(&watch_id).ok_or_else(|| {
+            MappingError::UnknownRequest(format!("c{}/w{watch_id}", self.connection))
+        })?;
+        fit("script position", *position as u64)
+    }
+}
+
 /// What the pre-pass collects from the proxy's events before the model's requests can be
 /// numbered: the model clients' scripts, and the forwarding ids and request timeouts to resolve
 /// once they are.
@@ -121,6 +159,8 @@ struct PrePass {
     /// Merged index of each request's first completion.
     completions: HashMap<(u64, u64), usize>,
     plans: Vec<ClientPlan>,
+    /// The revisioned clients, in order of their first step.
+    kv_plans: Vec<KvPlan>,
     /// The request the proxy accepted last (a `Propose` after it forwards it).
     last_accepted: Option<(u64, u64)>,
     /// The proxy's `Timeout {Request}` events of the current input not yet matched to the
@@ -155,6 +195,13 @@ impl PrePass {
                 let cluster = u8::from(*cluster != vocabulary.served_cluster);
                 self.add_request(index, (*client, *request_id), cluster, operation);
             }
+            core::TraceKind::Receive {
+                from: core::Endpoint::Client(client),
+                message,
+            } if is_revisioned_client_step(message) => {
+                self.open_timeouts.clear();
+                self.add_kv_step(vocabulary, *client, message)?;
+            }
             core::TraceKind::Receive { .. } => self.open_timeouts.clear(),
             core::TraceKind::RequestAccepted { client, request_id } => {
                 self.last_accepted = Some((*client, *request_id));
@@ -166,12 +213,19 @@ impl PrePass {
                 client,
                 request_id,
                 outcome: Err(core::ClientError::Timeout),
+            }
+            | core::TraceKind::KvRequestCompleted {
+                client,
+                request_id,
+                outcome: Err(core::ClientError::Timeout),
             } if !self.open_timeouts.is_empty() => {
                 let timeout = self.open_timeouts.remove(0);
                 self.timeouts.insert(timeout, (*client, *request_id));
             }
             core::TraceKind::Send {
-                message: core::Message::Propose { request_id, .. },
+                message:
+                    core::Message::Propose { request_id, .. }
+                    | core::Message::KvPropose { request_id, .. },
                 ..
             } => {
                 if let Some(accepted) = self.last_accepted {
@@ -209,6 +263,73 @@ impl PrePass {
         plan.requests.push(request);
         plan.free_after = self.completions.get(&request).copied();
     }
+
+    /// Appends what connection `connection` sent to its revisioned client's script.
+    fn add_kv_step(
+        &mut self,
+        vocabulary: &Vocabulary,
+        connection: u64,
+        message: &core::Message,
+    ) -> Result<(), MappingError> {
+        let position = match self
+            .kv_plans
+            .iter()
+            .position(|plan| plan.connection == connection)
+        {
+            Some(position) => position,
+            None => {
+                self.kv_plans.push(KvPlan {
+                    connection,
+                    cluster: None,
+                    steps: Vec::new(),
+                    requests: Vec::new(),
+                    watches: HashMap::new(),
+                });
+                self.kv_plans.len() - 1
+            }
+        };
+        let plan = &mut self.kv_plans[position];
+        let next = plan.steps.len();
+        let (step, cluster) = match message {
+            core::Message::KvRequest {
+                request_id,
+                cluster,
+                operation,
+            } => {
+                plan.requests.push((*request_id, next));
+                let operation = vocabulary.kv_operation(operation)?;
+                (model::KvStep::Operation(operation), Some(cluster))
+            }
+            core::Message::WatchCreate {
+                watch_id,
+                cluster,
+                watch,
+            } => {
+                plan.watches.insert(*watch_id, next);
+                let watch = vocabulary.watch_request(watch)?;
+                (model::KvStep::Watch(watch), Some(cluster))
+            }
+            core::Message::WatchCancel { watch_id } => {
+                let watch = plan.watch_position(*watch_id)?;
+                (model::KvStep::Cancel { watch }, None)
+            }
+            core::Message::WatchProgressRequest { watch_id } => {
+                let watch = plan.watch_position(*watch_id)?;
+                (model::KvStep::Progress { watch }, None)
+            }
+            _ => (model::KvStep::Disconnect, None),
+        };
+        if let Some(cluster) = cluster {
+            let cluster = u8::from(*cluster != vocabulary.served_cluster);
+            if *plan.cluster.get_or_insert(cluster) != cluster {
+                return Err(MappingError::Unsupported(format!(
+                    "client connection c{connection} names two clusters: a model client names one"
+                )));
+            }
+        }
+        plan.steps.push(step);
+        Ok(())
+    }
 }
 
 impl Vocabulary {
@@ -219,12 +340,15 @@ impl Vocabulary {
         served_cluster: &str,
     ) -> Result<Vocabulary, MappingError> {
         let masters: model::types::NodeId = fit("masters", protocol.masters)?;
+        let (keys, values) = codes(merged)?;
         let mut vocabulary = Vocabulary {
             config: base_config(protocol, masters)?,
             served_cluster: served_cluster.to_string(),
-            keys: HashMap::new(),
-            values: HashMap::new(),
+            keys,
+            values,
             requests: HashMap::new(),
+            kv_clients: HashMap::new(),
+            watches: HashMap::new(),
             forwards: HashMap::new(),
             timeouts: HashMap::new(),
             started: vec![false; masters as usize],
@@ -238,16 +362,25 @@ impl Vocabulary {
                 pass.observe(&mut vocabulary, index, &event.line.kind)?;
             }
         }
-        vocabulary.assign_request_ids(pass.plans)?;
+        vocabulary.assign_request_ids(pass.plans, pass.kv_plans)?;
         vocabulary.resolve(pass.forwards, pass.timeouts)?;
         Ok(vocabulary)
     }
 
-    /// Numbers the model requests from the client scripts and resolves the pending tables.
-    fn assign_request_ids(&mut self, plans: Vec<ClientPlan>) -> Result<(), MappingError> {
-        let total: usize = plans.iter().map(|plan| plan.operations.len()).sum();
+    /// Numbers the model requests from the client scripts (register clients first, then the
+    /// revisioned ones, as `Config::request_id` does).
+    fn assign_request_ids(
+        &mut self,
+        plans: Vec<ClientPlan>,
+        kv_plans: Vec<KvPlan>,
+    ) -> Result<(), MappingError> {
+        let total: usize = plans
+            .iter()
+            .map(|plan| plan.operations.len())
+            .sum::<usize>()
+            + kv_plans.iter().map(|plan| plan.steps.len()).sum::<usize>();
         fit::<model::types::RequestId>("requests in the run", total as u64)?;
-        fit::<model::types::ClientId>("model clients", plans.len() as u64)?;
+        fit::<model::types::ClientId>("model clients", (plans.len() + kv_plans.len()) as u64)?;
         self.config.clients = plans
             .iter()
             .map(|plan| model::ClientScript {
@@ -255,18 +388,34 @@ impl Vocabulary {
                 operations: plan.operations.clone(),
             })
             .collect();
+        self.config.kv_clients = kv_plans
+            .iter()
+            .map(|plan| model::KvClientScript {
+                cluster: plan.cluster.unwrap_or(0),
+                steps: plan.steps.clone(),
+            })
+            .collect();
         for (client, plan) in plans.iter().enumerate() {
+            let client = client as model::types::ClientId;
             for (index, request) in plan.requests.iter().enumerate() {
-                let model_id = self
-                    .config
-                    .request_id(client as model::types::ClientId, index);
+                let model_id = self.config.request_id(client, index);
+                self.requests
+                    .insert(*request, RequestSlot { client, model_id });
+            }
+        }
+        for (offset, plan) in kv_plans.iter().enumerate() {
+            let client = (plans.len() + offset) as model::types::ClientId;
+            self.kv_clients.insert(plan.connection, client);
+            for (request_id, position) in &plan.requests {
+                let model_id = self.config.request_id(client, *position);
                 self.requests.insert(
-                    *request,
-                    RequestSlot {
-                        client: client as model::types::ClientId,
-                        model_id,
-                    },
+                    (plan.connection, *request_id),
+                    RequestSlot { client, model_id },
                 );
+            }
+            for (watch_id, position) in &plan.watches {
+                let model_id = self.config.request_id(client, *position);
+                self.watches.insert((plan.connection, *watch_id), model_id);
             }
         }
         Ok(())
@@ -357,6 +506,23 @@ impl Vocabulary {
             (core::TraceKind::ForwardLost { request_id }, Party::Proxy) => {
                 vec![Action::ForwardLost(self.forward(*request_id)?)]
             }
+            // The host's notice reaches the proxy on the master's link (the model puts it there
+            // when the connection closes: a crash, a lost subscription message, or the close on
+            // its own, which replay supplies as a silent `CloseConnection`).
+            (core::TraceKind::ConnectionClosed { node, .. }, Party::Proxy) => {
+                vec![Action::Deliver {
+                    source: Endpoint::Master(self.master(*node)?),
+                    destination: Endpoint::Proxy,
+                    message: Message::ConnectionClosed,
+                }]
+            }
+            (core::TraceKind::WatchDenied { .. }, Party::Proxy) => {
+                return Err(MappingError::Unsupported(
+                    "a watch the host denied (PermissionDenied): client tokens are checked by \
+                     the host; the model has no authentication (docs/security.md)"
+                        .to_string(),
+                ))
+            }
             _ => Vec::new(),
         };
         Ok(actions)
@@ -369,7 +535,9 @@ impl Vocabulary {
         message: &core::Message,
     ) -> Result<Vec<Action>, MappingError> {
         let mut actions = Vec::new();
-        if let (Party::Client(_), core::Message::Request { .. }) = (from, message) {
+        let client_step =
+            matches!(message, core::Message::Request { .. }) || is_revisioned_client_step(message);
+        if matches!(from, Party::Client(_)) && client_step {
             let client = self.endpoint_for(from, message)?;
             if let Endpoint::Client(client) = client {
                 actions.push(Action::ClientRequest(client));
@@ -403,6 +571,9 @@ impl Vocabulary {
         Ok(match party {
             Party::Master(node) => Endpoint::Master(self.master(node)?),
             Party::Proxy => Endpoint::Proxy,
+            Party::Client(client) if is_revisioned_client_message(message) => {
+                Endpoint::Client(self.kv_client(client)?)
+            }
             Party::Client(client) => {
                 let request_id = match message {
                     core::Message::Request { request_id, .. }
@@ -554,7 +725,13 @@ impl Vocabulary {
             }
             M::KvPropose { .. }
             | M::KvProposeReply { .. }
-            | M::KvRequest { .. }
+            | M::Subscribe { .. }
+            | M::Unsubscribe
+            | M::Events { .. }
+            | M::SubscriptionCompacted { .. } => self
+                .kv_master_message(message)?
+                .expect("a revisioned message between the proxy and a master"),
+            M::KvRequest { .. }
             | M::KvReply { .. }
             | M::WatchCreate { .. }
             | M::WatchCancel { .. }
@@ -563,11 +740,12 @@ impl Vocabulary {
             | M::WatchCreated { .. }
             | M::WatchEvents { .. }
             | M::WatchProgress { .. }
-            | M::WatchEnded { .. }
-            | M::Subscribe { .. }
-            | M::Unsubscribe
-            | M::Events { .. }
-            | M::SubscriptionCompacted { .. } => return Err(revisioned_unmapped(message.name())),
+            | M::WatchEnded { .. } => {
+                return Err(MappingError::Unsupported(format!(
+                    "a {} is mapped with its client (client_message)",
+                    message.name()
+                )))
+            }
         })
     }
 
@@ -597,7 +775,10 @@ impl Vocabulary {
                     Err(error) => Err(request_error(error)?),
                 },
             }),
-            other => self.message(other),
+            other => match self.kv_client_message(client, other)? {
+                Some(message) => Ok(message),
+                None => self.message(other),
+            },
         }
     }
 
@@ -636,32 +817,23 @@ impl Vocabulary {
                 request_id: self.forward(*request_id)?,
                 operation: self.known_operation(operation)?,
             },
-            core::Command::Kv { .. } => return Err(revisioned_unmapped("a Kv command")),
+            core::Command::Kv {
+                request_id,
+                operation,
+                ..
+            } => model::types::Command::Kv {
+                request_id: self.forward(*request_id)?,
+                operation: self.kv_operation(operation)?,
+            },
         })
     }
 
-    /// Assigns codes to new keys and values (pre-pass).
+    /// A register operation in the model's vocabulary (pre-pass: every key and value has its
+    /// code from [`codes`]).
     fn operation(
         &mut self,
         operation: &core::Operation,
     ) -> Result<model::types::Operation, MappingError> {
-        let key_of = |table: &mut HashMap<Vec<u8>, u8>, bytes: &Vec<u8>, what| {
-            let next = table.len() as u64;
-            let code = *table.entry(bytes.clone()).or_insert(next.min(255) as u8);
-            if next > 255 {
-                return Err(MappingError::OutOfRange { what, value: next });
-            }
-            Ok(code)
-        };
-        match operation {
-            core::Operation::Put { key, value } | core::Operation::Cas { key, value, .. } => {
-                key_of(&mut self.keys, key, "distinct keys")?;
-                key_of(&mut self.values, value, "distinct values")?;
-            }
-            core::Operation::Get { key } | core::Operation::Delete { key } => {
-                key_of(&mut self.keys, key, "distinct keys")?;
-            }
-        }
         self.known_operation(operation)
     }
 
@@ -737,6 +909,578 @@ impl Vocabulary {
     }
 }
 
+/// The revisioned API's vocabulary (`docs/protocol.md` §14–§17): operations, results,
+/// records, events and watches, field for field; keys and values by their codes, every counter
+/// in the model's type for it.
+impl Vocabulary {
+    fn key_range(&self, range: &core_kv::KeyRange) -> Result<model_kv::KeyRange, MappingError> {
+        Ok(model_kv::KeyRange {
+            key: self.key(&range.key)?,
+            end: match &range.end {
+                core_kv::RangeEnd::Key => model_kv::RangeEnd::Key,
+                core_kv::RangeEnd::Before(end) => model_kv::RangeEnd::Before(self.key(end)?),
+                core_kv::RangeEnd::Unbounded => model_kv::RangeEnd::Unbounded,
+            },
+        })
+    }
+
+    fn range_request(
+        &self,
+        range: &core_kv::RangeRequest,
+    ) -> Result<model_kv::RangeRequest, MappingError> {
+        Ok(model_kv::RangeRequest {
+            range: self.key_range(&range.range)?,
+            limit: fit("range limit", range.limit)?,
+            revision: fit("revision", range.revision)?,
+            keys_only: range.keys_only,
+            count_only: range.count_only,
+        })
+    }
+
+    fn put_request(&self, put: &core_kv::PutRequest) -> Result<model_kv::PutRequest, MappingError> {
+        Ok(model_kv::PutRequest {
+            key: self.key(&put.key)?,
+            value: self.value(&put.value)?,
+            prev_kv: put.prev_kv,
+        })
+    }
+
+    fn delete_request(
+        &self,
+        delete: &core_kv::DeleteRangeRequest,
+    ) -> Result<model_kv::DeleteRangeRequest, MappingError> {
+        Ok(model_kv::DeleteRangeRequest {
+            range: self.key_range(&delete.range)?,
+            prev_kv: delete.prev_kv,
+        })
+    }
+
+    fn compare(&self, compare: &core_kv::Compare) -> Result<model_kv::Compare, MappingError> {
+        Ok(model_kv::Compare {
+            key: self.key(&compare.key)?,
+            target: match &compare.target {
+                core_kv::CompareTarget::Version(version) => {
+                    model_kv::CompareTarget::Version(fit("version", *version)?)
+                }
+                core_kv::CompareTarget::CreateRevision(revision) => {
+                    model_kv::CompareTarget::CreateRevision(fit("revision", *revision)?)
+                }
+                core_kv::CompareTarget::ModRevision(revision) => {
+                    model_kv::CompareTarget::ModRevision(fit("revision", *revision)?)
+                }
+                core_kv::CompareTarget::Value(value) => {
+                    model_kv::CompareTarget::Value(self.value(value)?)
+                }
+            },
+            result: match compare.result {
+                core_kv::CompareResult::Equal => model_kv::CompareResult::Equal,
+                core_kv::CompareResult::NotEqual => model_kv::CompareResult::NotEqual,
+                core_kv::CompareResult::Less => model_kv::CompareResult::Less,
+                core_kv::CompareResult::Greater => model_kv::CompareResult::Greater,
+            },
+        })
+    }
+
+    fn txn_operation(
+        &self,
+        operation: &core_kv::TxnOperation,
+    ) -> Result<model_kv::TxnOperation, MappingError> {
+        Ok(match operation {
+            core_kv::TxnOperation::Range(range) => {
+                model_kv::TxnOperation::Range(self.range_request(range)?)
+            }
+            core_kv::TxnOperation::Put(put) => model_kv::TxnOperation::Put(self.put_request(put)?),
+            core_kv::TxnOperation::DeleteRange(delete) => {
+                model_kv::TxnOperation::DeleteRange(self.delete_request(delete)?)
+            }
+        })
+    }
+
+    /// A revisioned operation in the model's vocabulary.
+    pub fn kv_operation(
+        &self,
+        operation: &core_kv::KvOperation,
+    ) -> Result<model_kv::KvOperation, MappingError> {
+        Ok(match operation {
+            core_kv::KvOperation::Range(range) => {
+                model_kv::KvOperation::Range(self.range_request(range)?)
+            }
+            core_kv::KvOperation::Put(put) => model_kv::KvOperation::Put(self.put_request(put)?),
+            core_kv::KvOperation::DeleteRange(delete) => {
+                model_kv::KvOperation::DeleteRange(self.delete_request(delete)?)
+            }
+            core_kv::KvOperation::Txn(txn) => {
+                let branch = |operations: &[core_kv::TxnOperation]| {
+                    operations
+                        .iter()
+                        .map(|operation| self.txn_operation(operation))
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                model_kv::KvOperation::Txn(Box::new(model_kv::TxnRequest {
+                    compare: txn
+                        .compare
+                        .iter()
+                        .map(|compare| self.compare(compare))
+                        .collect::<Result<_, _>>()?,
+                    success: branch(&txn.success)?,
+                    failure: branch(&txn.failure)?,
+                }))
+            }
+            core_kv::KvOperation::Compact { revision } => model_kv::KvOperation::Compact {
+                revision: fit("revision", *revision)?,
+            },
+        })
+    }
+
+    fn key_value(&self, record: &core_kv::KeyValue) -> Result<model_kv::KeyValue, MappingError> {
+        Ok(model_kv::KeyValue {
+            key: self.key(&record.key)?,
+            value: record
+                .value
+                .as_deref()
+                .map(|value| self.value(value))
+                .transpose()?,
+            create_revision: fit("revision", record.create_revision)?,
+            mod_revision: fit("revision", record.mod_revision)?,
+            version: fit("version", record.version)?,
+        })
+    }
+
+    fn key_values(
+        &self,
+        records: &[core_kv::KeyValue],
+    ) -> Result<Vec<model_kv::KeyValue>, MappingError> {
+        records
+            .iter()
+            .map(|record| self.key_value(record))
+            .collect()
+    }
+
+    fn event(&self, event: &core_kv::Event) -> Result<model_kv::Event, MappingError> {
+        Ok(model_kv::Event {
+            kind: event_kind(event.kind),
+            kv: self.key_value(&event.kv)?,
+            prev_kv: event
+                .prev_kv
+                .as_ref()
+                .map(|record| self.key_value(record))
+                .transpose()?,
+        })
+    }
+
+    fn events(&self, events: &[core_kv::Event]) -> Result<Vec<model_kv::Event>, MappingError> {
+        events.iter().map(|event| self.event(event)).collect()
+    }
+
+    fn revision_events(
+        &self,
+        group: &core_kv::RevisionEvents,
+    ) -> Result<model_kv::RevisionEvents, MappingError> {
+        Ok(model_kv::RevisionEvents {
+            revision: fit("revision", group.revision)?,
+            events: self.events(&group.events)?,
+        })
+    }
+
+    fn range_result(
+        &self,
+        result: &core_kv::RangeResult,
+    ) -> Result<model_kv::RangeResult, MappingError> {
+        Ok(model_kv::RangeResult {
+            kvs: self.key_values(&result.kvs)?,
+            more: result.more,
+            count: fit("range count", result.count)?,
+            revision: fit("revision", result.revision)?,
+        })
+    }
+
+    fn put_result(&self, result: &core_kv::PutResult) -> Result<model_kv::PutResult, MappingError> {
+        Ok(model_kv::PutResult {
+            revision: fit("revision", result.revision)?,
+            prev_kv: result
+                .prev_kv
+                .as_ref()
+                .map(|record| self.key_value(record))
+                .transpose()?,
+        })
+    }
+
+    fn delete_result(
+        &self,
+        result: &core_kv::DeleteRangeResult,
+    ) -> Result<model_kv::DeleteRangeResult, MappingError> {
+        Ok(model_kv::DeleteRangeResult {
+            revision: fit("revision", result.revision)?,
+            deleted: fit("keys deleted", result.deleted)?,
+            prev_kvs: self.key_values(&result.prev_kvs)?,
+        })
+    }
+
+    fn txn_result(&self, result: &core_kv::TxnResult) -> Result<model_kv::TxnResult, MappingError> {
+        let responses = result
+            .responses
+            .iter()
+            .map(|response| {
+                Ok(match response {
+                    core_kv::TxnOperationResult::Range(range) => {
+                        model_kv::TxnOperationResult::Range(self.range_result(range)?)
+                    }
+                    core_kv::TxnOperationResult::Put(put) => {
+                        model_kv::TxnOperationResult::Put(self.put_result(put)?)
+                    }
+                    core_kv::TxnOperationResult::DeleteRange(delete) => {
+                        model_kv::TxnOperationResult::DeleteRange(self.delete_result(delete)?)
+                    }
+                })
+            })
+            .collect::<Result<_, MappingError>>()?;
+        Ok(model_kv::TxnResult {
+            revision: fit("revision", result.revision)?,
+            succeeded: result.succeeded,
+            responses,
+        })
+    }
+
+    /// A revisioned result in the model's vocabulary.
+    pub fn kv_result(
+        &self,
+        result: &core_kv::KvResult,
+    ) -> Result<model_kv::KvResult, MappingError> {
+        Ok(match result {
+            core_kv::KvResult::Range(range) => {
+                model_kv::KvResult::Range(Box::new(self.range_result(range)?))
+            }
+            core_kv::KvResult::Put(put) => model_kv::KvResult::Put(self.put_result(put)?),
+            core_kv::KvResult::DeleteRange(delete) => {
+                model_kv::KvResult::DeleteRange(Box::new(self.delete_result(delete)?))
+            }
+            core_kv::KvResult::Txn(txn) => model_kv::KvResult::Txn(Box::new(self.txn_result(txn)?)),
+            core_kv::KvResult::Compact { revision } => model_kv::KvResult::Compact {
+                revision: fit("revision", *revision)?,
+            },
+            core_kv::KvResult::Compacted { compact_revision } => model_kv::KvResult::Compacted {
+                compact_revision: fit("revision", *compact_revision)?,
+            },
+            core_kv::KvResult::FutureRevision { current_revision } => {
+                model_kv::KvResult::FutureRevision {
+                    current_revision: fit("revision", *current_revision)?,
+                }
+            }
+        })
+    }
+
+    /// What a watch asks for, in the model's vocabulary. A start at revision 0 ("now", resolved
+    /// by the proxy from its subscription's master) is refused: the model's watches name their
+    /// first revision.
+    pub fn watch_request(
+        &self,
+        watch: &core_kv::WatchRequest,
+    ) -> Result<model_kv::WatchRequest, MappingError> {
+        if watch.start_revision == 0 {
+            return Err(MappingError::Unsupported(
+                "a watch from revision 0 (now): the model's watches name their start revision"
+                    .to_string(),
+            ));
+        }
+        Ok(model_kv::WatchRequest {
+            range: self.key_range(&watch.range)?,
+            start_revision: fit("revision", watch.start_revision)?,
+            prev_kv: watch.prev_kv,
+            filter: watch.filter.map(event_kind),
+        })
+    }
+
+    /// The model watch id of watch `watch_id` of connection `connection`.
+    fn watch_id(&self, connection: u64, watch_id: u64) -> Result<model_kv::WatchId, MappingError> {
+        self.watches
+            .get(&(connection, watch_id))
+            .copied()
+            .ok_or_else(|| MappingError::UnknownRequest(format!("c{connection}/w{watch_id}")))
+    }
+
+    /// The model client of revisioned client connection `connection`.
+    fn kv_client(&self, connection: u64) -> Result<model::types::ClientId, MappingError> {
+        self.kv_clients.get(&connection).copied().ok_or_else(|| {
+            MappingError::UnknownRequest(format!(
+                "client connection c{connection} sent no revisioned request, watch or close"
+            ))
+        })
+    }
+
+    /// A message between the proxy and a revisioned client connection, in the model's
+    /// vocabulary (`None`: not a message of the revisioned clients).
+    fn kv_client_message(
+        &self,
+        connection: u64,
+        message: &core::Message,
+    ) -> Result<Option<Message>, MappingError> {
+        use core::Message as M;
+        Ok(Some(match message {
+            M::KvRequest {
+                request_id,
+                cluster,
+                operation,
+            } => Message::KvRequest {
+                request_id: self.request((connection, *request_id))?.model_id,
+                cluster: u8::from(*cluster != self.served_cluster),
+                operation: self.kv_operation(operation)?,
+            },
+            M::KvReply {
+                request_id,
+                outcome,
+            } => Message::KvReply {
+                request_id: self.request((connection, *request_id))?.model_id,
+                outcome: match outcome {
+                    Ok(result) => Ok(self.kv_result(result)?),
+                    Err(error) => Err(request_error(error)?),
+                },
+            },
+            M::WatchCreate {
+                watch_id,
+                cluster,
+                watch,
+            } => Message::WatchCreate {
+                watch_id: self.watch_id(connection, *watch_id)?,
+                cluster: u8::from(*cluster != self.served_cluster),
+                watch: self.watch_request(watch)?,
+            },
+            M::WatchCancel { watch_id } => Message::WatchCancel {
+                watch_id: self.watch_id(connection, *watch_id)?,
+            },
+            M::WatchProgressRequest { watch_id } => Message::WatchProgressRequest {
+                watch_id: self.watch_id(connection, *watch_id)?,
+            },
+            M::ClientClosed => Message::ClientClosed,
+            M::WatchCreated { watch_id } => Message::WatchCreated {
+                watch_id: self.watch_id(connection, *watch_id)?,
+            },
+            M::WatchEvents {
+                watch_id,
+                revision,
+                events,
+            } => Message::WatchEvents {
+                watch_id: self.watch_id(connection, *watch_id)?,
+                revision: fit("revision", *revision)?,
+                events: self.events(events)?,
+            },
+            M::WatchProgress { watch_id, revision } => Message::WatchProgress {
+                watch_id: self.watch_id(connection, *watch_id)?,
+                revision: fit("revision", *revision)?,
+            },
+            M::WatchEnded { watch_id, outcome } => Message::WatchEnded {
+                watch_id: self.watch_id(connection, *watch_id)?,
+                outcome: watch_end(*outcome)?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// A message of the revisioned API between the proxy and a master (`None`: not one).
+    fn kv_master_message(&self, message: &core::Message) -> Result<Option<Message>, MappingError> {
+        use core::Message as M;
+        Ok(Some(match message {
+            M::KvPropose {
+                request_id,
+                operation,
+            } => Message::KvPropose {
+                request_id: self.forward(*request_id)?,
+                operation: self.kv_operation(operation)?,
+            },
+            M::KvProposeReply {
+                request_id,
+                outcome,
+            } => Message::KvProposeReply {
+                request_id: self.forward(*request_id)?,
+                outcome: match outcome {
+                    Ok(result) => Ok(self.kv_result(result)?),
+                    Err(error) => Err(propose_error(error)?),
+                },
+            },
+            M::Subscribe { from_revision } => Message::Subscribe {
+                from_revision: fit("revision", *from_revision)?,
+            },
+            M::Unsubscribe => Message::Unsubscribe,
+            M::Events {
+                revision,
+                revisions,
+            } => Message::Events {
+                revision: fit("revision", *revision)?,
+                revisions: revisions
+                    .iter()
+                    .map(|group| self.revision_events(group))
+                    .collect::<Result<_, _>>()?,
+            },
+            M::SubscriptionCompacted { compact_revision } => Message::SubscriptionCompacted {
+                compact_revision: fit("revision", *compact_revision)?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+}
+
+fn event_kind(kind: core_kv::EventKind) -> model_kv::EventKind {
+    match kind {
+        core_kv::EventKind::Put => model_kv::EventKind::Put,
+        core_kv::EventKind::Delete => model_kv::EventKind::Delete,
+    }
+}
+
+/// A watch's end in the model's vocabulary. `PermissionDenied` is the host's refusal of a
+/// token, which the model does not have (docs/security.md); `Dropped` is a watch whose ledger
+/// value was dropped unended, which the model's single `end_watch` cannot do: the replay reports
+/// both rather than follow them.
+fn watch_end(outcome: core_kv::WatchEnd) -> Result<model_kv::WatchEnd, MappingError> {
+    use core_kv::WatchEnd as E;
+    Ok(match outcome {
+        E::Cancelled => model_kv::WatchEnd::Cancelled,
+        E::Compacted { compact_revision } => model_kv::WatchEnd::Compacted {
+            compact_revision: fit("revision", compact_revision)?,
+        },
+        E::ClientGone => model_kv::WatchEnd::ClientGone,
+        E::UnknownCluster => model_kv::WatchEnd::UnknownCluster,
+        E::Overflow => model_kv::WatchEnd::Overflow,
+        E::TooManyWatches => model_kv::WatchEnd::TooManyWatches,
+        E::PermissionDenied => {
+            return Err(MappingError::Unsupported(
+                "a watch ended PermissionDenied: client tokens are checked by the host; the \
+                 model has no authentication (docs/security.md)"
+                    .to_string(),
+            ))
+        }
+        E::Dropped => {
+            return Err(MappingError::Unsupported(
+                "a watch dropped unended: every model watch ends through its one end_watch"
+                    .to_string(),
+            ))
+        }
+    })
+}
+
+/// Byte strings (keys, or values) and their model codes.
+type Codes = HashMap<Vec<u8>, u8>;
+
+/// Whether a message travels between the proxy and a revisioned client's connection.
+fn is_revisioned_client_message(message: &core::Message) -> bool {
+    is_revisioned_client_step(message)
+        || matches!(
+            message,
+            core::Message::KvReply { .. }
+                | core::Message::WatchCreated { .. }
+                | core::Message::WatchEvents { .. }
+                | core::Message::WatchProgress { .. }
+                | core::Message::WatchEnded { .. }
+        )
+}
+
+/// Whether a client's message is a step of a revisioned client (`KvStep`).
+fn is_revisioned_client_step(message: &core::Message) -> bool {
+    matches!(
+        message,
+        core::Message::KvRequest { .. }
+            | core::Message::WatchCreate { .. }
+            | core::Message::WatchCancel { .. }
+            | core::Message::WatchProgressRequest { .. }
+            | core::Message::ClientClosed
+    )
+}
+
+/// The codes of every key and every value the run's clients name, each the rank of its bytes
+/// among them: the model's `u8` keys and values then order as the implementation's byte strings
+/// do, so that a range `[key, end)` holds the same keys (a range's end is coded with the keys)
+/// and a `Txn` compare on a value with `<` or `>` decides the same way.
+fn codes(merged: &Merged) -> Result<(Codes, Codes), MappingError> {
+    let mut keys = BTreeSet::new();
+    let mut values = BTreeSet::new();
+    for event in &merged.events {
+        if let core::TraceKind::Receive {
+            from: core::Endpoint::Client(_),
+            message,
+        } = &event.line.kind
+        {
+            named_in_message(message, &mut keys, &mut values);
+        }
+    }
+    Ok((
+        rank(keys, "distinct keys")?,
+        rank(values, "distinct values")?,
+    ))
+}
+
+/// Each byte string's rank, if there are at most 256 of them.
+fn rank(set: BTreeSet<Vec<u8>>, what: &'static str) -> Result<Codes, MappingError> {
+    if set.len() > 256 {
+        return Err(MappingError::OutOfRange {
+            what,
+            value: set.len() as u64,
+        });
+    }
+    Ok(set
+        .into_iter()
+        .enumerate()
+        .map(|(code, bytes)| (bytes, code as u8))
+        .collect())
+}
+
+/// Adds the keys (range ends included) and values a client's message names.
+fn named_in_message(
+    message: &core::Message,
+    keys: &mut BTreeSet<Vec<u8>>,
+    values: &mut BTreeSet<Vec<u8>>,
+) {
+    match message {
+        core::Message::Request { operation, .. } => match operation {
+            core::Operation::Put { key, value } | core::Operation::Cas { key, value, .. } => {
+                keys.insert(key.clone());
+                values.insert(value.clone());
+            }
+            core::Operation::Get { key } | core::Operation::Delete { key } => {
+                keys.insert(key.clone());
+            }
+        },
+        core::Message::KvRequest { operation, .. } => match operation {
+            core_kv::KvOperation::Range(range) => named_in_range(&range.range, keys),
+            core_kv::KvOperation::Put(put) => named_in_put(put, keys, values),
+            core_kv::KvOperation::DeleteRange(delete) => named_in_range(&delete.range, keys),
+            core_kv::KvOperation::Txn(txn) => {
+                for compare in &txn.compare {
+                    keys.insert(compare.key.clone());
+                    if let core_kv::CompareTarget::Value(value) = &compare.target {
+                        values.insert(value.clone());
+                    }
+                }
+                for operation in txn.success.iter().chain(&txn.failure) {
+                    match operation {
+                        core_kv::TxnOperation::Range(range) => named_in_range(&range.range, keys),
+                        core_kv::TxnOperation::Put(put) => named_in_put(put, keys, values),
+                        core_kv::TxnOperation::DeleteRange(delete) => {
+                            named_in_range(&delete.range, keys);
+                        }
+                    }
+                }
+            }
+            core_kv::KvOperation::Compact { .. } => {}
+        },
+        core::Message::WatchCreate { watch, .. } => named_in_range(&watch.range, keys),
+        _ => {}
+    }
+}
+
+fn named_in_put(
+    put: &core_kv::PutRequest,
+    keys: &mut BTreeSet<Vec<u8>>,
+    values: &mut BTreeSet<Vec<u8>>,
+) {
+    keys.insert(put.key.clone());
+    values.insert(put.value.clone());
+}
+
+fn named_in_range(range: &core_kv::KeyRange, keys: &mut BTreeSet<Vec<u8>>) {
+    keys.insert(range.key.clone());
+    if let core_kv::RangeEnd::Before(end) = &range.end {
+        keys.insert(end.clone());
+    }
+}
+
 /// Merged index of each request's first `RequestCompleted`, by (client, request id).
 fn completion_indices(merged: &Merged) -> HashMap<(u64, u64), usize> {
     let mut completions = HashMap::new();
@@ -776,6 +1520,15 @@ fn base_config(
         // The core broadcasts `Commit` when its commit index advances (§4.4).
         explicit_commit: true,
         bugs: Default::default(),
+        kv_clients: Vec::new(),
+        // The revisioned API's bounds (§14.2, §15.2, §17.5). Those wider than the model's `u8`
+        // saturate at 255: a run with at most 256 key codes and closed-loop clients reaches
+        // none of them, and one that reached 255 would be refused by the model where the
+        // implementation went on, a divergence replay reports, never a silent pass.
+        range_limit_max: saturate(protocol.range_limit_max),
+        txn_operations_max: fit("txn_operations_max", protocol.txn_operations_max)?,
+        watches_per_client_max: saturate(protocol.watches_per_client_max),
+        watch_events_buffered_max: saturate(protocol.watch_events_buffered_max),
         // Fields the model adds later start as in its unbounded `seed` preset.
         ..model::presets::seed().config
     })
@@ -807,14 +1560,6 @@ fn propose_error(error: &core::MasterError) -> Result<model::types::ProposeError
         core::MasterError::Overloaded => E::Overloaded,
         core::MasterError::LeaderChanged => E::LeaderChanged,
     })
-}
-
-/// The revisioned API (`docs/protocol.md` §14–§17) is not in this mapping: a trace that uses it
-/// is refused, never replayed in part.
-fn revisioned_unmapped(what: &str) -> MappingError {
-    MappingError::Unsupported(format!(
-        "{what}: the revisioned API has no mapping to the model's actions"
-    ))
 }
 
 fn request_error(error: &core::ClientError) -> Result<model::types::RequestError, MappingError> {
@@ -982,6 +1727,7 @@ pub fn action_kind(action: &Action) -> String {
         Action::Resume(_) => "Resume".to_string(),
         Action::Crash(_) => "Crash".to_string(),
         Action::Restart(_) => "Restart".to_string(),
+        Action::CloseConnection(_) => "CloseConnection".to_string(),
     }
 }
 

@@ -1220,3 +1220,619 @@ fn a_request_or_reply_without_its_client_is_an_error() {
         Err(MappingError::UnknownRequest(_))
     ));
 }
+
+// The revisioned API (`docs/protocol.md` §14–§17).
+
+use vigil_core::kv_types as core_kv;
+use vigil_model::kv_types as model_kv;
+
+/// The revisioned client connection of these tests.
+const KV_CLIENT: u64 = 9;
+/// The proxy's forwarding id of the revisioned request.
+const KV_FORWARD: u64 = 41;
+
+fn kv_put(key: &str, value: &str) -> core_kv::KvOperation {
+    core_kv::KvOperation::Put(core_kv::PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        prev_kv: false,
+    })
+}
+
+fn prefix_watch(start_revision: u64) -> core_kv::WatchRequest {
+    core_kv::WatchRequest {
+        range: core_kv::KeyRange::prefix(b"w/"),
+        start_revision,
+        prev_kv: false,
+        filter: None,
+    }
+}
+
+fn from_kv_client(message: core::Message) -> TraceLine {
+    at_proxy(core::TraceKind::Receive {
+        from: core::Endpoint::Client(KV_CLIENT),
+        message,
+    })
+}
+
+/// Connection `KV_CLIENT`: `Put w/b v1` (request 1, forwarded as `KV_FORWARD`), a watch of
+/// prefix `w/` from revision 2 (watch 1), its cancel, and the close: after request
+/// `CLIENT`'s `Put k0 v0`, so model client 1 with request ids 1 to 4.
+fn kv_session() -> Vec<TraceLine> {
+    let mut lines = request_forwarded();
+    lines.push(from_kv_client(core::Message::KvRequest {
+        request_id: 1,
+        cluster: "local".to_string(),
+        operation: kv_put("w/b", "v1"),
+    }));
+    lines.push(at_proxy(core::TraceKind::RequestAccepted {
+        client: KV_CLIENT,
+        request_id: 1,
+    }));
+    lines.push(at_proxy(core::TraceKind::Send {
+        to: master_endpoint(1),
+        message: core::Message::KvPropose {
+            request_id: KV_FORWARD,
+            operation: kv_put("w/b", "v1"),
+        },
+    }));
+    lines.push(from_kv_client(core::Message::WatchCreate {
+        watch_id: 1,
+        cluster: "local".to_string(),
+        watch: prefix_watch(2),
+    }));
+    lines.push(from_kv_client(core::Message::WatchCancel { watch_id: 1 }));
+    lines.push(from_kv_client(core::Message::ClientClosed));
+    lines
+}
+
+/// Key codes of `kv_session`: `k0`, `w/`, `w/b`, `w0` (the prefix's end) in byte order.
+const W_PREFIX: u8 = 1;
+const W_B: u8 = 2;
+const W_END: u8 = 3;
+
+fn model_prefix_watch(start_revision: u32) -> model_kv::WatchRequest {
+    model_kv::WatchRequest {
+        range: model_kv::KeyRange {
+            key: W_PREFIX,
+            end: model_kv::RangeEnd::Before(W_END),
+        },
+        start_revision,
+        prev_kv: false,
+        filter: None,
+    }
+}
+
+fn model_kv_put() -> model_kv::KvOperation {
+    model_kv::KvOperation::Put(model_kv::PutRequest {
+        key: W_B,
+        value: 1,
+        prev_kv: false,
+    })
+}
+
+#[test]
+fn a_revisioned_connection_is_one_model_client_with_its_steps_in_order() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    assert_eq!(vocabulary.config.clients.len(), 1);
+    assert_eq!(
+        vocabulary.config.kv_clients,
+        vec![model::KvClientScript {
+            cluster: 0,
+            steps: vec![
+                model::KvStep::Operation(model_kv_put()),
+                model::KvStep::Watch(model_prefix_watch(2)),
+                model::KvStep::Cancel { watch: 1 },
+                model::KvStep::Disconnect,
+            ],
+        }]
+    );
+}
+
+#[test]
+fn each_step_of_a_revisioned_client_is_its_request_then_its_delivery() {
+    let actions = all_actions(kv_session());
+    let step = |message| {
+        Ok(vec![
+            Action::ClientRequest(1),
+            Action::Deliver {
+                source: Endpoint::Client(1),
+                destination: Endpoint::Proxy,
+                message,
+            },
+        ])
+    };
+    assert_eq!(
+        actions[3],
+        step(Message::KvRequest {
+            request_id: 1,
+            cluster: 0,
+            operation: model_kv_put(),
+        })
+    );
+    assert_eq!(actions[4], Ok(Vec::new()), "RequestAccepted is a part");
+    assert_eq!(actions[5], Ok(Vec::new()), "a send is a part");
+    assert_eq!(
+        actions[6],
+        step(Message::WatchCreate {
+            watch_id: 2,
+            cluster: 0,
+            watch: model_prefix_watch(2),
+        })
+    );
+    assert_eq!(actions[7], step(Message::WatchCancel { watch_id: 2 }));
+    assert_eq!(actions[8], step(Message::ClientClosed));
+}
+
+#[test]
+fn keys_and_values_are_coded_in_byte_order() {
+    let mut lines = kv_session();
+    lines.push(from_kv_client(core::Message::KvRequest {
+        request_id: 2,
+        cluster: "local".to_string(),
+        operation: kv_put("a", "w"),
+    }));
+    let vocabulary = vocabulary(&merged(lines));
+    let range = core_kv::KvOperation::Range(core_kv::RangeRequest {
+        limit: 1,
+        revision: 3,
+        ..core_kv::RangeRequest::of(core_kv::KeyRange::prefix(b"w/"))
+    });
+    assert_eq!(
+        vocabulary.kv_operation(&range),
+        Ok(model_kv::KvOperation::Range(model_kv::RangeRequest {
+            range: model_kv::KeyRange {
+                key: W_PREFIX + 1,
+                end: model_kv::RangeEnd::Before(W_END + 1),
+            },
+            limit: 1,
+            revision: 3,
+            keys_only: false,
+            count_only: false,
+        })),
+        "`a` sorts first: every other code moves up by one"
+    );
+    assert_eq!(
+        vocabulary.kv_operation(&kv_put("a", "w")),
+        Ok(model_kv::KvOperation::Put(model_kv::PutRequest {
+            key: 0,
+            value: 2,
+            prev_kv: false,
+        })),
+        "values v0, v1, w: `w` sorts last"
+    );
+}
+
+/// A record of key `w/b` with value `v1` at revision 2.
+fn record() -> (core_kv::KeyValue, model_kv::KeyValue) {
+    (
+        core_kv::KeyValue {
+            key: b"w/b".to_vec(),
+            value: Some(b"v1".to_vec()),
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+        },
+        model_kv::KeyValue {
+            key: W_B,
+            value: Some(1),
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+        },
+    )
+}
+
+fn txn() -> (core_kv::KvOperation, model_kv::KvOperation) {
+    let core_txn = core_kv::TxnRequest {
+        compare: vec![core_kv::Compare {
+            key: b"w/b".to_vec(),
+            target: core_kv::CompareTarget::Value(b"v0".to_vec()),
+            result: core_kv::CompareResult::Greater,
+        }],
+        success: vec![core_kv::TxnOperation::DeleteRange(
+            core_kv::DeleteRangeRequest {
+                range: core_kv::KeyRange::single(b"w/b"),
+                prev_kv: true,
+            },
+        )],
+        failure: vec![core_kv::TxnOperation::Range(core_kv::RangeRequest::of(
+            core_kv::KeyRange::single(b"w/b"),
+        ))],
+    };
+    let model_txn = model_kv::TxnRequest {
+        compare: vec![model_kv::Compare {
+            key: W_B,
+            target: model_kv::CompareTarget::Value(0),
+            result: model_kv::CompareResult::Greater,
+        }],
+        success: vec![model_kv::TxnOperation::DeleteRange(
+            model_kv::DeleteRangeRequest {
+                range: model_kv::KeyRange::single(W_B),
+                prev_kv: true,
+            },
+        )],
+        failure: vec![model_kv::TxnOperation::Range(model_kv::RangeRequest {
+            range: model_kv::KeyRange::single(W_B),
+            limit: 0,
+            revision: 0,
+            keys_only: false,
+            count_only: false,
+        })],
+    };
+    (
+        core_kv::KvOperation::Txn(core_txn),
+        model_kv::KvOperation::Txn(Box::new(model_txn)),
+    )
+}
+
+/// Every revisioned message between the proxy and a master, and the model's.
+fn revisioned_master_messages() -> Vec<(core::Message, Message)> {
+    let (core_record, model_record) = record();
+    let (core_txn, model_txn) = txn();
+    let core_event = core_kv::Event {
+        kind: core_kv::EventKind::Put,
+        kv: core_record.clone(),
+        prev_kv: None,
+    };
+    let model_event = model_kv::Event {
+        kind: model_kv::EventKind::Put,
+        kv: model_record,
+        prev_kv: None,
+    };
+    vec![
+        (
+            core::Message::KvPropose {
+                request_id: KV_FORWARD,
+                operation: core_txn,
+            },
+            Message::KvPropose {
+                request_id: 1,
+                operation: model_txn,
+            },
+        ),
+        (
+            core::Message::KvProposeReply {
+                request_id: KV_FORWARD,
+                outcome: Ok(core_kv::KvResult::Txn(core_kv::TxnResult {
+                    revision: 3,
+                    succeeded: true,
+                    responses: vec![core_kv::TxnOperationResult::DeleteRange(
+                        core_kv::DeleteRangeResult {
+                            revision: 3,
+                            deleted: 1,
+                            prev_kvs: vec![core_record.clone()],
+                        },
+                    )],
+                })),
+            },
+            Message::KvProposeReply {
+                request_id: 1,
+                outcome: Ok(model_kv::KvResult::Txn(Box::new(model_kv::TxnResult {
+                    revision: 3,
+                    succeeded: true,
+                    responses: vec![model_kv::TxnOperationResult::DeleteRange(
+                        model_kv::DeleteRangeResult {
+                            revision: 3,
+                            deleted: 1,
+                            prev_kvs: vec![model_record],
+                        },
+                    )],
+                }))),
+            },
+        ),
+        (
+            core::Message::KvProposeReply {
+                request_id: KV_FORWARD,
+                outcome: Err(core::MasterError::NotLeader {
+                    leader_hint: Some(2),
+                }),
+            },
+            Message::KvProposeReply {
+                request_id: 1,
+                outcome: Err(model::types::ProposeError::NotLeader {
+                    leader_hint: Some(2),
+                }),
+            },
+        ),
+        (
+            core::Message::Subscribe { from_revision: 2 },
+            Message::Subscribe { from_revision: 2 },
+        ),
+        (core::Message::Unsubscribe, Message::Unsubscribe),
+        (
+            core::Message::Events {
+                revision: 4,
+                revisions: vec![core_kv::RevisionEvents {
+                    revision: 2,
+                    events: vec![core_event],
+                }],
+            },
+            Message::Events {
+                revision: 4,
+                revisions: vec![model_kv::RevisionEvents {
+                    revision: 2,
+                    events: vec![model_event],
+                }],
+            },
+        ),
+        (
+            core::Message::SubscriptionCompacted {
+                compact_revision: 3,
+            },
+            Message::SubscriptionCompacted {
+                compact_revision: 3,
+            },
+        ),
+    ]
+}
+
+#[test]
+fn every_revisioned_message_of_the_masters_maps_field_for_field() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    for (core_message, model_message) in revisioned_master_messages() {
+        assert_eq!(
+            vocabulary.message(&core_message),
+            Ok(model_message),
+            "{core_message:?}"
+        );
+    }
+}
+
+#[test]
+fn every_revisioned_message_to_a_client_maps_with_its_connections_client() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    let (core_record, model_record) = record();
+    let cases = vec![
+        (
+            core::Message::KvReply {
+                request_id: 1,
+                outcome: Ok(core_kv::KvResult::Range(core_kv::RangeResult {
+                    kvs: vec![core_record.clone()],
+                    more: true,
+                    count: 2,
+                    revision: 4,
+                })),
+            },
+            Message::KvReply {
+                request_id: 1,
+                outcome: Ok(model_kv::KvResult::Range(Box::new(model_kv::RangeResult {
+                    kvs: vec![model_record],
+                    more: true,
+                    count: 2,
+                    revision: 4,
+                }))),
+            },
+        ),
+        (
+            core::Message::KvReply {
+                request_id: 1,
+                outcome: Ok(core_kv::KvResult::Compacted {
+                    compact_revision: 3,
+                }),
+            },
+            Message::KvReply {
+                request_id: 1,
+                outcome: Ok(model_kv::KvResult::Compacted {
+                    compact_revision: 3,
+                }),
+            },
+        ),
+        (
+            core::Message::KvReply {
+                request_id: 1,
+                outcome: Err(core::ClientError::Timeout),
+            },
+            Message::KvReply {
+                request_id: 1,
+                outcome: Err(model::types::RequestError::Timeout),
+            },
+        ),
+        (
+            core::Message::WatchCreated { watch_id: 1 },
+            Message::WatchCreated { watch_id: 2 },
+        ),
+        (
+            core::Message::WatchEvents {
+                watch_id: 1,
+                revision: 2,
+                events: vec![core_kv::Event {
+                    kind: core_kv::EventKind::Delete,
+                    kv: core_record,
+                    prev_kv: None,
+                }],
+            },
+            Message::WatchEvents {
+                watch_id: 2,
+                revision: 2,
+                events: vec![model_kv::Event {
+                    kind: model_kv::EventKind::Delete,
+                    kv: model_record,
+                    prev_kv: None,
+                }],
+            },
+        ),
+        (
+            core::Message::WatchProgress {
+                watch_id: 1,
+                revision: 5,
+            },
+            Message::WatchProgress {
+                watch_id: 2,
+                revision: 5,
+            },
+        ),
+        (
+            core::Message::WatchEnded {
+                watch_id: 1,
+                outcome: core_kv::WatchEnd::Compacted {
+                    compact_revision: 3,
+                },
+            },
+            Message::WatchEnded {
+                watch_id: 2,
+                outcome: model_kv::WatchEnd::Compacted {
+                    compact_revision: 3,
+                },
+            },
+        ),
+    ];
+    for (core_message, model_message) in cases {
+        assert_eq!(
+            vocabulary.client_message(KV_CLIENT, &core_message),
+            Ok(model_message),
+            "{core_message:?}"
+        );
+        assert_eq!(
+            vocabulary.endpoint_for(crate::merge::Party::Client(KV_CLIENT), &core_message),
+            Ok(Endpoint::Client(1))
+        );
+    }
+}
+
+#[test]
+fn a_revisioned_command_in_an_entry_is_the_models_with_its_request() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    let accept = core::Message::Accept {
+        ballot: ballot(2, 1),
+        slot: 3,
+        command: core::Command::Kv {
+            proxy: 0,
+            request_id: KV_FORWARD,
+            operation: kv_put("w/b", "v1"),
+        },
+        commit_index: 2,
+    };
+    assert_eq!(
+        vocabulary.message(&accept),
+        Ok(Message::Accept {
+            ballot: model_ballot(2, 1),
+            slot: 3,
+            command: model::types::Command::Kv {
+                request_id: 1,
+                operation: model_kv_put(),
+            },
+            commit_index: 2,
+        })
+    );
+}
+
+#[test]
+fn the_proxys_connection_closed_is_the_delivery_of_its_hosts_notice() {
+    let mut lines = kv_session();
+    lines.push(at_proxy(core::TraceKind::ConnectionClosed {
+        cluster: "local".to_string(),
+        node: 2,
+    }));
+    assert_eq!(
+        last_actions(lines),
+        Ok(vec![Action::Deliver {
+            source: Endpoint::Master(2),
+            destination: Endpoint::Proxy,
+            message: Message::ConnectionClosed,
+        }])
+    );
+}
+
+#[test]
+fn a_revisioned_requests_timeout_times_it_out() {
+    let mut lines = kv_session();
+    lines.push(at_proxy(core::TraceKind::Timeout {
+        timer: core::Timer::Request,
+    }));
+    lines.push(at_proxy(core::TraceKind::KvRequestCompleted {
+        client: KV_CLIENT,
+        request_id: 1,
+        outcome: Err(core::ClientError::Timeout),
+    }));
+    lines.push(at_proxy(core::TraceKind::WatchEnded {
+        client: KV_CLIENT,
+        watch_id: 1,
+        outcome: core_kv::WatchEnd::Cancelled,
+    }));
+    let actions = all_actions(lines);
+    assert_eq!(actions[9], Ok(vec![Action::RequestTimeout(1)]));
+    assert_eq!(actions[10], Ok(Vec::new()), "KvRequestCompleted is a part");
+    assert_eq!(actions[11], Ok(Vec::new()), "WatchEnded is a part");
+}
+
+#[test]
+fn the_revisioned_bounds_are_the_runs_saturated_at_the_models_type() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    let config = &vocabulary.config;
+    assert_eq!(config.range_limit_max, u8::MAX, "10,000 saturates");
+    assert_eq!(config.txn_operations_max, 128);
+    assert_eq!(config.watches_per_client_max, u8::MAX, "1,024 saturates");
+    assert_eq!(config.watch_events_buffered_max, u8::MAX, "1,024 saturates");
+}
+
+/// The refusals that remain, each because the model has no such thing: a watch from
+/// revision 0 ("now", resolved by the proxy from a master it has not heard yet), a watch the
+/// host denied and a watch ended `PermissionDenied` (client tokens, docs/security.md), a watch
+/// ended `Dropped` (the model's one `end_watch` cannot drop one), and a connection naming two
+/// clusters (a model client names one).
+#[test]
+fn what_the_model_does_not_represent_of_the_revisioned_api_is_an_error() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    assert!(matches!(
+        vocabulary.watch_request(&prefix_watch(0)),
+        Err(MappingError::Unsupported(_))
+    ));
+    for outcome in [
+        core_kv::WatchEnd::PermissionDenied,
+        core_kv::WatchEnd::Dropped,
+    ] {
+        let ended = core::Message::WatchEnded {
+            watch_id: 1,
+            outcome,
+        };
+        assert!(matches!(
+            vocabulary.client_message(KV_CLIENT, &ended),
+            Err(MappingError::Unsupported(_))
+        ));
+    }
+    let mut denied = kv_session();
+    denied.push(at_proxy(core::TraceKind::WatchDenied {
+        client: KV_CLIENT,
+        watch_id: 2,
+        cluster: "local".to_string(),
+    }));
+    assert!(matches!(
+        last_actions(denied),
+        Err(MappingError::Unsupported(_))
+    ));
+    let mut two_clusters = kv_session();
+    two_clusters.push(from_kv_client(core::Message::KvRequest {
+        request_id: 2,
+        cluster: "elsewhere".to_string(),
+        operation: kv_put("w/b", "v1"),
+    }));
+    assert!(matches!(
+        Vocabulary::build(&merged(two_clusters), &protocol(), "local"),
+        Err(MappingError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn a_revisioned_message_out_of_the_models_range_or_unknown_is_an_error() {
+    let vocabulary = vocabulary(&merged(kv_session()));
+    assert_eq!(
+        vocabulary.message(&core::Message::Subscribe {
+            from_revision: 1 << 40,
+        }),
+        Err(MappingError::OutOfRange {
+            what: "revision",
+            value: 1 << 40,
+        })
+    );
+    assert!(matches!(
+        vocabulary.client_message(KV_CLIENT, &core::Message::WatchCreated { watch_id: 7 }),
+        Err(MappingError::UnknownRequest(_))
+    ));
+    let mut cancel_of_nothing = request_forwarded();
+    cancel_of_nothing.push(from_kv_client(core::Message::WatchCancel { watch_id: 3 }));
+    assert!(matches!(
+        Vocabulary::build(&merged(cancel_of_nothing), &protocol(), "local"),
+        Err(MappingError::UnknownRequest(_))
+    ));
+}

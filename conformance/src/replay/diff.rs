@@ -136,12 +136,17 @@ pub(super) fn actor_of(action: &Action) -> Endpoint {
         | Action::Resume(node)
         | Action::Crash(node)
         | Action::Restart(node) => Endpoint::Master(*node),
-        Action::RequestTimeout(_) | Action::ForwardLost(_) => Endpoint::Proxy,
+        Action::RequestTimeout(_) | Action::ForwardLost(_) | Action::CloseConnection(_) => {
+            Endpoint::Proxy
+        }
         Action::ClientRequest(client) => Endpoint::Client(*client),
     }
 }
 
 /// What `actor` put on its links between `before` and `after` (clients are untraced: none).
+/// A closed connection's `ConnectionClosed` is the proxy's host's notice, not a send; a link
+/// that lost messages meanwhile (a closed connection takes its subscription messages) is
+/// compared as a multiset.
 pub(super) fn sent_by(
     actor: Endpoint,
     before: &BTreeMap<vigil_model::Link, Vec<Message>>,
@@ -158,13 +163,26 @@ pub(super) fn sent_by(
         let old = before
             .get(&(*source, *destination))
             .map_or(&[][..], Vec::as_slice);
-        let new = if messages.len() >= old.len() && messages[..old.len()] == *old {
-            &messages[old.len()..]
+        let new: Vec<&Message> = if messages.len() >= old.len() && messages[..old.len()] == *old {
+            messages[old.len()..].iter().collect()
         } else {
-            &messages[..]
+            let mut unmatched: Vec<&Message> = old.iter().collect();
+            messages
+                .iter()
+                .filter(
+                    |message| match unmatched.iter().position(|old| old == message) {
+                        Some(position) => {
+                            unmatched.swap_remove(position);
+                            false
+                        }
+                        None => true,
+                    },
+                )
+                .collect()
         };
         sent.extend(
-            new.iter()
+            new.into_iter()
+                .filter(|message| **message != Message::ConnectionClosed)
                 .map(|message| (*source, *destination, message.clone())),
         );
     }

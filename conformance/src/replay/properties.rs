@@ -79,12 +79,17 @@ impl Replayer<'_> {
     }
 
     /// The model's `linearizable` on the replayed path's client history, decided per key
-    /// within [`LINEARIZABLE_CHECK_LIMIT`]; undecided keys are reported in the stats.
+    /// within [`LINEARIZABLE_CHECK_LIMIT`]; undecided keys are reported in the stats. A run with
+    /// revisioned requests is decided whole as well ([`Replayer::check_revisioned_linearizable`]).
     pub(super) fn check_linearizable(&mut self, last: usize) -> Result<(), Box<Divergence>> {
+        self.check_revisioned_linearizable(last)?;
         match linearizable_per_key(&self.state.history, LINEARIZABLE_CHECK_LIMIT) {
             Verdict::Linearizable => Ok(()),
             Verdict::Unknown { keys } => {
-                self.stats.linearizable_undecided_keys = Some(keys);
+                self.stats
+                    .linearizable_undecided_keys
+                    .get_or_insert_with(Vec::new)
+                    .extend(keys);
                 Ok(())
             }
             Verdict::NotLinearizable(anomaly) => {
@@ -99,6 +104,43 @@ impl Replayer<'_> {
         }
     }
 
+    /// A `Range` or `Txn` reads several keys at one revision, and every write of either API
+    /// makes a revision, so the revisioned history is decided whole, with the register history,
+    /// by the model's own `linearizable` (stateright's tester over the whole store) — when the
+    /// history is small enough for that tester, which remembers nothing it tried: at most
+    /// [`WHOLE_STORE_INDETERMINATE_MAX`] requests without a definite answer and
+    /// [`WHOLE_STORE_EVENTS_MAX`] events. A larger one is reported undecided, never passed.
+    fn check_revisioned_linearizable(&mut self, last: usize) -> Result<(), Box<Divergence>> {
+        let state = &self.state;
+        if state.kv_history.is_empty() {
+            return Ok(());
+        }
+        let indeterminate = indeterminate_requests(state);
+        let events = state.history.len() + state.kv_history.len();
+        if indeterminate > WHOLE_STORE_INDETERMINATE_MAX || events > WHOLE_STORE_EVENTS_MAX {
+            self.stats
+                .linearizable_undecided_keys
+                .get_or_insert_with(Vec::new)
+                .push(format!(
+                    "the whole store ({events} history events, {indeterminate} requests without a definite answer)"
+                ));
+            return Ok(());
+        }
+        let linearizable = vigil_model::properties::all()
+            .into_iter()
+            .find(|property| property.name == "linearizable")
+            .expect("the model has `linearizable`");
+        if (linearizable.condition)(self.config(), state) {
+            return Ok(());
+        }
+        Err(Box::new(self.divergence(
+            last,
+            "safety property `linearizable` violated on the replayed path (the whole store, revisioned requests included)",
+            None,
+            Vec::new(),
+        )))
+    }
+
     /// Every request the proxy accepted has exactly one completion, in the trace and the model.
     pub(super) fn check_completions(&self) -> Result<(), Box<Divergence>> {
         let mut counts: BTreeMap<(u64, u64), (usize, u32)> = BTreeMap::new();
@@ -108,6 +150,9 @@ impl Replayer<'_> {
                     counts.entry((*client, *request_id)).or_insert((index, 0));
                 }
                 core::TraceKind::RequestCompleted {
+                    client, request_id, ..
+                }
+                | core::TraceKind::KvRequestCompleted {
                     client, request_id, ..
                 } => {
                     counts.entry((*client, *request_id)).or_insert((index, 0)).1 += 1;
@@ -146,6 +191,43 @@ impl Replayer<'_> {
         }
         Ok(())
     }
+}
+
+/// Requests without a definite answer the whole-store check may hold (each one multiplies the
+/// orders stateright's tester tries).
+pub const WHOLE_STORE_INDETERMINATE_MAX: usize = 2;
+/// History events (invocations and returns of both APIs) the whole-store check may hold.
+pub const WHOLE_STORE_EVENTS_MAX: usize = 400;
+
+/// Invocations of either API's history without a return.
+fn indeterminate_requests(state: &State) -> usize {
+    use vigil_model::state::{HistoryEvent, KvHistoryEvent};
+    let returned: std::collections::BTreeSet<u32> = state
+        .history
+        .iter()
+        .filter_map(|event| match event {
+            HistoryEvent::Return { request_id, .. } => Some(*request_id),
+            HistoryEvent::Invoke { .. } => None,
+        })
+        .chain(state.kv_history.iter().filter_map(|event| match event {
+            KvHistoryEvent::Return { request_id, .. } => Some(*request_id),
+            KvHistoryEvent::Invoke { .. } => None,
+        }))
+        .collect();
+    let invoked = state
+        .history
+        .iter()
+        .filter_map(|event| match event {
+            HistoryEvent::Invoke { request_id, .. } => Some(*request_id),
+            HistoryEvent::Return { .. } => None,
+        })
+        .chain(state.kv_history.iter().filter_map(|event| match event {
+            KvHistoryEvent::Invoke { request_id, .. } => Some(*request_id),
+            KvHistoryEvent::Return { .. } => None,
+        }));
+    invoked
+        .filter(|request_id| !returned.contains(request_id))
+        .count()
 }
 
 /// The model's `linearizable` on `history` (the replayed path's client history), decided per

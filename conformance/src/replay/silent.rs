@@ -1,7 +1,7 @@
 //! The steps a trace cannot show, searched for only when nothing else matches and bounded
 //! ([`SILENT_CANDIDATES_MAX`] candidates, one step): the `Persist`s a master killed after its
-//! disk finished a write never traced, one `Drop` of a message in flight that enables the
-//! mapped action, one silent timer (`RejoinWaitExpired`) before it after which the input
+//! disk finished a write never traced, one `CloseConnection` or `Drop` of a message in flight
+//! that enables the mapped action, one silent timer (`RejoinWaitExpired`) before it after which the input
 //! matches; the `Reply`s the untraced clients receive as soon as the proxy sends them; and the
 //! `Drop` of each message the implementation sent and nobody received.
 
@@ -58,14 +58,21 @@ impl Replayer<'_> {
         0
     }
 
-    /// One `Drop` of a message in flight that makes `action` enabled, if any.
+    /// One silent fault that makes `action` enabled, if any: the close of the proxy's
+    /// connection to the master it is subscribed at (what the proxy's host noticed on its own,
+    /// before the trace shows the master's crash), else one `Drop` of a message in flight.
     pub(super) fn silent_step_then(&self, action: &Action) -> Option<(Action, State)> {
-        let candidates: Vec<Action> = self
-            .config()
-            .enabled_actions(&self.state)
-            .into_iter()
-            .filter(|candidate| matches!(candidate, Action::Drop { .. }))
+        let enabled = self.config().enabled_actions(&self.state);
+        let closes = enabled
+            .iter()
+            .filter(|candidate| matches!(candidate, Action::CloseConnection(_)));
+        let drops = enabled
+            .iter()
+            .filter(|candidate| matches!(candidate, Action::Drop { .. }));
+        let candidates: Vec<Action> = closes
+            .chain(drops)
             .take(SILENT_CANDIDATES_MAX)
+            .cloned()
             .collect();
         for candidate in candidates {
             let Some(dropped) = self.config().apply(&self.state, &candidate) else {
