@@ -15,12 +15,13 @@
 //! This file holds the run's shape (its constants, its configuration, the tick loop); the
 //! parts live beside it: [`world`] (the simulated parties and one tick), [`hosts`] (each core
 //! driven as the tokio host drives it), [`network`] (messages in flight), [`workload`] (the
-//! clients), [`sink`] (the trace stamps), [`rng`] (the one source of randomness) and the fault
+//! clients), [`kv_workload`] (the revisioned clients, on some seeds), [`sink`] (the trace stamps), [`rng`] (the one source of randomness) and the fault
 //! families: [`faults`] (the schedule, pauses, crashes and request floods), [`link_faults`]
 //! (cut and held links) and [`leader_faults`] (slow disks and reproposals).
 
 mod faults;
 mod hosts;
+mod kv_workload;
 mod leader_faults;
 mod link_faults;
 mod network;
@@ -33,6 +34,7 @@ use vigil_core as core;
 
 use crate::faults::{FaultPlan, FAULT_SPACING_TICKS, WARMUP_TICKS};
 use crate::trace::{Header, NodeTrace};
+pub use kv_workload::revisioned_seed;
 use sink::Sink;
 use world::World;
 

@@ -62,10 +62,10 @@ impl World {
         let mut received = received;
         loop {
             let Some(master) = self.masters[node as usize].core.as_mut() else {
-                return;
+                break;
             };
             if !master.has_ready() {
-                return;
+                break;
             }
             let ready = master.ready();
             let me = Node::Master(node);
@@ -97,6 +97,7 @@ impl World {
             }
             self.persist(node, ready);
         }
+        self.close_lost_connections();
     }
 
     /// Hands `ready`'s write to master `node`'s disk: durable at once (then `advance`) unless
@@ -163,9 +164,16 @@ impl World {
         for envelope in ready.messages {
             let (id, lamport) = stamped.take_send(&envelope.message);
             if self.masters[envelope.to as usize].core.is_none() {
-                // No connection to a crashed master: the host cannot hand the Propose over.
-                if let Message::Propose { request_id, .. } = envelope.message {
-                    lost.push(request_id);
+                // No connection to a crashed master: the host cannot hand a proposal over, and
+                // a subscription message finds the connection closed.
+                match envelope.message {
+                    Message::Propose { request_id, .. } | Message::KvPropose { request_id, .. } => {
+                        lost.push(request_id);
+                    }
+                    Message::Subscribe { .. } | Message::Unsubscribe => {
+                        self.lost_connections.push((envelope.to, lamport));
+                    }
+                    _ => {}
                 }
                 continue;
             }
@@ -178,6 +186,10 @@ impl World {
             );
         }
         for reply in ready.replies {
+            if self.kv.as_ref().is_some_and(|kv| kv.owns(reply.to)) {
+                self.kv_client_receives(reply.to, &reply.message);
+                continue;
+            }
             let Message::Reply { request_id, .. } = reply.message else {
                 continue;
             };
@@ -193,6 +205,24 @@ impl World {
             self.proxy.forward_lost(request_id);
         }
         self.drain_proxy(None);
+        self.close_lost_connections();
+    }
+
+    /// Every connection between the proxy and a master that lost a subscription message
+    /// closes: the master's subscription ends (`Master::proxy_closed`) and the proxy's host
+    /// reports the close (`Proxy::link_closed`), after the lost send in the proxy's clock.
+    pub(super) fn close_lost_connections(&mut self) {
+        while let Some((node, lamport)) = self.lost_connections.pop() {
+            self.lost_connections.retain(|(other, _)| *other != node);
+            if let Some(master) = self.masters[node as usize].core.as_mut() {
+                master.proxy_closed(0);
+            }
+            let proxy_sink = self.sinks.len() - 1;
+            let sink = &mut self.sinks[proxy_sink];
+            sink.lamport = sink.lamport.max(lamport);
+            self.proxy.link_closed(CLUSTER, node);
+            self.drain_proxy(None);
+        }
     }
 
     pub(super) fn crash(&mut self, node: u64) {

@@ -112,6 +112,19 @@ impl World {
         lamport: u64,
     ) {
         if self.cut.contains(&(from, to)) {
+            // A subscription message lost on a cut link: its connection closed.
+            let subscription = matches!(
+                message,
+                Message::Subscribe { .. }
+                    | Message::Unsubscribe
+                    | Message::Events { .. }
+                    | Message::SubscriptionCompacted { .. }
+            );
+            if let (true, Node::Master(node), Node::Proxy)
+            | (true, Node::Proxy, Node::Master(node)) = (subscription, from, to)
+            {
+                self.lost_connections.push((node, lamport));
+            }
             return;
         }
         let between_masters = matches!((from, to), (Node::Master(_), Node::Master(_)));

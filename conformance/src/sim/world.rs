@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use vigil_core as core;
 
 use super::hosts::MasterHost;
+use super::kv_workload::{revisioned_seed, KvWorkload};
 use super::leader_faults::AimedAtLeader;
 use super::network::Flight;
 use super::rng::Rng;
@@ -52,6 +53,12 @@ pub(super) struct World {
     pub(super) reproposals: BTreeMap<(u64, u64), AimedAtLeader>,
     /// `Get`s the `reproposal` client has sent.
     pub(super) reproposal_reads: u64,
+    /// The revisioned clients, on the seeds that run them.
+    pub(super) kv: Option<KvWorkload>,
+    /// Masters whose connection to the proxy lost a subscription message (a cut link, a crashed
+    /// master), with the clock of the lost send: the host sees each connection close
+    /// (`World::close_lost_connections`), as TCP would show it.
+    pub(super) lost_connections: Vec<(u64, u64)>,
 }
 
 impl World {
@@ -92,6 +99,8 @@ impl World {
             slow_disks: BTreeMap::new(),
             reproposals: BTreeMap::new(),
             reproposal_reads: 0,
+            kv: revisioned_seed(seed).then(|| KvWorkload::new(seed, WARMUP_TICKS / 2)),
+            lost_connections: Vec::new(),
             protocol,
         };
         for node in 0..masters {
@@ -127,6 +136,7 @@ impl World {
         self.proxy.tick();
         self.drain_proxy(None);
         self.workload();
+        self.kv_workload();
         self.deliver_due();
     }
 
