@@ -548,6 +548,8 @@ impl Proxy {
         for request_id in lost {
             self.expire_now(request_id);
         }
+        // The timeouts' completions belong to their input: `ConnectionClosed` starts another.
+        self.finish_input();
         self.connection_closed(cluster, node);
         self.finish_input();
     }
@@ -843,6 +845,52 @@ mod tests {
             }] => (*request_id, *to),
             other => panic!("expected one Propose, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_closed_links_timeouts_are_completed_before_its_connection_closed_input() {
+        let mut proxy = proxy(Config::default());
+        proxy.set_tracing(true);
+        let watch = crate::kv_types::WatchRequest {
+            range: crate::kv_types::KeyRange::prefix(b"w/"),
+            start_revision: 1,
+            prev_kv: false,
+            filter: None,
+        };
+        proxy.handle_watch_create(2, 1, "local", watch);
+        let (subscribed_at, _) = proxy.subscription("local").expect("subscribed");
+        proxy.ready();
+        let mut forwarded_there = false;
+        for request_id in 1..=3 {
+            proxy.handle_request(1, request_id, "local", get());
+            let (_, target) = forwarded_to(&proxy.ready());
+            forwarded_there |= target == subscribed_at;
+        }
+        assert!(forwarded_there, "masters in turn");
+        proxy.link_closed("local", subscribed_at);
+        let kinds: Vec<&'static str> = proxy
+            .ready()
+            .trace
+            .iter()
+            .map(|event| match &event.kind {
+                TraceKind::Timeout { .. } => "Timeout",
+                TraceKind::RequestCompleted { .. } => "RequestCompleted",
+                TraceKind::ConnectionClosed { .. } => "ConnectionClosed",
+                TraceKind::Send { .. } => "Send",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Timeout",
+                "RequestCompleted",
+                "Send",
+                "ConnectionClosed",
+                "Send"
+            ],
+            "the Reply is sent in the timeout's input, the Subscribe in the close's"
+        );
     }
 
     #[test]
