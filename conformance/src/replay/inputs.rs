@@ -39,8 +39,8 @@ pub(super) fn same_tick(
         }
 }
 
-/// The proxy `Propose` sends that a `ForwardLost` of the same proxy takes back: for each
-/// `ForwardLost { request_id }`, the proxy's latest earlier unreceived `Propose` of that
+/// The proxy `Propose` and `KvPropose` sends that a `ForwardLost` of the same proxy takes back:
+/// for each `ForwardLost { request_id }`, the proxy's latest earlier unreceived one of that
 /// forwarding id (the one its host could not hand to a connection).
 pub(super) fn returned_forwards(merged: &Merged) -> HashSet<usize> {
     let mut unreceived: HashMap<(usize, u64), usize> = HashMap::new();
@@ -48,7 +48,9 @@ pub(super) fn returned_forwards(merged: &Merged) -> HashSet<usize> {
     for (index, event) in merged.events.iter().enumerate() {
         match &event.line.kind {
             core::TraceKind::Send {
-                message: core::Message::Propose { request_id, .. },
+                message:
+                    core::Message::Propose { request_id, .. }
+                    | core::Message::KvPropose { request_id, .. },
                 ..
             } if event.receive.is_none() => {
                 unreceived.insert((event.trace, *request_id), index);
