@@ -367,7 +367,7 @@ fn print_progress(progress: Progress<'_>) {
 /// Says so when a run's linearizability check left keys undecided (never counted as passed).
 fn note_undecided(run: &str, keys: &[String]) {
     outln!(
-        "note: {run}: linearizability UNKNOWN for keys {}: the per-key check did not decide them within {} s",
+        "note: {run}: linearizability UNKNOWN for keys {}: not decided (the per-key check within {} s, the whole store within its size bounds)",
         keys.join(", "),
         LINEARIZABLE_CHECK_LIMIT.as_secs()
     );

@@ -59,13 +59,19 @@ impl World {
     /// comes out of the next `Ready`). Only the first batch holds the input that handled
     /// `received`.
     pub(super) fn drain_master(&mut self, node: u64, received: Option<&Flight>) {
+        self.drain_master_batches(node, received);
+        self.close_lost_connections();
+    }
+
+    /// Handles every `Ready` of `node` ([`World::drain_master`]).
+    fn drain_master_batches(&mut self, node: u64, received: Option<&Flight>) {
         let mut received = received;
         loop {
             let Some(master) = self.masters[node as usize].core.as_mut() else {
-                break;
+                return;
             };
             if !master.has_ready() {
-                break;
+                return;
             }
             let ready = master.ready();
             let me = Node::Master(node);
@@ -97,7 +103,6 @@ impl World {
             }
             self.persist(node, ready);
         }
-        self.close_lost_connections();
     }
 
     /// Hands `ready`'s write to master `node`'s disk: durable at once (then `advance`) unless
