@@ -10,7 +10,7 @@ use crate::faults::{FaultKind, Runner};
 use crate::merge::Merged;
 
 /// The named behaviours, in report order.
-pub const BEHAVIOURS: [&str; 13] = [
+pub const BEHAVIOURS: [&str; 17] = [
     "election",
     "leader change",
     "eviction",
@@ -24,6 +24,20 @@ pub const BEHAVIOURS: [&str; 13] = [
     "commit before own write",
     "write lost in crash",
     "reproposal",
+    "txn failure branch",
+    "range with more",
+    "watch compacted",
+    "watch resumed",
+];
+
+/// The behaviours of the revisioned API (`docs/protocol.md` §14–§17): a run of the revisioned
+/// workload must show each of them (over the seeds of a part: one seed may not crash the master
+/// its watches stream from).
+pub const REVISIONED_BEHAVIOURS: [&str; 4] = [
+    "txn failure branch",
+    "range with more",
+    "watch compacted",
+    "watch resumed",
 ];
 
 /// Counts over one or more runs.
@@ -72,7 +86,14 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     let mut started = BTreeSet::new();
     let mut resumed_leaders = BTreeSet::new();
     let mut disks: BTreeMap<String, DiskWatch> = BTreeMap::new();
+    let mut watches = WatchResumes::default();
     for event in &merged.events {
+        if let Some(name) = revisioned_behaviour(&event.line.kind) {
+            *behaviours.entry(name).or_default() += 1;
+        }
+        if watches.observe(&event.line.kind) {
+            *behaviours.entry("watch resumed").or_default() += 1;
+        }
         let origin = event.line.origin.to_string();
         if event.line.kind.starts_input() {
             if let core::PostState::Master(post) = &event.line.post {
@@ -122,6 +143,70 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     }
     *behaviours.entry("leader change").or_default() += leaders.len().saturating_sub(1) as u64;
     behaviours
+}
+
+/// What a proxy event shows of the revisioned API: a `Txn` that took its failure branch, a
+/// `Range` that left keys out (`more`), a watch ended `Compacted`.
+fn revisioned_behaviour(kind: &core::TraceKind) -> Option<&'static str> {
+    use core::kv_types::{KvResult, WatchEnd};
+    match kind {
+        core::TraceKind::KvRequestCompleted {
+            outcome: Ok(KvResult::Txn(txn)),
+            ..
+        } if !txn.succeeded => Some("txn failure branch"),
+        core::TraceKind::KvRequestCompleted {
+            outcome: Ok(KvResult::Range(range)),
+            ..
+        } if range.more => Some("range with more"),
+        core::TraceKind::WatchEnded {
+            outcome: WatchEnd::Compacted { .. },
+            ..
+        } => Some("watch compacted"),
+        _ => None,
+    }
+}
+
+/// `watch resumed` (§17.6): a watch open when the proxy's connection to its subscription's
+/// master closed gets events afterwards, from the master the proxy resumed at.
+#[derive(Debug, Default)]
+struct WatchResumes {
+    /// Watches created and not ended, by (client, watch id).
+    open: BTreeSet<(u64, u64)>,
+    /// Open watches that were open at a `ConnectionClosed` and got nothing since.
+    resuming: BTreeSet<(u64, u64)>,
+}
+
+impl WatchResumes {
+    /// Takes in a proxy event; true when it is a resumed watch's first delivery.
+    fn observe(&mut self, kind: &core::TraceKind) -> bool {
+        match kind {
+            core::TraceKind::Send {
+                to: core::Endpoint::Client(client),
+                message,
+            } => match message {
+                core::Message::WatchCreated { watch_id } => {
+                    self.open.insert((*client, *watch_id));
+                    false
+                }
+                core::Message::WatchEvents { watch_id, .. } => {
+                    self.resuming.remove(&(*client, *watch_id))
+                }
+                _ => false,
+            },
+            core::TraceKind::WatchEnded {
+                client, watch_id, ..
+            } => {
+                self.open.remove(&(*client, *watch_id));
+                self.resuming.remove(&(*client, *watch_id));
+                false
+            }
+            core::TraceKind::ConnectionClosed { .. } => {
+                self.resuming.extend(self.open.iter().copied());
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What one master's inputs show of its disk (`protocol.md` §2.1): `commit before own write`

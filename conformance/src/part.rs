@@ -251,11 +251,53 @@ pub fn run_part(plan: &PartPlan, progress: &mut dyn FnMut(Progress<'_>)) -> Part
         }
     }
     progress(Progress::Coverage(&totals.coverage));
+    let missing = revisioned_missing(plan, &totals.coverage);
+    if !missing.is_empty() {
+        return PartResult {
+            name,
+            outcome: PartOutcome::Failed,
+            detail: format!(
+                "vacuous: the revisioned workload never showed {}",
+                missing.join(", ")
+            ),
+        };
+    }
     PartResult {
         name,
         outcome: PartOutcome::Passed,
         detail: passed_detail(plan, noun, &totals),
     }
+}
+
+/// Seeds of the revisioned workload a core simulation part needs before it must show every
+/// revisioned behaviour (one seed alone, as a mutation case runs, may show only some).
+pub const REVISIONED_SEEDS_FOR_COVERAGE: usize = 4;
+
+/// The revisioned behaviours (`coverage::REVISIONED_BEHAVIOURS`) a core simulation part's runs
+/// did not show together, when at least [`REVISIONED_SEEDS_FOR_COVERAGE`] of its seeds ran the
+/// revisioned workload: each must happen in some run (`watch resumed` needs a run that crashed
+/// or partitioned a master).
+fn revisioned_missing(plan: &PartPlan, coverage: &Coverage) -> Vec<&'static str> {
+    let revisioned_seeds = plan
+        .runs
+        .iter()
+        .filter(|planned| crate::sim::revisioned_seed(planned.seed))
+        .count();
+    if plan.runner != Runner::CoreSimulation || revisioned_seeds < REVISIONED_SEEDS_FOR_COVERAGE {
+        return Vec::new();
+    }
+    let closes_connections = plan.runs.iter().any(|planned| {
+        crate::sim::revisioned_seed(planned.seed)
+            && planned
+                .kinds
+                .iter()
+                .any(|kind| matches!(kind, FaultKind::Crash | FaultKind::Partition))
+    });
+    crate::coverage::REVISIONED_BEHAVIOURS
+        .into_iter()
+        .filter(|name| *name != "watch resumed" || closes_connections)
+        .filter(|name| coverage.behaviours.get(name).copied().unwrap_or(0) == 0)
+        .collect()
 }
 
 impl Totals {

@@ -31,8 +31,8 @@ impl World {
             (FaultKind::Pause, true) => self.pause_start(fault, node),
             (FaultKind::PauseLeader, true) => self.pause_leader_start(fault, node),
             (FaultKind::Pause | FaultKind::PauseLeader, false) => self.pause_end(fault, node),
-            (FaultKind::Crash, true) => self.crash(node),
-            (FaultKind::Crash, false) => self.start_master(node),
+            (FaultKind::Crash, true) => self.crash_start(fault, node),
+            (FaultKind::Crash, false) => self.crash_end(fault, node),
             (FaultKind::WrongCluster, true) => self.flood(),
             (FaultKind::Overload, true) => self.burst(),
             (FaultKind::Timeout, true) => self.timeout_start(fault),
@@ -77,6 +77,34 @@ impl World {
         let key = (fault.start_tick, fault.node);
         let target = self.paused_by_fault.remove(&key).unwrap_or(node);
         self.resume(target);
+    }
+
+    /// `crash`: crashes the master the fault aims at, or, on a seed with the revisioned
+    /// clients, the master the proxy's watches stream from (so that the watches resume at
+    /// another, §17.6), until the window ends.
+    fn crash_start(&mut self, fault: &Fault, node: u64) {
+        let subscribed = self
+            .kv
+            .as_ref()
+            .and(self.proxy.subscription(super::CLUSTER))
+            .map(|(master, _)| master)
+            .filter(|master| self.masters[*master as usize].core.is_some());
+        let target = subscribed.unwrap_or(node);
+        if target != node {
+            self.faults_applied.push(format!(
+                "crash: m{target}, the watches' master, instead of m{node}"
+            ));
+        }
+        self.crashed_by_fault
+            .insert((fault.start_tick, fault.node), target);
+        self.crash(target);
+    }
+
+    /// The end of a `crash`: the master it crashed restarts.
+    fn crash_end(&mut self, fault: &Fault, node: u64) {
+        let key = (fault.start_tick, fault.node);
+        let target = self.crashed_by_fault.remove(&key).unwrap_or(node);
+        self.start_master(target);
     }
 
     /// `wrong-cluster`: a flood of requests naming a cluster the proxy does not serve.

@@ -2,9 +2,10 @@
 //! that run them ([`revisioned_seed`]): a mover and watchers of the prefix `w/`.
 //!
 //! The mover moves a value between two keys with two-key transactions guarded by a compare on
-//! the value it expects (a stale guess takes the failure branch, which reads the key), puts,
+//! the value it expects (a stale guess takes the failure branch, which reads the key), writes
+//! a key and reads the prefix back a few revisions earlier in one transaction, puts,
 //! ranges of the prefix with a limit of 1 (two keys present: `more`), ranges at an older
-//! revision, and compactions just below its last revision (so a later read or watch from
+//! revision, and compactions three revisions below its last (so a later read or watch from
 //! further back is `Compacted`). A watcher holds one watch of the prefix on its own
 //! connection, from an explicit revision (1, or near the mover's last), for a while; then it
 //! cancels it or closes its connection, and a new connection starts again. One watcher in a
@@ -39,7 +40,7 @@ const WATCHERS: usize = 2;
 /// The mover's requests in a run at most.
 const MOVER_REQUESTS_MAX: u64 = 40;
 /// Watcher connections in a run at most.
-const WATCHER_CONNECTIONS_MAX: u64 = 10;
+const WATCHER_CONNECTIONS_MAX: u64 = 24;
 /// The client's id for its one watch on a connection.
 const WATCH_ID: u64 = 1;
 
@@ -117,7 +118,7 @@ impl KvWorkload {
         } else {
             (KEY_B, KEY_A)
         };
-        match self.rng.below(10) {
+        match self.rng.below(11) {
             0 | 1 => kv::KvOperation::Put(kv::PutRequest {
                 key: from.to_vec(),
                 value: value(&mut self.rng),
@@ -136,20 +137,42 @@ impl KvWorkload {
                 range: kv::KeyRange::single(from),
                 prev_kv: true,
             }),
+            9 => write_then_read_back(from, value(&mut self.rng), self.last_revision),
             _ => kv::KvOperation::Compact {
-                revision: self.last_revision.saturating_sub(1).max(1),
+                revision: self.last_revision.saturating_sub(3).max(1),
             },
         }
     }
 
-    /// Where a new watch starts: revision 1 (compacted once the mover compacted), or near the
-    /// mover's last revision.
+    /// Where a new watch starts: revision 1 (compacted once the mover compacted), or at or
+    /// just before the mover's last revision (above its compactions, three revisions back).
     fn start_revision(&mut self) -> u64 {
-        match self.rng.below(3) {
+        match self.rng.below(4) {
             0 => 1,
-            _ => self.last_revision.saturating_sub(self.rng.below(3)).max(1),
+            _ => self.last_revision.saturating_sub(self.rng.below(2)).max(1),
         }
     }
+}
+
+/// A `Txn` without compares that puts `value` at `key`, then reads the prefix a few revisions
+/// back: after a compaction the read is `Compacted` and the whole `Txn` is refused, its put
+/// included (§15.1).
+fn write_then_read_back(key: &[u8], value: Vec<u8>, last_revision: u64) -> kv::KvOperation {
+    kv::KvOperation::Txn(kv::TxnRequest {
+        compare: Vec::new(),
+        success: vec![
+            kv::TxnOperation::Put(kv::PutRequest {
+                key: key.to_vec(),
+                value,
+                prev_kv: false,
+            }),
+            kv::TxnOperation::Range(kv::RangeRequest {
+                revision: last_revision.saturating_sub(3).max(1),
+                ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
+            }),
+        ],
+        failure: Vec::new(),
+    })
 }
 
 /// A `Txn` that moves `value` from `from` to `to` if `from` holds it; otherwise it reads
@@ -277,7 +300,7 @@ impl World {
         };
         match (message, watcher.stage) {
             (Message::WatchCreated { .. }, Stage::Creating) => {
-                let until_tick = tick + 10 + workload.rng.below(40);
+                let until_tick = tick + 20 + workload.rng.below(60);
                 watcher.stage = Stage::Watching { until_tick };
             }
             (Message::WatchEnded { .. }, Stage::Creating | Stage::Watching { .. })

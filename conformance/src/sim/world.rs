@@ -47,6 +47,8 @@ pub(super) struct World {
     /// for eviction and rejoin, which only a follower can show, so a pause aimed at the leader
     /// freezes a follower instead (`World::pause_target`).
     pub(super) paused_by_fault: BTreeMap<(u64, u64), u64>,
+    /// The master each running `crash` crashed, by the fault's (start tick, node).
+    pub(super) crashed_by_fault: BTreeMap<(u64, u64), u64>,
     /// Running `slow-disk` faults, by the fault's (start tick, node).
     pub(super) slow_disks: BTreeMap<(u64, u64), AimedAtLeader>,
     /// Running `reproposal` faults, by the fault's (start tick, node).
@@ -96,6 +98,7 @@ impl World {
             completions: BTreeMap::new(),
             faults_applied: Vec::new(),
             paused_by_fault: BTreeMap::new(),
+            crashed_by_fault: BTreeMap::new(),
             slow_disks: BTreeMap::new(),
             reproposals: BTreeMap::new(),
             reproposal_reads: 0,
