@@ -253,3 +253,71 @@ fn read_before_own_ballot_commit_is_caught() {
         "{output}"
     );
 }
+
+// The revisioned API's planted bugs (`docs/protocol.md` §14–§17), on even seeds, which run the
+// revisioned clients (`sim::revisioned_seed`); `crash` aims at the master the watches stream
+// from, so that they resume at another.
+
+#[test]
+fn watch_leak_on_error_is_caught() {
+    // A watcher names an unknown cluster: the model's proxy ends its watch `UnknownCluster`,
+    // the implementation's holds it and never answers (the incident, for streams).
+    let (success, output) = run_with_bug("watch-leak-on-error", "sim", 2, "crash");
+    assert!(!success, "{output}");
+    let line = output
+        .lines()
+        .find(|line| line.contains("model sent, implementation did not: proxy -> client"))
+        .unwrap_or_else(|| panic!("{output}"));
+    assert!(
+        line.contains("WatchEnded") && line.contains("UnknownCluster"),
+        "{line}"
+    );
+}
+
+#[test]
+fn compaction_skips_watch_is_caught() {
+    // A watch from revision 1 after a compaction: the model's proxy ends it `Compacted`, the
+    // implementation's moves it up to the compaction point and subscribes from there.
+    let (success, output) = run_with_bug("compaction-skips-watch", "sim", 4, "crash");
+    assert!(!success, "{output}");
+    assert!(
+        output.lines().any(|line| {
+            line.contains("model sent, implementation did not: proxy -> client")
+                && line.contains("Compacted")
+        }),
+        "{output}"
+    );
+}
+
+#[test]
+fn watch_resume_from_current_is_caught() {
+    // The watches' master crashes: the model's proxy resumes at another from the lowest
+    // revision its watches are owed, the implementation's from that master's next (0).
+    let (success, output) = run_with_bug("watch-resume-from-current", "sim", 2, "crash");
+    assert!(!success, "{output}");
+    assert!(
+        output.lines().any(|line| {
+            line.contains("implementation sent, model did not: proxy -> master")
+                && line.contains("Subscribe { from_revision: 0 }")
+        }),
+        "{output}"
+    );
+}
+
+#[test]
+fn txn_partial_apply_is_caught() {
+    // A `Txn` puts a key and then reads below the compaction point: the model refuses all of
+    // it (`Compacted`), the implementation keeps the put and streams its revision, which the
+    // model's master never made.
+    let (success, output) = run_with_bug("txn-partial-apply", "sim", 6, "crash");
+    assert!(!success, "{output}");
+    assert!(
+        output.contains("Events is not among them")
+            || output.lines().any(|line| {
+                line.contains("implementation sent, model did not: master")
+                    && line.contains("Events")
+            })
+            || output.contains("txn_atomic"),
+        "{output}"
+    );
+}

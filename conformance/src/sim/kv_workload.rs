@@ -3,7 +3,7 @@
 //!
 //! The mover moves a value between two keys with two-key transactions guarded by a compare on
 //! the value it expects (a stale guess takes the failure branch, which reads the key), writes
-//! a key and reads the prefix back a few revisions earlier in one transaction, puts,
+//! a key and reads the prefix back at an older revision in one transaction, puts,
 //! ranges of the prefix with a limit of 1 (two keys present: `more`), ranges at an older
 //! revision, and compactions three revisions below its last (so a later read or watch from
 //! further back is `Compacted`). A watcher holds one watch of the prefix on its own
@@ -137,7 +137,14 @@ impl KvWorkload {
                 range: kv::KeyRange::single(from),
                 prev_kv: true,
             }),
-            9 => write_then_read_back(from, value(&mut self.rng), self.last_revision),
+            9 => {
+                // Revision 1 is compacted once the mover compacted: the whole `Txn` is refused.
+                let back = match self.rng.below(2) {
+                    0 => 1,
+                    _ => self.last_revision.saturating_sub(3).max(1),
+                };
+                write_then_read_back(from, value(&mut self.rng), back)
+            }
             _ => kv::KvOperation::Compact {
                 revision: self.last_revision.saturating_sub(3).max(1),
             },
@@ -154,10 +161,10 @@ impl KvWorkload {
     }
 }
 
-/// A `Txn` without compares that puts `value` at `key`, then reads the prefix a few revisions
-/// back: after a compaction the read is `Compacted` and the whole `Txn` is refused, its put
-/// included (§15.1).
-fn write_then_read_back(key: &[u8], value: Vec<u8>, last_revision: u64) -> kv::KvOperation {
+/// A `Txn` without compares that puts `value` at `key`, then reads the prefix at revision
+/// `back`: below the compaction point the read is `Compacted` and the whole `Txn` is refused,
+/// its put included (§15.1).
+fn write_then_read_back(key: &[u8], value: Vec<u8>, back: u64) -> kv::KvOperation {
     kv::KvOperation::Txn(kv::TxnRequest {
         compare: Vec::new(),
         success: vec![
@@ -167,7 +174,7 @@ fn write_then_read_back(key: &[u8], value: Vec<u8>, last_revision: u64) -> kv::K
                 prev_kv: false,
             }),
             kv::TxnOperation::Range(kv::RangeRequest {
-                revision: last_revision.saturating_sub(3).max(1),
+                revision: back,
                 ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
             }),
         ],
