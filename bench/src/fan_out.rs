@@ -124,6 +124,20 @@ fn total(puts: u64, seconds: f64, tallies: Vec<Tally>) -> Result<FanOutResult, B
     Ok(result)
 }
 
+/// Every watcher's tally, once each has read to the stop mark.
+async fn join(
+    tasks: Vec<tokio::task::JoinHandle<Result<Tally, BenchError>>>,
+) -> Result<Vec<Tally>, BenchError> {
+    let mut tallies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|error| BenchError::Load(format!("watcher task: {error}")))??;
+        tallies.push(tally);
+    }
+    Ok(tallies)
+}
+
 /// Fan-out through a vigil proxy at `address`.
 pub async fn vigil(
     address: &str,
@@ -163,14 +177,7 @@ pub async fn vigil(
     }
     let seconds = started.elapsed().as_secs_f64();
     vigil_put(&mut writer, stamped_value(STOP_MARK)).await?;
-    let mut tallies = Vec::with_capacity(watchers);
-    for task in tasks {
-        let tally = task
-            .await
-            .map_err(|error| BenchError::Load(format!("watcher task: {error}")))??;
-        tallies.push(tally);
-    }
-    total(puts, seconds, tallies)
+    total(puts, seconds, join(tasks).await?)
 }
 
 async fn vigil_connect(address: &str) -> Result<Client, BenchError> {
@@ -244,14 +251,7 @@ pub async fn etcd(
     }
     let seconds = started.elapsed().as_secs_f64();
     etcd_put(&mut writer, stamped_value(STOP_MARK)).await?;
-    let mut tallies = Vec::with_capacity(watchers);
-    for task in tasks {
-        let tally = task
-            .await
-            .map_err(|error| BenchError::Load(format!("watcher task: {error}")))??;
-        tallies.push(tally);
-    }
-    total(puts, seconds, tallies)
+    total(puts, seconds, join(tasks).await?)
 }
 
 #[cfg(feature = "etcd")]

@@ -51,6 +51,20 @@ pub enum BenchError {
     Command(String),
 }
 
+/// Why a section's etcd half has no figures.
+#[derive(Debug)]
+pub enum EtcdOutcome {
+    /// etcd is not there (no `etcd` on PATH, or a build without the `etcd` feature): the
+    /// section says SKIPPED for it and goes on.
+    Skipped(String),
+    /// etcd was there and failed: the section fails.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Failed(BenchError),
+}
+
+/// The skip reason of a build without the `etcd` cargo feature.
+pub const WITHOUT_ETCD: &str = "this vigil-bench was built without the `etcd` cargo feature (cargo run --release -p vigil-bench --features etcd)";
+
 /// The settings of one `vigil-bench` invocation.
 #[derive(Clone, Debug)]
 pub struct BenchOptions {

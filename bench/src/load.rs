@@ -326,6 +326,18 @@ impl LoadResult {
         self.operations as f64 / self.seconds.max(1e-9)
     }
 
+    /// The cells every table prints for a run: operations per second, p50, p99 and p99.9 in
+    /// milliseconds, and the refusals.
+    pub fn figure_cells(&self) -> Vec<String> {
+        let mut cells = vec![super::report::thousands(
+            self.operations_per_second().round() as u64,
+        )];
+        cells
+            .extend([0.5, 0.99, 0.999].map(|quantile| format!("{:.2}", self.latency_ms(quantile))));
+        cells.push(self.refusals());
+        cells
+    }
+
     /// Latency at `quantile` (0.5, 0.99, 0.999), milliseconds.
     pub fn latency_ms(&self, quantile: f64) -> f64 {
         self.latency_us.value_at_quantile(quantile) as f64 / 1000.0

@@ -72,6 +72,16 @@ pub struct Section {
     pub outcome: SectionOutcome,
 }
 
+impl Section {
+    /// A section that failed, and why.
+    pub fn failed(title: String, reason: String) -> Section {
+        Section {
+            title,
+            outcome: SectionOutcome::Failed(reason),
+        }
+    }
+}
+
 impl fmt::Display for Section {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(formatter, "## {}\n", self.title)?;

@@ -10,7 +10,7 @@ use super::fan_out::{self, FanOutResult};
 use super::load::{self, Arrival, Connection, LoadResult, LoadSpec, OperationKind, VALUE_BYTES};
 use super::report::{ratio, thousands, Section, SectionOutcome, Table};
 use super::vigil_cluster::VigilCluster;
-use super::{BenchError, BenchOptions};
+use super::{BenchError, BenchOptions, EtcdOutcome};
 
 /// Masters (vigil) and members (etcd).
 const CLUSTER_SIZE: usize = 3;
@@ -56,14 +56,14 @@ pub async fn run(options: &BenchOptions) -> Section {
         options.duration,
     )];
     if let Err(error) = measure_vigil(options, &mut measured).await {
-        return failed(title, format!("vigil: {error}"));
+        return Section::failed(title, format!("vigil: {error}"));
     }
     match measure_etcd(options, &mut measured).await {
         Ok(version) => notes.push(format!(
             "etcd: {version}, default durability, through the `etcd-client` crate (one gRPC channel per client and per watcher)."
         )),
         Err(EtcdOutcome::Skipped(reason)) => notes.push(format!("etcd: SKIPPED: {reason}")),
-        Err(EtcdOutcome::Failed(error)) => return failed(title, format!("etcd: {error}")),
+        Err(EtcdOutcome::Failed(error)) => return Section::failed(title, format!("etcd: {error}")),
     }
     if let Some((changes, from_round, to_round)) = measured.leader_changes {
         notes.push(format!(
@@ -71,7 +71,7 @@ pub async fn run(options: &BenchOptions) -> Section {
         ));
     }
     if let Some(missed) = missed_events(&measured.fan_outs) {
-        return failed(title, missed);
+        return Section::failed(title, missed);
     }
     let tables = vec![
         operations_table(&measured.operations),
@@ -81,13 +81,6 @@ pub async fn run(options: &BenchOptions) -> Section {
     Section {
         title,
         outcome: SectionOutcome::Measured { tables, notes },
-    }
-}
-
-fn failed(title: String, reason: String) -> Section {
-    Section {
-        title,
-        outcome: SectionOutcome::Failed(reason),
     }
 }
 
@@ -179,20 +172,12 @@ async fn leadership(cluster: &VigilCluster) -> Result<(u64, u64), BenchError> {
     Ok((changes, round))
 }
 
-enum EtcdOutcome {
-    Skipped(String),
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
-    Failed(BenchError),
-}
-
 #[cfg(not(feature = "etcd"))]
 async fn measure_etcd(
     _options: &BenchOptions,
     _measured: &mut Measured,
 ) -> Result<String, EtcdOutcome> {
-    Err(EtcdOutcome::Skipped(
-        "this vigil-bench was built without the `etcd` cargo feature (cargo run --release -p vigil-bench --features etcd)".to_string(),
-    ))
+    Err(EtcdOutcome::Skipped(super::WITHOUT_ETCD.to_string()))
 }
 
 #[cfg(feature = "etcd")]
@@ -230,15 +215,9 @@ fn operations_table(results: &Results) -> Table {
             let Some(result) = results.get(&(system, kind.name())) else {
                 continue;
             };
-            table.push(vec![
-                system.to_string(),
-                kind.name().to_string(),
-                thousands(result.operations_per_second().round() as u64),
-                format!("{:.2}", result.latency_ms(0.5)),
-                format!("{:.2}", result.latency_ms(0.99)),
-                format!("{:.2}", result.latency_ms(0.999)),
-                result.refusals(),
-            ]);
+            let mut row = vec![system.to_string(), kind.name().to_string()];
+            row.extend(result.figure_cells());
+            table.push(row);
         }
     }
     table

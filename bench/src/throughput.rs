@@ -11,7 +11,7 @@ use super::load::{
 };
 use super::report::{ratio, thousands, Section, SectionOutcome, Table};
 use super::vigil_cluster::VigilCluster;
-use super::{BenchError, BenchOptions};
+use super::{BenchError, BenchOptions, EtcdOutcome};
 
 /// Cluster sizes measured.
 const CLUSTER_SIZES: [usize; 2] = [3, 5];
@@ -43,7 +43,7 @@ pub async fn run(options: &BenchOptions) -> Section {
     )];
     for masters in CLUSTER_SIZES {
         if let Err(error) = measure_vigil(options, masters, &mut results).await {
-            return failed(title, format!("vigil, {masters} masters: {error}"));
+            return Section::failed(title, format!("vigil, {masters} masters: {error}"));
         }
     }
     match measure_etcd(options, &mut results).await {
@@ -52,7 +52,7 @@ pub async fn run(options: &BenchOptions) -> Section {
         )),
         Ok(None) => {}
         Err(EtcdOutcome::Skipped(reason)) => notes.push(format!("etcd: SKIPPED: {reason}")),
-        Err(EtcdOutcome::Failed(error)) => return failed(title, format!("etcd: {error}")),
+        Err(EtcdOutcome::Failed(error)) => return Section::failed(title, format!("etcd: {error}")),
     }
     notes.push(format!(
         "Open loop: the same clients, operations due at a fixed total rate ({} and {}% of vigil's closed-loop throughput for that size and operation, the same rate for etcd), latency from each operation's due time, so a stall counts in every operation it delayed.",
@@ -66,13 +66,6 @@ pub async fn run(options: &BenchOptions) -> Section {
     Section {
         title,
         outcome: SectionOutcome::Measured { tables, notes },
-    }
-}
-
-fn failed(title: String, reason: String) -> Section {
-    Section {
-        title,
-        outcome: SectionOutcome::Failed(reason),
     }
 }
 
@@ -132,20 +125,12 @@ async fn measure_vigil(
     cluster.check_alive()
 }
 
-enum EtcdOutcome {
-    Skipped(String),
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
-    Failed(BenchError),
-}
-
 #[cfg(not(feature = "etcd"))]
 async fn measure_etcd(
     _options: &BenchOptions,
     _results: &mut Measured,
 ) -> Result<Option<String>, EtcdOutcome> {
-    Err(EtcdOutcome::Skipped(
-        "this vigil-bench was built without the `etcd` cargo feature (cargo run --release -p vigil-bench --features etcd)".to_string(),
-    ))
+    Err(EtcdOutcome::Skipped(super::WITHOUT_ETCD.to_string()))
 }
 
 #[cfg(feature = "etcd")]
@@ -185,16 +170,9 @@ fn figures_table(results: &Results) -> Table {
         let Some(result) = results.get(&(system, size, operation)) else {
             continue;
         };
-        table.push(vec![
-            system.to_string(),
-            size.to_string(),
-            operation.to_string(),
-            thousands(result.operations_per_second().round() as u64),
-            format!("{:.2}", result.latency_ms(0.5)),
-            format!("{:.2}", result.latency_ms(0.99)),
-            format!("{:.2}", result.latency_ms(0.999)),
-            result.refusals(),
-        ]);
+        let mut row = vec![system.to_string(), size.to_string(), operation.to_string()];
+        row.extend(result.figure_cells());
+        table.push(row);
     }
     table
 }
@@ -245,18 +223,15 @@ fn open_loop_table(results: &OpenResults) -> Table {
             continue;
         };
         let (system, size, operation, percent) = key;
-        table.push(vec![
+        let mut row = vec![
             system.to_string(),
             size.to_string(),
             operation.to_string(),
             format!("{percent}%"),
             thousands(rate.round() as u64),
-            thousands(result.operations_per_second().round() as u64),
-            format!("{:.2}", result.latency_ms(0.5)),
-            format!("{:.2}", result.latency_ms(0.99)),
-            format!("{:.2}", result.latency_ms(0.999)),
-            result.refusals(),
-        ]);
+        ];
+        row.extend(result.figure_cells());
+        table.push(row);
     }
     table
 }
