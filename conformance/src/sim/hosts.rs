@@ -214,11 +214,19 @@ impl World {
     }
 
     /// Every connection between the proxy and a master that lost a subscription message
-    /// closes: the master's subscription ends (`Master::proxy_closed`) and the proxy's host
+    /// closes: the subscription messages still in flight on it are lost, the master's
+    /// subscription ends (`Master::proxy_closed`) and the proxy's host
     /// reports the close (`Proxy::link_closed`), after the lost send in the proxy's clock.
     pub(super) fn close_lost_connections(&mut self) {
         while let Some((node, lamport)) = self.lost_connections.pop() {
             self.lost_connections.retain(|(other, _)| *other != node);
+            // What the closed connection still carried is lost with it.
+            let master = Node::Master(node);
+            self.flights.retain(|flight| {
+                let on_it = (flight.from == master && flight.to == Node::Proxy)
+                    || (flight.from == Node::Proxy && flight.to == master);
+                !(on_it && is_subscription(&flight.message))
+            });
             if let Some(master) = self.masters[node as usize].core.as_mut() {
                 master.proxy_closed(0);
             }
@@ -240,7 +248,12 @@ impl World {
         self.flights
             .retain(|flight| flight.from != me && flight.to != me);
         // The proxy's connection to it closed: what was forwarded there completes now, as
-        // the host's link reports it (`docs/protocol.md` §9.4.6).
+        // the host's link reports it (`docs/protocol.md` §9.4.6) — after everything the master
+        // did before it died, in the proxy's clock.
+        let crashed_clock = self.sinks[node as usize].lamport;
+        let proxy_sink = self.sinks.len() - 1;
+        let sink = &mut self.sinks[proxy_sink];
+        sink.lamport = sink.lamport.max(crashed_clock);
         self.proxy.link_closed(CLUSTER, node);
         self.drain_proxy(None);
     }
@@ -257,4 +270,15 @@ impl World {
         }
         self.drain_master(node, None);
     }
+}
+
+/// Whether `message` belongs to the proxy's subscription to a master (§17.1).
+pub(super) fn is_subscription(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::Subscribe { .. }
+            | Message::Unsubscribe
+            | Message::Events { .. }
+            | Message::SubscriptionCompacted { .. }
+    )
 }
