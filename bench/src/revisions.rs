@@ -271,11 +271,10 @@ fn ratios_table(measured: &Measured) -> Table {
             ]);
         }
     }
-    for (system, watchers) in measured.fan_outs.keys() {
+    for ((system, watchers), vigil) in &measured.fan_outs {
         if *system != "vigil" {
             continue;
         }
-        let vigil = &measured.fan_outs[&("vigil", *watchers)];
         if let Some(etcd) = measured.fan_outs.get(&("etcd", *watchers)) {
             table.push(vec![
                 format!("fan-out to {watchers} watchers (events/s)"),

@@ -102,16 +102,22 @@ impl<N: Network> Client<N> {
         cluster: &str,
         operation: Operation,
     ) -> Result<RequestId, CallError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
+        let (request_id, token) = self.next_request(cluster);
         let frame = ClientFrame::Request {
             request_id,
             cluster: cluster.to_string(),
             operation,
-            token: self.tokens.get(cluster).cloned(),
+            token,
         };
         codec::write_value(&mut self.writer, &frame).await?;
         Ok(request_id)
+    }
+
+    /// A fresh request id (one space for both APIs) and the token held for `cluster`.
+    fn next_request(&mut self, cluster: &str) -> (RequestId, Option<Token>) {
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        (request_id, self.tokens.get(cluster).cloned())
     }
 
     /// Waits for the next reply, whichever request it answers.
@@ -190,13 +196,12 @@ impl<N: Network> Client<N> {
         cluster: &str,
         operation: KvOperation,
     ) -> Result<RequestId, CallError> {
-        let request_id = self.next_request_id;
-        self.next_request_id += 1;
+        let (request_id, token) = self.next_request(cluster);
         let frame = ClientFrame::KvRequest {
             request_id,
             cluster: cluster.to_string(),
             operation,
-            token: self.tokens.get(cluster).cloned(),
+            token,
         };
         codec::write_value(&mut self.writer, &frame).await?;
         Ok(request_id)
