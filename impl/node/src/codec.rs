@@ -4,7 +4,12 @@
 //! Why a handshake: a master or proxy that dials the wrong cluster (a copy-pasted address) or
 //! runs an incompatible build must be refused at the door with a logged reason, not be allowed
 //! to exchange protocol messages that would be misread. Why a frame limit: a garbage length
-//! prefix must cost an error, never a multi-gigabyte allocation.
+//! prefix must cost an error, never a multi-gigabyte allocation. Two limits: every frame from a
+//! peer not yet known, and every frame from a client, is held to `frame_bytes_max` (a request is
+//! at most that); frames from an authenticated master or proxy, and every frame a node writes, to
+//! the larger `peer_frame_bytes_max`, because a `CatchUp` or `Promise` carries a snapshot of the
+//! whole store and a `Range` reply may carry much of it: a link that could not carry them would
+//! leave a follower behind forever and, with enough of them, the cluster without a quorum.
 //!
 //! Wire order on a connection: the dialer sends one [`Hello`]; the listener answers one
 //! [`HelloReply`]; from then on both sides send protocol values (`vigil_core::Message`).
@@ -22,8 +27,17 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 /// another version is refused at the handshake with both versions named.
 pub const PROTOCOL_VERSION: u32 = 3;
 
-/// Default limit on one frame. A `CatchUp` with a snapshot is the largest message.
+/// Default limit on one frame from a client or a peer not yet authenticated: the largest
+/// request.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+
+/// Default limit on one frame from an authenticated master or proxy, and on every frame
+/// written: the largest snapshot, catch-up or reply (1 GiB, etcd's store quota is 2 GiB by
+/// default and 8 GiB at most).
+pub const PEER_FRAME_BYTES_MAX_DEFAULT: usize = 1024 * 1024 * 1024;
+
+/// The largest frame the 4-byte length prefix can state.
+pub const FRAME_BYTES_MAX_LIMIT: usize = u32::MAX as usize;
 
 /// Who is dialing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,9 +90,18 @@ pub enum CodecError {
         /// Postcard's error.
         reason: String,
     },
-    /// A value could not be encoded, or is above the frame limit.
+    /// A value could not be encoded.
     #[error("encoding: {0}")]
     Encode(String),
+    /// A value to write encodes to more bytes than this side's frame limit; nothing was
+    /// written and the connection stays usable.
+    #[error("a frame of {bytes} bytes is above the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded value's size.
+        bytes: usize,
+        /// The writer's frame limit.
+        max: usize,
+    },
 }
 
 impl CodecError {
@@ -97,6 +120,7 @@ impl CodecError {
             CodecError::Frame(_) => "io",
             CodecError::Decode { .. } => "undecodable",
             CodecError::Encode(_) => "encode",
+            CodecError::TooLarge { .. } => "too_large",
         }
     }
 }
@@ -124,6 +148,17 @@ pub fn framed<R: AsyncRead, W: AsyncWrite>(
         FramedRead::new(read_half, frame_codec(frame_bytes_max)),
         FramedWrite::new(write_half, frame_codec(frame_bytes_max)),
     )
+}
+
+/// Lets `reader` read frames of up to `frame_bytes_max` bytes from now on: the peer has
+/// proved who it is.
+pub fn raise_read_limit<R>(reader: &mut FrameReader<R>, frame_bytes_max: usize) {
+    reader.decoder_mut().set_max_frame_length(frame_bytes_max);
+}
+
+/// Lets `writer` write frames of up to `frame_bytes_max` bytes.
+pub fn raise_write_limit<W>(writer: &mut FrameWriter<W>, frame_bytes_max: usize) {
+    writer.encoder_mut().set_max_frame_length(frame_bytes_max);
 }
 
 /// Encodes one value as a frame payload.
@@ -166,7 +201,24 @@ where
     T: Serialize,
     W: AsyncWrite + Unpin,
 {
-    writer.send(encode(value)?).await.map_err(CodecError::Frame)
+    writer
+        .send(encode_within(writer, value)?)
+        .await
+        .map_err(CodecError::Frame)
+}
+
+/// Encodes `value` for `writer`, refusing it before anything is written when it is above
+/// the writer's frame limit.
+fn encode_within<T: Serialize, W>(writer: &FrameWriter<W>, value: &T) -> Result<Bytes, CodecError> {
+    let bytes = encode(value)?;
+    let max = writer.encoder().max_frame_length();
+    if bytes.len() > max {
+        return Err(CodecError::TooLarge {
+            bytes: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Writes one value without flushing (for batches; call `flush_values` after).
@@ -175,7 +227,10 @@ where
     T: Serialize,
     W: AsyncWrite + Unpin,
 {
-    writer.feed(encode(value)?).await.map_err(CodecError::Frame)
+    writer
+        .feed(encode_within(writer, value)?)
+        .await
+        .map_err(CodecError::Frame)
 }
 
 /// Flushes values written with `feed_value`.
@@ -213,6 +268,34 @@ mod tests {
         raw.flush().await.unwrap();
         let error = read_value::<Hello, _>(&mut reader).await.unwrap_err();
         assert_eq!(error.reason_label(), "oversized", "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_above_the_write_limit_is_refused_before_writing_and_a_raised_limit_reads_it() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (client_read, client_write) = tokio::io::split(client);
+        let (server_read, server_write) = tokio::io::split(server);
+        let (_unused_reader, mut writer) = framed(client_read, client_write, 64);
+        let (mut reader, _unused_writer) = framed(server_read, server_write, 64);
+        let large = HelloReply::Refused {
+            reason: "x".repeat(200),
+        };
+        let error = write_value(&mut writer, &large).await.unwrap_err();
+        assert!(
+            matches!(error, CodecError::TooLarge { max: 64, .. }),
+            "{error}"
+        );
+        // Nothing left: the connection still carries the next frame.
+        write_value(&mut writer, &HelloReply::Welcome)
+            .await
+            .unwrap();
+        let read: HelloReply = read_value(&mut reader).await.unwrap().unwrap();
+        assert_eq!(read, HelloReply::Welcome);
+        raise_write_limit(&mut writer, 1024);
+        raise_read_limit(&mut reader, 1024);
+        write_value(&mut writer, &large).await.unwrap();
+        let read: HelloReply = read_value(&mut reader).await.unwrap().unwrap();
+        assert_eq!(read, large);
     }
 
     #[test]

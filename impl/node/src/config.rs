@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authentication, Secret};
-use crate::codec::FRAME_BYTES_MAX_DEFAULT;
+use crate::codec::{FRAME_BYTES_MAX_DEFAULT, FRAME_BYTES_MAX_LIMIT, PEER_FRAME_BYTES_MAX_DEFAULT};
 use crate::transport::{LinkSettings, ServerLimits};
 
 /// A configuration that cannot run; `field` is the TOML path (`masters[2].address`).
@@ -62,8 +62,14 @@ pub struct HostSettings {
     pub tick_interval_ms: u64,
     /// Messages queued per peer link before new ones are dropped (and counted).
     pub peer_queue_messages_max: usize,
-    /// Largest frame read or written; larger ones close the connection.
+    /// Largest frame read from a client or from a peer before its handshake (the largest
+    /// request); a larger one closes the connection.
     pub frame_bytes_max: usize,
+    /// Largest frame read from an authenticated master or proxy, and largest frame written:
+    /// a snapshot of the whole store (`CatchUp`, `Promise`) and a `Range` reply must fit, so
+    /// it bounds the store an operator may keep. Reading one costs up to this much memory per
+    /// peer connection; peers are the cluster's own masters and proxies.
+    pub peer_frame_bytes_max: usize,
     /// Connections a server holds open at most.
     pub connections_max: usize,
     /// Time a dialer has to complete the handshake.
@@ -80,6 +86,7 @@ impl Default for HostSettings {
             tick_interval_ms: 50,
             peer_queue_messages_max: 1024,
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            peer_frame_bytes_max: PEER_FRAME_BYTES_MAX_DEFAULT,
             connections_max: 1024,
             handshake_timeout_ms: 5000,
             reconnect_backoff_initial_ms: 20,
@@ -116,6 +123,26 @@ impl HostSettings {
                 "must be at least 1024 bytes",
             ));
         }
+        if self.peer_frame_bytes_max < self.frame_bytes_max
+            || self.peer_frame_bytes_max > FRAME_BYTES_MAX_LIMIT
+        {
+            return Err(invalid(
+                format!("{prefix}peer_frame_bytes_max"),
+                format!(
+                    "must be between frame_bytes_max ({}) and {FRAME_BYTES_MAX_LIMIT} bytes (the \
+                     frame's 4-byte length)",
+                    self.frame_bytes_max
+                ),
+            ));
+        }
+        if self.frame_bytes_max > FRAME_BYTES_MAX_LIMIT {
+            return Err(invalid(
+                format!("{prefix}frame_bytes_max"),
+                format!(
+                    "must be at most {FRAME_BYTES_MAX_LIMIT} bytes (the frame's 4-byte length)"
+                ),
+            ));
+        }
         if self.reconnect_backoff_max_ms < self.reconnect_backoff_initial_ms {
             return Err(invalid(
                 format!("{prefix}reconnect_backoff_max_ms"),
@@ -145,6 +172,7 @@ impl HostSettings {
         LinkSettings {
             queue_messages_max: self.peer_queue_messages_max,
             frame_bytes_max: self.frame_bytes_max,
+            peer_frame_bytes_max: self.peer_frame_bytes_max,
             backoff_initial: Duration::from_millis(self.reconnect_backoff_initial_ms),
             backoff_max: Duration::from_millis(self.reconnect_backoff_max_ms),
             connect_timeout: Duration::from_millis(self.handshake_timeout_ms),
@@ -549,6 +577,21 @@ cluster_secret_env = "VIGIL_TEST_SECRET"
         config.protocol.masters = 3;
         let message = config.validate().unwrap_err().to_string();
         assert!(message.starts_with("host.tick_interval_ms:"), "{message}");
+
+        // A peer's frames must be allowed at least what a client's are, and fit the prefix.
+        for peer_frame_bytes_max in ["1048576", "8589934592"] {
+            let text = MASTER.replace(
+                "tick_interval_ms = 20",
+                &format!("tick_interval_ms = 20\npeer_frame_bytes_max = {peer_frame_bytes_max}"),
+            );
+            let mut config: MasterConfig = toml::from_str(&text).unwrap();
+            config.protocol.masters = 3;
+            let message = config.validate().unwrap_err().to_string();
+            assert!(
+                message.starts_with("host.peer_frame_bytes_max:"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub const PROPOSALS: &str = "vigil_proposals_total";
 pub const COMMIT_LATENCY_SECONDS: &str = "vigil_commit_latency_seconds";
 /// Seconds one fsync (log append, metadata or snapshot) took.
 pub const FSYNC_SECONDS: &str = "vigil_fsync_seconds";
+/// Bytes of the last snapshot a master wrote: the store's size on disk. A snapshot must fit
+/// one frame to a peer (`peer_frame_bytes_max`, 1 GiB by default) to reach a follower that
+/// is behind it; alert well below that.
+pub const SNAPSHOT_BYTES: &str = "vigil_snapshot_bytes";
 /// Current role of a master: 0 follower, 1 pre-candidate, 2 candidate, 3 leader.
 pub const MASTER_ROLE: &str = "vigil_master_role";
 /// Master's commit index.

@@ -908,6 +908,8 @@ async fn serve_client<N: Network>(
     {
         return;
     }
+    // A client's requests stay within `frame_bytes_max`; a reply may be a large `Range`.
+    codec::raise_write_limit(&mut writer, context.host.peer_frame_bytes_max);
     let client = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (queue, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
     lock(&context.clients).queues.insert(client, queue);

@@ -35,8 +35,11 @@ use crate::platform::{FileSystem, StdFileSystem, StorageFile};
 
 /// Bytes of the header in front of every record: length then checksum.
 const RECORD_HEADER_BYTES: usize = 8;
-/// Largest record accepted; a length above it in the log can only be damage.
-pub const RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest record accepted; a length above it in the log can only be damage. A snapshot is one
+/// record, so this bounds the store a master can compact: it is as large as the largest frame
+/// a peer may send (`codec::PEER_FRAME_BYTES_MAX_DEFAULT`), which a snapshot must also fit to
+/// reach a follower.
+pub const RECORD_BYTES_MAX: usize = crate::codec::PEER_FRAME_BYTES_MAX_DEFAULT;
 
 const LOG_FILE_NAME: &str = "log";
 const METADATA_FILE_NAME: &str = "metadata";
@@ -228,6 +231,7 @@ where
             METADATA_FILE_NAME,
             metadata,
         )
+        .map(|_| ())
     }
 
     /// Compaction: durably writes `snapshot`, then replaces the log by `kept_records` (the
@@ -236,7 +240,8 @@ where
     /// are skipped on recovery by their slot).
     pub fn compact(&mut self, snapshot: &S, kept_records: &[R]) -> Result<(), StorageError> {
         let fs = &self.file_system;
-        write_atomic_file(fs, &self.directory, SNAPSHOT_FILE_NAME, snapshot)?;
+        let snapshot_bytes = write_atomic_file(fs, &self.directory, SNAPSHOT_FILE_NAME, snapshot)?;
+        metrics::gauge!(crate::metrics::SNAPSHOT_BYTES).set(snapshot_bytes as f64);
         let mut buffer = Vec::new();
         for record in kept_records {
             encode_record(record, &mut buffer)?;
@@ -359,13 +364,14 @@ fn encode_record<T: Serialize>(value: &T, buffer: &mut Vec<u8>) -> Result<(), St
     Ok(())
 }
 
-/// Writes `value` as one framed record to `directory/name` atomically and durably.
+/// Writes `value` as one framed record to `directory/name` atomically and durably; returns
+/// the file's size.
 fn write_atomic_file<T: Serialize, F: FileSystem>(
     fs: &F,
     directory: &Path,
     name: &str,
     value: &T,
-) -> Result<(), StorageError> {
+) -> Result<usize, StorageError> {
     let mut buffer = Vec::new();
     encode_record(value, &mut buffer)?;
     let temporary_path = directory.join(format!("{name}.tmp"));
@@ -373,7 +379,8 @@ fn write_atomic_file<T: Serialize, F: FileSystem>(
     let path = directory.join(name);
     fs.rename(&temporary_path, &path)
         .map_err(io_error(&path, "rename"))?;
-    sync_directory(fs, directory)
+    sync_directory(fs, directory)?;
+    Ok(buffer.len())
 }
 
 /// Reads a file written by `write_atomic_file`; `None` when it does not exist.

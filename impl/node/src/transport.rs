@@ -297,8 +297,12 @@ pub fn record_bad_frame(server_label: &'static str, peer_address: SocketAddr, er
 pub struct LinkSettings {
     /// Messages waiting for the peer at most; beyond it new messages are dropped and counted.
     pub queue_messages_max: usize,
-    /// Largest frame sent or received.
+    /// Largest frame sent as a client (the largest request), and received during the
+    /// handshake.
     pub frame_bytes_max: usize,
+    /// Largest frame received after the handshake (the listener is the peer this side chose
+    /// to dial), and sent as a master or proxy: a snapshot or a `Range` reply must fit.
+    pub peer_frame_bytes_max: usize,
     /// First reconnect delay.
     pub backoff_initial: Duration,
     /// Reconnect delay cap.
@@ -314,6 +318,7 @@ impl Default for LinkSettings {
         LinkSettings {
             queue_messages_max: 1024,
             frame_bytes_max: codec::FRAME_BYTES_MAX_DEFAULT,
+            peer_frame_bytes_max: codec::PEER_FRAME_BYTES_MAX_DEFAULT,
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
@@ -621,7 +626,9 @@ pub async fn dial_on<N: Network>(
                         .increment(1);
                     return Err(HandshakeError::Auth(error).into());
                 }
+                codec::raise_write_limit(&mut writer, settings.peer_frame_bytes_max);
             }
+            codec::raise_read_limit(&mut reader, settings.peer_frame_bytes_max);
             Ok((reader, writer))
         }
         Ok(Some(HelloReply::Refused { reason })) => {

@@ -94,7 +94,9 @@ fn bad_inputs() -> BadInputs {
     truncated.extend_from_slice(&[0u8; 10]);
     BadInputs {
         garbage: (0..64u8).map(|byte| byte.wrapping_mul(37) ^ 0xa5).collect(),
-        oversized: (64 * 1024 * 1024u32).to_be_bytes(),
+        // Above every limit: a client's (`frame_bytes_max`) and an authenticated peer's
+        // (`peer_frame_bytes_max`, 1 GiB).
+        oversized: u32::MAX.to_be_bytes(),
         truncated,
         // A well-formed frame whose first byte is a message variant that does not exist.
         unknown_type: frame(&[99, 0, 0]),

@@ -184,6 +184,21 @@ fn compaction_replaces_prefix_with_snapshot() {
 }
 
 #[test]
+fn a_snapshot_larger_than_a_request_frame_is_kept() {
+    // 80 MiB: above the 16 MiB request frame, and above a small record limit.
+    let snapshot = vec![b's'; 80 * 1024 * 1024];
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let (mut storage, _) = TestStorage::open(directory.path()).unwrap();
+        storage.append(&[entry(1), entry(2)]).unwrap();
+        storage.compact(&snapshot, &[entry(2)]).unwrap();
+    }
+    let (_, recovered) = TestStorage::open(directory.path()).unwrap();
+    assert_eq!(recovered.snapshot.as_ref(), Some(&snapshot));
+    assert_eq!(recovered.records, vec![entry(2)]);
+}
+
+#[test]
 fn appends_are_on_disk_when_append_returns() {
     // No close, no drop: what `append` acknowledged is visible to a fresh open at once.
     let directory = tempfile::tempdir().unwrap();

@@ -150,6 +150,9 @@ async fn serve_connection<N: Network>(
         DialerRole::Proxy => Peer::Proxy(context.next_proxy_id.fetch_add(1, Ordering::Relaxed)),
         DialerRole::Client => return, // refused by the handshake policy
     };
+    // An authenticated master or proxy may send a snapshot or a catch-up (`codec.rs`).
+    codec::raise_read_limit(&mut reader, host.peer_frame_bytes_max);
+    codec::raise_write_limit(&mut writer, host.peer_frame_bytes_max);
     let close = CancellationToken::new();
     let writer_task = match from {
         Peer::Proxy(proxy) => {

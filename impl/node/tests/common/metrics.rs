@@ -28,6 +28,17 @@ pub fn counter(name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
+/// The value of gauge `name` without labels, 0 if absent.
+#[allow(dead_code)] // not every test binary reads a gauge
+pub fn gauge(name: &str) -> f64 {
+    recorder()
+        .render()
+        .lines()
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// Runs `action` and checks that counter `name{labels}` went up by exactly one.
 pub async fn expect_counted<F: std::future::Future<Output = ()>>(
     name: &str,
