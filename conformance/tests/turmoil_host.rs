@@ -1,6 +1,7 @@
 //! The turmoil run of the tokio host (`vigil_conformance::turmoil_host`): the same seed gives byte-identical traces
-//! (and another seed does not), a run under faults conforms to the model, and the simulated
-//! disk under the host's real storage keeps what was synced and loses what was not.
+//! (and another seed does not), a run under faults conforms to the model (with the revisioned
+//! clients, a crash resumes the watches elsewhere), and the simulated disk under the host's
+//! real storage keeps what was synced and loses what was not.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -123,4 +124,18 @@ fn a_crash_keeps_synced_writes_and_loses_unsynced_ones() {
             (2, Ballot::new(1, 0), false),
         ]
     );
+}
+
+/// On an even seed the revisioned clients run beside the register workload, through the
+/// client library, and a crash aims at the master their watches stream from: the watches
+/// resume at another master, and every revisioned behaviour shows up in one run.
+#[test]
+fn a_revisioned_run_under_a_crash_resumes_its_watches_and_conforms() {
+    assert!(turmoil_host::revisioned_seed(10));
+    let outcome = run::run_and_check(Runner::Turmoil, 10, MASTERS, &[FaultKind::Crash], None);
+    let checked = outcome.result.unwrap_or_else(|failure| panic!("{failure}"));
+    for behaviour in vigil_conformance::coverage::REVISIONED_BEHAVIOURS {
+        let count = checked.coverage.behaviours.get(behaviour).copied();
+        assert!(count.unwrap_or(0) > 0, "{behaviour} never happened");
+    }
 }

@@ -1,6 +1,7 @@
 //! Mode `turmoil`: the real tokio host (`vigil::master`, `vigil::proxy`, `vigil::transport`,
 //! `vigil::storage`, `vigil::client`) in a deterministic turmoil simulation — N master hosts, a
-//! proxy host and two client hosts in one thread, on a simulated network and clock, with a
+//! proxy host and the client hosts (two, and on even seeds the revisioned API's three) in one
+//! thread, on a simulated network and clock, with a
 //! simulated disk per master, seeded. The host code runs through its platform seam
 //! (`vigil::platform`): turmoil's TCP and disk ([`platform`]), each master's wrapped by its
 //! fault switches (`crate::seams`). `clients` are the workload's hosts, `schedule` applies
@@ -11,7 +12,8 @@
 //! master's links to the others cut in its platform, `crate::seams::network`: what it sends
 //! them is lost), latency (every run draws link latencies from the seed; `drop` windows also
 //! slow the links), crash and restart (the master host's runtime dropped; its disk keeps what
-//! was synced and loses the rest; restarted on the same disk), stop-the-world pauses (every task
+//! was synced and loses the rest; restarted on the same disk; on a seed with watchers, the
+//! master their subscription streams from), stop-the-world pauses (every task
 //! of the master frozen behind its gate, `crate::seams::pause`, and its links held, longer than
 //! the eviction threshold), message hold and release (`timeout`: the proxy's links held longer
 //! than the request timeout), and floods of wrong-cluster requests and overload bursts from a
@@ -20,6 +22,8 @@
 mod clients;
 pub mod platform;
 mod schedule;
+
+pub use clients::revisioned_seed;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -136,14 +140,21 @@ pub fn run(seed: u64, masters: u64, plan: &FaultPlan) -> Result<TurmoilRun, Stri
         add_master(&mut sim, node as u64, slot.clone(), &addresses);
     }
     let proxy_trace = TraceBuffer::new();
-    add_proxy(&mut sim, proxy_trace.clone(), &addresses);
+    let ledger = Arc::new(LedgerView::default());
+    add_proxy(&mut sim, proxy_trace.clone(), ledger.clone(), &addresses);
     let client_error = Arc::new(Mutex::new(None));
     clients::add_clients(&mut sim, plan, seed, client_error.clone());
     let mut faults_applied = Vec::new();
+    // On a seed with watchers, a crash aims at the master their subscription streams from.
+    let watched = revisioned_seed(seed).then_some(ledger);
     let mut schedule = Schedule::new(plan, masters, latency_max);
     while sim.elapsed() < ticks(total_ticks) {
         let now_ticks = sim.elapsed().as_millis() as u64 / TICK_MS;
-        schedule.apply_due(&mut sim, &slots, now_ticks, &mut faults_applied);
+        let hosts = schedule::Hosts {
+            slots: &slots,
+            watched: watched.as_deref(),
+        };
+        schedule.apply_due(&mut sim, &hosts, now_ticks, &mut faults_applied);
         sim.step().map_err(|error| format!("simulation: {error}"))?;
     }
     let mut buffers: Vec<(String, Vec<u8>)> = slots
@@ -239,7 +250,12 @@ fn add_master(sim: &mut turmoil::Sim<'_>, node: u64, slot: MasterSlot, addresses
     });
 }
 
-fn add_proxy(sim: &mut turmoil::Sim<'_>, trace: TraceBuffer, addresses: &[String]) {
+fn add_proxy(
+    sim: &mut turmoil::Sim<'_>,
+    trace: TraceBuffer,
+    ledger: Arc<LedgerView>,
+    addresses: &[String],
+) {
     let settings = ProxySettings {
         clusters: BTreeMap::from([(CLUSTER.to_string(), addresses.to_vec())]),
         protocol: protocol(addresses.len() as u64),
@@ -256,10 +272,10 @@ fn add_proxy(sim: &mut turmoil::Sim<'_>, trace: TraceBuffer, addresses: &[String
     sim.host("proxy", move || {
         let settings = settings.clone();
         let trace = trace.clone();
+        let ledger = ledger.clone();
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PROXY_PORT)).await?;
             let sink = TraceSink::in_memory(trace, &proxy::trace_header(&settings))?;
-            let ledger = Arc::new(LedgerView::default());
             proxy::run_on(
                 SimNetwork,
                 listener,

@@ -5,8 +5,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use vigil::proxy::LedgerView;
+
 use super::{leads, master_address, master_name, ticks, MasterSlot};
 use crate::faults::{Fault, FaultKind, FaultPlan, Runner};
+use crate::sim::CLUSTER;
+
+/// What the schedule looks at to pick a fault's master: the masters' slots, and on a seed
+/// with watchers the proxy's ledger (the master its subscription streams from).
+pub(super) struct Hosts<'a> {
+    /// The masters' slots, by id.
+    pub(super) slots: &'a [MasterSlot],
+    /// The proxy's ledger, when a crash aims at the watches' master.
+    pub(super) watched: Option<&'a LedgerView>,
+}
 
 /// A fault's start or end, as the harness applies it between simulation steps.
 #[derive(Clone, Debug)]
@@ -28,6 +40,10 @@ pub(super) struct Schedule {
     /// resuming, `docs/protocol.md` §7.2), so a pause aimed at the leader freezes the next
     /// follower instead, as in `sim`.
     paused_by_fault: BTreeMap<(u64, u64), u64>,
+    /// The master each running `crash` crashed, by the fault's (start tick, node): on a seed
+    /// with watchers, the one the proxy's subscription streams from, so that its watches
+    /// resume at another master (`docs/protocol.md` §17.6), as in `sim`.
+    crashed_by_fault: BTreeMap<(u64, u64), u64>,
 }
 
 impl Schedule {
@@ -51,6 +67,7 @@ impl Schedule {
             masters,
             latency_max,
             paused_by_fault: BTreeMap::new(),
+            crashed_by_fault: BTreeMap::new(),
         }
     }
 
@@ -58,7 +75,7 @@ impl Schedule {
     pub(super) fn apply_due(
         &mut self,
         sim: &mut turmoil::Sim<'_>,
-        slots: &[MasterSlot],
+        hosts: &Hosts<'_>,
         now_ticks: u64,
         applied: &mut Vec<String>,
     ) {
@@ -71,7 +88,7 @@ impl Schedule {
             if step.start {
                 applied.push(step.fault.to_string());
             }
-            self.apply(sim, slots, &step, applied);
+            self.apply(sim, hosts, &step, applied);
         }
     }
 
@@ -105,13 +122,39 @@ impl Schedule {
         target
     }
 
+    /// The master a `crash` step acts on: at its start the one the proxy's subscription
+    /// streams from, on a seed with watches open (else the planned one), at its end the one its
+    /// start crashed.
+    fn crash_node(&mut self, hosts: &Hosts<'_>, step: &Step, applied: &mut Vec<String>) -> u64 {
+        let planned = step.fault.node % self.masters;
+        let key = (step.fault.start_tick, step.fault.node);
+        if !step.start {
+            return self.crashed_by_fault.remove(&key).unwrap_or(planned);
+        }
+        let streaming = hosts
+            .watched
+            .and_then(|ledger| ledger.subscription(CLUSTER))
+            .map(|(master, _)| master)
+            .filter(|master| *master < self.masters);
+        let target = streaming.unwrap_or(planned);
+        if target != planned {
+            applied.push(format!(
+                "{}: m{planned} planned, m{target} crashed (the watches' master)",
+                step.fault.kind
+            ));
+        }
+        self.crashed_by_fault.insert(key, target);
+        target
+    }
+
     fn apply(
         &mut self,
         sim: &mut turmoil::Sim<'_>,
-        slots: &[MasterSlot],
+        hosts: &Hosts<'_>,
         step: &Step,
         applied: &mut Vec<String>,
     ) {
+        let slots = hosts.slots;
         if !step.fault.kind.runs_on(Runner::Turmoil) {
             if step.start {
                 applied.push(format!(
@@ -123,6 +166,7 @@ impl Schedule {
         }
         let node = match step.fault.kind {
             FaultKind::Pause | FaultKind::PauseLeader => self.pause_node(slots, step, applied),
+            FaultKind::Crash => self.crash_node(hosts, step, applied),
             _ => step.fault.node % self.masters,
         };
         let name = master_name(node);
