@@ -1,6 +1,8 @@
 //! Mode `tcp`: the real tokio host (`vigil::cluster::LocalCluster`: masters, proxy, TCP on
 //! 127.0.0.1, durable storage in a temporary directory) with file trace sinks, a client
-//! workload through the client library, and faults through the platform seam
+//! workload through the client library (register requests on one connection; beside them the
+//! revisioned API's mover and a watcher, `crate::revisioned_clients`), and faults through the
+//! platform seam
 //! ([`FaultyCluster`]: pause every task of a master, cut links) or the cluster itself (kill and
 //! restart a master). The traces are then validated like any others (`vigil-conform check`).
 //!
@@ -10,11 +12,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use vigil::client::Client;
 use vigil::cluster::ClusterOptions;
+use vigil::platform::TokioNetwork;
 use vigil_core as core;
 
 use crate::faults::{FaultKind, FaultPlan, Runner};
+use crate::revisioned_clients::{self, LastRevision, Pace, ProxyEndpoint};
 use crate::seams::cluster::FaultyCluster;
 
 /// Milliseconds per tick in TCP runs (the host's `tick_interval_ms`).
@@ -28,6 +33,15 @@ pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// real network replies race the burst, and a few answered before the last requests arrive
 /// must not leave the proxy with room for all of them (a vacuous run).
 pub const BURST_REQUESTS: usize = 32;
+
+/// The revisioned mover's requests per run.
+pub const MOVER_REQUESTS_MAX: u64 = 30;
+/// Watcher connections (one watch each) per run at most.
+pub const WATCHER_CONNECTIONS_MAX: u64 = 12;
+/// How long any answer to a revisioned client may take.
+const REVISIONED_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long the mover may take for all its requests (about 1.5 s on an idle machine).
+const MOVER_WAIT: Duration = Duration::from_secs(60);
 
 /// How long a run waits for an asked-for behaviour (an eviction, a rejoin) before it fails.
 pub const BEHAVIOUR_WAIT: Duration = Duration::from_secs(10);
@@ -187,25 +201,114 @@ async fn drive(
     let mut client = Client::connect(&address, Duration::from_secs(5))
         .await
         .map_err(|error| error.to_string())?;
+    let masters = cluster.master_addresses().len() as u64;
+    let revisioned = RevisionedClients::start(&address, cluster.name(), seed);
+    let outcome = drive_register_workload(cluster, &mut client, leader, seed, plan, applied).await;
+    let revisioned = revisioned.finish().await;
+    outcome.and(revisioned)?;
+    // Drain: let timers, heartbeats and late replies settle.
+    tokio::time::sleep(ticks(protocol(masters).request_timeout_ticks)).await;
+    Ok(())
+}
+
+/// The register workload on `client`, with the plan's faults between its requests (`leader`:
+/// the first leader).
+async fn drive_register_workload(
+    cluster: &mut FaultyCluster,
+    client: &mut Client,
+    leader: u64,
+    seed: u64,
+    plan: &FaultPlan,
+    applied: &mut Vec<String>,
+) -> Result<(), String> {
     let name = cluster.name().to_string();
     let masters = cluster.master_addresses().len() as u64;
-    workload(&mut client, &name, seed, WORKLOAD_REQUESTS / 2).await?;
+    workload(client, &name, seed, WORKLOAD_REQUESTS / 2).await?;
     for fault in &plan.faults {
         // A follower: never the current leader, so the run keeps making progress.
         let leader = cluster.leader().await.unwrap_or(leader);
         let node = (leader + 1 + fault.node % (masters - 1)) % masters;
         applied.push(format!("{} node={node}", fault.kind));
         if fault.kind.runs_on(Runner::Tcp) {
-            inject(cluster, &mut client, &name, fault.kind, node, leader).await?;
+            inject(cluster, client, &name, fault.kind, node, leader).await?;
         } else {
             applied.push(format!("{} not run on tcp (simulation only)", fault.kind));
         }
-        workload(&mut client, &name, seed + fault.start_tick, 2).await?;
+        workload(client, &name, seed + fault.start_tick, 2).await?;
     }
-    workload(&mut client, &name, seed + 1000, WORKLOAD_REQUESTS / 2).await?;
-    // Drain: let timers, heartbeats and late replies settle.
-    tokio::time::sleep(ticks(protocol(masters).request_timeout_ticks)).await;
-    Ok(())
+    workload(client, &name, seed + 1000, WORKLOAD_REQUESTS / 2).await
+}
+
+/// The revisioned API's mover and watcher, each a task on a connection of its own, from the
+/// first leader: the mover makes all its requests, the watcher watches until the mover is done
+/// and the register workload and its faults are too.
+struct RevisionedClients {
+    stop: CancellationToken,
+    mover: tokio::task::JoinHandle<Result<(), String>>,
+    watcher: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl RevisionedClients {
+    fn start(address: &str, cluster: &str, seed: u64) -> RevisionedClients {
+        let pace = Pace {
+            tick: ticks(1),
+            request_gap_ticks: 1,
+            requests_max: MOVER_REQUESTS_MAX,
+            watch_ticks_min: 5,
+            watch_ticks_spread: 15,
+            connections_max: WATCHER_CONNECTIONS_MAX,
+            answer_wait: REVISIONED_ANSWER_WAIT,
+        };
+        let endpoint = ProxyEndpoint {
+            network: TokioNetwork,
+            address: address.to_string(),
+            cluster: cluster.to_string(),
+            wrong_cluster: crate::sim::WRONG_CLUSTER.to_string(),
+        };
+        let last = LastRevision::default();
+        let stop = CancellationToken::new();
+        let mover = {
+            let (endpoint, pace, last) = (endpoint.clone(), pace.clone(), last.clone());
+            tokio::spawn(async move {
+                revisioned_clients::run_mover(&endpoint, seed, &pace, &last, || true).await
+            })
+        };
+        let watcher = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let open = || !stop.is_cancelled();
+                revisioned_clients::run_watcher(&endpoint, seed, &pace, &last, open).await
+            })
+        };
+        RevisionedClients {
+            stop,
+            mover,
+            watcher,
+        }
+    }
+
+    /// Waits for the mover's last request (each bounded by an answer's wait, the whole by
+    /// [`MOVER_WAIT`]), then stops the watcher and waits for it (it finishes the watch it
+    /// holds: a cancel is answered within an answer's wait).
+    async fn finish(self) -> Result<(), String> {
+        let mover = join("the mover", self.mover, MOVER_WAIT).await;
+        self.stop.cancel();
+        let watcher = join("the watcher", self.watcher, REVISIONED_ANSWER_WAIT * 2).await;
+        mover.and(watcher)
+    }
+}
+
+/// A revisioned client task's result, within `wait`.
+async fn join(
+    name: &str,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+    wait: Duration,
+) -> Result<(), String> {
+    tokio::time::timeout(wait, task)
+        .await
+        .map_err(|_| format!("{name} did not finish within {wait:?}"))?
+        .map_err(|error| format!("{name}: {error}"))?
+        .map_err(|error| format!("{name}: {error}"))
 }
 
 /// Injects one fault of a kind real TCP runs (`FaultKind::runs_on(Runner::Tcp)`) on `node`, a
