@@ -269,33 +269,56 @@ pub fn run_part(plan: &PartPlan, progress: &mut dyn FnMut(Progress<'_>)) -> Part
     }
 }
 
-/// Seeds of the revisioned workload a core simulation part needs before it must show every
-/// revisioned behaviour (one seed alone, as a mutation case runs, may show only some).
+/// Runs of the revisioned workload a part needs before it must show every revisioned
+/// behaviour (one run alone, as a mutation case runs, may show only some).
 pub const REVISIONED_SEEDS_FOR_COVERAGE: usize = 4;
 
-/// The revisioned behaviours (`coverage::REVISIONED_BEHAVIOURS`) a core simulation part's runs
-/// did not show together, when at least [`REVISIONED_SEEDS_FOR_COVERAGE`] of its seeds ran the
-/// revisioned workload: each must happen in some run (`watch resumed` needs a run that crashed
-/// or partitioned a master).
+/// Whether `runner`'s run of seed `seed` runs the revisioned clients: the simulations' even
+/// seeds (`sim::revisioned_seed`, `turmoil_host::revisioned_seed`), every TCP run.
+pub fn runs_revisioned(runner: Runner, seed: u64) -> bool {
+    match runner {
+        Runner::CoreSimulation => crate::sim::revisioned_seed(seed),
+        Runner::Turmoil => crate::turmoil_host::revisioned_seed(seed),
+        Runner::Tcp => true,
+    }
+}
+
+/// Whether `kind`, as `runner` injects it, closes the proxy's connection to the master its
+/// watches' subscription streams from, so that they resume elsewhere (`watch resumed`): in
+/// `sim` a crash (aimed at that master) or a partition (its lost subscription messages close
+/// the connection); under turmoil a crash (aimed at that master; a partition holds the links
+/// and closes nothing); on TCP none (a crash there kills a follower, and the subscription
+/// streams from the leader).
+fn closes_subscription(runner: Runner, kind: FaultKind) -> bool {
+    match runner {
+        Runner::CoreSimulation => matches!(kind, FaultKind::Crash | FaultKind::Partition),
+        Runner::Turmoil => kind == FaultKind::Crash,
+        Runner::Tcp => false,
+    }
+}
+
+/// The revisioned behaviours (`coverage::REVISIONED_BEHAVIOURS`) a part's runs did not show
+/// together, when at least [`REVISIONED_SEEDS_FOR_COVERAGE`] of its runs ran the revisioned
+/// workload: each must happen in some run (`watch resumed` only where one of those runs
+/// injected a fault that closes the watches' subscription, [`closes_subscription`]).
 fn revisioned_missing(plan: &PartPlan, coverage: &Coverage) -> Vec<&'static str> {
-    let revisioned_seeds = plan
+    let revisioned: Vec<&PlannedRun> = plan
         .runs
         .iter()
-        .filter(|planned| crate::sim::revisioned_seed(planned.seed))
-        .count();
-    if plan.runner != Runner::CoreSimulation || revisioned_seeds < REVISIONED_SEEDS_FOR_COVERAGE {
+        .filter(|planned| runs_revisioned(plan.runner, planned.seed))
+        .collect();
+    if revisioned.len() < REVISIONED_SEEDS_FOR_COVERAGE {
         return Vec::new();
     }
-    let closes_connections = plan.runs.iter().any(|planned| {
-        crate::sim::revisioned_seed(planned.seed)
-            && planned
-                .kinds
-                .iter()
-                .any(|kind| matches!(kind, FaultKind::Crash | FaultKind::Partition))
+    let closes_subscription = revisioned.iter().any(|planned| {
+        planned
+            .kinds
+            .iter()
+            .any(|kind| kind.runs_on(plan.runner) && closes_subscription(plan.runner, *kind))
     });
     crate::coverage::REVISIONED_BEHAVIOURS
         .into_iter()
-        .filter(|name| *name != "watch resumed" || closes_connections)
+        .filter(|name| *name != "watch resumed" || closes_subscription)
         .filter(|name| coverage.behaviours.get(name).copied().unwrap_or(0) == 0)
         .collect()
 }
