@@ -176,6 +176,19 @@ enum Command {
         /// Keys the clients share.
         #[arg(long, default_value_t = 3)]
         keys: usize,
+        /// Transaction clients moving money between accounts with `Txn`s (0: none, and no
+        /// watchers).
+        #[arg(long, default_value_t = 2)]
+        txn_clients: usize,
+        /// Watchers on the accounts' prefix.
+        #[arg(long, default_value_t = 2)]
+        watchers: usize,
+        /// Accounts (at least 2).
+        #[arg(long, default_value_t = 3)]
+        accounts: usize,
+        /// The money the accounts hold between them.
+        #[arg(long, default_value_t = 60)]
+        total: u64,
         /// Wrong-cluster requests per flood.
         #[arg(long, default_value_t = 20_000)]
         flood_requests: u64,
@@ -234,6 +247,10 @@ fn main() -> ExitCode {
             duration,
             clients,
             keys,
+            txn_clients,
+            watchers,
+            accounts,
+            total,
             flood_requests,
             dir,
             no_trace_check,
@@ -242,6 +259,10 @@ fn main() -> ExitCode {
             duration,
             clients,
             keys,
+            txn_clients,
+            watchers,
+            accounts,
+            total,
             flood_requests,
             dir,
             check_traces: !no_trace_check,
@@ -476,6 +497,10 @@ struct NemesisArguments {
     duration: u64,
     clients: usize,
     keys: usize,
+    txn_clients: usize,
+    watchers: usize,
+    accounts: usize,
+    total: u64,
     flood_requests: u64,
     dir: Option<PathBuf>,
     check_traces: bool,
@@ -509,6 +534,10 @@ fn nemesis(arguments: NemesisArguments) -> bool {
     options.duration = std::time::Duration::from_secs(arguments.duration);
     options.clients = arguments.clients.max(1);
     options.keys = arguments.keys.max(1);
+    options.txn_clients = arguments.txn_clients;
+    options.watchers = arguments.watchers;
+    options.accounts = arguments.accounts;
+    options.total = arguments.total;
     options.flood_requests = arguments.flood_requests;
     options.check_traces = arguments.check_traces;
     let passed = match nemesis::run(&options) {

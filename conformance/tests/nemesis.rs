@@ -1,17 +1,23 @@
 //! The nemesis on real processes, short and bounded for CI (`docs/reliability.md`): 5 `vigil
 //! master` processes and a `vigil proxy` on 127.0.0.1 under a 60 s fault schedule (SIGSTOP of a
 //! follower past the eviction threshold, SIGSTOP of the leader, SIGKILL and restart, the leader
-//! cut off, a wrong-cluster flood), 4 clients on 3 keys; the history must be linearizable per
-//! key, every acknowledged write present after the heal, the proxy's ledger balanced with nothing
-//! in flight, its RSS flat over the floods, and every fault must have had its effect.
+//! cut off, a wrong-cluster flood), 4 clients on 3 keys, 2 transaction clients moving money
+//! between 3 accounts and 2 watchers on the accounts; the history must be linearizable per key,
+//! every acknowledged write present after the heal, the money conserved at every revision, the
+//! transfers and reads linearizable by revision, every watcher's events exactly the accounts'
+//! committed history, the proxy's request ledger balanced with nothing in flight and its watch
+//! ledger with nothing open, its RSS flat over the floods, and every fault must have had its
+//! effect.
 //!
 //! The `vigil` binary comes from `vigil_testkit::vigil_binary::locate`: `VIGIL_BIN` if set,
 //! else the one `cargo nextest run --workspace` has just built in this test's profile directory
 //! if it is fresh, else cargo builds it.
 //!
 //! The trace check is on: the masters' and the proxy's trace files must replay against the
-//! model (`docs/trace.md`). Since replay compacts the model state between steps, a 60 s run's
-//! ~230,000–530,000 events replay in 2–4 s.
+//! model (`docs/trace.md`). With revisioned clients in the run the replay keeps the whole model
+//! state (`model/src/compaction.rs`) and re-derives the committed history at every step for
+//! `watch_in_order_exactly_once`, so its time grows with the square of the run: a 60 s run's
+//! ~750,000 events replay in about 10 minutes on a 2-core machine (`docs/reliability.md` §4).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,6 +52,8 @@ fn the_nemesis_finds_no_anomaly() {
     let mut options = NemesisOptions::new(vigil, directory.path().to_path_buf());
     options.duration = Duration::from_secs(60);
     options.check_traces = true;
+    options.txn_clients = 2;
+    options.watchers = 2;
     let report = match nemesis::run(&options) {
         Ok(report) => report,
         Err(error) => {
@@ -72,6 +80,18 @@ fn the_nemesis_finds_no_anomaly() {
     assert!(
         report.counts.ok >= 500,
         "too few operations to say anything:\n{report}"
+    );
+    let revisioned = report
+        .revisioned
+        .as_ref()
+        .expect("the run has transaction clients");
+    assert!(
+        revisioned.bank.summary.committed >= 100 && revisioned.bank.summary.refused >= 1,
+        "too few transfers, or no failure branch, to say anything:\n{report}"
+    );
+    assert!(
+        revisioned.watch.summary.deliveries >= 100,
+        "the watchers received too little to say anything:\n{report}"
     );
     let anomalies = report.anomalies();
     if !anomalies.is_empty() {

@@ -1,14 +1,19 @@
 //! `vigil-conform nemesis`: a Jepsen-style test on real processes. Five `vigil master`
-//! processes and one `vigil proxy` on 127.0.0.1, concurrent clients doing `get` / `put` /
-//! `cas` on a few keys, and a nemesis that in turn freezes a follower past the eviction
-//! threshold (SIGSTOP, then SIGCONT), freezes the leader, SIGKILLs and restarts a master from its
-//! data directory, cuts the leader off from the other masters, and floods the proxy with
-//! wrong-cluster requests — the outage of `docs/incident.md`, on purpose.
+//! processes and one `vigil proxy` on 127.0.0.1; concurrent clients doing `get` / `put` / `cas`
+//! on a few keys, transaction clients moving money between accounts with `Txn`s (`bank.rs`) and
+//! watchers on the accounts' prefix (`watchers.rs`); and a nemesis that in turn freezes a
+//! follower past the eviction threshold (SIGSTOP, then SIGCONT), freezes the leader, SIGKILLs
+//! and restarts a master from its data directory, cuts the leader off from the other masters,
+//! and floods the proxy with wrong-cluster requests — the outage of `docs/incident.md`, on
+//! purpose.
 //!
 //! Then it checks what vigil promises (`docs/reliability.md`): the history is linearizable per
-//! key, every acknowledged write is present after the heal, the masters' and the proxy's trace
-//! files pass the same check as `vigil-conform check`, the proxy's ledger balances with nothing
-//! in flight, and the proxy's RSS after each flood is within a few MiB of before.
+//! key, every acknowledged write is present after the heal, the money is conserved at every
+//! revision and the transfers and reads are linearizable by revision (`bank_check.rs`), every
+//! watcher saw exactly the committed history of the accounts (`watch_check.rs`), the masters'
+//! and the proxy's trace files pass the same check as `vigil-conform check`, the proxy's request
+//! ledger balances with nothing in flight and its watch ledger with nothing open, and the
+//! proxy's RSS after each flood is within a few MiB of before.
 //!
 //! Bounded: the schedule stops starting faults when `duration` is spent, every wait has a
 //! deadline, and every child process is stopped by its own PID at the end (or killed by the
@@ -19,16 +24,22 @@
 //! `vigil-testkit`, the same code the benchmark uses; what is the nemesis's own is here: the
 //! links it cuts, the schedule of faults, the workload, the history and its checks.
 
+pub mod accounts;
+pub mod bank;
+pub mod bank_check;
 pub mod history;
 pub mod links;
+mod readback;
 mod report;
 mod schedule;
+pub mod watch_check;
+pub mod watchers;
 pub mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use report::{FaultRecord, FloodRecord, NemesisReport};
+pub use report::{FaultRecord, FloodRecord, NemesisReport, RevisionedFindings};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -43,6 +54,16 @@ pub struct NemesisOptions {
     pub clients: usize,
     /// Keys the clients share.
     pub keys: usize,
+    /// Transaction clients (`bank.rs`; 0: none, and no watchers either).
+    pub txn_clients: usize,
+    /// Watchers on the accounts' prefix (`watchers.rs`).
+    pub watchers: usize,
+    /// Accounts the transaction clients move money between (at least 2).
+    pub accounts: usize,
+    /// The money in the accounts: their balances sum to it at every revision. Every balance
+    /// from 0 to it is a distinct value for the trace check's model, which numbers values in a
+    /// byte, so the register clients get fewer values the larger it is.
+    pub total: u64,
     /// Wrong-cluster requests per flood.
     pub flood_requests: u64,
     /// Proxy RSS growth that fails the run, bytes: over one flood, and from before the first
@@ -60,8 +81,8 @@ pub struct NemesisOptions {
 }
 
 impl NemesisOptions {
-    /// The defaults for `vigil` and `directory`: a 75 s schedule, 4 clients, 3 keys, floods of
-    /// 20,000 requests, 3 MiB of RSS growth allowed (per flood and over all floods), 60 s for
+    /// The defaults for `vigil` and `directory`: a 75 s schedule, 4 clients, 3 keys, 2
+    /// transaction clients on 3 accounts holding 60, 2 watchers, floods of 20,000 requests, 3 MiB of RSS growth allowed (per flood and over all floods), 60 s for
     /// the checker, no planted bug.
     pub fn new(vigil: PathBuf, directory: PathBuf) -> NemesisOptions {
         NemesisOptions {
@@ -70,6 +91,10 @@ impl NemesisOptions {
             duration: Duration::from_secs(75),
             clients: 4,
             keys: 3,
+            txn_clients: 2,
+            watchers: 2,
+            accounts: 3,
+            total: 60,
             flood_requests: 20_000,
             rss_growth_max_bytes: 3 << 20,
             check_limit: Duration::from_secs(60),
@@ -108,16 +133,22 @@ impl NemesisError {
 /// Milliseconds per tick of the nemesis cluster.
 pub const TICK_MS: u64 = 50;
 
+/// Revisions a master's history keeps: more than a run makes, so the accounts' history can be
+/// read back whole after the heal (`readback.rs`) and no watch ends `Compacted`.
+pub const HISTORY_REVISIONS_MAX: u64 = 1_000_000;
+
 /// The protocol configuration of the nemesis cluster: heartbeat every tick (50 ms), eviction
 /// after 5 missed (250 ms), elections after 25 ticks (1.25 s plus a stagger), proxy requests
-/// time out after 60 ticks (3 s). Slow enough that a shared 2-core machine sees few spurious
-/// elections; spurious ones are more faults, never a reason for a wrong answer.
+/// time out after 60 ticks (3 s), the history kept whole. Slow enough that a shared 2-core
+/// machine sees few spurious elections; spurious ones are more faults, never a reason for a
+/// wrong answer.
 pub fn protocol() -> vigil_core::Config {
     vigil_core::Config {
         masters: 5,
         eviction_threshold: 5,
         election_timeout_ticks: 25,
         request_timeout_ticks: 60,
+        history_revisions_max: HISTORY_REVISIONS_MAX,
         ..vigil_core::Config::default()
     }
 }

@@ -4,9 +4,13 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use vigil_core::LedgerCounters;
+use vigil_core::{LedgerCounters, WatchLedgerCounters};
 
+use super::accounts::{BankRecord, PrefixHistory, WatcherLog};
+use super::bank::BankSettings;
+use super::bank_check::{self, BankVerdict};
 use super::history::{self, HistoryCounts, KeyDurability, Record};
+use super::watch_check::{self, WatchVerdict};
 use super::NemesisOptions;
 use crate::linearizability::{self, Verdict};
 use crate::{check, replay, trace};
@@ -87,6 +91,10 @@ pub struct RunFacts {
     pub final_reads: Vec<Record>,
     /// The proxy's ledger at the end (none: `/status` never answered).
     pub ledger: Option<LedgerCounters>,
+    /// The proxy's watch ledger at the end.
+    pub watch_ledger: Option<WatchLedgerCounters>,
+    /// What the transaction clients and watchers did (none: the run had none).
+    pub revisioned: Option<RevisionedFacts>,
     /// Faults injected.
     pub faults: Vec<FaultRecord>,
     /// Floods measured.
@@ -99,6 +107,113 @@ pub struct RunFacts {
     pub forced_stops: Vec<String>,
     /// Wall time from start to the end of the run, seconds.
     pub schedule_seconds: f64,
+}
+
+/// What the transaction clients and the watchers left for the checks.
+pub struct RevisionedFacts {
+    /// The accounts.
+    pub bank: BankSettings,
+    /// The transaction clients' operations.
+    pub records: Vec<BankRecord>,
+    /// The accounts' committed history read back after the heal, or why it could not be.
+    pub history: Result<PrefixHistory, String>,
+    /// What each watcher received.
+    pub watchers: Vec<WatcherLog>,
+}
+
+/// The verdicts on the transaction clients and the watchers.
+#[derive(Debug)]
+pub struct RevisionedFindings {
+    /// The accounts' history: its revisions that changed them and its final revision, or why it
+    /// could not be read (then nothing else was checked).
+    pub history: Result<(usize, u64), String>,
+    /// Money conserved, transfers and reads linearizable by revision.
+    pub bank: BankVerdict,
+    /// Every watcher saw the committed history.
+    pub watch: WatchVerdict,
+    /// Seconds the two checks took.
+    pub check_seconds: f64,
+}
+
+impl RevisionedFindings {
+    fn of(facts: RevisionedFacts) -> RevisionedFindings {
+        let started = Instant::now();
+        let (bank, watch) = match &facts.history {
+            Ok(history) => (
+                bank_check::check(&facts.bank, history, &facts.records),
+                watch_check::check(history, &facts.watchers),
+            ),
+            Err(_) => (BankVerdict::default(), WatchVerdict::default()),
+        };
+        RevisionedFindings {
+            history: facts
+                .history
+                .map(|history| (history.states.len(), history.final_revision)),
+            bank,
+            watch,
+            check_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn anomalies(&self, anomalies: &mut Vec<String>) {
+        if let Err(error) = &self.history {
+            anomalies.push(format!("accounts' history: {error}"));
+        }
+        for anomaly in &self.bank.anomalies {
+            anomalies.push(format!("transactions: {anomaly}"));
+        }
+        for anomaly in &self.watch.anomalies {
+            anomalies.push(format!("watchers: {anomaly}"));
+        }
+    }
+}
+
+impl fmt::Display for RevisionedFindings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bank = &self.bank.summary;
+        writeln!(
+            formatter,
+            "transactions: {} transfers ({} succeeded, {} failure branch, {} indeterminate of which {} applied, {} refused), {} reads",
+            bank.committed + bank.refused + bank.unknown,
+            bank.committed,
+            bank.refused,
+            bank.unknown,
+            bank.unknown_applied,
+            bank.failed,
+            bank.reads
+        )?;
+        match &self.history {
+            Ok((changes, final_revision)) => writeln!(
+                formatter,
+                "accounts' history: {changes} revisions changed them, final revision {final_revision}; money conserved and linearizable by revision: {} ({:.2} s)",
+                verdict_word(self.bank.anomalies.len()),
+                self.check_seconds
+            )?,
+            Err(error) => writeln!(formatter, "accounts' history: not read: {error}")?,
+        }
+        let watch = &self.watch.summary;
+        let ends = if watch.ends.is_empty() {
+            String::new()
+        } else {
+            format!("; re-opened after: {}", watch.ends.join(", "))
+        };
+        writeln!(
+            formatter,
+            "watchers: {} watchers, {} watches, {} revisions delivered{ends}; each saw the committed history: {}",
+            watch.watchers,
+            watch.watches,
+            watch.deliveries,
+            verdict_word(self.watch.anomalies.len())
+        )
+    }
+}
+
+fn verdict_word(anomalies: usize) -> String {
+    if anomalies == 0 {
+        "PASS".to_string()
+    } else {
+        format!("FAIL ({anomalies})")
+    }
 }
 
 /// A nemesis run's findings.
@@ -119,6 +234,10 @@ pub struct NemesisReport {
     pub traces: Option<Result<String, String>>,
     /// The proxy's ledger at the end.
     pub ledger: Option<LedgerCounters>,
+    /// The proxy's watch ledger at the end.
+    pub watch_ledger: Option<WatchLedgerCounters>,
+    /// The transaction clients' and watchers' verdicts (none: the run had none).
+    pub revisioned: Option<RevisionedFindings>,
     /// Floods (the warm-up one included).
     pub floods: Vec<FloodRecord>,
     /// RSS growth over a flood that fails the run, bytes.
@@ -151,6 +270,8 @@ pub fn check(facts: RunFacts) -> NemesisReport {
         durability,
         traces,
         ledger: facts.ledger,
+        watch_ledger: facts.watch_ledger,
+        revisioned: facts.revisioned.map(RevisionedFindings::of),
         floods: facts.floods,
         rss_growth_max_bytes: facts.options.rss_growth_max_bytes,
         unexpected_exits: facts.unexpected_exits,
@@ -203,7 +324,11 @@ impl NemesisReport {
     pub fn anomalies(&self) -> Vec<String> {
         let mut anomalies = Vec::new();
         self.history_anomalies(&mut anomalies);
+        if let Some(revisioned) = &self.revisioned {
+            revisioned.anomalies(&mut anomalies);
+        }
         self.ledger_anomalies(&mut anomalies);
+        self.watch_ledger_anomalies(&mut anomalies);
         self.flood_anomalies(&mut anomalies);
         if !self.unexpected_exits.is_empty() {
             anomalies.push(format!(
@@ -251,6 +376,18 @@ impl NemesisReport {
                     ));
                 }
             }
+        }
+    }
+
+    /// The proxy's watch ledger at the end: balanced, no watch open, none dropped unended.
+    fn watch_ledger_anomalies(&self, anomalies: &mut Vec<String>) {
+        let Some(watches) = &self.watch_ledger else {
+            return;
+        };
+        if !watches.is_balanced() || watches.open != 0 || watches.dropped_unended != 0 {
+            anomalies.push(format!(
+                "watch ledger: not opened = ended with none open and none dropped unended: {watches:?}"
+            ));
         }
     }
 
@@ -349,6 +486,9 @@ impl fmt::Display for NemesisReport {
             }
             Err(error) => writeln!(formatter, "acknowledged writes after heal: {error}")?,
         }
+        if let Some(revisioned) = &self.revisioned {
+            write!(formatter, "{revisioned}")?;
+        }
         match &self.traces {
             Some(Ok(summary)) => writeln!(formatter, "trace check: PASS: {summary}")?,
             Some(Err(error)) => writeln!(formatter, "trace check: FAIL: {error}")?,
@@ -357,6 +497,9 @@ impl fmt::Display for NemesisReport {
         match &self.ledger {
             Some(ledger) => writeln!(formatter, "proxy ledger at the end: {ledger:?}")?,
             None => writeln!(formatter, "proxy ledger at the end: unknown")?,
+        }
+        if let Some(watches) = &self.watch_ledger {
+            writeln!(formatter, "proxy watch ledger at the end: {watches:?}")?;
         }
         if !self.forced_stops.is_empty() {
             writeln!(
@@ -403,6 +546,12 @@ mod tests {
                 completed_err: 6,
                 ..LedgerCounters::default()
             }),
+            watch_ledger: Some(WatchLedgerCounters {
+                opened: 3,
+                ended: 3,
+                ..WatchLedgerCounters::default()
+            }),
+            revisioned: None,
             floods: vec![flood(1000, 10, 10)],
             rss_growth_max_bytes: 3 << 20,
             unexpected_exits: Vec::new(),
@@ -451,6 +600,15 @@ mod tests {
             observed: format!("evicted {}", after(None)),
         });
         assert!(report.anomalies()[0].starts_with("a fault without its effect"));
+
+        let mut report = clean();
+        report.watch_ledger = Some(WatchLedgerCounters {
+            opened: 3,
+            ended: 2,
+            open: 1,
+            ..WatchLedgerCounters::default()
+        });
+        assert!(report.anomalies()[0].starts_with("watch ledger:"));
 
         let mut report = clean();
         report.traces = Some(Err("DIVERGENCE".into()));

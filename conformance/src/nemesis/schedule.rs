@@ -10,9 +10,15 @@ use vigil_core::NodeId;
 use vigil_testkit::leader::{LeaderRule, LeaderSearch};
 use vigil_testkit::{status, Children, Endpoints, Layout, Security, Signal};
 
+use tokio::task::JoinHandle;
+
+use super::accounts::{BankRecord, WatcherLog};
+use super::bank::{self, BankSettings};
 use super::history::Record;
 use super::links::Links;
-use super::report::{self, FaultRecord, FloodRecord, NemesisReport};
+use super::readback;
+use super::report::{self, FaultRecord, FloodRecord, NemesisReport, RevisionedFacts};
+use super::watchers::{self, FinalRevision};
 use super::workload::{self, WorkloadSettings};
 use super::{protocol, NemesisError, NemesisOptions, TICK_MS};
 
@@ -34,7 +40,8 @@ const FAULT_TIME_MIN: Duration = Duration::from_secs(8);
 /// open at once (the trace check's model has one client per open request, numbered in a byte).
 const FLOOD_BATCH: u64 = 32;
 const FLOOD_CONNECTIONS: u64 = 4;
-/// Distinct values the clients write in all (the model numbers values in a byte).
+/// Distinct values the clients write in all, the balances included (the model numbers values in
+/// a byte).
 const VALUES_MAX: u64 = 240;
 
 fn ticks(count: u64) -> Duration {
@@ -66,45 +73,169 @@ pub async fn run(options: &NemesisOptions) -> Result<NemesisReport, NemesisError
     tracing::info!(leader = first_leader, "nemesis: cluster up");
     // Warm the proxy's allocator up so the flood measurements compare like with like.
     cluster.flood(options.flood_requests / 10, false).await?;
-    let settings = WorkloadSettings {
-        proxy: cluster.proxy.1.listen.to_string(),
-        cluster: "nemesis".to_string(),
-        keys: (0..options.keys)
-            .map(|key| format!("key-{key}").into_bytes())
-            .collect(),
-        call_timeout: ticks(protocol().request_timeout_ticks) + Duration::from_secs(2),
-        think_time: Duration::from_millis(10),
-        started,
-        values_per_client: (VALUES_MAX / options.clients.max(1) as u64).max(1),
-        token: cluster.token.clone(),
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..options.clients)
-        .map(|client| {
-            tokio::spawn(workload::client_loop(
-                settings.clone(),
-                client,
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let running = Running::start(options, &cluster).await?;
     cluster.schedule(options).await?;
     cluster.heal().await?;
     tokio::time::sleep(CALM).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut records: Vec<Record> = Vec::new();
-    for client in clients {
-        records.extend(
-            client
-                .await
-                .map_err(|error| NemesisError::Setup(format!("a client task: {error}")))?,
-        );
+    let finished = running.stop().await?;
+    cluster.finish(options, finished).await
+}
+
+/// How long the watchers may take, once every client has stopped, to report progress up to the
+/// final revision.
+const WATCHERS_FINISH_WITHIN: Duration = Duration::from_secs(20);
+
+/// The clients of a run, running.
+struct Running {
+    settings: WorkloadSettings,
+    /// The accounts, if the run has transaction clients.
+    bank: Option<BankSettings>,
+    stop: Arc<AtomicBool>,
+    final_revision: FinalRevision,
+    clients: Vec<JoinHandle<Vec<Record>>>,
+    txn_clients: Vec<JoinHandle<Vec<BankRecord>>>,
+    watchers: Vec<JoinHandle<WatcherLog>>,
+}
+
+/// What the clients left after the heal.
+struct Finished {
+    settings: WorkloadSettings,
+    records: Vec<Record>,
+    final_reads: Vec<Record>,
+    revisioned: Option<RevisionedFacts>,
+}
+
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> Result<T, NemesisError> {
+    result.map_err(|error| NemesisError::Setup(format!("a client task: {error}")))
+}
+
+impl Running {
+    /// Seeds the accounts (if the run has transaction clients) and starts every client.
+    async fn start(options: &NemesisOptions, cluster: &Cluster) -> Result<Running, NemesisError> {
+        let bank = (options.txn_clients > 0)
+            .then(|| BankSettings::new(options.accounts, options.total, options.txn_clients));
+        // Every balance from 0 to the total is a value of its own in the trace check's model.
+        let balance_values = bank.as_ref().map_or(0, |bank| bank.total + 1);
+        if options.accounts < 2 || balance_values + options.clients as u64 > VALUES_MAX {
+            return Err(NemesisError::Setup(format!(
+                "{} accounts holding {}: at least 2 accounts, and at most {} in all",
+                options.accounts,
+                options.total,
+                VALUES_MAX - 1 - options.clients as u64
+            )));
+        }
+        let settings = WorkloadSettings {
+            proxy: cluster.proxy.1.listen.to_string(),
+            cluster: "nemesis".to_string(),
+            keys: (0..options.keys)
+                .map(|key| format!("key-{key}").into_bytes())
+                .collect(),
+            call_timeout: ticks(protocol().request_timeout_ticks) + Duration::from_secs(2),
+            think_time: Duration::from_millis(10),
+            started: cluster.started,
+            values_per_client: ((VALUES_MAX - balance_values) / options.clients.max(1) as u64)
+                .max(1),
+            token: cluster.token.clone(),
+        };
+        let mut running = Running {
+            settings,
+            bank,
+            stop: Arc::new(AtomicBool::new(false)),
+            final_revision: FinalRevision::default(),
+            clients: Vec::new(),
+            txn_clients: Vec::new(),
+            watchers: Vec::new(),
+        };
+        running.start_revisioned(options).await?;
+        for client in 0..options.clients {
+            let task =
+                workload::client_loop(running.settings.clone(), client, running.stop.clone());
+            running.clients.push(tokio::spawn(task));
+        }
+        Ok(running)
     }
-    let final_reads =
-        workload::final_reads(&settings, options.clients, Instant::now() + LEADER_WAIT).await;
-    cluster
-        .finish(options, settings, records, final_reads)
-        .await
+
+    /// Seeds the accounts, then starts the watchers and the transaction clients.
+    async fn start_revisioned(&mut self, options: &NemesisOptions) -> Result<(), NemesisError> {
+        let Some(bank) = self.bank.clone() else {
+            return Ok(());
+        };
+        let seeded = bank::seed(&self.settings, &bank, Instant::now() + LEADER_WAIT)
+            .await
+            .map_err(NemesisError::Setup)?;
+        tracing::info!(revision = seeded, "nemesis: accounts seeded");
+        for watcher in 0..options.watchers {
+            let task = watchers::watcher_loop(
+                self.settings.clone(),
+                bank.prefix.clone(),
+                watcher,
+                self.final_revision.clone(),
+                WATCHERS_FINISH_WITHIN,
+            );
+            self.watchers.push(tokio::spawn(task));
+        }
+        for client in 0..options.txn_clients {
+            let task = bank::client_loop(
+                self.settings.clone(),
+                bank.clone(),
+                client,
+                self.stop.clone(),
+            );
+            self.txn_clients.push(tokio::spawn(task));
+        }
+        Ok(())
+    }
+
+    /// Stops the clients, reads every key and the accounts' history, and lets the watchers
+    /// catch up with it.
+    async fn stop(self) -> Result<Finished, NemesisError> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut records: Vec<Record> = Vec::new();
+        for client in self.clients {
+            records.extend(joined(client.await)?);
+        }
+        let mut bank_records = Vec::new();
+        for client in self.txn_clients {
+            bank_records.extend(joined(client.await)?);
+        }
+        let client_id = records
+            .iter()
+            .map(|record| record.client + 1)
+            .max()
+            .unwrap_or(0);
+        let deadline = Instant::now() + LEADER_WAIT;
+        let final_reads = workload::final_reads(&self.settings, client_id, deadline).await;
+        let revisioned = match self.bank {
+            None => None,
+            Some(bank) => {
+                let deadline = Instant::now() + LEADER_WAIT;
+                let history = readback::read_history(&self.settings, &bank.prefix, deadline).await;
+                // Without a history the watchers have nothing to reach: they stop at their
+                // deadline.
+                self.final_revision.set(
+                    history
+                        .as_ref()
+                        .map_or(u64::MAX, |history| history.final_revision),
+                );
+                let mut logs = Vec::new();
+                for watcher in self.watchers {
+                    logs.push(joined(watcher.await)?);
+                }
+                Some(RevisionedFacts {
+                    bank,
+                    records: bank_records,
+                    history,
+                    watchers: logs,
+                })
+            }
+        };
+        Ok(Finished {
+            settings: self.settings,
+            records,
+            final_reads,
+            revisioned,
+        })
+    }
 }
 
 impl Cluster {
@@ -397,22 +528,17 @@ impl Cluster {
         self.wait_for_leader(None).await.map(|_| ())
     }
 
-    /// Waits for the proxy's ledger to settle, stops every process, runs the checks.
+    /// Waits for the proxy's ledgers to settle, stops every process, runs the checks.
     async fn finish(
         mut self,
         options: &NemesisOptions,
-        settings: WorkloadSettings,
-        records: Vec<Record>,
-        final_reads: Vec<Record>,
+        finished: Finished,
     ) -> Result<NemesisReport, NemesisError> {
         let deadline = Instant::now() + ticks(protocol().request_timeout_ticks * 3);
-        let mut ledger = None;
+        let mut ledgers = None;
         while Instant::now() < deadline {
-            ledger = status::proxy_status(self.proxy.1.http, STATUS_TIMEOUT)
-                .await
-                .ok()
-                .map(|status| status.ledger);
-            if ledger.is_some_and(|ledger| ledger.in_flight == 0) {
+            ledgers = proxy_ledgers(self.proxy.1.http).await;
+            if ledgers.is_some_and(|(ledger, watches)| ledger.in_flight == 0 && watches.open == 0) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -421,10 +547,12 @@ impl Cluster {
         let forced_stops = self.processes.stop_all(Duration::from_secs(10));
         Ok(report::check(report::RunFacts {
             options: options.clone(),
-            keys: settings.keys,
-            records,
-            final_reads,
-            ledger,
+            keys: finished.settings.keys,
+            records: finished.records,
+            final_reads: finished.final_reads,
+            ledger: ledgers.map(|(ledger, _)| ledger),
+            watch_ledger: ledgers.map(|(_, watches)| watches),
+            revisioned: finished.revisioned,
             faults: std::mem::take(&mut self.faults),
             floods: std::mem::take(&mut self.floods),
             pauses: self.pauses,
@@ -433,4 +561,22 @@ impl Cluster {
             schedule_seconds: self.started.elapsed().as_secs_f64(),
         }))
     }
+}
+
+/// The parts of the proxy's `/status` the nemesis checks.
+#[derive(serde::Deserialize)]
+struct ProxyLedgers {
+    ledger: vigil_core::LedgerCounters,
+    watches: vigil_core::WatchLedgerCounters,
+}
+
+/// The proxy's request and watch ledgers, if its `/status` answers.
+async fn proxy_ledgers(
+    http: SocketAddr,
+) -> Option<(vigil_core::LedgerCounters, vigil_core::WatchLedgerCounters)> {
+    let body = status::http_get(http, "/status", STATUS_TIMEOUT)
+        .await
+        .ok()?;
+    let ledgers: ProxyLedgers = serde_json::from_str(&body).ok()?;
+    Some((ledgers.ledger, ledgers.watches))
 }
