@@ -137,11 +137,16 @@ pub const TICK_MS: u64 = 50;
 /// read back whole after the heal (`readback.rs`) and no watch ends `Compacted`.
 pub const HISTORY_REVISIONS_MAX: u64 = 1_000_000;
 
+/// Log entries before a master snapshots: more than a run commits, since the trace check's
+/// model has no snapshots (`conformance/src/mapping.rs`) and a master caught up by a snapshot
+/// holds no history below it for the read-back.
+pub const SNAPSHOT_THRESHOLD_ENTRIES: u64 = 1_000_000;
+
 /// The protocol configuration of the nemesis cluster: heartbeat every tick (50 ms), eviction
 /// after 5 missed (250 ms), elections after 25 ticks (1.25 s plus a stagger), proxy requests
-/// time out after 60 ticks (3 s), the history kept whole. Slow enough that a shared 2-core
-/// machine sees few spurious elections; spurious ones are more faults, never a reason for a
-/// wrong answer.
+/// time out after 60 ticks (3 s), no snapshot and the history kept whole. Slow enough that a
+/// shared 2-core machine sees few spurious elections; spurious ones are more faults, never a
+/// reason for a wrong answer.
 pub fn protocol() -> vigil_core::Config {
     vigil_core::Config {
         masters: 5,
@@ -149,6 +154,7 @@ pub fn protocol() -> vigil_core::Config {
         election_timeout_ticks: 25,
         request_timeout_ticks: 60,
         history_revisions_max: HISTORY_REVISIONS_MAX,
+        snapshot_threshold_entries: SNAPSHOT_THRESHOLD_ENTRIES,
         ..vigil_core::Config::default()
     }
 }
