@@ -177,8 +177,9 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         keys: usize,
         /// Transaction clients moving money between accounts with `Txn`s (0: none, and no
-        /// watchers).
-        #[arg(long, default_value_t = 2)]
+        /// watchers). The trace check replays a run with them in time growing with the square
+        /// of its length: use them with --no-trace-check.
+        #[arg(long, default_value_t = 0)]
         txn_clients: usize,
         /// Watchers on the accounts' prefix.
         #[arg(long, default_value_t = 2)]

@@ -54,7 +54,9 @@ pub struct NemesisOptions {
     pub clients: usize,
     /// Keys the clients share.
     pub keys: usize,
-    /// Transaction clients (`bank.rs`; 0: none, and no watchers either).
+    /// Transaction clients (`bank.rs`; 0: none, and no watchers either). The trace check
+    /// replays a run with them in time that grows with the square of its length (minutes for a
+    /// 20 s run, `docs/reliability.md` §3), so runs with them turn `check_traces` off.
     pub txn_clients: usize,
     /// Watchers on the accounts' prefix (`watchers.rs`).
     pub watchers: usize,
@@ -81,8 +83,9 @@ pub struct NemesisOptions {
 }
 
 impl NemesisOptions {
-    /// The defaults for `vigil` and `directory`: a 75 s schedule, 4 clients, 3 keys, 2
-    /// transaction clients on 3 accounts holding 60, 2 watchers, floods of 20,000 requests, 3 MiB of RSS growth allowed (per flood and over all floods), 60 s for
+    /// The defaults for `vigil` and `directory`: a 75 s schedule, 4 clients, 3 keys, no
+    /// transaction client (2 watchers and 3 accounts holding 60 once there are), floods of
+    /// 20,000 requests, 3 MiB of RSS growth allowed (per flood and over all floods), 60 s for
     /// the checker, no planted bug.
     pub fn new(vigil: PathBuf, directory: PathBuf) -> NemesisOptions {
         NemesisOptions {
@@ -91,7 +94,7 @@ impl NemesisOptions {
             duration: Duration::from_secs(75),
             clients: 4,
             keys: 3,
-            txn_clients: 2,
+            txn_clients: 0,
             watchers: 2,
             accounts: 3,
             total: 60,
