@@ -9,7 +9,8 @@
 //! core), [`turmoil_host`] (the tokio host under turmoil), [`tcp`] (the host on loopback) and
 //! [`faults`] produce runs, with the bugs [`planted`] for the mutation matrix, if any, and
 //! inject the faults through the host's platform seam ([`seams`]); the host runs' clients of
-//! the revisioned API are [`revisioned_clients`];
+//! the revisioned API are [`revisioned_clients`], whose mover draws its operations from
+//! [`revisioned_operations`] as the simulation's does;
 //! [`coverage`] says what they exercised. [`run`] is one run of a runner and its check,
 //! [`part`] the one loop over a runner's runs, [`verify`] the main job's parts. [`nemesis`]
 //! runs real `vigil` processes under faults and checks the clients' history.
@@ -29,6 +30,7 @@ pub mod planted;
 pub mod replay;
 pub mod report;
 pub mod revisioned_clients;
+pub mod revisioned_operations;
 pub mod run;
 pub mod seams;
 pub mod sim;

@@ -30,12 +30,8 @@ use vigil::platform::Network;
 use vigil::wire::ProxyFrame;
 use vigil_core::kv_types as kv;
 
-/// The keys the revisioned clients use (the register workloads use `k0` and `k1`).
-const PREFIX: &[u8] = b"w/";
-const KEY_A: &[u8] = b"w/a";
-const KEY_B: &[u8] = b"w/b";
-/// Values the mover writes and guesses.
-const VALUES: u64 = 2;
+use crate::revisioned_operations::{mover_operation, PREFIX};
+
 /// The client's id for its one watch on a connection.
 const WATCH_ID: kv::WatchId = 1;
 /// One watch in this many names a cluster the proxy does not serve.
@@ -145,7 +141,7 @@ pub async fn run_mover<N: Network>(
         if !open() {
             break;
         }
-        let operation = mover_operation(&mut draws, last.get());
+        let operation = mover_operation(&mut |bound| draws.below(bound), last.get());
         let compaction = match operation {
             kv::KvOperation::Compact { revision } => Some(revision),
             _ => None,
@@ -165,96 +161,6 @@ pub async fn run_mover<N: Network>(
         tokio::time::sleep(pace.ticks(pace.request_gap_ticks + draws.below(3))).await;
     }
     Ok(())
-}
-
-/// The mover's next operation, `last` the highest revision it saw.
-fn mover_operation(draws: &mut Draws, last: kv::Revision) -> kv::KvOperation {
-    let value = |draws: &mut Draws| format!("v{}", draws.below(VALUES)).into_bytes();
-    let (from, to) = if draws.below(2) == 0 {
-        (KEY_A, KEY_B)
-    } else {
-        (KEY_B, KEY_A)
-    };
-    let compacted_below = last.saturating_sub(3).max(1);
-    match draws.below(11) {
-        0 | 1 => kv::KvOperation::Put(kv::PutRequest {
-            key: from.to_vec(),
-            value: value(draws),
-            prev_kv: draws.below(2) == 0,
-        }),
-        2..=4 => move_value(from, to, value(draws)),
-        5 | 6 => kv::KvOperation::Range(kv::RangeRequest {
-            limit: 1,
-            ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-        }),
-        7 => kv::KvOperation::Range(kv::RangeRequest {
-            revision: last.saturating_sub(draws.below(3)).max(1),
-            ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-        }),
-        8 => kv::KvOperation::DeleteRange(kv::DeleteRangeRequest {
-            range: kv::KeyRange::single(from),
-            prev_kv: true,
-        }),
-        9 => {
-            // Revision 1 is compacted once the mover compacted: the whole `Txn` is refused.
-            let back = if draws.below(2) == 0 {
-                1
-            } else {
-                compacted_below
-            };
-            write_then_read_back(from, value(draws), back)
-        }
-        _ => kv::KvOperation::Compact {
-            revision: compacted_below,
-        },
-    }
-}
-
-/// A `Txn` that moves `value` from `from` to `to` if `from` holds it; otherwise it reads
-/// `from` (the failure branch).
-fn move_value(from: &[u8], to: &[u8], value: Vec<u8>) -> kv::KvOperation {
-    kv::KvOperation::Txn(kv::TxnRequest {
-        compare: vec![kv::Compare {
-            key: from.to_vec(),
-            target: kv::CompareTarget::Value(value.clone()),
-            result: kv::CompareResult::Equal,
-        }],
-        success: vec![
-            kv::TxnOperation::Put(kv::PutRequest {
-                key: to.to_vec(),
-                value,
-                prev_kv: false,
-            }),
-            kv::TxnOperation::DeleteRange(kv::DeleteRangeRequest {
-                range: kv::KeyRange::single(from),
-                prev_kv: false,
-            }),
-        ],
-        failure: vec![kv::TxnOperation::Range(kv::RangeRequest::of(
-            kv::KeyRange::single(from),
-        ))],
-    })
-}
-
-/// A `Txn` without compares that puts `value` at `key`, then reads the prefix at revision
-/// `back`: below the compaction point the read is `Compacted` and the whole `Txn` is refused,
-/// its put included (§15.1).
-fn write_then_read_back(key: &[u8], value: Vec<u8>, back: kv::Revision) -> kv::KvOperation {
-    kv::KvOperation::Txn(kv::TxnRequest {
-        compare: Vec::new(),
-        success: vec![
-            kv::TxnOperation::Put(kv::PutRequest {
-                key: key.to_vec(),
-                value,
-                prev_kv: false,
-            }),
-            kv::TxnOperation::Range(kv::RangeRequest {
-                revision: back,
-                ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-            }),
-        ],
-        failure: Vec::new(),
-    })
 }
 
 /// A watcher: up to `pace.connections_max` connections in turn while `open()` holds, each

@@ -1,12 +1,10 @@
 //! The simulation's clients of the revisioned API (`docs/protocol.md` §14–§17), on the seeds
 //! that run them ([`revisioned_seed`]): a mover and watchers of the prefix `w/`.
 //!
-//! The mover moves a value between two keys with two-key transactions guarded by a compare on
-//! the value it expects (a stale guess takes the failure branch, which reads the key), writes
-//! a key and reads the prefix back at an older revision in one transaction, puts,
-//! ranges of the prefix with a limit of 1 (two keys present: `more`), ranges at an older
-//! revision, and compactions three revisions below its last (so a later read or watch from
-//! further back is `Compacted`). A watcher holds one watch of the prefix on its own
+//! The mover's operations are `revisioned_operations`' (the same draws as the host runs' mover:
+//! compare-guarded moves, read-back txns, puts, deletes, ranges with `more` and at older
+//! revisions, compactions, so a later read or watch from further back is `Compacted`). A
+//! watcher holds one watch of the prefix on its own
 //! connection, from an explicit revision (1, or near the mover's last), for a while; then it
 //! cancels it or closes its connection, and a new connection starts again. One watcher in a
 //! few names a cluster the proxy does not serve (its watch ends `UnknownCluster` at once).
@@ -24,13 +22,8 @@ use vigil_core::Message;
 use super::rng::Rng;
 use super::world::World;
 use super::{CLUSTER, WRONG_CLUSTER};
+use crate::revisioned_operations::{mover_operation, PREFIX};
 
-/// The keys the revisioned clients use (the register workload's keys are `k0` and `k1`).
-const PREFIX: &[u8] = b"w/";
-const KEY_A: &[u8] = b"w/a";
-const KEY_B: &[u8] = b"w/b";
-/// Values the mover writes and guesses.
-const VALUES: u64 = 2;
 /// The mover's connection.
 const MOVER_CLIENT: u64 = 700;
 /// The first watcher connection; each new one takes the next id.
@@ -110,47 +103,6 @@ impl KvWorkload {
         connection == MOVER_CLIENT || connection >= WATCHER_CLIENT_FIRST
     }
 
-    /// The mover's next operation.
-    fn mover_operation(&mut self) -> kv::KvOperation {
-        let value = |rng: &mut Rng| format!("v{}", rng.below(VALUES)).into_bytes();
-        let (from, to) = if self.rng.below(2) == 0 {
-            (KEY_A, KEY_B)
-        } else {
-            (KEY_B, KEY_A)
-        };
-        match self.rng.below(11) {
-            0 | 1 => kv::KvOperation::Put(kv::PutRequest {
-                key: from.to_vec(),
-                value: value(&mut self.rng),
-                prev_kv: self.rng.below(2) == 0,
-            }),
-            2..=4 => move_value(from, to, value(&mut self.rng)),
-            5 | 6 => kv::KvOperation::Range(kv::RangeRequest {
-                limit: 1,
-                ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-            }),
-            7 => kv::KvOperation::Range(kv::RangeRequest {
-                revision: self.last_revision.saturating_sub(self.rng.below(3)).max(1),
-                ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-            }),
-            8 => kv::KvOperation::DeleteRange(kv::DeleteRangeRequest {
-                range: kv::KeyRange::single(from),
-                prev_kv: true,
-            }),
-            9 => {
-                // Revision 1 is compacted once the mover compacted: the whole `Txn` is refused.
-                let back = match self.rng.below(2) {
-                    0 => 1,
-                    _ => self.last_revision.saturating_sub(3).max(1),
-                };
-                write_then_read_back(from, value(&mut self.rng), back)
-            }
-            _ => kv::KvOperation::Compact {
-                revision: self.last_revision.saturating_sub(3).max(1),
-            },
-        }
-    }
-
     /// Where a new watch starts: revision 1 (compacted once the mover compacted), or at or
     /// just before the mover's last revision (above its compactions, three revisions back).
     fn start_revision(&mut self) -> u64 {
@@ -159,53 +111,6 @@ impl KvWorkload {
             _ => self.last_revision.saturating_sub(self.rng.below(2)).max(1),
         }
     }
-}
-
-/// A `Txn` without compares that puts `value` at `key`, then reads the prefix at revision
-/// `back`: below the compaction point the read is `Compacted` and the whole `Txn` is refused,
-/// its put included (§15.1).
-fn write_then_read_back(key: &[u8], value: Vec<u8>, back: u64) -> kv::KvOperation {
-    kv::KvOperation::Txn(kv::TxnRequest {
-        compare: Vec::new(),
-        success: vec![
-            kv::TxnOperation::Put(kv::PutRequest {
-                key: key.to_vec(),
-                value,
-                prev_kv: false,
-            }),
-            kv::TxnOperation::Range(kv::RangeRequest {
-                revision: back,
-                ..kv::RangeRequest::of(kv::KeyRange::prefix(PREFIX))
-            }),
-        ],
-        failure: Vec::new(),
-    })
-}
-
-/// A `Txn` that moves `value` from `from` to `to` if `from` holds it; otherwise it reads
-/// `from` (the failure branch).
-fn move_value(from: &[u8], to: &[u8], value: Vec<u8>) -> kv::KvOperation {
-    kv::KvOperation::Txn(kv::TxnRequest {
-        compare: vec![kv::Compare {
-            key: from.to_vec(),
-            target: kv::CompareTarget::Value(value.clone()),
-            result: kv::CompareResult::Equal,
-        }],
-        success: vec![
-            kv::TxnOperation::Put(kv::PutRequest {
-                key: to.to_vec(),
-                value,
-                prev_kv: false,
-            }),
-            kv::TxnOperation::DeleteRange(kv::DeleteRangeRequest {
-                range: kv::KeyRange::single(from),
-                prev_kv: false,
-            }),
-        ],
-        failure: vec![kv::TxnOperation::Range(kv::RangeRequest::of(
-            kv::KeyRange::single(from),
-        ))],
-    })
 }
 
 impl World {
@@ -225,7 +130,10 @@ impl World {
             let request_id = workload.next_request_id;
             workload.next_request_id += 1;
             workload.outstanding = Some(request_id);
-            let operation = workload.mover_operation();
+            let operation = mover_operation(
+                &mut |bound| workload.rng.below(bound),
+                workload.last_revision,
+            );
             sends.push((
                 MOVER_CLIENT,
                 Message::KvRequest {
