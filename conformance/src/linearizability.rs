@@ -1,7 +1,8 @@
 //! Per-key linearizability of a client history against vigil's key-value semantics
 //! (`protocol.md` §9.1: a version per key, incremented by every write), with a time limit.
 //!
-//! Why this algorithm: Wing & Gong's search with Lowe's memoisation, as Porcupine does it —
+//! Why this algorithm: Wing & Gong's search with Lowe's memoisation, as Porcupine does it
+//! (`linearizability/search.rs`) —
 //! walk the history's call and return events in time order, linearize a pending call when the
 //! model accepts its result, backtrack at a return that no order explains, and never revisit a
 //! (set of linearized operations, state) pair. Keys are independent (every operation touches
@@ -16,13 +17,16 @@
 //! Shared by the nemesis (its clients' history of real processes) and replay (the model's
 //! client history on a replayed path, translated by `mapping::history_records`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use vigil_core::OperationResult;
 
 use crate::nemesis::history::{Call, Outcome, Record};
+use search::{Bounds, Interval, Searched};
+
+mod search;
 
 /// A key's state in the model: its value (none: never written) and its version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -205,157 +209,53 @@ fn operations<'a>(records: &[&'a Record]) -> Vec<Operation<'a>> {
     operations
 }
 
-/// The event list: `2 * n` entries (call of operation i, return of operation i) in time order,
-/// doubly linked behind a head at index `2 * n` so entries can be lifted out and put back.
-struct Events {
-    operation: Vec<usize>,
-    is_call: Vec<bool>,
-    partner: Vec<usize>,
-    next: Vec<usize>,
-    previous: Vec<usize>,
-    head: usize,
+/// One key's operations as the search's specification.
+struct KeySpecification<'a> {
+    operations: Vec<Operation<'a>>,
 }
 
-const END: usize = usize::MAX;
+impl search::Specification for KeySpecification<'_> {
+    type State = KeyState;
+    type Memo = KeyState;
 
-impl Events {
-    fn new(operations: &[Operation<'_>]) -> Events {
-        let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(operations.len() * 2);
-        for (index, operation) in operations.iter().enumerate() {
-            let returned = match operation.expected {
-                Some(_) => operation.record.completed_ns,
-                None => u64::MAX,
-            };
-            // Calls sort before returns at the same instant: such operations overlap, which
-            // allows more orders, never fewer.
-            order.push((operation.record.invoked_ns, false, index));
-            order.push((returned, true, index));
-        }
-        order.sort();
-        let count = order.len();
-        let mut events = Events {
-            operation: order.iter().map(|(_, _, index)| *index).collect(),
-            is_call: order.iter().map(|(_, is_return, _)| !is_return).collect(),
-            partner: vec![END; count],
-            // Entry i links to i + 1, the last one to END (set below), the head to entry 0.
-            next: (1..=count).collect(),
-            previous: vec![END; count + 1],
-            head: count,
-        };
-        if let Some(last) = events.next.last_mut() {
-            *last = END;
-        }
-        events.next.push(if count == 0 { END } else { 0 });
-        for index in 0..count {
-            events.previous[index] = if index == 0 { count } else { index - 1 };
-        }
-        let mut call_of = vec![END; operations.len()];
-        for index in 0..count {
-            let operation = events.operation[index];
-            if events.is_call[index] {
-                call_of[operation] = index;
-            } else {
-                let call = call_of[operation];
-                assert_ne!(call, END, "a return sorts after its call");
-                events.partner[call] = index;
-                events.partner[index] = call;
-            }
-        }
-        events
+    fn step(&mut self, state: &KeyState, operation: usize) -> Option<KeyState> {
+        let operation = &self.operations[operation];
+        step(state, &operation.record.call, operation.expected)
     }
 
-    fn first(&self) -> usize {
-        self.next[self.head]
-    }
-
-    /// Removes a call and its return from the list.
-    fn lift(&mut self, call: usize) {
-        for entry in [call, self.partner[call]] {
-            let (previous, next) = (self.previous[entry], self.next[entry]);
-            self.next[previous] = next;
-            if next != END {
-                self.previous[next] = previous;
-            }
-        }
-    }
-
-    /// Puts back what `lift(call)` removed (in reverse order).
-    fn unlift(&mut self, call: usize) {
-        for entry in [self.partner[call], call] {
-            let (previous, next) = (self.previous[entry], self.next[entry]);
-            self.next[previous] = entry;
-            if next != END {
-                self.previous[next] = entry;
-            }
-        }
-    }
-}
-
-/// A set of operations as bits.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Linearized(Vec<u64>);
-
-impl Linearized {
-    fn new(operations: usize) -> Linearized {
-        Linearized(vec![0; operations.div_ceil(64)])
-    }
-    fn set(&mut self, operation: usize) {
-        self.0[operation / 64] |= 1 << (operation % 64);
-    }
-    fn clear(&mut self, operation: usize) {
-        self.0[operation / 64] &= !(1 << (operation % 64));
+    fn memo(&mut self, state: &KeyState) -> KeyState {
+        state.clone()
     }
 }
 
 fn check_key(records: &[&Record], deadline: Instant) -> KeyVerdict {
     let operations = operations(records);
-    let mut events = Events::new(&operations);
-    let mut linearized = Linearized::new(operations.len());
-    let mut seen: HashSet<(Linearized, KeyState)> = HashSet::new();
-    let mut stack: Vec<(usize, KeyState)> = Vec::new();
-    let mut state = KeyState::default();
-    let (mut deepest, mut blocking) = (0, String::new());
-    let mut entry = events.first();
-    let mut steps: u64 = 0;
-    while events.first() != END {
-        steps += 1;
-        if steps % 4096 == 0 && Instant::now() >= deadline {
-            return KeyVerdict::TimedOut;
-        }
-        let operation = &operations[events.operation[entry]];
-        if events.is_call[entry] {
-            if let Some(next_state) = step(&state, &operation.record.call, operation.expected) {
-                let mut with = linearized.clone();
-                with.set(events.operation[entry]);
-                if seen.insert((with.clone(), next_state.clone())) {
-                    stack.push((entry, std::mem::replace(&mut state, next_state)));
-                    linearized = with;
-                    events.lift(entry);
-                    entry = events.first();
-                    continue;
-                }
-            }
-            entry = events.next[entry];
-            continue;
-        }
-        // A return whose call could not be linearized before it: backtrack.
-        if stack.len() >= deepest {
-            deepest = stack.len();
-            blocking = operation.record.to_string();
-        }
-        let Some((call, previous_state)) = stack.pop() else {
-            return KeyVerdict::Not {
-                operations: operations.len(),
-                linearized_max: deepest,
-                blocking,
-            };
-        };
-        state = previous_state;
-        linearized.clear(events.operation[call]);
-        events.unlift(call);
-        entry = events.next[call];
+    let intervals: Vec<Interval> = operations
+        .iter()
+        .map(|operation| Interval {
+            invoked: operation.record.invoked_ns,
+            returned: operation.expected.map(|_| operation.record.completed_ns),
+        })
+        .collect();
+    let mut specification = KeySpecification { operations };
+    let bounds = Bounds {
+        deadline,
+        // A key's state is a value and a version: the time limit bounds the memo first.
+        memo_entries_max: usize::MAX,
+    };
+    match search::search(&mut specification, KeyState::default(), &intervals, bounds) {
+        Searched::Linearizable { .. } => KeyVerdict::Linearizable,
+        Searched::TimedOut { .. } | Searched::MemoFull { .. } => KeyVerdict::TimedOut,
+        Searched::NotLinearizable {
+            linearized_max,
+            blocking,
+            ..
+        } => KeyVerdict::Not {
+            operations: intervals.len(),
+            linearized_max,
+            blocking: specification.operations[blocking].record.to_string(),
+        },
     }
-    KeyVerdict::Linearizable
 }
 
 #[cfg(test)]
