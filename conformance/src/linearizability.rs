@@ -14,6 +14,9 @@
 //! never having happened. An indeterminate `Get` tells nothing and is left out; so are definite
 //! refusals.
 //!
+//! A history with revisioned requests, whose keys are not independent, is checked over the
+//! whole store instead (`linearizability/store.rs`).
+//!
 //! Shared by the nemesis (its clients' history of real processes) and replay (the model's
 //! client history on a replayed path, translated by `mapping::history_records`).
 
@@ -27,6 +30,7 @@ use crate::nemesis::history::{Call, Outcome, Record};
 use search::{Bounds, Interval, Searched};
 
 mod search;
+pub mod store;
 
 /// A key's state in the model: its value (none: never written) and its version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
