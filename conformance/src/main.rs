@@ -21,7 +21,9 @@ use vigil_conformance::faults::{self, FaultKind, Runner};
 use vigil_conformance::nemesis;
 use vigil_conformance::part::{self, PartPlan, PartResult, Progress, RegressionSeed};
 use vigil_conformance::planted;
-use vigil_conformance::replay::LINEARIZABLE_CHECK_LIMIT;
+use vigil_conformance::replay::{
+    LINEARIZABLE_CHECK_LIMIT, WHOLE_STORE_CHECK_LIMIT, WHOLE_STORE_MEMO_ENTRIES_MAX,
+};
 use vigil_conformance::trace;
 use vigil_conformance::verify::{self, VerifyOptions};
 use vigil_core::{Mutation, Mutations};
@@ -389,9 +391,11 @@ fn print_progress(progress: Progress<'_>) {
 /// Says so when a run's linearizability check left keys undecided (never counted as passed).
 fn note_undecided(run: &str, keys: &[String]) {
     outln!(
-        "note: {run}: linearizability UNKNOWN for keys {}: not decided (the per-key check within {} s, the whole store within its size bounds)",
+        "note: {run}: linearizability UNKNOWN for keys {}: not decided (the per-key check within {} s, the whole store within {} s and {} memo entries)",
         keys.join(", "),
-        LINEARIZABLE_CHECK_LIMIT.as_secs()
+        LINEARIZABLE_CHECK_LIMIT.as_secs(),
+        WHOLE_STORE_CHECK_LIMIT.as_secs(),
+        WHOLE_STORE_MEMO_ENTRIES_MAX
     );
 }
 

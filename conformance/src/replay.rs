@@ -42,7 +42,7 @@ use crate::mapping::Vocabulary;
 use crate::merge::Merged;
 use crate::report::Divergence;
 use engine::Replayer;
-pub use properties::linearizable_per_key;
+pub use properties::{linearizable_per_key, WHOLE_STORE_CHECK_LIMIT, WHOLE_STORE_MEMO_ENTRIES_MAX};
 
 /// Candidates for one silent step at most.
 pub const SILENT_CANDIDATES_MAX: usize = 64;
