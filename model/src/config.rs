@@ -55,11 +55,15 @@ pub enum Bug {
     /// On `SubscriptionCompacted`, the proxy moves a watch behind the compaction point up to it
     /// instead of ending it `Compacted` (`watch.rs`, `handle_subscription_compacted`).
     CompactionSkipsWatch,
+    /// A watch from revision 0 ("now") is answered `WatchCreated` at once and starts at the
+    /// stream's next revision, or at the revision after the master's next report, instead of
+    /// waiting for that report (`watch.rs`, `handle_watch_create`).
+    WatchNowBeforeReport,
 }
 
 impl Bug {
     /// Every seeded bug, in the order `vigil-model bugs` lists them.
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::ErrorPathLeak,
         Bug::DoubleComplete,
         Bug::EvictedAckCounts,
@@ -72,6 +76,7 @@ impl Bug {
         Bug::TxnPartialApply,
         Bug::WatchLeakOnError,
         Bug::CompactionSkipsWatch,
+        Bug::WatchNowBeforeReport,
     ];
 
     /// The name used on the command line and in reports.
@@ -89,6 +94,7 @@ impl Bug {
             Bug::TxnPartialApply => "txn-partial-apply",
             Bug::WatchLeakOnError => "watch-leak-on-error",
             Bug::CompactionSkipsWatch => "compaction-skips-watch",
+            Bug::WatchNowBeforeReport => "watch-now-before-report",
         }
     }
 
@@ -107,6 +113,7 @@ impl Bug {
             Bug::TxnPartialApply => "a Txn whose branch reads below the compaction point or above the current revision after a write keeps that write and answers the refusal: half a transaction applied",
             Bug::WatchLeakOnError => "a watch naming an unknown cluster is registered and never ended: its client never hears back (the incident, for streams)",
             Bug::CompactionSkipsWatch => "a watch behind the compaction point is moved up to it instead of ending Compacted: it skips the events in between (a put it was owed), and the next one it gets shows the gap",
+            Bug::WatchNowBeforeReport => "a watch from revision 0 (now) is answered WatchCreated at once and starts at the stream's next revision, which a watch from a future revision holds ahead of the store: a put its client makes after the watch is created is never delivered",
         }
     }
 
@@ -125,6 +132,7 @@ impl Bug {
             Bug::TxnPartialApply => "txn_atomic",
             Bug::WatchLeakOnError => "watch_ends_once",
             Bug::CompactionSkipsWatch => "watch_in_order_exactly_once",
+            Bug::WatchNowBeforeReport => "watch_from_now_misses_nothing",
         }
     }
 }
@@ -137,7 +145,7 @@ impl fmt::Display for Bug {
 
 /// A name that is not a seeded bug.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist, watch-resume-from-current, txn-partial-apply, watch-leak-on-error, compaction-skips-watch)")]
+#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist, watch-resume-from-current, txn-partial-apply, watch-leak-on-error, compaction-skips-watch, watch-now-before-report)")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {

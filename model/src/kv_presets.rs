@@ -188,6 +188,22 @@ pub fn ci_watch_errors() -> Preset {
     )
 }
 
+/// A watch of key 0 from revision 0 ("now") followed by a put of key 0 and a progress request,
+/// and a watch of key 0 from revision 3, a revision the run never reaches: the first watch is
+/// resolved by the master's report and sees its own client's put (revision 2) whichever watch
+/// the proxy created first, although the stream may wait for revision 3.
+pub fn ci_watch_now() -> Preset {
+    let config = kv_config(vec![
+        kv_client(vec![
+            watch(0, 0),
+            KvStep::Operation(KvOperation::Put(put(0, 1))),
+            KvStep::Progress { watch: 0 },
+        ]),
+        kv_client(vec![watch(0, 3)]),
+    ]);
+    exhaustive("ci-watch-now", config, vec!["watch_from_now_delivered"])
+}
+
 /// `ci-watch-resume` with a progress request after the watch is created: a resumed stream that
 /// skipped the put is seen when the notification claims it (`watch-resume-from-current`).
 pub fn watch_resume_with_progress() -> Preset {

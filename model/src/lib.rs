@@ -36,6 +36,7 @@ pub mod timers;
 pub mod txn;
 pub mod types;
 pub mod watch;
+pub mod watch_now;
 
 pub use config::{Budget, Bug, ClientScript, Config, Delivery, Disk, KvClientScript, KvStep};
 pub use message::{Endpoint, Link, Message};

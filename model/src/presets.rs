@@ -232,6 +232,7 @@ pub fn ci() -> Vec<Preset> {
         kv_presets::ci_watch(),
         kv_presets::ci_watch_resume(),
         kv_presets::ci_watch_errors(),
+        kv_presets::ci_watch_now(),
     ]
 }
 
@@ -288,7 +289,8 @@ pub fn for_bug(bug: Bug) -> Preset {
         Bug::WatchResumeFromCurrent
         | Bug::TxnPartialApply
         | Bug::WatchLeakOnError
-        | Bug::CompactionSkipsWatch => revisioned_bug_preset(bug),
+        | Bug::CompactionSkipsWatch
+        | Bug::WatchNowBeforeReport => revisioned_bug_preset(bug),
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);
             config.budget = Budget {
@@ -324,6 +326,11 @@ fn revisioned_bug_preset(bug: Bug) -> Preset {
             name: "bug-compaction-skips-watch",
             witnesses: vec![],
             ..kv_presets::ci_watch()
+        },
+        Bug::WatchNowBeforeReport => Preset {
+            name: "bug-watch-now-before-report",
+            witnesses: vec![],
+            ..kv_presets::ci_watch_now()
         },
         other => unreachable!("{other:?} is not a bug of the revisioned API"),
     }

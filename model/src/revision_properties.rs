@@ -11,7 +11,9 @@
 
 use crate::config::Config;
 use crate::kv::KeyValueStore;
-use crate::kv_types::{KvResult, RevisionEvents, TxnOperationResult, WatchEnd, WatchRequest};
+use crate::kv_types::{
+    KvResult, Revision, RevisionEvents, TxnOperationResult, WatchEnd, WatchRequest,
+};
 use crate::state::{State, WatchRecord};
 use stateright::Property;
 
@@ -24,6 +26,9 @@ pub fn all() -> Vec<Property<Config>> {
         }),
         Property::always("watch_in_order_exactly_once", watch_in_order_exactly_once),
         Property::always("watch_ends_once", watch_ends_once),
+        Property::always("watch_from_now_misses_nothing", |_, state: &State| {
+            !state.ghost.watch_from_now_missed
+        }),
         Property::always("compacted_never_served", |_, state: &State| {
             !state.ghost.compacted_served
         }),
@@ -51,6 +56,9 @@ pub fn all() -> Vec<Property<Config>> {
         ),
         Property::sometimes("watch_cancelled", |config, state: &State| {
             revisioned(config) && watch_ended(state, |end| end == WatchEnd::Cancelled)
+        }),
+        Property::sometimes("watch_from_now_delivered", |config, state: &State| {
+            revisioned(config) && watch_from_now_delivered(config, state)
         }),
         Property::sometimes("watch_progress_notified", |config, state: &State| {
             revisioned(config) && watch_records(state).any(|(_, record)| record.progress.is_some())
@@ -107,6 +115,27 @@ fn answers_more(result: &KvResult) -> bool {
             .any(|response| matches!(response, TxnOperationResult::Range(range) if range.more)),
         _ => false,
     }
+}
+
+/// A watch from revision 0 received an event.
+fn watch_from_now_delivered(config: &Config, state: &State) -> bool {
+    watch_records(state).any(|(watch_id, record)| {
+        let from_now = config
+            .watch_request_of(watch_id)
+            .is_some_and(|request| request.start_revision == 0);
+        from_now && !record.events.is_empty()
+    })
+}
+
+/// What watch `watch_id` asks for, with a start at revision 0 ("now") replaced by the one the
+/// proxy resolved it to (`Revision::MAX` while unresolved: it is owed nothing yet).
+fn resolved_request(config: &Config, state: &State, watch_id: u32) -> Option<WatchRequest> {
+    let mut request = config.watch_request_of(watch_id)?;
+    if request.start_revision == 0 {
+        let now = state.ghost.watches_from_now.get(&watch_id);
+        request.start_revision = now.and_then(|now| now.start).unwrap_or(Revision::MAX);
+    }
+    Some(request)
 }
 
 /// A client closed its connection with a watch open, and the proxy ended it (`ClientGone`
@@ -200,7 +229,7 @@ fn watch_in_order_exactly_once(config: &Config, state: &State) -> bool {
     }
     let history = committed_history(config, state);
     watch_records(state).all(|(watch_id, record)| {
-        let Some(request) = config.watch_request_of(watch_id) else {
+        let Some(request) = resolved_request(config, state, watch_id) else {
             return false;
         };
         let owed = owed(&request, &history);

@@ -241,7 +241,8 @@ pub struct Watch {
     /// What it asked for.
     pub request: WatchRequest,
     /// Every event of its range with a revision from `request.start_revision` up to (not
-    /// including) this one was delivered: the next revision it is owed.
+    /// including) this one was delivered: the next revision it is owed (0: a watch from
+    /// revision 0 the master's report has not resolved yet).
     pub next_revision: Revision,
 }
 
@@ -251,7 +252,8 @@ pub struct Subscription {
     /// The master streaming to it.
     pub master: NodeId,
     /// The next revision the stream must bring (0: the master's next one, learnt from its first
-    /// `Events`; only the seeded bug `watch-resume-from-current` subscribes so).
+    /// `Events`: a stream for watches from revision 0 only, or the seeded bug
+    /// `watch-resume-from-current`).
     pub next_revision: Revision,
     /// Whether it resumed a subscription whose connection closed.
     pub resumed: bool,
@@ -407,6 +409,23 @@ pub struct Ghost {
     /// connection it resumed closed, while a master led in a round of 2 or more.
     #[serde(default)]
     pub watch_resumed_across_leader_change: bool,
+    /// Every watch from revision 0 ("now", §17.2): where it started and what was chosen when
+    /// it was created.
+    #[serde(default)]
+    pub watches_from_now: BTreeMap<WatchId, WatchFromNow>,
+    /// A watch from revision 0 started above the revision after the highest one chosen when
+    /// its `WatchCreated` was sent: a write its client made after hearing it could be missed.
+    #[serde(default)]
+    pub watch_from_now_missed: bool,
+}
+
+/// A watch from revision 0 as the ghost saw it (§17.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WatchFromNow {
+    /// The highest revision chosen when the proxy sent its `WatchCreated`.
+    pub chosen_at_created: Option<Revision>,
+    /// The revision the proxy resolved "now" to: the first one it is owed.
+    pub start: Option<Revision>,
 }
 
 /// The whole system.

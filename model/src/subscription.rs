@@ -16,8 +16,9 @@ use crate::types::NodeId;
 impl Step<'_> {
     /// `Subscribe { from_revision }`: refused `SubscriptionCompacted` below the compaction
     /// point; otherwise it replaces any earlier subscription, and what is committed from
-    /// `from_revision` on goes out at once (0: from the next revision, with an `Events` saying
-    /// which it is).
+    /// `from_revision` on goes out at once (0: from the next revision), in one `Events` that
+    /// reports the master's revision even when it brings nothing: a watch from revision 0
+    /// waits for that report (§17.2).
     pub fn handle_subscribe(&mut self, node: NodeId, from_revision: Revision) {
         let commit_index = self.state.masters[node as usize].commit_index;
         let store = self.state.store_through(self.config, node, commit_index);
@@ -35,9 +36,6 @@ impl Step<'_> {
         }
         let revisions = store.events_from(from);
         self.state.masters[node as usize].subscription = Some(from.max(store.revision + 1));
-        if revisions.is_empty() && from_revision != 0 {
-            return;
-        }
         let events = Message::Events {
             revision: store.revision,
             revisions,

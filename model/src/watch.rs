@@ -24,7 +24,9 @@ use crate::types::{ClientId, ClusterName, NodeId};
 
 impl Step<'_> {
     /// `WatchCreate`: opened in the watch ledger, then refused at once (unknown cluster, too
-    /// many watches on the connection) or held, with the stream moved down to its start.
+    /// many watches on the connection) or held, with the stream moved down to its start. A
+    /// watch from revision 0 ("now") is held unresolved and answered when the master's next
+    /// report resolves it (`resolve_watches_from_now`).
     pub fn handle_watch_create(
         &mut self,
         client: ClientId,
@@ -32,10 +34,6 @@ impl Step<'_> {
         cluster: ClusterName,
         request: WatchRequest,
     ) {
-        assert!(
-            request.start_revision >= 1,
-            "the model's watches name their start"
-        );
         self.state.proxy.watch_ledger.opened += 1;
         let watch = Watch {
             client,
@@ -58,6 +56,10 @@ impl Step<'_> {
             return;
         }
         self.hold_watch(watch_id, watch);
+        if request.start_revision == 0 {
+            self.create_watch_from_now(watch_id, client);
+            return;
+        }
         let created = Message::WatchCreated { watch_id };
         self.send(Endpoint::Proxy, Endpoint::Client(client), created);
         match self.state.proxy.subscription {
@@ -65,7 +67,10 @@ impl Step<'_> {
                 let target = self.subscription_target(None);
                 self.subscribe(target, request.start_revision, false);
             }
-            Some(subscription) if request.start_revision < subscription.next_revision => {
+            Some(subscription)
+                if subscription.next_revision == 0
+                    || request.start_revision < subscription.next_revision =>
+            {
                 self.subscribe(subscription.master, request.start_revision, false);
             }
             Some(_) => {}
@@ -83,7 +88,7 @@ impl Step<'_> {
     /// `WatchProgressRequest`: the watch has had every event of its range up to the revision
     /// before the stream's next one (every watch is owed that revision or a later one).
     pub fn handle_watch_progress_request(&mut self, client: ClientId, watch_id: WatchId) {
-        if !self.owned(client, watch_id) {
+        if !self.owned(client, watch_id) || self.unresolved(watch_id) {
             return;
         }
         let Some(subscription) = self.state.proxy.subscription else {
@@ -126,19 +131,24 @@ impl Step<'_> {
         if subscription.master != from {
             return;
         }
+        let unresolved = self.unresolved_watches();
         if subscription.next_revision == 0 {
-            // Only a subscription from the master's next revision (the seeded bug): every
-            // watch is moved on to it.
             subscription.next_revision = revision + 1;
             self.state.proxy.subscription = Some(subscription);
-            for watch in self.state.proxy.watches.values_mut() {
-                watch.next_revision = watch.next_revision.max(revision + 1);
+            // Seeded bug `watch-resume-from-current`: every watch is moved on to it.
+            if self.config.has(Bug::WatchResumeFromCurrent) {
+                for watch in self.state.proxy.watches.values_mut() {
+                    watch.next_revision = watch.next_revision.max(revision + 1);
+                }
             }
         }
         if subscription.next_revision == 1 {
             // Revision 1 is the empty store's: it has no events, so a stream owed it is owed 2.
             subscription.next_revision = 2;
             self.state.proxy.subscription = Some(subscription);
+        }
+        if self.resolve_watches_from_now(&unresolved, revision) {
+            return;
         }
         for group in revisions {
             // A watch ending in the fan-out may have taken the subscription with it.
@@ -159,6 +169,10 @@ impl Step<'_> {
 
     /// Revision `group` to every watch owed it; each of them is owed the next one after.
     fn fan_out(&mut self, group: &RevisionEvents, resumed: bool) {
+        assert!(
+            self.unresolved_watches().is_empty(),
+            "every watch from revision 0 is resolved before the stream's revisions reach it"
+        );
         let owed: Vec<(WatchId, Watch)> = self
             .state
             .proxy
@@ -212,7 +226,7 @@ impl Step<'_> {
             .proxy
             .watches
             .iter()
-            .filter(|(_, watch)| watch.next_revision < compact_revision)
+            .filter(|(_, watch)| watch.next_revision != 0 && watch.next_revision < compact_revision)
             .map(|(watch_id, watch)| (*watch_id, watch.client))
             .collect();
         for (watch_id, client) in behind {
@@ -259,7 +273,7 @@ impl Step<'_> {
     }
 
     /// Subscribes at `target` from `from_revision`, replacing the proxy's subscription.
-    fn subscribe(&mut self, target: NodeId, from_revision: Revision, resumed: bool) {
+    pub(crate) fn subscribe(&mut self, target: NodeId, from_revision: Revision, resumed: bool) {
         self.state.proxy.subscription = Some(Subscription {
             master: target,
             next_revision: from_revision,
@@ -271,7 +285,7 @@ impl Step<'_> {
 
     /// The master to subscribe at: the cached leader, or the next in turn, never `avoid` (the
     /// master whose connection just closed).
-    fn subscription_target(&mut self, avoid: Option<NodeId>) -> NodeId {
+    pub(crate) fn subscription_target(&mut self, avoid: Option<NodeId>) -> NodeId {
         if let Some(leader) = self
             .state
             .proxy
@@ -287,10 +301,17 @@ impl Step<'_> {
         target
     }
 
-    /// The lowest revision an open watch is owed.
+    /// The lowest revision an open watch is owed; 0 if only watches from revision 0 not
+    /// resolved yet are open (the stream then starts at the master's next revision).
     fn lowest_owed(&self) -> Option<Revision> {
-        let watches = self.state.proxy.watches.values();
-        watches.map(|watch| watch.next_revision).min()
+        let owed = self
+            .state
+            .proxy
+            .watches
+            .values()
+            .map(|watch| watch.next_revision);
+        let named = owed.clone().filter(|revision| *revision != 0).min();
+        named.or_else(|| owed.min())
     }
 
     /// Whether `watch_id` is an open watch of `client`.
@@ -372,7 +393,7 @@ impl Step<'_> {
 }
 
 /// The highest revision chosen anywhere: the chosen prefix applied to an empty store.
-fn chosen_revision(step: &Step<'_>) -> Revision {
+pub(crate) fn chosen_revision(step: &Step<'_>) -> Revision {
     let mut store = KeyValueStore::reference(step.config);
     for command in step.state.ghost.chosen.values() {
         store.apply_command(command);

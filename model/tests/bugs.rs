@@ -73,6 +73,7 @@ fn small_bug_presets_hold_without_their_bug() {
         Bug::WatchLeakOnError,
         Bug::TxnPartialApply,
         Bug::CompactionSkipsWatch,
+        Bug::WatchNowBeforeReport,
     ] {
         let mut preset = presets::for_bug(bug);
         preset.config.bugs.clear();
@@ -115,4 +116,9 @@ fn watch_leak_on_error_is_caught() {
 #[test]
 fn compaction_skips_watch_is_caught() {
     caught(Bug::CompactionSkipsWatch);
+}
+
+#[test]
+fn watch_now_before_report_is_caught() {
+    caught(Bug::WatchNowBeforeReport);
 }

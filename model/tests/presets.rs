@@ -76,7 +76,7 @@ const PINNED_CI_ELECTION: usize = 1_178_494;
 const PINNED_FIVE_MASTERS: usize = 14_138_744;
 const PINNED_CI_READ: usize = 573_817;
 const PINNED_CI_TXN: usize = 11_095;
-const PINNED_CI_WATCH: usize = 139_101;
+const PINNED_CI_WATCH: usize = 146_056;
 
 #[test]
 fn ci_txn_holds_with_pinned_state_count_in_bfs_and_dfs() {
@@ -117,8 +117,9 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-disk", 3_518_961),
             ("ci-txn", PINNED_CI_TXN),
             ("ci-watch", PINNED_CI_WATCH),
-            ("ci-watch-resume", 1_557_994),
-            ("ci-watch-errors", 10_532),
+            ("ci-watch-resume", 1_782_929),
+            ("ci-watch-errors", 11_554),
+            ("ci-watch-now", 343),
         ]
     );
 }
