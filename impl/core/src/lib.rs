@@ -80,6 +80,7 @@ mod txn;
 pub mod types;
 mod watch;
 pub mod watch_ledger;
+mod watch_now;
 
 pub use config::{validate_cluster_name, Config, ConfigError};
 pub use kv::{Applied, KeyState, KvStore, Snapshot, StoreLimits, Versioned};

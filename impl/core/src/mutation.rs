@@ -59,11 +59,15 @@ pub enum Mutation {
     /// `compaction-skips-watch`: a watch behind the compaction point skips to it instead of
     /// ending `Compacted` (`watch.rs`, `handle_subscription_compacted`).
     CompactionSkipsWatch,
+    /// `watch-now-before-report`: a watch from revision 0 is answered `WatchCreated` at once
+    /// and starts at the stream's next revision, without waiting for the master's report
+    /// (`watch_now.rs`, `create_watch_from_now`).
+    WatchNowBeforeReport,
 }
 
 impl Mutation {
     /// Every planted bug, in the order of the model's `Bug::ALL` (without `paused-heartbeat`).
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::ErrorPathLeak,
         Mutation::DoubleComplete,
         Mutation::EvictedAckCounts,
@@ -75,6 +79,7 @@ impl Mutation {
         Mutation::TxnPartialApply,
         Mutation::WatchLeakOnError,
         Mutation::CompactionSkipsWatch,
+        Mutation::WatchNowBeforeReport,
     ];
 
     /// The name on the command line, in configurations and in reports: the model's.
@@ -91,6 +96,7 @@ impl Mutation {
             Mutation::TxnPartialApply => "txn-partial-apply",
             Mutation::WatchLeakOnError => "watch-leak-on-error",
             Mutation::CompactionSkipsWatch => "compaction-skips-watch",
+            Mutation::WatchNowBeforeReport => "watch-now-before-report",
         }
     }
 

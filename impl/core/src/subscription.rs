@@ -16,8 +16,9 @@ use crate::types::{Peer, ProxyId};
 impl Master {
     /// `Subscribe { from_revision }`: refused `SubscriptionCompacted` below the compaction
     /// point; otherwise it replaces any earlier subscription of `proxy`, and what is committed
-    /// from `from_revision` on goes out at once (0: from the next revision, with an `Events`
-    /// saying which it is).
+    /// from `from_revision` on goes out at once (0: from the next revision), in one `Events`
+    /// that reports the master's revision even when it brings nothing: a watch from revision 0
+    /// waits for that report (§17.2).
     pub(crate) fn handle_subscribe(&mut self, proxy: ProxyId, from_revision: Revision) {
         let current = self.store.revision();
         let compact_revision = self.store.compact_revision();
@@ -30,17 +31,16 @@ impl Master {
             self.send_to_proxy(proxy, Message::SubscriptionCompacted { compact_revision });
             return;
         }
-        self.subscriptions.insert(proxy, from);
-        if from_revision == 0 {
-            let events = Message::Events {
-                revision: current,
-                revisions: Vec::new(),
-            };
-            self.subscriptions.insert(proxy, current + 1);
-            self.send_to_proxy(proxy, events);
-            return;
-        }
-        self.stream_to(proxy);
+        let revisions = match current >= from {
+            true => self.store.events_from(from).cloned().collect(),
+            false => Vec::new(),
+        };
+        self.subscriptions.insert(proxy, from.max(current + 1));
+        let events = Message::Events {
+            revision: current,
+            revisions,
+        };
+        self.send_to_proxy(proxy, events);
     }
 
     /// `Unsubscribe`: the proxy holds no watch any more.

@@ -41,11 +41,11 @@ pub(crate) struct HeldWatch {
     /// The ledger's value: ending it is the only way the watch leaves.
     handle: OpenWatch,
     /// The cluster watched.
-    cluster: String,
+    pub(crate) cluster: String,
     /// What it watches.
     request: WatchRequest,
     /// The next revision it is owed (0 while "now" is not resolved yet, §17.2).
-    next_revision: Revision,
+    pub(crate) next_revision: Revision,
     /// `WatchEvents` sent and not yet read by its client (`watch_events_read`).
     buffered: u64,
 }
@@ -54,9 +54,9 @@ pub(crate) struct HeldWatch {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StreamSubscription {
     /// The master streaming.
-    master: NodeId,
+    pub(crate) master: NodeId,
     /// The revision the stream must bring next (0: the master's next, not known yet).
-    next_revision: Revision,
+    pub(crate) next_revision: Revision,
 }
 
 /// Every watch and subscription of the proxy.
@@ -64,7 +64,7 @@ pub(crate) struct StreamSubscription {
 pub(crate) struct Watches {
     pub(crate) ledger: WatchLedger,
     pub(crate) held: BTreeMap<(ClientId, WatchId), HeldWatch>,
-    subscriptions: BTreeMap<String, StreamSubscription>,
+    pub(crate) subscriptions: BTreeMap<String, StreamSubscription>,
 }
 
 impl Watches {
@@ -155,11 +155,7 @@ impl Proxy {
             return;
         }
         handle.hold();
-        let subscription = self.watches.subscriptions.get(cluster).copied();
-        let start = match request.start_revision {
-            0 => subscription.map_or(0, |subscription| subscription.next_revision),
-            start => start,
-        };
+        let start = request.start_revision;
         let watch = HeldWatch {
             handle,
             cluster: cluster.to_string(),
@@ -168,15 +164,18 @@ impl Proxy {
             buffered: 0,
         };
         self.watches.held.insert((client, watch_id), watch);
+        if start == 0 {
+            self.create_watch_from_now(client, watch_id, cluster);
+            return;
+        }
         self.send_to_client(client, Message::WatchCreated { watch_id });
-        match subscription {
+        match self.watches.subscriptions.get(cluster).copied() {
             None => {
                 let target = self.subscription_target(cluster, None);
                 self.subscribe(cluster, target, start);
             }
             Some(subscription)
-                if start != 0
-                    && (subscription.next_revision == 0 || start < subscription.next_revision) =>
+                if subscription.next_revision == 0 || start < subscription.next_revision =>
             {
                 self.subscribe(cluster, subscription.master, start);
             }
@@ -220,6 +219,7 @@ impl Proxy {
             .watches
             .held
             .get(&(client, watch_id))
+            .filter(|watch| watch.next_revision != 0)
             .and_then(|watch| self.watches.subscriptions.get(&watch.cluster))
             .map(|subscription| subscription.next_revision);
         if let Some(next) = next.filter(|next| *next != 0) {
@@ -271,19 +271,20 @@ impl Proxy {
         revision: Revision,
         revisions: Vec<RevisionEvents>,
     ) {
-        let Some(subscription) = self.watches.subscriptions.get_mut(cluster) else {
-            return;
-        };
-        if subscription.master != from {
+        let subscribed = self.watches.subscriptions.get(cluster);
+        if subscribed.is_none_or(|subscription| subscription.master != from) {
             return;
         }
+        let unresolved = self.watches.unresolved(cluster);
+        let resume_from_current = self.planted(Mutation::WatchResumeFromCurrent);
+        let subscription = self
+            .watches
+            .subscriptions
+            .get_mut(cluster)
+            .expect("subscribed above");
         if subscription.next_revision == 0 {
             subscription.next_revision = revision + 1;
-            if self
-                .config
-                .mutations
-                .contains(Mutation::WatchResumeFromCurrent)
-            {
+            if resume_from_current {
                 // Planted bug: every watch moves on to the master's next revision.
                 for (_, watch) in self.watches.held.iter_mut() {
                     if watch.cluster == cluster {
@@ -296,10 +297,8 @@ impl Proxy {
         if subscription.next_revision == 1 {
             subscription.next_revision = 2;
         }
-        for (_, watch) in self.watches.held.iter_mut() {
-            if watch.cluster == cluster && watch.next_revision == 0 {
-                watch.next_revision = revision + 1;
-            }
+        if self.resolve_watches_from_now(cluster, &unresolved, revision) {
+            return;
         }
         for group in revisions {
             // A watch ending in the fan-out may have taken the subscription with it.
@@ -417,7 +416,7 @@ impl Proxy {
     }
 
     /// Subscribes at `target` from `from_revision`, replacing the cluster's subscription.
-    fn subscribe(&mut self, cluster: &str, target: NodeId, from_revision: Revision) {
+    pub(crate) fn subscribe(&mut self, cluster: &str, target: NodeId, from_revision: Revision) {
         let subscription = StreamSubscription {
             master: target,
             next_revision: from_revision,
@@ -430,7 +429,7 @@ impl Proxy {
 
     /// The master to subscribe at: the cached leader, or the next in turn, never `avoid` (the
     /// master whose connection just closed) unless it is the only one.
-    fn subscription_target(&mut self, cluster: &str, avoid: Option<NodeId>) -> NodeId {
+    pub(crate) fn subscription_target(&mut self, cluster: &str, avoid: Option<NodeId>) -> NodeId {
         if let Some(leader) = self
             .leader_cache
             .get(cluster)
