@@ -28,7 +28,7 @@
 //! Limits of the model's representation, reported as errors rather than truncated: each number
 //! must fit the model's type for it (`vigil_model::types`: nodes, clients, keys and values are
 //! `u8`, revisions `u32`), the model has no snapshots, no client tokens (`PermissionDenied`,
-//! `WatchDenied`), no watch from revision 0 ("now") and no watch dropped unended.
+//! `WatchDenied`) and no watch dropped unended.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -1169,19 +1169,12 @@ impl Vocabulary {
         })
     }
 
-    /// What a watch asks for, in the model's vocabulary. A start at revision 0 ("now", resolved
-    /// by the proxy from its subscription's master) is refused: the model's watches name their
-    /// first revision.
+    /// What a watch asks for, in the model's vocabulary (a start at revision 0, "now", is the
+    /// model's too: both proxies resolve it from the master's report, §17.2).
     pub fn watch_request(
         &self,
         watch: &core_kv::WatchRequest,
     ) -> Result<model_kv::WatchRequest, MappingError> {
-        if watch.start_revision == 0 {
-            return Err(MappingError::Unsupported(
-                "a watch from revision 0 (now): the model's watches name their start revision"
-                    .to_string(),
-            ));
-        }
         Ok(model_kv::WatchRequest {
             range: self.key_range(&watch.range)?,
             start_revision: fit("revision", watch.start_revision)?,

@@ -174,7 +174,7 @@ pub async fn run_watcher<N: Network>(
 ) -> Result<(), String> {
     let mut draws = Draws::new(seed ^ 0x5741_5443);
     let mut watched_behind = 1;
-    for _ in 0..pace.connections_max {
+    for connection in 0..pace.connections_max {
         tokio::time::sleep(pace.ticks(3 + draws.below(10))).await;
         if !open() {
             break;
@@ -184,6 +184,10 @@ pub async fn run_watcher<N: Network>(
         let start_revision = if compacted > watched_behind || draws.below(6) == 0 {
             watched_behind = watched_behind.max(compacted);
             1
+        } else if connection % 3 == 2 {
+            // Every third watch is from "now": the proxy resolves it from the master's
+            // report (§17.2).
+            0
         } else {
             last.get().saturating_sub(draws.below(2)).max(1)
         };
@@ -193,7 +197,7 @@ pub async fn run_watcher<N: Network>(
 }
 
 /// One watcher connection: creates the watch from `start_revision`, holds it while it lasts
-/// (reading every frame), then cancels it and waits for its end, or closes the connection
+/// (reading every frame, asking for progress half way), then cancels it and waits for its end, or closes the connection
 /// (dropping the client).
 async fn watch_once<N: Network>(
     endpoint: &ProxyEndpoint<N>,
@@ -223,8 +227,19 @@ async fn watch_once<N: Network>(
         return Ok(());
     }
     let hold = pace.ticks(pace.watch_ticks_min + draws.below(pace.watch_ticks_spread + 1));
-    let until = tokio::time::Instant::now() + hold;
-    if hold_until_ended(&mut client, until, pace, open).await? {
+    let now = tokio::time::Instant::now();
+    if hold_until_ended(&mut client, now + hold / 2, pace, open).await? {
+        return Ok(());
+    }
+    // Half way, a progress notification (a request before the stream's first report is
+    // ignored, §17.3).
+    if open() {
+        client
+            .request_watch_progress(WATCH_ID)
+            .await
+            .map_err(|error| format!("watcher: {error}"))?;
+    }
+    if hold_until_ended(&mut client, now + hold, pace, open).await? {
         return Ok(());
     }
     if draws.below(2) == 0 {

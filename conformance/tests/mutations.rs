@@ -278,7 +278,7 @@ fn watch_leak_on_error_is_caught() {
 fn compaction_skips_watch_is_caught() {
     // A watch from revision 1 after a compaction: the model's proxy ends it `Compacted`, the
     // implementation's moves it up to the compaction point and subscribes from there.
-    let (success, output) = run_with_bug("compaction-skips-watch", "sim", 4, "crash");
+    let (success, output) = run_with_bug("compaction-skips-watch", "sim", 2, "crash");
     assert!(!success, "{output}");
     assert!(
         output.lines().any(|line| {
@@ -309,7 +309,7 @@ fn txn_partial_apply_is_caught() {
     // A `Txn` puts a key and then reads below the compaction point: the model refuses all of
     // it (`Compacted`), the implementation keeps the put and streams its revision, which the
     // model's master never made.
-    let (success, output) = run_with_bug("txn-partial-apply", "sim", 6, "crash");
+    let (success, output) = run_with_bug("txn-partial-apply", "sim", 8, "crash");
     assert!(!success, "{output}");
     assert!(
         output.contains("Events is not among them")
@@ -318,6 +318,21 @@ fn txn_partial_apply_is_caught() {
                     && line.contains("Events")
             })
             || output.contains("txn_atomic"),
+        "{output}"
+    );
+}
+
+#[test]
+fn watch_now_before_report_is_caught() {
+    // A watcher asks for a watch from revision 0 ("now"): the model's proxy waits for the
+    // master's report before answering, the implementation's answers `WatchCreated` at once.
+    let (success, output) = run_with_bug("watch-now-before-report", "sim", 4, "crash");
+    assert!(!success, "{output}");
+    assert!(
+        output.lines().any(|line| {
+            line.contains("implementation sent, model did not: proxy -> client")
+                && line.contains("WatchCreated")
+        }),
         "{output}"
     );
 }

@@ -50,8 +50,12 @@ enum Stage {
     Idle { ready_tick: u64 },
     /// `WatchCreate` sent, not yet answered.
     Creating,
-    /// The watch is open; at `until_tick` the watcher cancels or closes.
-    Watching { until_tick: u64 },
+    /// The watch is open; at `progress_tick` (half way) it asks for a progress notification,
+    /// at `until_tick` the watcher cancels or closes.
+    Watching {
+        until_tick: u64,
+        progress_tick: Option<u64>,
+    },
     /// `WatchCancel` sent, its `WatchEnded` not yet received.
     Cancelling,
     /// The watch ended; the connection closes at the next tick.
@@ -103,11 +107,13 @@ impl KvWorkload {
         connection == MOVER_CLIENT || connection >= WATCHER_CLIENT_FIRST
     }
 
-    /// Where a new watch starts: revision 1 (compacted once the mover compacted), or at or
-    /// just before the mover's last revision (above its compactions, three revisions back).
+    /// Where a new watch starts: revision 1 (compacted once the mover compacted), revision 0
+    /// ("now", resolved by the proxy from the master's report), or at or just before the
+    /// mover's last revision (above its compactions, three revisions back).
     fn start_revision(&mut self) -> u64 {
-        match self.rng.below(4) {
+        match self.rng.below(5) {
             0 => 1,
+            1 => 0,
             _ => self.last_revision.saturating_sub(self.rng.below(2)).max(1),
         }
     }
@@ -174,6 +180,10 @@ impl World {
             Message::WatchCancel { watch_id } => {
                 self.proxy.handle_watch_cancel(connection, watch_id);
             }
+            Message::WatchProgressRequest { watch_id } => {
+                self.proxy
+                    .handle_watch_progress_request(connection, watch_id);
+            }
             Message::ClientClosed => self.proxy.handle_client_closed(connection),
             other => unreachable!("a revisioned client sends no {}", other.name()),
         }
@@ -216,7 +226,11 @@ impl World {
         match (message, watcher.stage) {
             (Message::WatchCreated { .. }, Stage::Creating) => {
                 let until_tick = tick + 20 + workload.rng.below(60);
-                watcher.stage = Stage::Watching { until_tick };
+                let progress_tick = Some(tick + (until_tick - tick) / 2);
+                watcher.stage = Stage::Watching {
+                    until_tick,
+                    progress_tick,
+                };
             }
             (Message::WatchEnded { .. }, Stage::Creating | Stage::Watching { .. })
             | (Message::WatchEnded { .. }, Stage::Cancelling) => watcher.stage = Stage::Ended,
@@ -270,7 +284,18 @@ fn watcher_step(
                 },
             ))
         }
-        Stage::Watching { until_tick } if until_tick <= tick || !open => {
+        Stage::Watching {
+            until_tick,
+            progress_tick: Some(progress_tick),
+        } if progress_tick <= tick && until_tick > tick && open => {
+            workload.watchers[slot].stage = Stage::Watching {
+                until_tick,
+                progress_tick: None,
+            };
+            let progress = Message::WatchProgressRequest { watch_id: WATCH_ID };
+            Some((connection, progress))
+        }
+        Stage::Watching { until_tick, .. } if until_tick <= tick || !open => {
             if workload.rng.below(2) == 0 {
                 workload.watchers[slot].stage = Stage::Cancelling;
                 Some((connection, Message::WatchCancel { watch_id: WATCH_ID }))
