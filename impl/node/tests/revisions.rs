@@ -381,6 +381,40 @@ async fn a_watch_from_a_future_revision_waits_then_delivers() {
     cluster.shutdown().await.unwrap();
 }
 
+/// A watch from revision 0 ("now", etcdctl's default) sees every put made after its
+/// `WatchCreated`, also while another watch from a future revision holds the proxy's stream
+/// ahead of the store (`docs/protocol.md` §17.2): it starts at the master's reported revision,
+/// not at the stream's next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_sees_the_puts_after_it_was_created() {
+    let directory = tempfile::tempdir().unwrap();
+    let cluster = start(directory.path(), 100).await;
+    let name = cluster.name().to_string();
+    let mut writer = common::client(&cluster).await;
+    let current = put_revision(&mut writer, &name, "n/0", "before").await;
+    let mut ahead = common::client(&cluster).await;
+    ahead
+        .create_watch(&name, 1, watch_of(KeyRange::prefix(b"n/"), current + 10))
+        .await
+        .unwrap();
+    expect_created(&mut ahead, 1).await;
+    let mut watcher = common::client(&cluster).await;
+    watcher
+        .create_watch(&name, 2, watch_of(KeyRange::prefix(b"n/"), 0))
+        .await
+        .unwrap();
+    expect_created(&mut watcher, 2).await;
+    let first = put_revision(&mut writer, &name, "n/1", "after").await;
+    assert_eq!(first, current + 1);
+    let last = put_revision(&mut writer, &name, "n/2", "after").await;
+    let values = collect_until(&mut watcher, 2, first, last).await;
+    assert_eq!(values, ["after", "after"]);
+    drop((ahead, watcher));
+    let counters = wait_for_ledger(&cluster, 0).await;
+    assert_eq!((counters.opened, counters.dropped_unended), (2, 0));
+    cluster.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_on_an_unknown_cluster_ends_unknown_cluster_and_is_counted() {
     let directory = tempfile::tempdir().unwrap();
