@@ -12,10 +12,12 @@
 use crate::config::Config;
 use crate::kv::KeyValueStore;
 use crate::kv_types::{
-    KvResult, Revision, RevisionEvents, TxnOperationResult, WatchEnd, WatchRequest,
+    KvResult, Revision, RevisionEvents, TxnOperationResult, WatchEnd, WatchId, WatchRequest,
 };
 use crate::state::{State, WatchRecord};
+use crate::types::Slot;
 use stateright::Property;
+use std::collections::BTreeMap;
 
 /// The safety properties, then the witnesses.
 pub fn all() -> Vec<Property<Config>> {
@@ -222,38 +224,144 @@ fn owed(request: &WatchRequest, history: &[RevisionEvents]) -> Vec<RevisionEvent
 /// the committed history (in order, no gap, no duplicate, nothing uncommitted), after its
 /// `WatchCreated`; a progress notification at `p` came after everything owed up to `p`; an end
 /// `Compacted(c)` came to a watch that started below `c` and had received nothing from `c` on;
-/// and nothing came after the end.
+/// and nothing came after the end. The checker judges it from nothing kept
+/// ([`WatchCheck::holds`] on a new [`WatchCheck`]); a replay keeps one along its path.
 fn watch_in_order_exactly_once(config: &Config, state: &State) -> bool {
-    if !revisioned(config) {
-        return true;
+    WatchCheck::default().holds(config, state)
+}
+
+/// `watch_in_order_exactly_once` judged along one path of states, each a successor of the
+/// one before: what it derived from the earlier states is kept, so a state costs what is new
+/// in it (chosen slots, history revisions, watch events) and not the length of the path.
+///
+/// What it keeps holds along a path because the model only appends there: a chosen slot is
+/// never rewritten (`Step::record_commit`), the chosen slots are `1..=n`, and a watch record's
+/// events only grow. When a state shows otherwise (chosen slots not `1..=n` or fewer than
+/// applied, a record with fewer events than judged), it starts over from that state, so its
+/// verdict on every state is the one a new `WatchCheck` gives.
+#[derive(Clone, Debug, Default)]
+pub struct WatchCheck {
+    /// The reference store after the chosen slots `1..=applied`, once a state had a watch.
+    store: Option<KeyValueStore>,
+    /// Chosen slots applied to `store`.
+    applied: usize,
+    /// The committed history of those slots, oldest first.
+    history: Vec<RevisionEvents>,
+    /// Per client and watch, what it is owed so far and how much of its record was judged.
+    watches: BTreeMap<(usize, WatchId), OwedSoFar>,
+}
+
+/// What one watch is owed of the history derived so far.
+#[derive(Clone, Debug, Default)]
+struct OwedSoFar {
+    /// The groups it is owed of `WatchCheck::history[..history_seen]`, in order.
+    owed: Vec<RevisionEvents>,
+    /// History revisions looked at.
+    history_seen: usize,
+    /// Leading events of its record found equal to `owed`.
+    judged: usize,
+}
+
+impl WatchCheck {
+    /// Whether `watch_in_order_exactly_once` holds in `state`.
+    pub fn holds(&mut self, config: &Config, state: &State) -> bool {
+        if !revisioned(config) {
+            return true;
+        }
+        if watch_records(state).next().is_none() {
+            return true;
+        }
+        self.extend_history(config, state);
+        let WatchCheck {
+            history, watches, ..
+        } = self;
+        state.clients.iter().enumerate().all(|(client, progress)| {
+            progress.watches.iter().all(|(watch_id, record)| {
+                let Some(request) = resolved_request(config, state, *watch_id) else {
+                    return false;
+                };
+                let so_far = watches.entry((client, *watch_id)).or_default();
+                so_far.extend(&request, history);
+                so_far.judge(&request, record)
+            })
+        })
     }
-    let history = committed_history(config, state);
-    watch_records(state).all(|(watch_id, record)| {
-        let Some(request) = resolved_request(config, state, watch_id) else {
-            return false;
+
+    /// Applies the chosen slots of `state` not applied yet, or starts over when `state` is not
+    /// an extension of what was applied.
+    fn extend_history(&mut self, config: &Config, state: &State) {
+        let chosen = &state.ghost.chosen;
+        let contiguous = chosen.keys().next_back().copied().unwrap_or(0) as usize == chosen.len();
+        if self.store.is_none() || !contiguous || chosen.len() < self.applied {
+            *self = WatchCheck {
+                store: Some(KeyValueStore::reference(config)),
+                ..WatchCheck::default()
+            };
+        }
+        let store = self.store.as_mut().expect("set above");
+        let new = if contiguous {
+            chosen.range(self.applied as Slot + 1..)
+        } else {
+            chosen.range(..)
         };
-        let owed = owed(&request, &history);
-        let prefix = record.events.len() <= owed.len() && owed.starts_with(&record.events);
-        let created_first = record.events.is_empty() || record.created;
+        for (_, command) in new {
+            let before = store.revision;
+            store.apply_command(command);
+            if store.revision != before {
+                let kept = store.history.as_ref().expect("the reference keeps history");
+                self.history.extend(kept.last().cloned());
+            }
+        }
+        self.applied = if contiguous { chosen.len() } else { 0 };
+        if !contiguous {
+            // Nothing kept is an extension of the next state's: judge it from nothing too.
+            self.store = None;
+        }
+    }
+}
+
+impl OwedSoFar {
+    /// Adds what `request` is owed of the revisions of `history` not looked at yet.
+    fn extend(&mut self, request: &WatchRequest, history: &[RevisionEvents]) {
+        if history.len() < self.history_seen {
+            *self = OwedSoFar::default();
+        }
+        self.owed
+            .extend(owed(request, &history[self.history_seen..]));
+        self.history_seen = history.len();
+    }
+
+    /// The property on one watch's record.
+    fn judge(&mut self, request: &WatchRequest, record: &WatchRecord) -> bool {
+        let events = &record.events;
+        if events.len() < self.judged {
+            self.judged = 0;
+        }
+        let prefix = events.len() <= self.owed.len()
+            && self.owed[self.judged..events.len()] == events[self.judged..];
+        if !prefix {
+            return false;
+        }
+        self.judged = events.len();
+        let created_first = events.is_empty() || record.created;
+        // `owed` has strictly increasing revisions, and `events` is a prefix of it.
         let progress_complete = record.progress.is_none_or(|progress| {
-            let due = owed
-                .iter()
-                .filter(|group| group.revision <= progress)
-                .count();
-            record.events.len() >= due
+            let due = self
+                .owed
+                .partition_point(|group| group.revision <= progress);
+            events.len() >= due
         });
         let compacted_behind = match record.end {
             Some(WatchEnd::Compacted { compact_revision }) => {
                 request.start_revision < compact_revision
-                    && record
-                        .events
-                        .iter()
-                        .all(|group| group.revision < compact_revision)
+                    && events
+                        .last()
+                        .is_none_or(|group| group.revision < compact_revision)
             }
             _ => true,
         };
-        prefix && created_first && progress_complete && compacted_behind && !record.after_end
-    })
+        created_first && progress_complete && compacted_behind && !record.after_end
+    }
 }
 
 /// `watch_ends_once`: no watch ends twice; the watch ledger balances and counts exactly the
@@ -285,4 +393,85 @@ fn watch_ends_once(config: &Config, state: &State) -> bool {
         .values()
         .all(|watch| !state.clients[watch.client as usize].gone);
     answered && released
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Bug;
+    use crate::kv_presets;
+
+    /// A deterministic draw (xorshift), so a failing walk repeats.
+    fn draw(seed: &mut u64, below: usize) -> usize {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % below as u64) as usize
+    }
+
+    /// Along random paths of `config`, a `WatchCheck` kept from state to state gives the
+    /// verdict of the checker's property (a new one) on every state; returns the states where
+    /// it failed.
+    fn agree_along_walks(config: &Config, walks: usize, steps: usize) -> usize {
+        let mut violations = 0;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..walks {
+            let mut state = State::initial(config);
+            let mut kept = WatchCheck::default();
+            for _ in 0..steps {
+                let fresh = watch_in_order_exactly_once(config, &state);
+                assert_eq!(kept.holds(config, &state), fresh, "{state:?}");
+                violations += usize::from(!fresh);
+                let actions = config.enabled_actions(&state);
+                if actions.is_empty() {
+                    break;
+                }
+                let action = &actions[draw(&mut seed, actions.len())];
+                state = config
+                    .apply(&state, action)
+                    .expect("an enabled action applies");
+            }
+        }
+        violations
+    }
+
+    #[test]
+    fn the_check_kept_along_a_path_agrees_with_the_property() {
+        for preset in [
+            kv_presets::ci_watch(),
+            kv_presets::ci_watch_resume(),
+            kv_presets::ci_watch_errors(),
+            kv_presets::watch_resume_with_progress(),
+        ] {
+            agree_along_walks(&preset.config, 200, 120);
+        }
+    }
+
+    /// On the checker's counterexample of each seeded watch bug, the kept check agrees with
+    /// the property at every state along the path, and fails at its end.
+    #[test]
+    fn the_check_kept_along_a_path_fails_where_the_property_does() {
+        use crate::check::{run_preset, CheckOptions};
+        for bug in [Bug::WatchResumeFromCurrent, Bug::CompactionSkipsWatch] {
+            let preset = crate::presets::for_bug(bug);
+            let report = run_preset(&preset, &CheckOptions::default());
+            let counterexample = report
+                .counterexamples
+                .iter()
+                .find(|counterexample| counterexample.property == "watch_in_order_exactly_once")
+                .unwrap_or_else(|| panic!("{bug}: a counterexample\n{report}"));
+            let config = &preset.config;
+            let mut state = State::initial(config);
+            let mut kept = WatchCheck::default();
+            for action in &counterexample.actions {
+                assert_eq!(
+                    kept.holds(config, &state),
+                    watch_in_order_exactly_once(config, &state)
+                );
+                state = config.apply(&state, action).expect("the path replays");
+            }
+            assert!(!watch_in_order_exactly_once(config, &state), "{bug}");
+            assert!(!kept.holds(config, &state), "{bug}");
+        }
+    }
 }
