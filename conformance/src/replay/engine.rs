@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 use vigil_core as core;
 use vigil_model::compaction::Archive;
+use vigil_model::revision_properties::WatchCheck;
 use vigil_model::{Action, Config, Endpoint, State};
 
 use super::diff::{actor_of, difference, post_state_diff, sent_by};
@@ -42,6 +43,9 @@ pub(super) struct Replayer<'a> {
     pub(super) open: Vec<Option<OpenInput>>,
     pub(super) path: Vec<Action>,
     pub(super) properties: Vec<Checked>,
+    /// `watch_in_order_exactly_once` along the replayed path: the committed history and each
+    /// watch's owed events derived once, as slots are chosen and events delivered.
+    pub(super) watch_check: WatchCheck,
     pub(super) chosen_len: usize,
     pub(super) stats: ReplayStats,
     /// Whether each merged event is the last of its node's input (the input closes there).
@@ -63,6 +67,7 @@ impl<'a> Replayer<'a> {
             open: (0..merged.nodes.len()).map(|_| None).collect(),
             path: Vec::new(),
             properties: checked_properties(),
+            watch_check: WatchCheck::default(),
             chosen_len: 0,
             stats: ReplayStats::default(),
             input_ends: input_ends(merged),

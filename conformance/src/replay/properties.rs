@@ -24,11 +24,18 @@ pub(super) enum When {
     End,
 }
 
+#[derive(Clone, Copy)]
 pub(super) struct Checked {
     pub(super) name: &'static str,
     pub(super) condition: fn(&Config, &State) -> bool,
     pub(super) when: When,
 }
+
+/// The property the replay judges with what it kept from the earlier steps of its path
+/// (`vigil_model::revision_properties::WatchCheck`) instead of calling its condition, which derives the committed history from
+/// the first chosen slot: a verdict equal on every state, at a cost per step independent of the
+/// run's length.
+const KEPT_ALONG_THE_PATH: &str = "watch_in_order_exactly_once";
 
 pub(super) fn checked_properties() -> Vec<Checked> {
     vigil_model::properties::all()
@@ -55,15 +62,25 @@ pub(super) fn checked_properties() -> Vec<Checked> {
 }
 
 impl Replayer<'_> {
-    pub(super) fn check_properties(&self, index: usize, when: When) -> Result<(), Box<Divergence>> {
+    pub(super) fn check_properties(
+        &mut self,
+        index: usize,
+        when: When,
+    ) -> Result<(), Box<Divergence>> {
         for property in self
             .properties
-            .iter()
+            .clone()
+            .into_iter()
             .filter(|property| property.when == when)
             // Decided per key at the end instead (`Replay::check_linearizable`).
             .filter(|property| property.name != "linearizable")
         {
-            if !(property.condition)(self.config(), &self.state) {
+            let holds = if property.name == KEPT_ALONG_THE_PATH {
+                self.watch_check.holds(&self.vocabulary.config, &self.state)
+            } else {
+                (property.condition)(self.config(), &self.state)
+            };
+            if !holds {
                 let index = index.min(self.merged.events.len().saturating_sub(1));
                 return Err(Box::new(self.divergence(
                     index,
