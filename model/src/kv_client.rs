@@ -27,23 +27,21 @@ pub fn kv_client_may_send(config: &Config, state: &State, client: ClientId) -> b
     let Some(previous) = sent.checked_sub(1) else {
         return true;
     };
+    // A watch without a record has received nothing: not created, no progress, not ended.
     let watch = |position: usize| {
         let watch_id = config.request_id(client, position);
-        progress.watches.get(&watch_id).cloned().unwrap_or_default()
+        progress.watches.get(&watch_id)
     };
     match &script.steps[previous] {
         KvStep::Operation(_) => progress
             .kv_replies
             .contains_key(&config.request_id(client, previous)),
-        KvStep::Watch(_) => {
-            let record = watch(previous);
-            record.created || record.ends > 0
+        KvStep::Watch(_) => watch(previous).is_some_and(|record| record.created || record.ends > 0),
+        KvStep::Cancel { watch: position } => {
+            watch(*position as usize).is_some_and(|record| record.ends > 0)
         }
-        KvStep::Cancel { watch: position } => watch(*position as usize).ends > 0,
-        KvStep::Progress { watch: position } => {
-            let record = watch(*position as usize);
-            record.progress.is_some() || record.ends > 0
-        }
+        KvStep::Progress { watch: position } => watch(*position as usize)
+            .is_some_and(|record| record.progress.is_some() || record.ends > 0),
         KvStep::Disconnect => false,
     }
 }
