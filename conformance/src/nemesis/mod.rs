@@ -55,8 +55,7 @@ pub struct NemesisOptions {
     /// Keys the clients share.
     pub keys: usize,
     /// Transaction clients (`bank.rs`; 0: none, and no watchers either). The trace check
-    /// replays a run with them in time that grows with the square of its length (minutes for a
-    /// 20 s run, `docs/reliability.md` §3), so runs with them turn `check_traces` off.
+    /// replays a 60 s run with them in about 2 minutes (`docs/reliability.md` §3).
     pub txn_clients: usize,
     /// Watchers on the accounts' prefix (`watchers.rs`).
     pub watchers: usize,
