@@ -254,6 +254,9 @@ pub struct WatchCheck {
 /// What one watch is owed of the history derived so far.
 #[derive(Clone, Debug, Default)]
 struct OwedSoFar {
+    /// The request `owed` was derived for: a watch whose request reads differently (a start
+    /// resolved from the state) starts over.
+    request: Option<WatchRequest>,
     /// The groups it is owed of `WatchCheck::history[..history_seen]`, in order.
     owed: Vec<RevisionEvents>,
     /// History revisions looked at.
@@ -323,8 +326,11 @@ impl WatchCheck {
 impl OwedSoFar {
     /// Adds what `request` is owed of the revisions of `history` not looked at yet.
     fn extend(&mut self, request: &WatchRequest, history: &[RevisionEvents]) {
-        if history.len() < self.history_seen {
-            *self = OwedSoFar::default();
+        if history.len() < self.history_seen || self.request != Some(*request) {
+            *self = OwedSoFar {
+                request: Some(*request),
+                ..OwedSoFar::default()
+            };
         }
         self.owed
             .extend(owed(request, &history[self.history_seen..]));
