@@ -31,25 +31,20 @@ impl Step<'_> {
             .watches_from_now
             .insert(watch_id, WatchFromNow::default());
         let subscription = self.state.proxy.subscription;
-        if self.config.has(Bug::WatchNowBeforeReport) {
-            if let Some(next) = subscription.map(|subscription| subscription.next_revision) {
-                if next != 0 {
-                    self.resolve_watch_from_now(watch_id, next);
-                }
+        let before_report = self.config.has(Bug::WatchNowBeforeReport);
+        if before_report {
+            let next = subscription.map_or(0, |subscription| subscription.next_revision);
+            if next != 0 {
+                self.resolve_watch_from_now(watch_id, next);
             }
             self.answer_watch_from_now(watch_id, client);
-            if subscription.is_none() {
-                let target = self.subscription_target(None);
-                self.subscribe(target, 0, false);
-            }
-            return;
         }
         match subscription {
             None => {
                 let target = self.subscription_target(None);
                 self.subscribe(target, 0, false);
             }
-            Some(subscription) if subscription.next_revision == 0 => {}
+            Some(subscription) if subscription.next_revision == 0 || before_report => {}
             Some(subscription) => {
                 let next = subscription.next_revision;
                 self.subscribe(subscription.master, next, subscription.resumed);

@@ -39,25 +39,21 @@ impl Proxy {
         cluster: &str,
     ) {
         let subscription = self.watches.subscriptions.get(cluster).copied();
-        if self.planted(Mutation::WatchNowBeforeReport) {
+        let before_report = self.planted(Mutation::WatchNowBeforeReport);
+        if before_report {
             // Planted bug: answered at once, from the stream's next revision if it has one.
             let next = subscription.map_or(0, |subscription| subscription.next_revision);
             if let Some(watch) = self.watches.held.get_mut(&(client, watch_id)) {
                 watch.next_revision = next;
             }
             self.send_to_client(client, Message::WatchCreated { watch_id });
-            if subscription.is_none() {
-                let target = self.subscription_target(cluster, None);
-                self.subscribe(cluster, target, 0);
-            }
-            return;
         }
         match subscription {
             None => {
                 let target = self.subscription_target(cluster, None);
                 self.subscribe(cluster, target, 0);
             }
-            Some(subscription) if subscription.next_revision == 0 => {}
+            Some(subscription) if subscription.next_revision == 0 || before_report => {}
             Some(subscription) => {
                 self.subscribe(cluster, subscription.master, subscription.next_revision);
             }

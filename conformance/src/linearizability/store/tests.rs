@@ -66,6 +66,19 @@ fn range_all() -> KvOperation {
     })
 }
 
+/// A branch that puts `value` into both keys.
+fn put_both(value: u8) -> Vec<TxnOperation> {
+    (0..2)
+        .map(|key| {
+            TxnOperation::Put(PutRequest {
+                key,
+                value,
+                prev_kv: false,
+            })
+        })
+        .collect()
+}
+
 /// A two-key transaction: if `key_compared`'s value is `value`, write both keys.
 fn move_txn(key_compared: Key, value: u8) -> KvOperation {
     KvOperation::Txn(Box::new(TxnRequest {
@@ -74,18 +87,7 @@ fn move_txn(key_compared: Key, value: u8) -> KvOperation {
             target: CompareTarget::Value(value),
             result: CompareResult::Equal,
         }],
-        success: vec![
-            TxnOperation::Put(PutRequest {
-                key: 0,
-                value: 2,
-                prev_kv: false,
-            }),
-            TxnOperation::Put(PutRequest {
-                key: 1,
-                value: 2,
-                prev_kv: false,
-            }),
-        ],
+        success: put_both(2),
         failure: vec![TxnOperation::Range(RangeRequest {
             range: KeyRange::from(0),
             limit: 0,
@@ -226,18 +228,7 @@ fn a_half_visible_txn_is_rejected() {
             1,
             KvOperation::Txn(Box::new(TxnRequest {
                 compare: Vec::new(),
-                success: vec![
-                    TxnOperation::Put(PutRequest {
-                        key: 0,
-                        value: 2,
-                        prev_kv: false,
-                    }),
-                    TxnOperation::Put(PutRequest {
-                        key: 1,
-                        value: 2,
-                        prev_kv: false,
-                    }),
-                ],
+                success: put_both(2),
                 failure: Vec::new(),
             })),
         ),
