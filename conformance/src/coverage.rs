@@ -10,7 +10,7 @@ use crate::faults::{FaultKind, Runner};
 use crate::merge::Merged;
 
 /// The named behaviours, in report order.
-pub const BEHAVIOURS: [&str; 17] = [
+pub const BEHAVIOURS: [&str; 18] = [
     "election",
     "leader change",
     "eviction",
@@ -28,16 +28,18 @@ pub const BEHAVIOURS: [&str; 17] = [
     "range with more",
     "watch compacted",
     "watch resumed",
+    "watch from now",
 ];
 
 /// The behaviours of the revisioned API (`docs/protocol.md` §14–§17): a run of the revisioned
 /// workload must show each of them (over the seeds of a part: one seed may not crash the master
 /// its watches stream from).
-pub const REVISIONED_BEHAVIOURS: [&str; 4] = [
+pub const REVISIONED_BEHAVIOURS: [&str; 5] = [
     "txn failure branch",
     "range with more",
     "watch compacted",
     "watch resumed",
+    "watch from now",
 ];
 
 /// Counts over one or more runs.
@@ -87,12 +89,16 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     let mut resumed_leaders = BTreeSet::new();
     let mut disks: BTreeMap<String, DiskWatch> = BTreeMap::new();
     let mut watches = WatchResumes::default();
+    let mut from_now = WatchesFromNow::default();
     for event in &merged.events {
         if let Some(name) = revisioned_behaviour(&event.line.kind) {
             *behaviours.entry(name).or_default() += 1;
         }
         if watches.observe(&event.line.kind) {
             *behaviours.entry("watch resumed").or_default() += 1;
+        }
+        if from_now.observe(&event.line.kind) {
+            *behaviours.entry("watch from now").or_default() += 1;
         }
         let origin = event.line.origin.to_string();
         if event.line.kind.starts_input() {
@@ -209,6 +215,58 @@ impl WatchResumes {
     }
 }
 
+/// `watch from now` (§17.2): a watch created from revision 0 that the proxy answered
+/// `WatchCreated` (once the master's report resolved it) and then delivered events to.
+#[derive(Debug, Default)]
+struct WatchesFromNow {
+    /// Watches from now asked for and not yet delivered to, by (client, watch id).
+    waiting: BTreeSet<(u64, u64)>,
+    /// Those of them answered `WatchCreated`.
+    created: BTreeSet<(u64, u64)>,
+}
+
+impl WatchesFromNow {
+    /// Takes in a proxy event; true at the first delivery to a created watch from now.
+    fn observe(&mut self, kind: &core::TraceKind) -> bool {
+        match kind {
+            core::TraceKind::Receive {
+                from: core::Endpoint::Client(client),
+                message:
+                    core::Message::WatchCreate {
+                        watch_id, watch, ..
+                    },
+            } if watch.start_revision == 0 => {
+                self.waiting.insert((*client, *watch_id));
+                false
+            }
+            core::TraceKind::Send {
+                to: core::Endpoint::Client(client),
+                message,
+            } => {
+                let watch = match message {
+                    core::Message::WatchCreated { watch_id } => {
+                        if self.waiting.contains(&(*client, *watch_id)) {
+                            self.created.insert((*client, *watch_id));
+                        }
+                        return false;
+                    }
+                    core::Message::WatchEvents { watch_id, .. } => (*client, *watch_id),
+                    _ => return false,
+                };
+                self.waiting.remove(&watch) && self.created.remove(&watch)
+            }
+            core::TraceKind::WatchEnded {
+                client, watch_id, ..
+            } => {
+                self.waiting.remove(&(*client, *watch_id));
+                self.created.remove(&(*client, *watch_id));
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What one master's inputs show of its disk (`protocol.md` §2.1): `commit before own write`
 /// (a leader's commit index passed a slot it appended, before the `Persist` of that write) and
 /// `write lost in crash` (a restart came back with a shorter log than the master had). Both are
@@ -305,5 +363,74 @@ impl fmt::Display for Coverage {
             writeln!(formatter, "  {kind:<28} {count:>7}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::kv_types::{KeyRange, WatchEnd, WatchRequest};
+
+    fn create(client: u64, watch_id: u64, start_revision: u64) -> core::TraceKind {
+        core::TraceKind::Receive {
+            from: core::Endpoint::Client(client),
+            message: core::Message::WatchCreate {
+                watch_id,
+                cluster: "local".to_string(),
+                watch: WatchRequest {
+                    range: KeyRange::prefix(b"w/"),
+                    start_revision,
+                    prev_kv: false,
+                    filter: None,
+                },
+            },
+        }
+    }
+
+    fn to_client(client: u64, message: core::Message) -> core::TraceKind {
+        core::TraceKind::Send {
+            to: core::Endpoint::Client(client),
+            message,
+        }
+    }
+
+    fn events(client: u64, watch_id: u64) -> core::TraceKind {
+        to_client(
+            client,
+            core::Message::WatchEvents {
+                watch_id,
+                revision: 5,
+                events: Vec::new(),
+            },
+        )
+    }
+
+    /// Counted once per watch from now, at its first delivery after `WatchCreated`; a watch
+    /// from a revision, or one from now that ended before it was answered, is not counted.
+    #[test]
+    fn a_watch_from_now_counts_at_its_first_delivery_after_created() {
+        let mut from_now = WatchesFromNow::default();
+        let created = |watch_id| to_client(1, core::Message::WatchCreated { watch_id });
+        let ended = core::TraceKind::WatchEnded {
+            client: 1,
+            watch_id: 3,
+            outcome: WatchEnd::UnknownCluster,
+        };
+        let seen: Vec<bool> = [
+            create(1, 1, 0),
+            create(1, 2, 4),
+            create(1, 3, 0),
+            ended,
+            created(2),
+            events(1, 2),
+            created(1),
+            events(1, 1),
+            events(1, 1),
+        ]
+        .iter()
+        .map(|kind| from_now.observe(kind))
+        .collect();
+        let expected = [false, false, false, false, false, false, false, true, false];
+        assert_eq!(seen, expected);
     }
 }

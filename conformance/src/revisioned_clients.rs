@@ -10,7 +10,9 @@
 //! compactions three revisions below the last one it saw. A watcher holds one watch of the
 //! prefix at a time, each on a connection of its own, from an explicit revision: 1 for the
 //! first watch after each compaction the mover made (the watch ends `Compacted`) and for one
-//! in six of the others, else at or just below the mover's last revision; after a while it cancels it (and waits for its end) or closes the connection;
+//! in six of the others, else from revision 0 ("now", §17.2) for every third (the first, the
+//! fourth, …), else at or just below the mover's last revision; after a while it cancels it
+//! (and waits for its end) or closes the connection;
 //! one watch in six names a cluster the proxy does not serve (it ends `UnknownCluster`).
 //!
 //! Every connection is closed-loop, as the model's revisioned client is: a step leaves once
@@ -184,9 +186,9 @@ pub async fn run_watcher<N: Network>(
         let start_revision = if compacted > watched_behind || draws.below(6) == 0 {
             watched_behind = watched_behind.max(compacted);
             1
-        } else if connection % 3 == 2 {
-            // Every third watch is from "now": the proxy resolves it from the master's
-            // report (§17.2).
+        } else if connection % 3 == 0 {
+            // Every third watch, from the first on, is from "now": the proxy resolves it
+            // from the master's report (§17.2).
             0
         } else {
             last.get().saturating_sub(draws.below(2)).max(1)

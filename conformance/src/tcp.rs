@@ -40,8 +40,11 @@ pub const MOVER_REQUESTS_MAX: u64 = 30;
 pub const WATCHER_CONNECTIONS_MAX: u64 = 12;
 /// How long any answer to a revisioned client may take.
 const REVISIONED_ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// How long the mover may take for all its requests (about 1.5 s on an idle machine).
+/// How long the mover may take for all its requests (about 2 s on an idle machine).
 const MOVER_WAIT: Duration = Duration::from_secs(60);
+
+/// How long a crash waits for the proxy to hold a subscription to aim at.
+const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a run waits for an asked-for behaviour (an eviction, a rejoin) before it fails.
 pub const BEHAVIOUR_WAIT: Duration = Duration::from_secs(10);
@@ -225,9 +228,15 @@ async fn drive_register_workload(
     let masters = cluster.master_addresses().len() as u64;
     workload(client, &name, seed, WORKLOAD_REQUESTS / 2).await?;
     for fault in &plan.faults {
-        // A follower: never the current leader, so the run keeps making progress.
+        // A follower: never the current leader, so the run keeps making progress; but a crash
+        // aims at the master the watches stream from (usually the leader), so that they resume
+        // at another (`watch resumed`, §17.6), and the cluster elects again.
         let leader = cluster.leader().await.unwrap_or(leader);
-        let node = (leader + 1 + fault.node % (masters - 1)) % masters;
+        let follower = (leader + 1 + fault.node % (masters - 1)) % masters;
+        let node = match fault.kind {
+            FaultKind::Crash => subscription_master(cluster).await.unwrap_or(follower),
+            _ => follower,
+        };
         applied.push(format!("{} node={node}", fault.kind));
         if fault.kind.runs_on(Runner::Tcp) {
             inject(cluster, client, &name, fault.kind, node, leader).await?;
@@ -252,10 +261,13 @@ impl RevisionedClients {
     fn start(address: &str, cluster: &str, seed: u64) -> RevisionedClients {
         let pace = Pace {
             tick: ticks(1),
-            request_gap_ticks: 1,
+            // The mover's 30 requests span about 2 s, and a watch is held 1.2–2 s: a crash
+            // of the watches' master early in the run leaves time for an election and for
+            // events committed under the new leader to reach the resumed watch.
+            request_gap_ticks: 2,
             requests_max: MOVER_REQUESTS_MAX,
-            watch_ticks_min: 5,
-            watch_ticks_spread: 15,
+            watch_ticks_min: 60,
+            watch_ticks_spread: 40,
             connections_max: WATCHER_CONNECTIONS_MAX,
             answer_wait: REVISIONED_ANSWER_WAIT,
         };
@@ -311,8 +323,9 @@ async fn join(
         .map_err(|error| format!("{name}: {error}"))
 }
 
-/// Injects one fault of a kind real TCP runs (`FaultKind::runs_on(Runner::Tcp)`) on `node`, a
-/// follower of `leader`, the leader when the fault began.
+/// Injects one fault of a kind real TCP runs (`FaultKind::runs_on(Runner::Tcp)`) on `node`: a
+/// follower of `leader` (the leader when the fault began), or for a crash the master the
+/// watches stream from.
 async fn inject(
     cluster: &mut FaultyCluster,
     client: &mut Client,
@@ -335,6 +348,26 @@ async fn inject(
         FaultKind::WrongCluster => wrong_cluster_flood(client).await,
         FaultKind::Overload => overload_burst(cluster, client, name).await,
         FaultKind::Timeout => pause_leader_past_a_request(cluster, client, name, leader).await,
+    }
+}
+
+/// The master the proxy's watches stream from once the watcher has opened a new watch (it
+/// opens one within a few ticks of its previous, and holds it longer than an election takes);
+/// `None` if no new watch is held within [`SUBSCRIPTION_WAIT`].
+async fn subscription_master(cluster: &FaultyCluster) -> Option<u64> {
+    let opened_before = cluster.watch_ledger().opened;
+    let deadline = tokio::time::Instant::now() + SUBSCRIPTION_WAIT;
+    loop {
+        let subscription = cluster.subscription();
+        if let (Some((master, _next)), true) =
+            (subscription, cluster.watch_ledger().opened > opened_before)
+        {
+            return Some(master);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(ticks(1)).await;
     }
 }
 

@@ -131,8 +131,8 @@ fn a_crash_keeps_synced_writes_and_loses_unsynced_ones() {
 /// resume at another master, and every revisioned behaviour shows up in one run.
 #[test]
 fn a_revisioned_run_under_a_crash_resumes_its_watches_and_conforms() {
-    assert!(turmoil_host::revisioned_seed(10));
-    let outcome = run::run_and_check(Runner::Turmoil, 10, MASTERS, &[FaultKind::Crash], None);
+    assert!(turmoil_host::revisioned_seed(12));
+    let outcome = run::run_and_check(Runner::Turmoil, 12, MASTERS, &[FaultKind::Crash], None);
     let checked = outcome.result.unwrap_or_else(|failure| panic!("{failure}"));
     for behaviour in vigil_conformance::coverage::REVISIONED_BEHAVIOURS {
         let count = checked.coverage.behaviours.get(behaviour).copied();

@@ -167,6 +167,17 @@ impl FaultyCluster {
         self.cluster.ledger()
     }
 
+    /// The proxy's subscription: the master its watches stream from and the revision it
+    /// brings next; none while the proxy holds no watch.
+    pub fn subscription(&self) -> Option<(NodeId, vigil_core::kv_types::Revision)> {
+        self.cluster.subscription()
+    }
+
+    /// The proxy's watch ledger as last published.
+    pub fn watch_ledger(&self) -> vigil_core::WatchLedgerCounters {
+        self.cluster.watch_ledger()
+    }
+
     /// Opens every gate, then stops everything and waits for the masters to close their
     /// storage.
     pub async fn shutdown(self) -> Result<(), ClusterError> {
