@@ -1,6 +1,7 @@
 //! Watch fan-out, the same for both systems: `watchers` watchers of one key, each on its own
-//! connection, created before one writer puts to the key in a closed loop for the measured
-//! time, then once more with a stop mark. Every put carries its send time (microseconds since
+//! connection, created before `writers` writers (each on its own connection, through the
+//! generator's `load::Connection`) put to the key in a closed loop for the measured time; then
+//! one of them puts once more with a stop mark, after every other put was answered. Every put carries its send time (microseconds since
 //! the run's origin, big-endian, in the value's first 8 bytes), so each watcher measures
 //! put→event latency per event; a watcher reads until the stop mark (or a drain limit, after
 //! which what it did not get counts as missed).
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use vigil::client::Client;
 use vigil::wire::ProxyFrame;
-use vigil_core::kv_types::{KeyRange, KvOperation, PutRequest, WatchRequest};
+use vigil_core::kv_types::{KeyRange, WatchRequest};
 
-use super::load::VALUE_BYTES;
+use super::load::{Connection, OperationKind, VALUE_BYTES};
 use super::vigil_cluster::CLUSTER;
 use super::BenchError;
 
@@ -138,10 +139,11 @@ async fn join(
     Ok(tallies)
 }
 
-/// Fan-out through a vigil proxy at `address`.
+/// Fan-out through a vigil proxy at `address`, `writers` its connections.
 pub async fn vigil(
     address: &str,
     watchers: usize,
+    writers: Vec<Connection>,
     duration: Duration,
 ) -> Result<FanOutResult, BenchError> {
     let origin = Instant::now();
@@ -164,39 +166,66 @@ pub async fn vigil(
         }
         tasks.push(tokio::spawn(vigil_watcher(client, origin)));
     }
-    let mut writer = vigil_connect(address).await?;
+    let (puts, seconds) = write(writers, origin, duration).await?;
+    total(puts, seconds, join(tasks).await?)
+}
+
+/// The writers' closed loops for `duration`, then the stop mark: the puts made and the
+/// measured seconds.
+async fn write(
+    writers: Vec<Connection>,
+    origin: Instant,
+    duration: Duration,
+) -> Result<(u64, f64), BenchError> {
     let started = Instant::now();
+    let loops: Vec<_> = writers
+        .into_iter()
+        .map(|writer| tokio::spawn(write_until(writer, origin, started + duration)))
+        .collect();
     let mut puts = 0;
-    while started.elapsed() < duration {
-        vigil_put(
+    let mut last = None;
+    for task in loops {
+        let (writer, count) = task
+            .await
+            .map_err(|error| BenchError::Load(format!("writer task: {error}")))??;
+        puts += count;
+        last = Some(writer);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut last = last.ok_or_else(|| BenchError::Setup("fan-out without a writer".into()))?;
+    put(&mut last, stamped_value(STOP_MARK)).await?;
+    Ok((puts, seconds))
+}
+
+/// One writer's closed loop until `deadline`: the connection back and the puts it made.
+async fn write_until(
+    mut writer: Connection,
+    origin: Instant,
+    deadline: Instant,
+) -> Result<(Connection, u64), BenchError> {
+    let mut puts = 0;
+    while Instant::now() < deadline {
+        put(
             &mut writer,
             stamped_value(origin.elapsed().as_micros() as u64),
         )
         .await?;
         puts += 1;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    vigil_put(&mut writer, stamped_value(STOP_MARK)).await?;
-    total(puts, seconds, join(tasks).await?)
+    Ok((writer, puts))
+}
+
+async fn put(writer: &mut Connection, value: Vec<u8>) -> Result<(), BenchError> {
+    writer
+        .execute(OperationKind::Put, FAN_OUT_KEY, &value)
+        .await
+        .map_err(|failure| BenchError::Load(format!("fan-out put: {failure:?}")))
 }
 
 async fn vigil_connect(address: &str) -> Result<Client, BenchError> {
     Client::connect(address, REQUEST_TIMEOUT)
         .await
         .map_err(|error| BenchError::Setup(format!("connecting to the proxy: {error}")))
-}
-
-async fn vigil_put(writer: &mut Client, value: Vec<u8>) -> Result<(), BenchError> {
-    let put = KvOperation::Put(PutRequest {
-        key: FAN_OUT_KEY.to_vec(),
-        value,
-        prev_kv: false,
-    });
-    match writer.kv_call(CLUSTER, put).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(BenchError::Load(format!("fan-out put refused: {error:?}"))),
-        Err(error) => Err(BenchError::Load(format!("fan-out put: {error}"))),
-    }
 }
 
 /// Reads one vigil watch until the stop mark or the drain limit after the run's end.
@@ -224,11 +253,12 @@ async fn vigil_watcher(mut client: Client, origin: Instant) -> Result<Tally, Ben
     }
 }
 
-/// Fan-out through etcd members.
+/// Fan-out through etcd members, `writers` connections to them.
 #[cfg(feature = "etcd")]
 pub async fn etcd(
     cluster: &super::etcd::EtcdCluster,
     watchers: usize,
+    writers: Vec<Connection>,
     duration: Duration,
 ) -> Result<FanOutResult, BenchError> {
     let origin = Instant::now();
@@ -241,25 +271,8 @@ pub async fn etcd(
             .map_err(|error| BenchError::Load(format!("creating an etcd watch: {error}")))?;
         tasks.push(tokio::spawn(etcd_watcher(watcher, stream, origin)));
     }
-    let mut writer = cluster.connections(1).await?.remove(0);
-    let started = Instant::now();
-    let mut puts = 0;
-    while started.elapsed() < duration {
-        let value = stamped_value(origin.elapsed().as_micros() as u64);
-        etcd_put(&mut writer, value).await?;
-        puts += 1;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    etcd_put(&mut writer, stamped_value(STOP_MARK)).await?;
+    let (puts, seconds) = write(writers, origin, duration).await?;
     total(puts, seconds, join(tasks).await?)
-}
-
-#[cfg(feature = "etcd")]
-async fn etcd_put(writer: &mut super::load::Connection, value: Vec<u8>) -> Result<(), BenchError> {
-    writer
-        .execute(super::load::OperationKind::Put, FAN_OUT_KEY, &value)
-        .await
-        .map_err(|failure| BenchError::Load(format!("fan-out put: {failure:?}")))
 }
 
 /// Reads one etcd watch until the stop mark or the drain limit; the watcher handle is kept so

@@ -1,8 +1,8 @@
 //! The revisioned API beside etcd, driven by the same generator: a Range of 100 keys by prefix
 //! and a two-key Txn (closed loop, as the throughput section), and watch fan-out — N watchers
-//! of one key, each on its own connection, while one writer puts to it: events delivered per
-//! second and the latency from a put's send to each watcher's event. Three masters (vigil) and
-//! three members (etcd).
+//! of one key, each on its own connection, while one writer, or as many writers as the closed
+//! loop has clients, put to it: events delivered per second and the latency from a put's send
+//! to each watcher's event. Three masters (vigil) and three members (etcd).
 
 use std::collections::BTreeMap;
 
@@ -21,8 +21,8 @@ const OPERATIONS: [OperationKind; 2] = [OperationKind::RangePrefix, OperationKin
 
 /// (system, operation) → result.
 type Results = BTreeMap<(&'static str, &'static str), LoadResult>;
-/// (system, watchers) → result.
-type FanOuts = BTreeMap<(&'static str, usize), FanOutResult>;
+/// (system, watchers, writers) → result.
+type FanOuts = BTreeMap<(&'static str, usize, usize), FanOutResult>;
 
 /// Everything the section measured.
 #[derive(Default)]
@@ -33,13 +33,22 @@ struct Measured {
     leader_changes: Option<(u64, u64, u64)>,
 }
 
-/// Watcher counts of the fan-out runs.
-fn watcher_counts(options: &BenchOptions) -> Vec<usize> {
-    if options.quick {
-        vec![2]
+/// (watchers, writers) of the fan-out runs: one writer, whose put latency bounds the events
+/// per second, and as many writers as the closed loop has clients, which bring each system's
+/// own write batching into play.
+fn fan_out_shapes(options: &BenchOptions) -> Vec<(usize, usize)> {
+    let (watcher_counts, writer_counts) = if options.quick {
+        (vec![2], vec![1, 2])
     } else {
-        vec![options.clients, 128]
+        (vec![options.clients, 128], vec![1, options.clients])
+    };
+    let mut shapes = Vec::new();
+    for watchers in watcher_counts {
+        for writers in &writer_counts {
+            shapes.push((watchers, *writers));
+        }
     }
+    shapes
 }
 
 /// Runs the section.
@@ -47,7 +56,7 @@ pub async fn run(options: &BenchOptions) -> Section {
     let title = "Revisioned API: range, transaction, watch fan-out".to_string();
     let mut measured = Measured::default();
     let mut notes = vec![format!(
-        "{CLUSTER_SIZE} masters behind a proxy (vigil) and {CLUSTER_SIZE} members (etcd). Closed loop, {} clients, each with its own connection: `range 100` reads the {} keys under `{}` ({VALUE_BYTES}-byte values) by prefix, linearizable; `txn 2 keys` compares a key's value (keys drawn from {TXN_KEY_SPACE}) and writes it and a partner key if equal, else the key alone. {:?} warm-up, {:?} measured. Fan-out: N watchers of one key, each on its own connection, one writer putting to the key closed loop for {:?}; latency from each put's send to each watcher's event (the put carries its send time). Latency in ms.",
+        "{CLUSTER_SIZE} masters behind a proxy (vigil) and {CLUSTER_SIZE} members (etcd). Closed loop, {} clients, each with its own connection: `range 100` reads the {} keys under `{}` ({VALUE_BYTES}-byte values) by prefix, linearizable; `txn 2 keys` compares a key's value (keys drawn from {TXN_KEY_SPACE}) and writes it and a partner key if equal, else the key alone. {:?} warm-up, {:?} measured. Fan-out: N watchers of one key, each on its own connection (created from revision 0, etcd's now, before the writers start), and W writers, each on its own connection, putting to the key closed loop for {:?}; latency from each put's send to each watcher's event (the put carries its send time). Latency in ms.",
         options.clients,
         load::RANGE_KEYS,
         String::from_utf8_lossy(load::RANGE_PREFIX),
@@ -86,10 +95,10 @@ pub async fn run(options: &BenchOptions) -> Section {
 
 /// A watcher that did not get every put within the drain time fails the section.
 fn missed_events(fan_outs: &FanOuts) -> Option<String> {
-    fan_outs.iter().find_map(|((system, watchers), result)| {
+    fan_outs.iter().find_map(|((system, watchers, writers), result)| {
         (result.missed > 0).then(|| {
             format!(
-                "{system}, {watchers} watchers: {} events missed of {} puts per watcher",
+                "{system}, {watchers} watchers, {writers} writers: {} events missed of {} puts per watcher",
                 result.missed, result.puts
             )
         })
@@ -151,9 +160,12 @@ async fn measure_vigil(options: &BenchOptions, measured: &mut Measured) -> Resul
     })
     .await?;
     let address = cluster.proxy_address.to_string();
-    for watchers in watcher_counts(options) {
-        let result = fan_out::vigil(&address, watchers, options.duration).await?;
-        measured.fan_outs.insert(("vigil", watchers), result);
+    for (watchers, writers) in fan_out_shapes(options) {
+        let connections = cluster.connections(writers).await?;
+        let result = fan_out::vigil(&address, watchers, connections, options.duration).await?;
+        measured
+            .fan_outs
+            .insert(("vigil", watchers, writers), result);
     }
     let after = leadership(&cluster).await?;
     measured.leader_changes = Some((after.0 - before.0, before.1, after.1));
@@ -199,11 +211,17 @@ async fn measure_etcd(
     })
     .await
     .map_err(EtcdOutcome::Failed)?;
-    for watchers in watcher_counts(options) {
-        let result = fan_out::etcd(&cluster, watchers, options.duration)
+    for (watchers, writers) in fan_out_shapes(options) {
+        let connections = cluster
+            .connections(writers)
             .await
             .map_err(EtcdOutcome::Failed)?;
-        measured.fan_outs.insert(("etcd", watchers), result);
+        let result = fan_out::etcd(&cluster, watchers, connections, options.duration)
+            .await
+            .map_err(EtcdOutcome::Failed)?;
+        measured
+            .fan_outs
+            .insert(("etcd", watchers, writers), result);
     }
     Ok(version)
 }
@@ -227,6 +245,7 @@ fn fan_out_table(fan_outs: &FanOuts) -> Table {
     let mut table = Table::new(&[
         "system",
         "watchers",
+        "writers",
         "puts/s",
         "events/s delivered",
         "put→event p50",
@@ -234,19 +253,24 @@ fn fan_out_table(fan_outs: &FanOuts) -> Table {
         "p99.9",
         "missed",
     ]);
-    let mut watcher_counts: Vec<usize> = fan_outs.keys().map(|(_, watchers)| *watchers).collect();
-    watcher_counts.sort_unstable();
-    watcher_counts.dedup();
-    let order = watcher_counts
-        .into_iter()
-        .flat_map(|watchers| ["vigil", "etcd"].map(|system| (system, watchers)));
-    for (system, watchers) in order {
-        let Some(result) = fan_outs.get(&(system, watchers)) else {
+    let mut shapes: Vec<(usize, usize)> = fan_outs
+        .keys()
+        .map(|(_, watchers, writers)| (*watchers, *writers))
+        .collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    let order = shapes.into_iter().flat_map(|(watchers, writers)| {
+        ["vigil", "etcd"].map(|system| (system, watchers, writers))
+    });
+    for key in order {
+        let Some(result) = fan_outs.get(&key) else {
             continue;
         };
+        let (system, watchers, writers) = key;
         table.push(vec![
             system.to_string(),
             watchers.to_string(),
+            writers.to_string(),
             thousands(result.puts_per_second().round() as u64),
             thousands(result.events_per_second().round() as u64),
             format!("{:.2}", result.latency_ms(0.5)),
@@ -271,13 +295,17 @@ fn ratios_table(measured: &Measured) -> Table {
             ]);
         }
     }
-    for ((system, watchers), vigil) in &measured.fan_outs {
+    for ((system, watchers, writers), vigil) in &measured.fan_outs {
         if *system != "vigil" {
             continue;
         }
-        if let Some(etcd) = measured.fan_outs.get(&("etcd", *watchers)) {
+        if let Some(etcd) = measured.fan_outs.get(&("etcd", *watchers, *writers)) {
+            let writers = match writers {
+                1 => "1 writer".to_string(),
+                count => format!("{count} writers"),
+            };
             table.push(vec![
-                format!("fan-out to {watchers} watchers (events/s)"),
+                format!("fan-out to {watchers} watchers, {writers} (events/s)"),
                 ratio(vigil.events_per_second(), etcd.events_per_second()),
                 ratio(vigil.latency_ms(0.99), etcd.latency_ms(0.99)),
             ]);
