@@ -83,7 +83,7 @@ pub struct HostSettings {
 impl Default for HostSettings {
     fn default() -> HostSettings {
         HostSettings {
-            tick_interval_ms: 50,
+            tick_interval_ms: 100,
             peer_queue_messages_max: 1024,
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             peer_frame_bytes_max: PEER_FRAME_BYTES_MAX_DEFAULT,
