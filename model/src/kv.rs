@@ -11,6 +11,8 @@
 //! The history (every revision's events from the compaction point on) is kept only when
 //! something may read it: a range at an older revision, a watch catching up (`crate::txn`
 //! reads it too). A store without it answers the register operations exactly as one with it.
+//! Copies of a store share its history (`crate::revision_history`), so copying a store costs
+//! its keys and not the length of the run.
 //!
 //! A refused operation (a definite error: `UnknownCluster`, `Overloaded`, `NoLeader`,
 //! `InvalidRequest`) takes no effect, so the reference accepts a refusal at any point of the
@@ -21,6 +23,7 @@ use crate::kv_types::{
     ClientOperation, ClientResult, Event, EventKind, KeyRange, KeyValue, KvOperation, KvResult,
     RangeRequest, RangeResult, Revision, RevisionEvents,
 };
+use crate::revision_history::RevisionHistory;
 use crate::state::Log;
 use crate::types::{Command, Key, Operation, OperationResult, Slot, Value, Version};
 use serde::{Deserialize, Serialize};
@@ -66,7 +69,7 @@ pub struct KeyValueStore {
     /// The compaction point: reads below it fail `Compacted` (0: nothing compacted, §16).
     pub compact_revision: Revision,
     /// The events of every revision from `compact_revision` on, oldest first, when kept.
-    pub history: Option<Vec<RevisionEvents>>,
+    pub history: Option<RevisionHistory>,
     /// The server's bound on the keys one `Range` returns (`Config::range_limit_max`).
     pub range_limit_max: u8,
     /// Seeded bug `txn-partial-apply` (masters' stores only, never the reference).
@@ -100,7 +103,7 @@ impl KeyValueStore {
     /// The sequential reference of `config`: a correct store with the same bounds.
     pub fn reference(config: &Config) -> KeyValueStore {
         KeyValueStore {
-            history: (!config.kv_clients.is_empty()).then(Vec::new),
+            history: (!config.kv_clients.is_empty()).then(RevisionHistory::new),
             range_limit_max: config.range_limit_max,
             ..KeyValueStore::default()
         }
@@ -297,7 +300,7 @@ impl KeyValueStore {
         }
         self.compact_revision = revision;
         if let Some(history) = &mut self.history {
-            history.retain(|record| record.revision >= revision);
+            history.drop_below(revision);
         }
         KvResult::Compact {
             revision: self.revision,
@@ -319,11 +322,7 @@ impl KeyValueStore {
             .history
             .as_ref()
             .expect("a watched store keeps history");
-        history
-            .iter()
-            .filter(|record| record.revision >= from)
-            .cloned()
-            .collect()
+        history.from_revision(from).cloned().collect()
     }
 
     /// A write batch at the next revision (every write of one command shares it).

@@ -28,6 +28,7 @@ pub mod properties;
 pub mod proxy;
 pub mod read;
 pub mod review;
+pub mod revision_history;
 pub mod revision_properties;
 pub mod state;
 pub mod step;

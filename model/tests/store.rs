@@ -9,11 +9,12 @@ use vigil_model::kv_types::{
     KeyRange, KeyValue, KvOperation, KvResult, PutRequest, PutResult, RangeEnd, RangeRequest,
     RangeResult, TxnOperation, TxnOperationResult, TxnRequest, TxnResult,
 };
+use vigil_model::revision_history::RevisionHistory;
 use vigil_model::types::{Operation, OperationResult};
 
 fn store() -> KeyValueStore {
     KeyValueStore {
-        history: Some(Vec::new()),
+        history: Some(RevisionHistory::new()),
         range_limit_max: 2,
         ..KeyValueStore::default()
     }
