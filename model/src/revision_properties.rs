@@ -14,8 +14,8 @@ use crate::kv::KeyValueStore;
 use crate::kv_types::{
     KvResult, Revision, RevisionEvents, TxnOperationResult, WatchEnd, WatchId, WatchRequest,
 };
-use crate::state::{State, WatchRecord};
-use crate::types::Slot;
+use crate::state::{Client, State, WatchRecord};
+use crate::types::{RequestId, Slot};
 use stateright::Property;
 use std::collections::BTreeMap;
 
@@ -163,7 +163,8 @@ fn watch_client_gone(config: &Config, state: &State) -> bool {
 
 /// `revision_monotone`: each client's revisioned replies carry revisions that never go down
 /// (in request order, which its closed loop makes the order of sending and of answering), and
-/// each watch's revisions strictly increase.
+/// each watch's revisions strictly increase. The checker judges every reply and event of the
+/// state; a replay keeps a [`RevisionCheck`] along its path.
 fn revision_monotone(config: &Config, state: &State) -> bool {
     if !revisioned(config) {
         return true;
@@ -183,6 +184,92 @@ fn revision_monotone(config: &Config, state: &State) -> bool {
         });
         replies && watches
     })
+}
+
+/// `revision_monotone` judged along one path of states, each a successor of the one before:
+/// each reply and watch event is judged once, against the highest revision its client (or
+/// watch) had before, so a state costs what is new in it and not the length of the path.
+///
+/// What it keeps holds along a path because the model only appends there: a client's reply
+/// records are created in request order (its closed loop sends a request once the one before
+/// has its record) and a record's outcome is its first reply's, and a watch record's events
+/// only grow. So the records a state adds are those above the last one judged, and a record
+/// at or below it is one already judged: a second reply (or, in a compacted replay state, a
+/// reply to a request whose record was archived, `crate::compaction`), whose outcome is the
+/// judged one. A watch record with fewer events than judged starts that watch over. A
+/// violation stays one, as in the property: the pair that broke it stays in every later state.
+#[derive(Clone, Debug, Default)]
+pub struct RevisionCheck {
+    /// Per client, what was judged of its replies and watches.
+    clients: Vec<RevisionsSoFar>,
+    /// A state of the path broke the property.
+    violated: bool,
+}
+
+/// What was judged of one client's replies and watches.
+#[derive(Clone, Debug, Default)]
+struct RevisionsSoFar {
+    /// The highest request id whose reply record was judged.
+    judged_through: Option<RequestId>,
+    /// The revision of the last judged reply that carried one (the highest, while the
+    /// property holds).
+    reply_revision_last: Option<Revision>,
+    /// Per watch, its events judged and the revision of the last of them.
+    watches: BTreeMap<WatchId, (usize, Option<Revision>)>,
+}
+
+impl RevisionCheck {
+    /// Whether `revision_monotone` holds in `state`.
+    pub fn holds(&mut self, config: &Config, state: &State) -> bool {
+        if !revisioned(config) {
+            return true;
+        }
+        self.clients
+            .resize_with(state.clients.len(), RevisionsSoFar::default);
+        for (so_far, client) in self.clients.iter_mut().zip(&state.clients) {
+            let holds = so_far.replies_hold(client) & so_far.watches_hold(client);
+            self.violated |= !holds;
+        }
+        !self.violated
+    }
+}
+
+impl RevisionsSoFar {
+    /// The replies added since the last state never go below the one before.
+    fn replies_hold(&mut self, client: &Client) -> bool {
+        let added = match self.judged_through {
+            Some(judged) => client.kv_replies.range(judged + 1..),
+            None => client.kv_replies.range(..),
+        };
+        let mut holds = true;
+        for (request_id, record) in added {
+            self.judged_through = Some(*request_id);
+            let Some(revision) = record.outcome.as_ref().ok().and_then(KvResult::revision) else {
+                continue;
+            };
+            holds &= self.reply_revision_last.is_none_or(|last| last <= revision);
+            self.reply_revision_last = Some(revision);
+        }
+        holds
+    }
+
+    /// The events each watch received since the last state strictly increase after the ones
+    /// before.
+    fn watches_hold(&mut self, client: &Client) -> bool {
+        let mut holds = true;
+        for (watch_id, record) in &client.watches {
+            let (judged, last) = self.watches.entry(*watch_id).or_default();
+            if record.events.len() < *judged {
+                (*judged, *last) = (0, None);
+            }
+            for group in &record.events[*judged..] {
+                holds &= last.is_none_or(|last| last < group.revision);
+                *last = Some(group.revision);
+            }
+            *judged = record.events.len();
+        }
+        holds
+    }
 }
 
 /// The committed history: the events of every revision the chosen prefix made, oldest first.
@@ -227,6 +314,9 @@ fn owed(request: &WatchRequest, history: &[RevisionEvents]) -> Vec<RevisionEvent
 /// and nothing came after the end. The checker judges it from nothing kept
 /// ([`WatchCheck::holds`] on a new [`WatchCheck`]); a replay keeps one along its path.
 fn watch_in_order_exactly_once(config: &Config, state: &State) -> bool {
+    if !revisioned(config) || watch_records(state).next().is_none() {
+        return true;
+    }
     WatchCheck::default().holds(config, state)
 }
 
@@ -239,6 +329,12 @@ fn watch_in_order_exactly_once(config: &Config, state: &State) -> bool {
 /// events only grow. When a state shows otherwise (chosen slots not `1..=n` or fewer than
 /// applied, a record with fewer events than judged), it starts over from that state, so its
 /// verdict on every state is the one a new `WatchCheck` gives.
+///
+/// It derives the committed history at every state, a watch or not, so that it can follow a
+/// state that replay compaction cut (`crate::compaction`): the chosen slots are then
+/// `through + 1..=n`, and those up to `through` were applied from the states before the cut.
+/// A cut state it cannot follow (one it did not see the prefix of, or whose chosen slots are
+/// not contiguous) breaks that contract and is an assertion failure.
 #[derive(Clone, Debug, Default)]
 pub struct WatchCheck {
     /// The reference store after the chosen slots `1..=applied`, once a state had a watch.
@@ -271,9 +367,6 @@ impl WatchCheck {
         if !revisioned(config) {
             return true;
         }
-        if watch_records(state).next().is_none() {
-            return true;
-        }
         self.extend_history(config, state);
         let WatchCheck {
             history, watches, ..
@@ -294,8 +387,24 @@ impl WatchCheck {
     /// an extension of what was applied.
     fn extend_history(&mut self, config: &Config, state: &State) {
         let chosen = &state.ghost.chosen;
-        let contiguous = chosen.keys().next_back().copied().unwrap_or(0) as usize == chosen.len();
-        if self.store.is_none() || !contiguous || chosen.len() < self.applied {
+        let through = state.compacted.through as usize;
+        let last = chosen
+            .keys()
+            .next_back()
+            .map_or(through, |slot| *slot as usize);
+        let contiguous = last == through + chosen.len()
+            && chosen
+                .keys()
+                .next()
+                .is_none_or(|first| *first as usize == through + 1);
+        let follows = self.store.is_some() && contiguous && last >= self.applied;
+        assert!(
+            through == 0 || (follows && self.applied >= through),
+            "a kept WatchCheck follows a compacted state only along its path (cut through \
+             {through}, {} chosen slots applied)",
+            self.applied
+        );
+        if !follows {
             *self = WatchCheck {
                 store: Some(KeyValueStore::reference(config)),
                 ..WatchCheck::default()
@@ -315,7 +424,7 @@ impl WatchCheck {
                 self.history.extend(kept.last().cloned());
             }
         }
-        self.applied = if contiguous { chosen.len() } else { 0 };
+        self.applied = if contiguous { last } else { 0 };
         if !contiguous {
             // Nothing kept is an extension of the next state's: judge it from nothing too.
             self.store = None;
@@ -406,6 +515,7 @@ mod tests {
     use super::*;
     use crate::config::Bug;
     use crate::kv_presets;
+    use crate::state::KvReplyRecord;
 
     /// A deterministic draw (xorshift), so a failing walk repeats.
     fn draw(seed: &mut u64, below: usize) -> usize {
@@ -415,19 +525,36 @@ mod tests {
         (*seed % below as u64) as usize
     }
 
-    /// Along random paths of `config`, a `WatchCheck` kept from state to state gives the
-    /// verdict of the checker's property (a new one) on every state; returns the states where
-    /// it failed.
+    /// The checks a replay keeps along its path.
+    #[derive(Clone, Default)]
+    struct Kept {
+        watches: WatchCheck,
+        revisions: RevisionCheck,
+    }
+
+    impl Kept {
+        /// Both kept checks give the checker's verdicts on `state`, the next state of their
+        /// path; whether `revision_monotone` and `watch_in_order_exactly_once` hold there.
+        fn agree(&mut self, config: &Config, state: &State) -> (bool, bool) {
+            let monotone = revision_monotone(config, state);
+            let in_order = watch_in_order_exactly_once(config, state);
+            assert_eq!(self.revisions.holds(config, state), monotone, "{state:?}");
+            assert_eq!(self.watches.holds(config, state), in_order, "{state:?}");
+            (monotone, in_order)
+        }
+    }
+
+    /// Along random paths of `config`, the checks kept from state to state give the verdicts
+    /// of the checker's properties on every state; returns the states where one failed.
     fn agree_along_walks(config: &Config, walks: usize, steps: usize) -> usize {
         let mut violations = 0;
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..walks {
             let mut state = State::initial(config);
-            let mut kept = WatchCheck::default();
+            let mut kept = Kept::default();
             for _ in 0..steps {
-                let fresh = watch_in_order_exactly_once(config, &state);
-                assert_eq!(kept.holds(config, &state), fresh, "{state:?}");
-                violations += usize::from(!fresh);
+                let (monotone, in_order) = kept.agree(config, &state);
+                violations += usize::from(!(monotone && in_order));
                 let actions = config.enabled_actions(&state);
                 if actions.is_empty() {
                     break;
@@ -442,15 +569,110 @@ mod tests {
     }
 
     #[test]
-    fn the_check_kept_along_a_path_agrees_with_the_property() {
+    fn the_checks_kept_along_a_path_agree_with_the_properties() {
         for preset in [
+            kv_presets::ci_txn(),
             kv_presets::ci_watch(),
             kv_presets::ci_watch_resume(),
             kv_presets::ci_watch_errors(),
+            kv_presets::ci_watch_now(),
             kv_presets::watch_resume_with_progress(),
         ] {
             agree_along_walks(&preset.config, 200, 120);
         }
+    }
+
+    /// Breadth first over the first `states_max` states of `config`, each with the checks
+    /// kept along its path from the initial state: on every successor of every state reached,
+    /// those checks (copied) give the checker's verdicts.
+    fn agree_breadth_first(config: &Config, states_max: usize) -> usize {
+        use std::collections::{HashSet, VecDeque};
+        let initial = State::initial(config);
+        let mut kept = Kept::default();
+        kept.agree(config, &initial);
+        let mut seen = HashSet::from([initial.clone()]);
+        let mut queue = VecDeque::from([(initial, kept)]);
+        let mut transitions = 0;
+        while let Some((state, kept)) = queue.pop_front() {
+            for action in config.enabled_actions(&state) {
+                let next = config.apply(&state, &action).expect("enabled");
+                let mut next_kept = kept.clone();
+                next_kept.agree(config, &next);
+                transitions += 1;
+                if seen.len() < states_max && seen.insert(next.clone()) {
+                    queue.push_back((next, next_kept));
+                }
+            }
+        }
+        transitions
+    }
+
+    #[test]
+    fn the_checks_kept_along_a_path_agree_on_the_states_of_ci_presets() {
+        for preset in [
+            kv_presets::ci_txn(),
+            kv_presets::ci_watch(),
+            kv_presets::ci_watch_resume(),
+        ] {
+            let transitions = agree_breadth_first(&preset.config, 20_000);
+            assert!(transitions >= 20_000, "{}: {transitions}", preset.name);
+        }
+    }
+
+    /// A reply below the one before, and a watch event at the revision of the one before:
+    /// both kept checks see it at the state that adds it and at every state after, as the
+    /// property does.
+    #[test]
+    fn the_kept_revision_check_fails_where_the_property_does() {
+        let config = kv_presets::ci_txn().config;
+        let mut seed = 7u64;
+        let mut state = State::initial(&config);
+        let mut kept = RevisionCheck::default();
+        // Walk until a client holds a reply with a revision.
+        let client = loop {
+            assert!(kept.holds(&config, &state));
+            let answered = state.clients.iter().position(|client| {
+                client.kv_replies.values().any(|record| {
+                    record
+                        .outcome
+                        .as_ref()
+                        .is_ok_and(|r| r.revision().is_some())
+                })
+            });
+            if let Some(client) = answered {
+                break client;
+            }
+            let actions = config.enabled_actions(&state);
+            let action = &actions[draw(&mut seed, actions.len())];
+            state = config.apply(&state, action).expect("enabled");
+        };
+        let mut later = state.clone();
+        let replies = &mut later.clients[client].kv_replies;
+        let last = *replies.keys().next_back().expect("a reply");
+        replies.insert(
+            last + 1,
+            KvReplyRecord {
+                count: 1,
+                outcome: Ok(KvResult::Compact { revision: 0 }),
+            },
+        );
+        assert!(!revision_monotone(&config, &later));
+        assert!(!kept.holds(&config, &later));
+        assert!(!kept.holds(&config, &state), "a violation stays one");
+
+        let mut kept = RevisionCheck::default();
+        let mut watched = State::initial(&config);
+        let group = |revision| RevisionEvents {
+            revision,
+            events: Vec::new(),
+        };
+        let record = watched.clients[client].watches.entry(1).or_default();
+        record.events.push(group(3));
+        assert!(kept.holds(&config, &watched));
+        let record = watched.clients[client].watches.get_mut(&1).expect("kept");
+        record.events.push(group(3));
+        assert!(!revision_monotone(&config, &watched));
+        assert!(!kept.holds(&config, &watched));
     }
 
     /// On the checker's counterexample of each seeded watch bug, the kept check agrees with
