@@ -437,12 +437,14 @@ fn check(paths: &[PathBuf], floor: usize, repeat: u32, out: Option<&Path>) -> bo
         Ok(checked) => {
             let stats = &checked.stats;
             outln!(
-                "check: PASS: {} events, {} model actions; replay: {} events in {:.3} s = {:.0} events/s (one core)",
+                "check: PASS: {} events, {} model actions; replay: {} events in {:.3} s = {:.0} events/s (one core); the last replay's events {:.3} s, its linearizability checks {:.3} s",
                 stats.events,
                 stats.actions,
                 repeated.events,
                 repeated.seconds,
-                repeated.events as f64 / repeated.seconds.max(1e-9)
+                repeated.events as f64 / repeated.seconds.max(1e-9),
+                stats.seconds - stats.linearizable_seconds,
+                stats.linearizable_seconds
             );
             if let Some(keys) = &stats.linearizable_undecided_keys {
                 note_undecided("check", keys);

@@ -61,8 +61,12 @@ pub struct ReplayStats {
     pub silent_steps: usize,
     /// Applied actions per kind.
     pub action_kinds: BTreeMap<String, u64>,
-    /// Wall time of the replay alone, seconds.
+    /// Wall time of the replay alone, seconds (the linearizability checks at its end included).
     pub seconds: f64,
+    /// Of `seconds`, the linearizability checks of the client history at the end of the run
+    /// (bounded by [`LINEARIZABLE_CHECK_LIMIT`] and [`WHOLE_STORE_CHECK_LIMIT`]); the rest is
+    /// the replay of the events, which grows with their number.
+    pub linearizable_seconds: f64,
     /// Keys whose history the per-key linearizability check could not decide within
     /// [`LINEARIZABLE_CHECK_LIMIT`] (none: every key decided).
     pub linearizable_undecided_keys: Option<Vec<String>>,

@@ -309,11 +309,14 @@ fn check_trace_files(directory: &std::path::Path, sigstops: u64) -> Result<Strin
                 ),
                 None => String::new(),
             };
+            let stats = &checked.stats;
             format!(
-                "{} events, {} model actions ({:.1} s){linearizable}",
-                checked.stats.events,
-                checked.stats.actions,
-                trace_started.elapsed().as_secs_f64()
+                "{} events, {} model actions ({:.1} s: the replay's events {:.1} s, its linearizability checks {:.1} s){linearizable}",
+                stats.events,
+                stats.actions,
+                trace_started.elapsed().as_secs_f64(),
+                stats.seconds - stats.linearizable_seconds,
+                stats.linearizable_seconds
             )
         })
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use vigil_core as core;
 use vigil_model::compaction::Archive;
-use vigil_model::revision_properties::WatchCheck;
+use vigil_model::revision_properties::{RevisionCheck, WatchCheck};
 use vigil_model::{Action, Config, Endpoint, State};
 
 use super::diff::{actor_of, difference, post_state_diff, sent_by};
@@ -46,6 +46,8 @@ pub(super) struct Replayer<'a> {
     /// `watch_in_order_exactly_once` along the replayed path: the committed history and each
     /// watch's owed events derived once, as slots are chosen and events delivered.
     pub(super) watch_check: WatchCheck,
+    /// `revision_monotone` along the replayed path: each reply and watch event judged once.
+    pub(super) revision_check: RevisionCheck,
     pub(super) chosen_len: usize,
     pub(super) stats: ReplayStats,
     /// Whether each merged event is the last of its node's input (the input closes there).
@@ -68,6 +70,7 @@ impl<'a> Replayer<'a> {
             path: Vec::new(),
             properties: checked_properties(),
             watch_check: WatchCheck::default(),
+            revision_check: RevisionCheck::default(),
             chosen_len: 0,
             stats: ReplayStats::default(),
             input_ends: input_ends(merged),
@@ -360,7 +363,10 @@ impl Replayer<'_> {
         self.archive.restore(&mut self.state);
         let last = self.merged.events.len().saturating_sub(1);
         self.check_completions()?;
-        self.check_linearizable(last)?;
+        let started = std::time::Instant::now();
+        let linearizable = self.check_linearizable(last);
+        self.stats.linearizable_seconds = started.elapsed().as_secs_f64();
+        linearizable?;
         self.check_properties(last, When::End)?;
         self.check_properties(last, When::ReplyDelivered)
     }

@@ -31,11 +31,13 @@ pub(super) struct Checked {
     pub(super) when: When,
 }
 
-/// The property the replay judges with what it kept from the earlier steps of its path
-/// (`vigil_model::revision_properties::WatchCheck`) instead of calling its condition, which derives the committed history from
-/// the first chosen slot: a verdict equal on every state, at a cost per step independent of the
-/// run's length.
-const KEPT_ALONG_THE_PATH: &str = "watch_in_order_exactly_once";
+/// The properties the replay judges with what it kept from the earlier steps of its path
+/// (`vigil_model::revision_properties::WatchCheck` and `RevisionCheck`) instead of calling
+/// their conditions, which read the whole run (the committed history from the first chosen
+/// slot, every reply) and so also what replay compaction archived: verdicts equal on every
+/// state, at a cost per step independent of the run's length.
+const WATCHES_KEPT_ALONG_THE_PATH: &str = "watch_in_order_exactly_once";
+const REVISIONS_KEPT_ALONG_THE_PATH: &str = "revision_monotone";
 
 pub(super) fn checked_properties() -> Vec<Checked> {
     vigil_model::properties::all()
@@ -75,10 +77,11 @@ impl Replayer<'_> {
             // Decided per key at the end instead (`Replay::check_linearizable`).
             .filter(|property| property.name != "linearizable")
         {
-            let holds = if property.name == KEPT_ALONG_THE_PATH {
-                self.watch_check.holds(&self.vocabulary.config, &self.state)
-            } else {
-                (property.condition)(self.config(), &self.state)
+            let config = &self.vocabulary.config;
+            let holds = match property.name {
+                WATCHES_KEPT_ALONG_THE_PATH => self.watch_check.holds(config, &self.state),
+                REVISIONS_KEPT_ALONG_THE_PATH => self.revision_check.holds(config, &self.state),
+                _ => (property.condition)(config, &self.state),
             };
             if !holds {
                 let index = index.min(self.merged.events.len().saturating_sub(1));
