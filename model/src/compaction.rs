@@ -9,31 +9,47 @@
 //!   a `Prepare` or a `Rejoin` with the entries above the commit index it carries (§3.2, §6.3)
 //!   and to apply a slot (for its result, from [`Compacted::stores`]). So the prefix is cut at
 //!   the *floor*: the lowest commit index of any master and of any `Prepare` or `Rejoin` in
-//!   flight (or held for a disk write), and below any slot of a pending write. When the floor falls below the cut (a crash sets a master's commit index to 0,
-//!   §8), everything is put back before the next step;
-//! - the client history: only `linearizable` reads it, at the end of the run;
-//! - the reply records of requests before each client's last: a client's next request waits
-//!   only for the reply to its last one. A reply to a request whose record was taken out would
-//!   be a second completion: compaction merges the counts back and keeps that record in the
-//!   state, where `complete_at_most_once` sees it.
+//!   flight (or held for a disk write), and below any slot of a pending write. When the floor
+//!   falls below the cut (a crash sets a master's commit index to 0, §8), everything is put
+//!   back before the next step;
+//! - the application of each master's committed log: its store after its log through its own
+//!   commit index (below any slot of a pending write) is kept in [`Compacted::stores`] and
+//!   moved forward as it commits, so that a handler asking for its store (at its commit index
+//!   or above, the only slots a handler asks for) applies only the slots above, however far
+//!   behind another master holds the floor. A store ahead of its master's commit index (after a
+//!   crash) is dropped with everything else put back;
+//! - the client history: only `linearizable` reads it, at the end of the run. Without
+//!   revisioned clients only: a revisioned history event is placed among the register ones by
+//!   its position (`KvHistoryEvent::after`), so with them the register history stays whole;
+//! - the reply records of requests before each client's last, of both APIs: a client's next
+//!   request waits only for the reply to its last one. A reply to a request whose record was
+//!   taken out would be a second completion: compaction merges the counts back and keeps that
+//!   record in the state, where `complete_at_most_once` sees it.
+//!
+//! What a cut prefix leaves behind for the revisioned API: each master's store keeps its
+//! history of revisions (a subscription or a `Range` at an older revision reads it), shared by
+//! every copy of the store (`crate::revision_history`), and [`Compacted::reference`] is the
+//! reference store after the chosen slots of the prefix, from which the highest revision chosen
+//! is computed (`State::chosen_store`).
 //!
 //! Properties evaluated on a compacted state see the live part only: `validity` checks the
 //! chosen slots above the cut (each was checked when it was chosen, and stays valid: a client's
 //! `sent` only grows), `agreement` compares each new commit with the chosen command of its slot
 //! (always above the cut, since the slot is above the committing master's commit index), and
 //! the end of a replay puts everything back ([`Archive::restore`]) before the end-of-run
-//! properties. With revisioned clients nothing is taken out but reply records: their
-//! properties read the whole chosen history (`watch_in_order_exactly_once`), their history
-//! events are placed among the register ones by position (`KvHistoryEvent::after`), and a
-//! subscription or a `Range` at an older revision reads the store's history, which a cut
-//! store would have to carry.
+//! properties. `revision_monotone` and `watch_in_order_exactly_once` read the whole run (every
+//! reply, the whole chosen history): a replay judges them with checks kept along its path
+//! (`crate::revision_properties::RevisionCheck` and `WatchCheck`), which read only what each
+//! state adds and so need nothing that was taken out.
 
 use std::collections::BTreeMap;
 
 use crate::kv::KeyValueStore;
 use crate::message::Message;
-use crate::state::{Compacted, HistoryEvent, Log, ReplyRecord, State};
-use crate::types::{Command, RequestId, Slot};
+use crate::state::{
+    AppliedStore, Compacted, HistoryEvent, KvReplyRecord, Log, Master, ReplyRecord, State,
+};
+use crate::types::{ClientId, Command, RequestId, Slot};
 use crate::Config;
 
 /// Committed slots gathered above the cut before the cut moves (amortizes the split of logs).
@@ -58,6 +74,8 @@ pub struct Archive {
     history: Vec<HistoryEvent>,
     /// Per client, the reply records taken out.
     replies: Vec<BTreeMap<RequestId, ReplyRecord>>,
+    /// Per client, the revisioned reply records taken out.
+    kv_replies: Vec<BTreeMap<RequestId, KvReplyRecord>>,
 }
 
 /// How much gathers in the state before compaction takes it out: the defaults amortize the work;
@@ -119,6 +137,40 @@ pub fn floor(state: &State) -> Slot {
     masters.chain(asked).chain(written).min().unwrap_or(0)
 }
 
+/// The last slot of `master`'s log that is final: its commit index, below every slot of a
+/// pending write.
+fn applied_floor(master: &Master) -> Slot {
+    let written = master
+        .pending_writes
+        .iter()
+        .flat_map(|write| &write.entries_before);
+    let below_written = written.map(|(slot, _)| slot.saturating_sub(1));
+    below_written.fold(master.commit_index, Slot::min)
+}
+
+/// Moves each master's store to the last final slot of its log ([`applied_floor`]), creating
+/// the stores at the first compaction: a step then applies only the slots it commits, however
+/// far the cut lags (a paused or cut-off master holds the cut back, not the others' stores).
+fn advance_stores(config: &Config, state: &mut State) {
+    let stores = &mut state.compacted.stores;
+    if stores.is_empty() {
+        let empty = AppliedStore {
+            through: 0,
+            store: KeyValueStore::for_master(config),
+        };
+        stores.resize(state.masters.len(), empty);
+    }
+    for (applied, master) in stores.iter_mut().zip(&state.masters) {
+        let target = applied_floor(master);
+        if target > applied.through {
+            applied
+                .store
+                .apply_log(&master.log, applied.through, target);
+            applied.through = target;
+        }
+    }
+}
+
 impl Default for Archive {
     fn default() -> Archive {
         Archive::new()
@@ -140,6 +192,7 @@ impl Archive {
             chosen: BTreeMap::new(),
             history: Vec::new(),
             replies: Vec::new(),
+            kv_replies: Vec::new(),
         }
     }
 
@@ -156,18 +209,18 @@ impl Archive {
     /// Takes out of `state` what no later step reads (or puts the log prefix back when the
     /// floor fell below the cut). Call it between steps, after the step's properties.
     pub fn compact(&mut self, config: &Config, state: &mut State) -> Compaction {
-        // Revisioned clients: only reply records (see the module documentation).
-        if !config.kv_clients.is_empty() {
-            return self.archive_replies(config, state);
-        }
         let floor = floor(state);
-        if floor < state.compacted.through {
+        let store_ahead = (state.compacted.stores.iter().zip(&state.masters))
+            .any(|(applied, master)| applied_floor(master) < applied.through);
+        if floor < state.compacted.through || store_ahead {
             self.restore_prefix(state);
         }
+        advance_stores(config, state);
         if floor >= state.compacted.through + self.minimums.slots {
             self.cut_prefix(config, state, floor);
         }
-        if state.history.len() >= self.minimums.history_events {
+        let revisioned = !config.kv_clients.is_empty();
+        if !revisioned && state.history.len() >= self.minimums.history_events {
             self.history.append(&mut state.history);
         }
         self.archive_replies(config, state)
@@ -185,6 +238,12 @@ impl Archive {
             merge_replies(&mut replies, live);
             state.clients[client].replies = replies;
         }
+        for (client, archived) in self.kv_replies.iter_mut().enumerate() {
+            let live = std::mem::take(&mut state.clients[client].kv_replies);
+            let mut replies = std::mem::take(archived);
+            merge_replies(&mut replies, live);
+            state.clients[client].kv_replies = replies;
+        }
     }
 
     /// A copy of `state` with everything put back (for reports).
@@ -194,26 +253,33 @@ impl Archive {
         copy
     }
 
-    /// Moves slots `through + 1..=floor` of every log and of `chosen` into the archive, and
-    /// folds them into each master's store.
+    /// Moves slots `through + 1..=floor` of every log and of `chosen` into the archive (each
+    /// master's store is past them already, [`advance_stores`]), and folds the chosen ones into
+    /// the reference store. The archive's maps grow by `extend`, not `append`, which would
+    /// rebuild them whole at every cut.
     fn cut_prefix(&mut self, config: &Config, state: &mut State, floor: Slot) {
-        let through = state.compacted.through;
         let masters = state.masters.len();
         self.logs.resize_with(masters, Log::new);
-        state
-            .compacted
-            .stores
-            .resize_with(masters, || KeyValueStore::for_master(config));
         for (node, master) in state.masters.iter_mut().enumerate() {
-            let store = &mut state.compacted.stores[node];
-            store.apply_log(&master.log, through, floor);
+            let applied = state.compacted.stores[node].through;
+            assert!(
+                applied >= floor,
+                "master {node}'s store ({applied}) below the cut {floor}"
+            );
             let live = master.log.split_off(&(floor + 1));
-            let mut prefix = std::mem::replace(&mut master.log, live);
-            self.logs[node].append(&mut prefix);
+            let prefix = std::mem::replace(&mut master.log, live);
+            self.logs[node].extend(prefix);
         }
         let live = state.ghost.chosen.split_off(&(floor + 1));
-        let mut prefix = std::mem::replace(&mut state.ghost.chosen, live);
-        self.chosen.append(&mut prefix);
+        let prefix = std::mem::replace(&mut state.ghost.chosen, live);
+        let reference = state
+            .compacted
+            .reference
+            .get_or_insert_with(|| KeyValueStore::reference(config));
+        for command in prefix.values() {
+            reference.apply_command(command);
+        }
+        self.chosen.extend(prefix);
         state.compacted.through = floor;
     }
 
@@ -222,6 +288,7 @@ impl Archive {
     /// is an agreement violation.
     fn restore_prefix(&mut self, state: &mut State) {
         if state.compacted.through == 0 {
+            state.compacted = Compacted::default();
             return;
         }
         for (node, master) in state.masters.iter_mut().enumerate() {
@@ -244,68 +311,99 @@ impl Archive {
         state.compacted = Compacted::default();
     }
 
-    /// Archives the reply records of every client that keeps more than `minimums.replies`,
-    /// except the record of its last request (which its next
-    /// request waits for) and records counted more than once.
+    /// Archives the reply records of every client that keeps more than `minimums.replies` of
+    /// either API, except the record of its last request (which its next request waits for)
+    /// and records counted more than once.
     fn archive_replies(&mut self, config: &Config, state: &mut State) -> Compaction {
-        let mut compaction = Compaction::default();
-        self.replies
-            .resize_with(state.clients.len(), BTreeMap::default);
-        let mut first_request = 0usize;
+        let clients = state.clients.len();
+        self.replies.resize_with(clients, BTreeMap::default);
+        self.kv_replies.resize_with(clients, BTreeMap::default);
+        let minimum = self.minimums.replies;
+        let mut repeated_reply = false;
         for (client, progress) in state.clients.iter_mut().enumerate() {
-            let scripted = config
-                .clients
-                .get(client)
-                .map_or(0, |script| script.operations.len());
             let last = (progress.sent as usize)
                 .checked_sub(1)
-                .map(|index| (first_request + index) as RequestId);
-            first_request += scripted;
+                .map(|index| config.request_id(client as ClientId, index));
             let archived = &mut self.replies[client];
-            let repeated = progress
-                .replies
-                .keys()
-                .any(|request_id| archived.contains_key(request_id));
-            if progress.replies.len() <= self.minimums.replies && !repeated {
-                continue;
-            }
-            let mut kept = BTreeMap::new();
-            for (request_id, record) in std::mem::take(&mut progress.replies) {
-                let record = match archived.remove(&request_id) {
-                    Some(old) => {
-                        compaction.repeated_reply = true;
-                        merged(old, record)
-                    }
-                    None => record,
-                };
-                if Some(request_id) == last || record.count > 1 {
-                    kept.insert(request_id, record);
-                } else {
-                    archived.insert(request_id, record);
-                }
-            }
-            progress.replies = kept;
+            repeated_reply |= archive_records(&mut progress.replies, archived, last, minimum);
+            let archived = &mut self.kv_replies[client];
+            repeated_reply |= archive_records(&mut progress.kv_replies, archived, last, minimum);
         }
-        compaction
+        Compaction { repeated_reply }
     }
 }
 
-/// One record for two of the same request: the counts add up, the first outcome stays.
-fn merged(first: ReplyRecord, second: ReplyRecord) -> ReplyRecord {
-    ReplyRecord {
-        count: first.count.saturating_add(second.count),
-        outcome: first.outcome,
+/// A client's record of the replies to one request, of either API.
+trait Record {
+    /// Replies received.
+    fn count(&self) -> u8;
+    /// One record for two of the same request: the counts add up, the first outcome stays.
+    fn merged(self, later: Self) -> Self;
+}
+
+impl Record for ReplyRecord {
+    fn count(&self) -> u8 {
+        self.count
     }
+
+    fn merged(self, later: ReplyRecord) -> ReplyRecord {
+        ReplyRecord {
+            count: self.count.saturating_add(later.count),
+            outcome: self.outcome,
+        }
+    }
+}
+
+impl Record for KvReplyRecord {
+    fn count(&self) -> u8 {
+        self.count
+    }
+
+    fn merged(self, later: KvReplyRecord) -> KvReplyRecord {
+        KvReplyRecord {
+            count: self.count.saturating_add(later.count),
+            outcome: self.outcome,
+        }
+    }
+}
+
+/// Moves `live`'s records into `archived` once it holds more than `minimum` or a record of an
+/// archived request, except the record of request `last` and records counted more than once;
+/// whether a reply came for an archived request (its merged record is back in `live`). Only
+/// live records up to the highest archived request can be such replies, and there are few: the
+/// ones kept at the last archiving and a late reply.
+fn archive_records<R: Record>(
+    live: &mut BTreeMap<RequestId, R>,
+    archived: &mut BTreeMap<RequestId, R>,
+    last: Option<RequestId>,
+    minimum: usize,
+) -> bool {
+    let repeated = archived.keys().next_back().is_some_and(|highest| {
+        live.range(..=*highest)
+            .any(|(request_id, _)| archived.contains_key(request_id))
+    });
+    if live.len() <= minimum && !repeated {
+        return false;
+    }
+    for (request_id, record) in std::mem::take(live) {
+        let record = match archived.remove(&request_id) {
+            Some(old) => old.merged(record),
+            None => record,
+        };
+        if Some(request_id) == last || record.count() > 1 {
+            live.insert(request_id, record);
+        } else {
+            archived.insert(request_id, record);
+        }
+    }
+    repeated
 }
 
 /// Merges `live` into `into` (records of one request add up).
-fn merge_replies(
-    into: &mut BTreeMap<RequestId, ReplyRecord>,
-    live: BTreeMap<RequestId, ReplyRecord>,
-) {
+fn merge_replies<R: Record>(into: &mut BTreeMap<RequestId, R>, live: BTreeMap<RequestId, R>) {
     for (request_id, record) in live {
         let record = match into.remove(&request_id) {
-            Some(old) => merged(old, record),
+            Some(old) => old.merged(record),
             None => record,
         };
         into.insert(request_id, record);

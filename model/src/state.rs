@@ -461,15 +461,28 @@ pub struct State {
 }
 
 /// What the masters' handlers need of a log prefix that replay compacted away: each master's
-/// key-value store after that prefix, so that results of later slots can still be computed.
-/// The entries themselves are in replay's `crate::compaction::Archive`.
+/// key-value store after its committed log, so that results of later slots can still be
+/// computed without applying the log from its first slot. The entries themselves are in
+/// replay's `crate::compaction::Archive`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Compacted {
     /// Slots `1..=through` are out of every master's log and of `Ghost::chosen`.
     pub through: Slot,
-    /// Per master, its store after applying its log through `through` (empty when `through`
-    /// is 0).
-    pub stores: Vec<KeyValueStore>,
+    /// Per master, its store after applying its log through a slot of its committed prefix at
+    /// or above `through` (empty when nothing was compacted).
+    pub stores: Vec<AppliedStore>,
+    /// The reference store after the chosen slots `1..=through` (`None` when `through` is 0).
+    #[serde(default)]
+    pub reference: Option<KeyValueStore>,
+}
+
+/// A master's store after its log through `through`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AppliedStore {
+    /// The last slot applied.
+    pub through: Slot,
+    /// The store.
+    pub store: KeyValueStore,
 }
 
 impl State {
@@ -495,18 +508,31 @@ impl State {
     /// Master `node`'s key-value store after applying its log through `slot`: the compacted
     /// store (or `config`'s empty one), then the log above it.
     pub fn store_through(&self, config: &Config, node: NodeId, slot: Slot) -> KeyValueStore {
-        let compacted = &self.compacted;
+        let (mut store, applied) = match self.compacted.stores.get(node as usize) {
+            Some(applied) => (applied.store.clone(), applied.through),
+            None => (KeyValueStore::for_master(config), 0),
+        };
         assert!(
-            slot >= compacted.through,
-            "slot {slot} of master {node} is below the compacted prefix (through {})",
-            compacted.through
+            slot >= applied && applied >= self.compacted.through,
+            "slot {slot} of master {node} is below its compacted store (through {applied}, \
+             the logs cut through {})",
+            self.compacted.through
         );
-        let mut store = compacted
-            .stores
-            .get(node as usize)
-            .cloned()
-            .unwrap_or_else(|| KeyValueStore::for_master(config));
-        store.apply_log(&self.masters[node as usize].log, compacted.through, slot);
+        store.apply_log(&self.masters[node as usize].log, applied, slot);
+        store
+    }
+
+    /// The reference store after every chosen slot: the compacted prefix's (or `config`'s
+    /// empty one), then the chosen slots above it.
+    pub fn chosen_store(&self, config: &Config) -> KeyValueStore {
+        let mut store = self
+            .compacted
+            .reference
+            .clone()
+            .unwrap_or_else(|| KeyValueStore::reference(config));
+        for command in self.ghost.chosen.values() {
+            store.apply_command(command);
+        }
         store
     }
 

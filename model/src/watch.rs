@@ -15,7 +15,6 @@
 //! ledger counts them like requests: `opened == ended + open` (asserted at every change).
 
 use crate::config::Bug;
-use crate::kv::KeyValueStore;
 use crate::kv_types::{Revision, RevisionEvents, WatchEnd, WatchId, WatchRequest};
 use crate::message::{Endpoint, Message};
 use crate::state::{Role, Subscription, Watch};
@@ -394,9 +393,5 @@ impl Step<'_> {
 
 /// The highest revision chosen anywhere: the chosen prefix applied to an empty store.
 pub(crate) fn chosen_revision(step: &Step<'_>) -> Revision {
-    let mut store = KeyValueStore::reference(step.config);
-    for command in step.state.ghost.chosen.values() {
-        store.apply_command(command);
-    }
-    store.revision
+    step.state.chosen_store(step.config).revision
 }
