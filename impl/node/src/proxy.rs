@@ -44,6 +44,10 @@ use crate::wire::{ClientFrame, ClusterStatus, PeerFrame, ProxyFrame};
 pub const REQUESTS_PER_CONNECTION_MAX: usize = 4096;
 /// Inputs waiting for the proxy task at most; connection readers wait beyond it.
 const INBOX_MAX: usize = 8192;
+/// Frames written to one client connection with one flush at most. They are taken from the
+/// connection's queue, where they already waited, so a batch holds no memory the queue did not
+/// (and the codec flushes on its own past its buffer's bound).
+const CLIENT_WRITE_BATCH_FRAMES_MAX: usize = 64;
 /// Status queries collecting answers at once; more are refused.
 const STATUS_QUERIES_MAX: usize = 64;
 /// How long a status query waits for masters to answer.
@@ -915,22 +919,20 @@ async fn serve_client<N: Network>(
     lock(&context.clients).queues.insert(client, queue);
     let inbox = context.inbox.clone();
     let writer_task = network.spawn(async move {
-        while let Some((frame, permit)) = outgoing.recv().await {
-            let Some(frame) = frame else {
-                drop(permit);
-                continue;
-            };
-            let written = codec::write_value(&mut writer, &frame).await;
-            drop(permit);
-            if written.is_err() {
-                return;
-            }
-            if let ProxyFrame::WatchEvents { watch_id, .. } = frame {
-                // Written: one place of the watch's buffer is free (§17.5).
-                let read = Input::WatchEventsRead { client, watch_id };
-                if inbox.send(read).await.is_err() {
-                    return;
+        let mut batch = Vec::with_capacity(CLIENT_WRITE_BATCH_FRAMES_MAX);
+        while let Some(first) = outgoing.recv().await {
+            batch.push(first);
+            while batch.len() < CLIENT_WRITE_BATCH_FRAMES_MAX {
+                match outgoing.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
                 }
+            }
+            if write_batch(&mut writer, &mut batch, client, &inbox)
+                .await
+                .is_err()
+            {
+                return;
             }
         }
     });
@@ -947,6 +949,37 @@ async fn serve_client<N: Network>(
     if watched {
         let _ = context.inbox.send(Input::ClientClosed { client }).await;
     }
+}
+
+/// Writes the frames of `batch` (queued for one client) with one flush, then frees their
+/// permits and tells the proxy task of each `WatchEvents` written: one place of that watch's
+/// buffer is free (§17.5). Under fan-out many frames wait at once, and one flush (one
+/// `writev`) for all of them is what keeps the proxy's cost per event low. An error means
+/// the connection is gone (or the proxy task stopped).
+async fn write_batch<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut codec::FrameWriter<W>,
+    batch: &mut Vec<Outgoing>,
+    client: ClientId,
+    inbox: &mpsc::Sender<Input>,
+) -> Result<(), ()> {
+    let mut written = Ok(());
+    for (frame, _) in batch.iter() {
+        if let (Some(frame), Ok(())) = (frame, &written) {
+            written = codec::feed_value(writer, frame).await;
+        }
+    }
+    if written.is_ok() {
+        written = codec::flush_values(writer).await;
+    }
+    let frames: Vec<Option<ProxyFrame>> = batch.drain(..).map(|(frame, _permit)| frame).collect();
+    written.map_err(|_| ())?;
+    for frame in frames {
+        if let Some(ProxyFrame::WatchEvents { watch_id, .. }) = frame {
+            let read = Input::WatchEventsRead { client, watch_id };
+            inbox.send(read).await.map_err(|_| ())?;
+        }
+    }
+    Ok(())
 }
 
 fn lock(clients: &Mutex<Clients>) -> std::sync::MutexGuard<'_, Clients> {
