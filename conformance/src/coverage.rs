@@ -88,17 +88,13 @@ pub fn observe(merged: &Merged) -> BTreeMap<&'static str, u64> {
     let mut started = BTreeSet::new();
     let mut resumed_leaders = BTreeSet::new();
     let mut disks: BTreeMap<String, DiskWatch> = BTreeMap::new();
-    let mut watches = WatchResumes::default();
-    let mut from_now = WatchesFromNow::default();
+    let mut watches = WatchBehaviours::default();
     for event in &merged.events {
         if let Some(name) = revisioned_behaviour(&event.line.kind) {
             *behaviours.entry(name).or_default() += 1;
         }
-        if watches.observe(&event.line.kind) {
-            *behaviours.entry("watch resumed").or_default() += 1;
-        }
-        if from_now.observe(&event.line.kind) {
-            *behaviours.entry("watch from now").or_default() += 1;
+        for name in watches.observe(&event.line.kind) {
+            *behaviours.entry(name).or_default() += 1;
         }
         let origin = event.line.origin.to_string();
         if event.line.kind.starts_input() {
@@ -172,62 +168,25 @@ fn revisioned_behaviour(kind: &core::TraceKind) -> Option<&'static str> {
     }
 }
 
-/// `watch resumed` (§17.6): a watch open when the proxy's connection to its subscription's
-/// master closed gets events afterwards, from the master the proxy resumed at.
+/// The watches' behaviours in a proxy's events: `watch resumed` (§17.6), a watch open when the
+/// proxy's connection to its subscription's master closed that gets events afterwards, from
+/// the master the proxy resumed at; and `watch from now` (§17.2), a watch created from
+/// revision 0 that the proxy answered `WatchCreated` (once the master's report resolved it)
+/// and then delivered events to. Each counts once per watch, at that delivery.
 #[derive(Debug, Default)]
-struct WatchResumes {
+struct WatchBehaviours {
     /// Watches created and not ended, by (client, watch id).
     open: BTreeSet<(u64, u64)>,
     /// Open watches that were open at a `ConnectionClosed` and got nothing since.
     resuming: BTreeSet<(u64, u64)>,
+    /// Watches from now asked for, not ended, and not delivered to since `WatchCreated`.
+    from_now: BTreeSet<(u64, u64)>,
 }
 
-impl WatchResumes {
-    /// Takes in a proxy event; true when it is a resumed watch's first delivery.
-    fn observe(&mut self, kind: &core::TraceKind) -> bool {
-        match kind {
-            core::TraceKind::Send {
-                to: core::Endpoint::Client(client),
-                message,
-            } => match message {
-                core::Message::WatchCreated { watch_id } => {
-                    self.open.insert((*client, *watch_id));
-                    false
-                }
-                core::Message::WatchEvents { watch_id, .. } => {
-                    self.resuming.remove(&(*client, *watch_id))
-                }
-                _ => false,
-            },
-            core::TraceKind::WatchEnded {
-                client, watch_id, ..
-            } => {
-                self.open.remove(&(*client, *watch_id));
-                self.resuming.remove(&(*client, *watch_id));
-                false
-            }
-            core::TraceKind::ConnectionClosed { .. } => {
-                self.resuming.extend(self.open.iter().copied());
-                false
-            }
-            _ => false,
-        }
-    }
-}
-
-/// `watch from now` (§17.2): a watch created from revision 0 that the proxy answered
-/// `WatchCreated` (once the master's report resolved it) and then delivered events to.
-#[derive(Debug, Default)]
-struct WatchesFromNow {
-    /// Watches from now asked for and not yet delivered to, by (client, watch id).
-    waiting: BTreeSet<(u64, u64)>,
-    /// Those of them answered `WatchCreated`.
-    created: BTreeSet<(u64, u64)>,
-}
-
-impl WatchesFromNow {
-    /// Takes in a proxy event; true at the first delivery to a created watch from now.
-    fn observe(&mut self, kind: &core::TraceKind) -> bool {
+impl WatchBehaviours {
+    /// Takes in a proxy event; the behaviours it completes.
+    fn observe(&mut self, kind: &core::TraceKind) -> Vec<&'static str> {
+        let mut seen = Vec::new();
         match kind {
             core::TraceKind::Receive {
                 from: core::Endpoint::Client(client),
@@ -236,34 +195,40 @@ impl WatchesFromNow {
                         watch_id, watch, ..
                     },
             } if watch.start_revision == 0 => {
-                self.waiting.insert((*client, *watch_id));
-                false
+                self.from_now.insert((*client, *watch_id));
             }
             core::TraceKind::Send {
                 to: core::Endpoint::Client(client),
                 message,
-            } => {
-                let watch = match message {
-                    core::Message::WatchCreated { watch_id } => {
-                        if self.waiting.contains(&(*client, *watch_id)) {
-                            self.created.insert((*client, *watch_id));
-                        }
-                        return false;
+            } => match message {
+                core::Message::WatchCreated { watch_id } => {
+                    self.open.insert((*client, *watch_id));
+                }
+                core::Message::WatchEvents { watch_id, .. } => {
+                    let watch = (*client, *watch_id);
+                    if self.resuming.remove(&watch) {
+                        seen.push("watch resumed");
                     }
-                    core::Message::WatchEvents { watch_id, .. } => (*client, *watch_id),
-                    _ => return false,
-                };
-                self.waiting.remove(&watch) && self.created.remove(&watch)
-            }
+                    if self.open.contains(&watch) && self.from_now.remove(&watch) {
+                        seen.push("watch from now");
+                    }
+                }
+                _ => {}
+            },
             core::TraceKind::WatchEnded {
                 client, watch_id, ..
             } => {
-                self.waiting.remove(&(*client, *watch_id));
-                self.created.remove(&(*client, *watch_id));
-                false
+                let watch = (*client, *watch_id);
+                self.open.remove(&watch);
+                self.resuming.remove(&watch);
+                self.from_now.remove(&watch);
             }
-            _ => false,
+            core::TraceKind::ConnectionClosed { .. } => {
+                self.resuming.extend(self.open.iter().copied());
+            }
+            _ => {}
         }
+        seen
     }
 }
 
@@ -409,7 +374,7 @@ mod tests {
     /// from a revision, or one from now that ended before it was answered, is not counted.
     #[test]
     fn a_watch_from_now_counts_at_its_first_delivery_after_created() {
-        let mut from_now = WatchesFromNow::default();
+        let mut watches = WatchBehaviours::default();
         let created = |watch_id| to_client(1, core::Message::WatchCreated { watch_id });
         let ended = core::TraceKind::WatchEnded {
             client: 1,
@@ -428,9 +393,37 @@ mod tests {
             events(1, 1),
         ]
         .iter()
-        .map(|kind| from_now.observe(kind))
+        .map(|kind| watches.observe(kind) == ["watch from now"])
         .collect();
         let expected = [false, false, false, false, false, false, false, true, false];
         assert_eq!(seen, expected);
+    }
+
+    /// A watch open at a `ConnectionClosed` counts `watch resumed` at its next delivery, once;
+    /// one created after it does not.
+    #[test]
+    fn a_watch_open_at_a_closed_connection_counts_resumed_at_its_next_delivery() {
+        let mut watches = WatchBehaviours::default();
+        let created = |watch_id| to_client(1, core::Message::WatchCreated { watch_id });
+        let closed = core::TraceKind::ConnectionClosed {
+            cluster: "local".to_string(),
+            node: 0,
+        };
+        let seen: Vec<Vec<&str>> = [
+            create(1, 1, 4),
+            created(1),
+            closed,
+            create(1, 2, 4),
+            created(2),
+            events(1, 2),
+            events(1, 1),
+            events(1, 1),
+        ]
+        .iter()
+        .map(|kind| watches.observe(kind))
+        .collect();
+        let resumed_at = seen.iter().position(|names| names == &["watch resumed"]);
+        assert_eq!(resumed_at, Some(6), "{seen:?}");
+        assert_eq!(seen.iter().filter(|names| !names.is_empty()).count(), 1);
     }
 }
