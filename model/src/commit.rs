@@ -20,13 +20,17 @@ impl Step<'_> {
     pub(crate) fn applied(&mut self, node: NodeId, slot: Slot, command: &Command) {
         let subscribed = self.state.masters[node as usize].subscription.is_some();
         let Command::Kv { operation, .. } = command else {
-            if subscribed {
-                let after = self.state.store_through(self.config, node, slot);
+            let follows = (self.applied_store.as_ref())
+                .is_some_and(|(applied, through, _)| *applied == node && *through + 1 == slot);
+            if subscribed || follows {
+                let mut after = self.committed_store(node, slot - 1);
+                after.apply_command(command);
                 self.stream(node, &after);
+                self.applied_store = Some((node, slot, after));
             }
             return;
         };
-        let before = self.state.store_through(self.config, node, slot - 1);
+        let before = self.committed_store(node, slot - 1);
         let mut after = before.clone();
         let result = after.apply_kv(operation);
         if let KvOperation::Txn(request) = operation {
@@ -42,6 +46,16 @@ impl Step<'_> {
         self.check_served(&before, &operation, &ClientResult::Kv(result));
         if subscribed {
             self.stream(node, &after);
+        }
+        self.applied_store = Some((node, slot, after));
+    }
+
+    /// Master `node`'s store after its log through `slot`: the one this step's commit of
+    /// `slot` built, else `State::store_through`.
+    fn committed_store(&mut self, node: NodeId, slot: Slot) -> KeyValueStore {
+        match self.applied_store.take() {
+            Some((applied, through, store)) if applied == node && through == slot => store,
+            _ => self.state.store_through(self.config, node, slot),
         }
     }
 

@@ -8,6 +8,7 @@
 //! `paused_sends_nothing`.
 
 use crate::config::{Config, Delivery};
+use crate::kv::KeyValueStore;
 use crate::kv_types::ClientResult;
 use crate::message::{Endpoint, Message};
 use crate::state::{Role, State};
@@ -21,6 +22,9 @@ pub struct Step<'a> {
     pub state: &'a mut State,
     /// The master whose disk write this step opened, if any (`crate::disk`).
     pub(crate) write_opened: Option<NodeId>,
+    /// The last store a commit of this step built, with its master and slot: a master that
+    /// commits several slots in one step (a catch-up) applies each slot once (`crate::commit`).
+    pub(crate) applied_store: Option<(NodeId, Slot, KeyValueStore)>,
 }
 
 impl<'a> Step<'a> {
@@ -30,6 +34,7 @@ impl<'a> Step<'a> {
             config,
             state,
             write_opened: None,
+            applied_store: None,
         }
     }
 }
