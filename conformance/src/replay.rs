@@ -32,6 +32,8 @@ mod engine;
 mod inputs;
 mod properties;
 mod silent;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -67,6 +69,9 @@ pub struct ReplayStats {
     /// (bounded by [`LINEARIZABLE_CHECK_LIMIT`] and [`WHOLE_STORE_CHECK_LIMIT`]); the rest is
     /// the replay of the events, which grows with their number.
     pub linearizable_seconds: f64,
+    /// The highest slot replay compaction cut the model's logs through
+    /// (`vigil_model::compaction`): 0 when the run was too short to cut any.
+    pub compacted_through_max: vigil_model::types::Slot,
     /// Keys whose history the per-key linearizability check could not decide within
     /// [`LINEARIZABLE_CHECK_LIMIT`] (none: every key decided).
     pub linearizable_undecided_keys: Option<Vec<String>>,

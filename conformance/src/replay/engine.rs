@@ -232,6 +232,8 @@ impl Replayer<'_> {
         }
         let vocabulary = &self.vocabulary;
         let compaction = self.archive.compact(&vocabulary.config, &mut self.state);
+        let through = self.state.compacted.through;
+        self.stats.compacted_through_max = self.stats.compacted_through_max.max(through);
         if compaction.repeated_reply {
             self.check_properties(index, When::ReplyDelivered)?;
         }
