@@ -597,10 +597,9 @@ impl Proxy {
             return;
         }
         if let Some(forwarded) = self.forwarded.remove(&request_id) {
-            // The cached leader did not answer in time: ask the masters in turn next time.
-            if self.leader_cache.get(&forwarded.cluster) == Some(forwarded.target) {
-                self.leader_cache.remove(&forwarded.cluster);
-            }
+            // No answer in time: forget the cluster's cached leader, whichever master it names
+            // (§9.4.5, as the model's `on_request_timeout`); the next request asks in turn.
+            self.leader_cache.remove(&forwarded.cluster);
             forwarded.pending.complete(Err(ClientError::Timeout));
         }
     }
@@ -998,6 +997,41 @@ mod tests {
         assert_eq!(proxy.ready().replies.len(), 1);
         assert_eq!(proxy.ledger().late_replies, 1);
         assert_eq!(proxy.cached_leader("local"), Some(0));
+    }
+
+    /// A request sent in turn to one master times out after another master's reply put that
+    /// one in the cache: the timeout still forgets the cache (§9.4.5), as the model does.
+    #[test]
+    fn a_timeout_forgets_the_cached_leader_whichever_master_it_names() {
+        let mut proxy = proxy(Config::default());
+        proxy.handle_request(1, 1, "local", get());
+        proxy.handle_request(1, 2, "local", get());
+        let forwarded: Vec<(u64, u64)> = proxy
+            .ready()
+            .messages
+            .iter()
+            .map(|envelope| match &envelope.message {
+                Message::Propose { request_id, .. } => (*request_id, envelope.to),
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        let [(_, first_target), (second, second_target)] = forwarded[..] else {
+            panic!("two proposals expected: {forwarded:?}");
+        };
+        assert_ne!(first_target, second_target, "a cache miss asks in turn");
+        proxy
+            .step("local", second_target, reply(second, value()))
+            .unwrap();
+        assert_eq!(proxy.cached_leader("local"), Some(second_target));
+        for _ in 0..Config::default().request_timeout_ticks {
+            proxy.tick();
+        }
+        assert_eq!(
+            proxy.ready().replies.len(),
+            2,
+            "the first completed Timeout"
+        );
+        assert_eq!(proxy.cached_leader("local"), None);
     }
 
     #[test]
