@@ -1721,6 +1721,11 @@ pub fn action_kind(action: &Action) -> String {
         Action::Crash(_) => "Crash".to_string(),
         Action::Restart(_) => "Restart".to_string(),
         Action::CloseConnection(_) => "CloseConnection".to_string(),
+        // No trace event maps to a lease step yet: replay never takes these.
+        Action::Tick => "Tick".to_string(),
+        Action::LeaseExpiryTimeout(..) => "LeaseExpiryTimeout".to_string(),
+        Action::ClientPause(_) => "ClientPause".to_string(),
+        Action::ClientResume(_) => "ClientResume".to_string(),
     }
 }
 

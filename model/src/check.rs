@@ -46,7 +46,7 @@ pub const SIMULATION_SEED: u64 = 0x5eed;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// The preset name is unknown.
-    #[error("unknown preset `{0}` (known: ci, seed, five-masters, ci-pause, ci-election, ci-read, ci-crash, ci-disk, ci-txn, ci-watch, ci-watch-resume, ci-watch-errors, bug-NAME)")]
+    #[error("unknown preset `{0}` (known: ci, seed, five-masters, ci-pause, ci-election, ci-read, ci-crash, ci-disk, ci-txn, ci-watch, ci-watch-resume, ci-watch-errors, ci-watch-now, ci-lease, ci-lease-election, bug-NAME)")]
     UnknownPreset(String),
 }
 

@@ -84,12 +84,18 @@ pub fn weight(state: &State, action: &Action) -> u64 {
         Action::CheckQuorumTimeout(node) if state.masters[*node as usize].check_quorum_overdue => {
             100
         }
-        Action::HeartbeatTimeout(_) | Action::Restart(_) | Action::Resume(_) => 20,
+        Action::LeaseExpiryTimeout(..) => 100,
+        Action::HeartbeatTimeout(_)
+        | Action::Restart(_)
+        | Action::Resume(_)
+        | Action::Tick
+        | Action::ClientResume(_) => 20,
         Action::RequestTimeout(_) => 4,
         Action::CheckQuorumTimeout(_)
         | Action::ElectionTimeout(_)
         | Action::RejoinWaitExpired(_)
-        | Action::Pause(_) => 2,
+        | Action::Pause(_)
+        | Action::ClientPause(_) => 2,
         Action::Drop { .. }
         | Action::Crash(_)
         | Action::ForwardLost(_)

@@ -18,6 +18,9 @@ use crate::types::{Command, NodeId, Slot};
 impl Step<'_> {
     /// `node` applied `command`, the one of `slot`.
     pub(crate) fn applied(&mut self, node: NodeId, slot: Slot, command: &Command) {
+        if self.config.has_leases() {
+            self.lease_applied(node, slot, command);
+        }
         let subscribed = self.state.masters[node as usize].subscription.is_some();
         let Command::Kv { operation, .. } = command else {
             let follows = (self.applied_store.as_ref())

@@ -59,11 +59,23 @@ pub enum Bug {
     /// stream's next revision, or at the revision after the master's next report, instead of
     /// waiting for that report (`watch.rs`, `handle_watch_create`).
     WatchNowBeforeReport,
+    /// Applying a leader's lease expiry does not check that the lease's generation is the one
+    /// the expiry carries, so an expiry proposed before a keep-alive was applied — by a leader
+    /// since deposed, or by the same leader racing the keep-alive — still ends the lease
+    /// (`lease.rs`, `lease_expire`).
+    ExpireByDeposedLeader,
+    /// A new leader does not give its leases a fresh ttl at its election: it counts each from
+    /// when it last applied the lease's grant or keep-alive from the log, missing the
+    /// keep-alives its predecessor acknowledged without a log entry
+    /// (`lease_leader.rs`, `leases_at_election`).
+    TtlNotRenewedOnElection,
+    /// A lease ends without deleting the keys attached to it (`lease.rs`, `end_lease`).
+    EphemeralOutlivesLease,
 }
 
 impl Bug {
     /// Every seeded bug, in the order `vigil-model bugs` lists them.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 16] = [
         Bug::ErrorPathLeak,
         Bug::DoubleComplete,
         Bug::EvictedAckCounts,
@@ -77,6 +89,9 @@ impl Bug {
         Bug::WatchLeakOnError,
         Bug::CompactionSkipsWatch,
         Bug::WatchNowBeforeReport,
+        Bug::ExpireByDeposedLeader,
+        Bug::TtlNotRenewedOnElection,
+        Bug::EphemeralOutlivesLease,
     ];
 
     /// The name used on the command line and in reports.
@@ -95,6 +110,9 @@ impl Bug {
             Bug::WatchLeakOnError => "watch-leak-on-error",
             Bug::CompactionSkipsWatch => "compaction-skips-watch",
             Bug::WatchNowBeforeReport => "watch-now-before-report",
+            Bug::ExpireByDeposedLeader => "expire-by-deposed-leader",
+            Bug::TtlNotRenewedOnElection => "ttl-not-renewed-on-election",
+            Bug::EphemeralOutlivesLease => "ephemeral-outlives-lease",
         }
     }
 
@@ -114,6 +132,9 @@ impl Bug {
             Bug::WatchLeakOnError => "a watch naming an unknown cluster is registered and never ended: its client never hears back (the incident, for streams)",
             Bug::CompactionSkipsWatch => "a watch behind the compaction point is moved up to it instead of ending Compacted: it skips the events in between (a put it was owed), and the next one it gets shows the gap",
             Bug::WatchNowBeforeReport => "a watch from revision 0 (now) is answered WatchCreated at once and starts at the stream's next revision, which a watch from a future revision holds ahead of the store: a put its client makes after the watch is created is never delivered",
+            Bug::ExpireByDeposedLeader => "applying a lease expiry does not check the lease's generation: an expiry proposed before a keep-alive was applied (by a leader since deposed, or racing the keep-alive) ends a lease its holder was just told is alive",
+            Bug::TtlNotRenewedOnElection => "a new leader counts each lease's ttl from when it last applied the lease's grant or keep-alive instead of from its election: a keep-alive its predecessor acknowledged without a log entry is missed and the lease expires early",
+            Bug::EphemeralOutlivesLease => "a lease ends without deleting its keys: a key attached to a revoked or expired lease stays readable",
         }
     }
 
@@ -133,6 +154,9 @@ impl Bug {
             Bug::WatchLeakOnError => "watch_ends_once",
             Bug::CompactionSkipsWatch => "watch_in_order_exactly_once",
             Bug::WatchNowBeforeReport => "watch_from_now_misses_nothing",
+            Bug::ExpireByDeposedLeader => "lease_not_expired_early",
+            Bug::TtlNotRenewedOnElection => "lease_not_expired_early",
+            Bug::EphemeralOutlivesLease => "ephemeral_keys_end_with_lease",
         }
     }
 }
@@ -145,7 +169,7 @@ impl fmt::Display for Bug {
 
 /// A name that is not a seeded bug.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist, watch-resume-from-current, txn-partial-apply, watch-leak-on-error, compaction-skips-watch, watch-now-before-report)")]
+#[error("unknown bug `{0}` (known: error-path-leak, double-complete, evicted-ack-counts, forget-promise, stale-leader-read, read-before-own-ballot-commit, paused-heartbeat, own-accept-before-persist, watch-resume-from-current, txn-partial-apply, watch-leak-on-error, compaction-skips-watch, watch-now-before-report, expire-by-deposed-leader, ttl-not-renewed-on-election, ephemeral-outlives-lease)")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {
@@ -208,6 +232,12 @@ pub struct Budget {
     /// connection broke with nothing of the subscription in flight), §17.6.
     #[serde(default)]
     pub connections_closed: u32,
+    /// `Tick` steps: how far the one clock of the leases may advance (§20.4).
+    #[serde(default)]
+    pub ticks: u32,
+    /// `ClientPause` faults: a client's stop-the-world pause (§20.4).
+    #[serde(default)]
+    pub client_pauses: u32,
 }
 
 impl Budget {
@@ -223,6 +253,8 @@ impl Budget {
         rejoin_waits_expired: u32::MAX,
         forwards_lost: u32::MAX,
         connections_closed: u32::MAX,
+        ticks: u32::MAX,
+        client_pauses: u32::MAX,
     };
 }
 
@@ -288,6 +320,14 @@ fn reads_waiting_max_default() -> u32 {
     2
 }
 
+fn leases_max_default() -> u8 {
+    1
+}
+
+fn keys_per_lease_max_default() -> u8 {
+    1
+}
+
 /// Everything that parameterises the model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Config {
@@ -345,6 +385,12 @@ pub struct Config {
     /// the watch ends `Overflow`.
     #[serde(default = "watch_events_buffered_max_default")]
     pub watch_events_buffered_max: u8,
+    /// Live leases at most (§20.6): one more grant is refused `TooManyLeases`.
+    #[serde(default = "leases_max_default")]
+    pub leases_max: u8,
+    /// Keys attached to one lease at most (§20.6): one more is refused `TooManyKeys`.
+    #[serde(default = "keys_per_lease_max_default")]
+    pub keys_per_lease_max: u8,
     /// When set, states found after this instant are not explored: the time limit of a search.
     /// (stateright 0.31's own timeout is only checked when a DFS thread runs out of work, so a
     /// single-threaded DFS would ignore it.) Not part of the model; never serialized.
@@ -438,6 +484,16 @@ impl Config {
             KvStep::Operation(operation) => Some(ClientOperation::Kv(operation.clone())),
             _ => None,
         }
+    }
+
+    /// Whether a revisioned client's script holds a lease operation: only then do the lease
+    /// clock, timers and properties exist (every other preset's state space is unchanged).
+    pub fn has_leases(&self) -> bool {
+        self.kv_clients.iter().any(|script| {
+            script.steps.iter().any(
+                |step| matches!(step, KvStep::Operation(operation) if operation.lease().is_some()),
+            )
+        })
     }
 
     /// Whether `request_id` is a revisioned request (its messages are the `Kv*` ones).

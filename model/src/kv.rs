@@ -23,6 +23,7 @@ use crate::kv_types::{
     ClientOperation, ClientResult, Event, EventKind, KeyRange, KeyValue, KvOperation, KvResult,
     RangeRequest, RangeResult, Revision, RevisionEvents,
 };
+use crate::lease_types::{LeaseId, LeaseTable};
 use crate::revision_history::RevisionHistory;
 use crate::state::Log;
 use crate::types::{Command, Key, Operation, OperationResult, Slot, Value, Version};
@@ -44,6 +45,10 @@ pub struct KeyState {
     pub mod_revision: Revision,
     /// Writes in the current generation, from 1 (0 when absent).
     pub version: Version,
+    /// The lease the key is attached to (§20.1): a put without one detaches it, a delete
+    /// clears it.
+    #[serde(default)]
+    pub lease: Option<LeaseId>,
 }
 
 impl KeyState {
@@ -74,6 +79,9 @@ pub struct KeyValueStore {
     pub range_limit_max: u8,
     /// Seeded bug `txn-partial-apply` (masters' stores only, never the reference).
     pub txn_partial_apply: bool,
+    /// The live leases and their bounds (§20).
+    #[serde(default)]
+    pub leases: LeaseTable,
 }
 
 impl Default for KeyValueStore {
@@ -86,6 +94,7 @@ impl Default for KeyValueStore {
             history: None,
             range_limit_max: u8::MAX,
             txn_partial_apply: false,
+            leases: LeaseTable::default(),
         }
     }
 }
@@ -94,9 +103,15 @@ impl KeyValueStore {
     /// The empty store a master of `config` starts from: history kept when `config` has
     /// revisioned clients, the range bound of `config`, and `txn-partial-apply` if seeded.
     pub fn for_master(config: &Config) -> KeyValueStore {
+        let reference = KeyValueStore::reference(config);
         KeyValueStore {
             txn_partial_apply: config.has(Bug::TxnPartialApply),
-            ..KeyValueStore::reference(config)
+            leases: LeaseTable {
+                expire_ignores_generation: config.has(Bug::ExpireByDeposedLeader),
+                end_keeps_keys: config.has(Bug::EphemeralOutlivesLease),
+                ..reference.leases.clone()
+            },
+            ..reference
         }
     }
 
@@ -105,6 +120,11 @@ impl KeyValueStore {
         KeyValueStore {
             history: (!config.kv_clients.is_empty()).then(RevisionHistory::new),
             range_limit_max: config.range_limit_max,
+            leases: LeaseTable {
+                leases_max: config.leases_max,
+                keys_per_lease_max: config.keys_per_lease_max,
+                ..LeaseTable::default()
+            },
             ..KeyValueStore::default()
         }
     }
@@ -191,6 +211,10 @@ impl KeyValueStore {
             }
             KvOperation::Txn(request) => self.apply_txn(request),
             KvOperation::Compact { revision } => self.compact(*revision),
+            KvOperation::LeaseGrant { lease, ttl_ticks } => self.lease_grant(*lease, *ttl_ticks),
+            KvOperation::LeaseKeepAlive { lease } => self.lease_keep_alive(*lease),
+            KvOperation::LeaseRevoke { lease } => self.lease_revoke(*lease),
+            KvOperation::LeasePut { put, lease } => self.lease_put(put, *lease),
         }
     }
 
@@ -359,13 +383,16 @@ impl KeyValueStore {
         }
     }
 
-    /// Applies one log command; `None` for a `Noop`.
+    /// Applies one log command; `None` for a `Noop` and for an expiry that is a no-op.
     pub fn apply_command(&mut self, command: &Command) -> Option<ClientResult> {
         match command {
             Command::Operation { operation, .. } => {
                 Some(ClientResult::Register(self.apply(operation)))
             }
             Command::Kv { operation, .. } => Some(ClientResult::Kv(self.apply_kv(operation))),
+            Command::LeaseExpire { lease, generation } => {
+                self.lease_expire(*lease, *generation).map(ClientResult::Kv)
+            }
             Command::Noop => None,
         }
     }
@@ -412,6 +439,7 @@ impl Batch {
             state.version = 0;
         }
         state.value = Some(value);
+        state.lease = None;
         state.register_version += 1;
         state.mod_revision = self.revision;
         state.version += 1;
@@ -429,6 +457,7 @@ impl Batch {
         let state = store.keys.get_mut(&key)?;
         let before = state.record(key)?;
         state.value = None;
+        state.lease = None;
         state.register_version += 1;
         state.create_revision = 0;
         state.mod_revision = 0;

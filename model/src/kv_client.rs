@@ -21,7 +21,8 @@ pub fn kv_client_may_send(config: &Config, state: &State, client: ClientId) -> b
     };
     let progress = &state.clients[client as usize];
     let sent = progress.sent as usize;
-    if progress.gone || sent >= script.steps.len() {
+    let paused = state.lease.paused_clients.contains(&client);
+    if progress.gone || paused || sent >= script.steps.len() {
         return false;
     }
     let Some(previous) = sent.checked_sub(1) else {
@@ -60,6 +61,7 @@ impl Step<'_> {
         self.state.clients[client as usize].sent += 1;
         let message = match step {
             KvStep::Operation(operation) => {
+                self.lease_request_sent(client, &operation);
                 if cluster == self.config.cluster {
                     self.state.kv_history.push(KvHistoryEvent::Invoke {
                         request_id,
@@ -124,6 +126,11 @@ impl Step<'_> {
             });
         record.count = record.count.saturating_add(1);
         let first = record.count == 1;
+        if let (true, Some(KvStep::Operation(operation))) =
+            (first, self.config.kv_step_of(request_id))
+        {
+            self.lease_reply_received(operation, &outcome);
+        }
         let served = self.config.cluster_of(client) == Some(self.config.cluster);
         if !first || !served {
             return;

@@ -8,6 +8,7 @@
 //! [`ClientResult`] join these to the register operations of §9.1, which keep their own
 //! messages and results.
 
+use crate::lease_types::{LeaseError, LeaseId, Tick};
 use crate::types::{Key, Operation, OperationResult, ProposeError, RequestError, Value, Version};
 use serde::{Deserialize, Serialize};
 
@@ -223,12 +224,47 @@ pub enum KvOperation {
         /// The new compaction point.
         revision: Revision,
     },
+    /// Grants lease `lease` with `ttl_ticks` (§20.1).
+    LeaseGrant {
+        /// The id the client chose.
+        lease: LeaseId,
+        /// Its time-to-live.
+        ttl_ticks: Tick,
+    },
+    /// Renews lease `lease` for its ttl (§20.2): through the log only when needed.
+    LeaseKeepAlive {
+        /// The lease renewed.
+        lease: LeaseId,
+    },
+    /// Ends lease `lease` and deletes its keys at one revision (§20.1).
+    LeaseRevoke {
+        /// The lease ended.
+        lease: LeaseId,
+    },
+    /// A `Put` that attaches its key to lease `lease` (§20.1; etcd's `PutRequest.lease`).
+    LeasePut {
+        /// The write.
+        put: PutRequest,
+        /// The lease the key is attached to.
+        lease: LeaseId,
+    },
 }
 
 impl KvOperation {
     /// Whether the operation only reads: a `Range`, served without a log entry (§9.2).
     pub fn is_read(&self) -> bool {
         matches!(self, KvOperation::Range(_))
+    }
+
+    /// The lease the operation names, if it is a lease operation (§20).
+    pub fn lease(&self) -> Option<LeaseId> {
+        match self {
+            KvOperation::LeaseGrant { lease, .. }
+            | KvOperation::LeaseKeepAlive { lease }
+            | KvOperation::LeaseRevoke { lease }
+            | KvOperation::LeasePut { lease, .. } => Some(*lease),
+            _ => None,
+        }
     }
 }
 
@@ -316,6 +352,28 @@ pub enum KvResult {
         /// The store's revision.
         current_revision: Revision,
     },
+    /// Of a `LeaseGrant`: the lease is live with its ttl.
+    LeaseGranted {
+        /// The lease.
+        lease: LeaseId,
+        /// Its time-to-live.
+        ttl_ticks: Tick,
+    },
+    /// Of a `LeaseKeepAlive`: the lease is renewed; its remaining ttl is the whole ttl.
+    LeaseKeptAlive {
+        /// The lease.
+        lease: LeaseId,
+        /// The remaining time-to-live.
+        ttl_ticks: Tick,
+    },
+    /// Of a `LeaseRevoke` (and of an expiry that took effect): the lease ended, its keys
+    /// deleted at `revision` (the current one when it had none).
+    LeaseRevoked {
+        /// The store's revision after it.
+        revision: Revision,
+    },
+    /// A lease operation refused: nothing applied.
+    LeaseRefused(LeaseError),
 }
 
 impl KvResult {
@@ -326,8 +384,12 @@ impl KvResult {
             KvResult::Put(result) => Some(result.revision),
             KvResult::DeleteRange(result) => Some(result.revision),
             KvResult::Txn(result) => Some(result.revision),
-            KvResult::Compact { revision } => Some(*revision),
-            KvResult::Compacted { .. } | KvResult::FutureRevision { .. } => None,
+            KvResult::Compact { revision } | KvResult::LeaseRevoked { revision } => Some(*revision),
+            KvResult::Compacted { .. }
+            | KvResult::FutureRevision { .. }
+            | KvResult::LeaseGranted { .. }
+            | KvResult::LeaseKeptAlive { .. }
+            | KvResult::LeaseRefused(_) => None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The stateright model of vigil's protocol: Multi-Paxos masters with heartbeats, evictions,
 //! rejoin, stop-the-world pauses and crashes, plus the proxy and its request ledger, the
-//! revisioned key-value store (ranges, transactions, compaction) and watches.
+//! revisioned key-value store (ranges, transactions, compaction), watches and leases.
 //!
 //! It is the reference the implementation is checked against (see `docs/protocol.md`); it
 //! shares no code with `vigil-core`, so that conformance compares two independent writings of
@@ -20,6 +20,13 @@ pub mod kv;
 pub mod kv_client;
 pub mod kv_presets;
 pub mod kv_types;
+pub mod lease;
+pub mod lease_client;
+pub mod lease_ghost;
+pub mod lease_leader;
+pub mod lease_presets;
+pub mod lease_properties;
+pub mod lease_types;
 pub mod master;
 pub mod message;
 pub mod model;

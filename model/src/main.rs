@@ -31,7 +31,8 @@ enum Command {
     /// Check a preset (or the `ci` list of presets) and print the summary.
     Check {
         /// ci, seed, five-masters, a member of ci (ci-pause, ci-election, ci-read, ci-crash, ci-disk,
-        /// ci-txn, ci-watch, ci-watch-resume, ci-watch-errors) or bug-NAME.
+        /// ci-txn, ci-watch, ci-watch-resume, ci-watch-errors, ci-watch-now, ci-lease,
+        /// ci-lease-election) or bug-NAME.
         #[arg(long, default_value = "ci")]
         preset: String,
         /// Switch on a seeded bug (repeatable; see `vigil-model bugs`).

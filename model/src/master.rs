@@ -237,6 +237,7 @@ impl Step<'_> {
             reads: BTreeMap::new(),
         });
         let commit_index = state.commit_index;
+        self.leases_at_election(node, ballot);
         for (slot, command) in accepts {
             let entry = Entry {
                 ballot,
@@ -565,6 +566,10 @@ impl Step<'_> {
         request_id: RequestId,
         operation: ClientOperation,
     ) {
+        if self.keep_alive_without_log_entry(node, &operation) {
+            self.register_read(node, request_id, operation);
+            return;
+        }
         let stale_read = self.config.has(Bug::StaleLeaderRead) && operation.is_read();
         if operation.is_read() && !stale_read && self.serves_reads(node) {
             self.register_read(node, request_id, operation);
@@ -602,13 +607,6 @@ impl Step<'_> {
     /// §4.1: the leader appends the proposal in the next slot, sends `Accept` now and counts
     /// itself once its write is durable (§2.1).
     fn append_proposal(&mut self, node: NodeId, request_id: RequestId, operation: ClientOperation) {
-        let state = &mut self.state.masters[node as usize];
-        let slot = state.last_slot() + 1;
-        let commit_index = state.commit_index;
-        let Role::Leader(leader) = &mut state.role else {
-            return;
-        };
-        let (ballot, active) = (leader.ballot, leader.active);
         let command = match operation {
             ClientOperation::Register(operation) => Command::Operation {
                 request_id,
@@ -619,8 +617,29 @@ impl Step<'_> {
                 operation,
             },
         };
+        self.append_command(node, command, Some(request_id));
+    }
+
+    /// §4.1: the leader appends `command` in the next slot (answering `owner` once it is
+    /// applied, if it has one), sends `Accept` now and counts itself once its write is
+    /// durable (§2.1).
+    pub(crate) fn append_command(
+        &mut self,
+        node: NodeId,
+        command: Command,
+        owner: Option<RequestId>,
+    ) {
+        let state = &mut self.state.masters[node as usize];
+        let slot = state.last_slot() + 1;
+        let commit_index = state.commit_index;
+        let Role::Leader(leader) = &mut state.role else {
+            return;
+        };
+        let (ballot, active) = (leader.ballot, leader.active);
         leader.accepted_by.insert(slot, NodeSet::default());
-        leader.proposals.insert(slot, request_id);
+        if let Some(request_id) = owner {
+            leader.proposals.insert(slot, request_id);
+        }
         let entry = Entry {
             ballot,
             command: command.clone(),

@@ -7,12 +7,14 @@
 
 use crate::config::{Bug, Config, Delivery};
 use crate::kv_types::{ClientOperation, ClientResult};
+use crate::lease_types::LeaseId;
 use crate::message::{Endpoint, Link, Message};
 use crate::state::{Role, State};
 use crate::step::Step;
 use crate::types::{ClientId, NodeId, RequestId};
 use serde::{Deserialize, Serialize};
 use stateright::{Model, Property};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// One step of the protocol (§11).
@@ -71,6 +73,16 @@ pub enum Action {
     /// lost subscription message close it too; this is the close on its own, as a host sees
     /// it when a master died before anything shows it in the model.
     CloseConnection(NodeId),
+    /// `Tick`: the one clock of the leases advances (§20.4; the protocol's own timers stay
+    /// abstract).
+    Tick,
+    /// `LeaseExpiryTimeout`: the leader's timer for a lease ran out on its clock; it proposes
+    /// the lease's expiry (§20.3).
+    LeaseExpiryTimeout(NodeId, LeaseId),
+    /// `ClientPause`: a stop-the-world pause of a client begins (§20.4).
+    ClientPause(ClientId),
+    /// `ClientResume`: the client's pause ends.
+    ClientResume(ClientId),
 }
 
 impl Action {
@@ -92,6 +104,10 @@ impl Action {
             Action::Crash(_) => "Crash",
             Action::Restart(_) => "Restart",
             Action::CloseConnection(_) => "CloseConnection",
+            Action::Tick => "Tick",
+            Action::LeaseExpiryTimeout(..) => "LeaseExpiryTimeout",
+            Action::ClientPause(_) => "ClientPause",
+            Action::ClientResume(_) => "ClientResume",
         }
     }
 
@@ -151,6 +167,8 @@ impl Action {
             Action::RequestTimeout(_) => "on_request_timeout",
             Action::ForwardLost(_) => "forward_lost",
             Action::Persist(_) => "advance",
+            Action::Tick => "tick",
+            Action::LeaseExpiryTimeout(..) => "on_lease_expiry_timeout",
             _ => return None,
         };
         Some(handler)
@@ -210,6 +228,15 @@ impl fmt::Display for Action {
             Action::CloseConnection(node) => {
                 write!(formatter, "CloseConnection of the proxy and master {node}")
             }
+            Action::Tick => write!(formatter, "Tick"),
+            Action::LeaseExpiryTimeout(node, lease) => {
+                write!(
+                    formatter,
+                    "LeaseExpiryTimeout of lease {lease} at master {node}"
+                )
+            }
+            Action::ClientPause(client) => write!(formatter, "Pause client {client}"),
+            Action::ClientResume(client) => write!(formatter, "Resume client {client}"),
         }
     }
 }
@@ -240,7 +267,36 @@ impl Config {
                 actions.push(Action::ClientRequest(client));
             }
         }
+        if self.has_leases() {
+            self.lease_actions(state, &mut actions);
+        }
         actions
+    }
+
+    /// §20: the clock, the leaders' expiry timers, and the pauses of lease holders.
+    fn lease_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        if state.used.ticks < self.budget.ticks {
+            actions.push(Action::Tick);
+        }
+        for node in 0..self.masters {
+            for lease in crate::lease_leader::expiries_due(self, state, node) {
+                actions.push(Action::LeaseExpiryTimeout(node, lease));
+            }
+        }
+        let may_pause = state.used.client_pauses < self.budget.client_pauses;
+        let holders: BTreeSet<ClientId> = state
+            .lease
+            .holders
+            .values()
+            .map(|holder| holder.client)
+            .collect();
+        for client in holders {
+            if state.lease.paused_clients.contains(&client) {
+                actions.push(Action::ClientResume(client));
+            } else if may_pause && !state.clients[client as usize].gone {
+                actions.push(Action::ClientPause(client));
+            }
+        }
     }
 
     fn delivery_actions(&self, state: &State, actions: &mut Vec<Action>) {
@@ -251,6 +307,7 @@ impl Config {
                     let master = &state.masters[*node as usize];
                     !master.paused && !master.crashed && !master.check_quorum_overdue
                 }
+                Endpoint::Client(client) => !state.lease.paused_clients.contains(client),
                 _ => true,
             };
             // Per-link FIFO: the head of the current connection, and any message of a closed
@@ -490,6 +547,16 @@ impl Step<'_> {
                     self.state.used.connections_closed.saturating_add(1);
                 self.subscription_connection_lost(node);
             }
+            Action::Tick => {
+                self.state.used.ticks = self.state.used.ticks.saturating_add(1);
+                self.tick();
+            }
+            Action::LeaseExpiryTimeout(node, lease) => self.on_lease_expiry_timeout(node, lease),
+            Action::ClientPause(client) => {
+                self.state.used.client_pauses = self.state.used.client_pauses.saturating_add(1);
+                self.client_pause(client);
+            }
+            Action::ClientResume(client) => self.client_resume(client),
         }
         self.close_write();
     }

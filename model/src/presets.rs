@@ -9,6 +9,7 @@
 
 use crate::config::{Budget, Bug, ClientScript, Config, Delivery, Disk};
 use crate::kv_presets;
+use crate::lease_presets;
 use crate::types::{Operation, Round};
 use std::collections::BTreeSet;
 
@@ -105,6 +106,8 @@ pub(crate) fn base(clients: Vec<ClientScript>) -> Config {
         txn_operations_max: 2,
         watches_per_client_max: 1,
         watch_events_buffered_max: 2,
+        leases_max: 1,
+        keys_per_lease_max: 1,
         search_deadline: None,
         observer: None,
     }
@@ -220,7 +223,7 @@ pub fn ci_disk() -> Preset {
 }
 
 /// The presets `check --preset ci` runs, in order: the protocol's, then the revisioned API's
-/// (`crate::kv_presets`).
+/// (`crate::kv_presets`), then the leases' (`crate::lease_presets`).
 pub fn ci() -> Vec<Preset> {
     vec![
         ci_pause(),
@@ -233,6 +236,8 @@ pub fn ci() -> Vec<Preset> {
         kv_presets::ci_watch_resume(),
         kv_presets::ci_watch_errors(),
         kv_presets::ci_watch_now(),
+        lease_presets::ci_lease(),
+        lease_presets::ci_lease_election(),
     ]
 }
 
@@ -291,6 +296,21 @@ pub fn for_bug(bug: Bug) -> Preset {
         | Bug::WatchLeakOnError
         | Bug::CompactionSkipsWatch
         | Bug::WatchNowBeforeReport => revisioned_bug_preset(bug),
+        Bug::ExpireByDeposedLeader => Preset {
+            name: "bug-expire-by-deposed-leader",
+            witnesses: vec![],
+            ..lease_presets::ci_lease_election()
+        },
+        Bug::TtlNotRenewedOnElection => Preset {
+            name: "bug-ttl-not-renewed-on-election",
+            witnesses: vec![],
+            ..lease_presets::ci_lease_election()
+        },
+        Bug::EphemeralOutlivesLease => Preset {
+            name: "bug-ephemeral-outlives-lease",
+            witnesses: vec![],
+            ..lease_presets::ci_lease()
+        },
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);
             config.budget = Budget {

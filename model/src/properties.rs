@@ -18,19 +18,22 @@ use stateright::{Expectation, Property};
 pub fn all() -> Vec<Property<Config>> {
     let mut properties = protocol();
     properties.extend(crate::revision_properties::all());
+    properties.extend(crate::lease_properties::all());
     properties
 }
 
-/// The properties the checker evaluates on `config`: all of them, or, without revisioned
-/// clients, the protocol's only — the others hold at once there and reach no witness, and the
-/// checker pays a lookup per property per state. (Reports still list them all: held, not
-/// discovered.)
+/// The properties the checker evaluates on `config`: the protocol's, the revisioned API's
+/// with revisioned clients, the leases' with lease operations — the others hold at once there
+/// and reach no witness, and the checker pays a lookup per property per state. (Reports still
+/// list them all: held, not discovered.)
 pub fn for_config(config: &Config) -> Vec<Property<Config>> {
-    let mut properties = if config.kv_clients.is_empty() {
-        protocol()
-    } else {
-        all()
-    };
+    let mut properties = protocol();
+    if !config.kv_clients.is_empty() {
+        properties.extend(crate::revision_properties::all());
+    }
+    if config.has_leases() {
+        properties.extend(crate::lease_properties::all());
+    }
     if config
         .observer
         .as_ref()
@@ -188,7 +191,7 @@ fn read_without_log_entry(config: &Config, state: &State) -> bool {
 fn validity(config: &Config, state: &State) -> bool {
     state.ghost.chosen.values().all(|command| {
         let (request_id, operation) = match command {
-            Command::Noop => return true,
+            Command::Noop | Command::LeaseExpire { .. } => return true,
             Command::Operation {
                 request_id,
                 operation,

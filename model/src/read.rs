@@ -149,6 +149,7 @@ impl Step<'_> {
         for (request_id, read) in reads {
             let result = store.apply_client(&read.operation);
             self.check_served(&store, &read.operation, &result);
+            self.lease_read_answered(node, &read.operation, &result);
             replies.push(self.propose_reply(request_id, Ok(result)));
         }
         for reply in replies {

@@ -11,6 +11,7 @@ use crate::kv_types::{
     ClientOperation, ClientResult, KvOperation, KvRequestOutcome, KvResult, Revision,
     RevisionEvents, WatchEnd, WatchId, WatchRequest,
 };
+use crate::lease_types::LeaseState;
 use crate::message::{Endpoint, Entries, Link, Message};
 use crate::types::{
     Ballot, ClientId, Command, Entry, HeartbeatSequence, NodeId, NodeSet, Operation,
@@ -458,6 +459,10 @@ pub struct State {
     /// The committed prefix that replay compacted away (`crate::compaction`); always empty in
     /// the exhaustive check, so it adds no state there.
     pub compacted: Compacted,
+    /// The leases' clock, the leaders' lease timers, the holders and the lease ghost
+    /// (`crate::lease_types`); empty without lease operations.
+    #[serde(default)]
+    pub lease: LeaseState,
 }
 
 /// What the masters' handlers need of a log prefix that replay compacted away: each master's
@@ -502,6 +507,7 @@ impl State {
             kv_history: Vec::new(),
             ghost: Ghost::default(),
             compacted: Compacted::default(),
+            lease: LeaseState::default(),
         }
     }
 

@@ -168,6 +168,7 @@ impl Step<'_> {
             Some(_) => {}
             None => {
                 self.state.ghost.chosen.insert(slot, entry.command.clone());
+                self.lease_chosen(node, slot, &entry);
             }
         }
         self.applied(node, slot, &entry.command);

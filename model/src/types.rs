@@ -172,6 +172,14 @@ pub enum Command {
     },
     /// Fills a gap found in phase 1.
     Noop,
+    /// A leader's expiry of a lease (§20.3): applies only if the lease is live at the
+    /// generation the leader saw; otherwise it is a no-op.
+    LeaseExpire {
+        /// The lease.
+        lease: crate::lease_types::LeaseId,
+        /// Its generation when the leader proposed the expiry.
+        generation: crate::lease_types::LeaseGeneration,
+    },
 }
 
 impl Command {
@@ -181,7 +189,7 @@ impl Command {
             Command::Operation { request_id, .. } | Command::Kv { request_id, .. } => {
                 Some(*request_id)
             }
-            Command::Noop => None,
+            Command::Noop | Command::LeaseExpire { .. } => None,
         }
     }
 }

@@ -74,6 +74,7 @@ fn small_bug_presets_hold_without_their_bug() {
         Bug::TxnPartialApply,
         Bug::CompactionSkipsWatch,
         Bug::WatchNowBeforeReport,
+        Bug::EphemeralOutlivesLease,
     ] {
         let mut preset = presets::for_bug(bug);
         preset.config.bugs.clear();
@@ -121,4 +122,19 @@ fn compaction_skips_watch_is_caught() {
 #[test]
 fn watch_now_before_report_is_caught() {
     caught(Bug::WatchNowBeforeReport);
+}
+
+#[test]
+fn expire_by_deposed_leader_is_caught() {
+    caught(Bug::ExpireByDeposedLeader);
+}
+
+#[test]
+fn ttl_not_renewed_on_election_is_caught() {
+    caught(Bug::TtlNotRenewedOnElection);
+}
+
+#[test]
+fn ephemeral_outlives_lease_is_caught() {
+    caught(Bug::EphemeralOutlivesLease);
 }

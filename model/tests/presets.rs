@@ -7,6 +7,7 @@
 
 use vigil_model::check::{run_preset, CheckOptions};
 use vigil_model::kv_presets;
+use vigil_model::lease_presets;
 use vigil_model::presets::{self, Preset, Strategy};
 use vigil_model::properties;
 use vigil_model::{Budget, Bug};
@@ -120,8 +121,20 @@ fn the_whole_ci_list_holds_and_reaches_every_witness() {
             ("ci-watch-resume", 1_782_929),
             ("ci-watch-errors", 11_554),
             ("ci-watch-now", 343),
+            ("ci-lease", PINNED_CI_LEASE),
+            ("ci-lease-election", 1_183_345),
         ]
     );
+}
+
+/// `ci-lease`'s unique states (DFS and BFS agree).
+const PINNED_CI_LEASE: usize = 36_822;
+
+#[test]
+fn ci_lease_holds_with_pinned_state_count_in_bfs_and_dfs() {
+    let preset = lease_presets::ci_lease();
+    assert_eq!(holds(&preset, Strategy::Dfs), PINNED_CI_LEASE);
+    assert_eq!(holds(&preset, Strategy::Bfs), PINNED_CI_LEASE);
 }
 
 #[test]
@@ -173,6 +186,27 @@ fn ci_catches_every_seeded_bug() {
             Bug::WatchResumeFromCurrent,
             kv_presets::watch_resume_with_progress(),
         ),
+    ] {
+        let targeted = presets::for_bug(bug).config;
+        assert_eq!(
+            (targeted.kv_clients, targeted.budget),
+            (member.config.kv_clients, member.config.budget),
+            "{bug}"
+        );
+    }
+    // The leases' bugs are caught by the lease presets of ci with the bug on (tests/bugs.rs):
+    // those that need a leader change by ci-lease-election, `ephemeral-outlives-lease` by
+    // ci-lease.
+    for (bug, member) in [
+        (
+            Bug::ExpireByDeposedLeader,
+            lease_presets::ci_lease_election(),
+        ),
+        (
+            Bug::TtlNotRenewedOnElection,
+            lease_presets::ci_lease_election(),
+        ),
+        (Bug::EphemeralOutlivesLease, lease_presets::ci_lease()),
     ] {
         let targeted = presets::for_bug(bug).config;
         assert_eq!(

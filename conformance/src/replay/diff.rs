@@ -135,11 +135,17 @@ pub(super) fn actor_of(action: &Action) -> Endpoint {
         | Action::Pause(node)
         | Action::Resume(node)
         | Action::Crash(node)
-        | Action::Restart(node) => Endpoint::Master(*node),
+        | Action::Restart(node)
+        | Action::LeaseExpiryTimeout(node, _) => Endpoint::Master(*node),
         Action::RequestTimeout(_) | Action::ForwardLost(_) | Action::CloseConnection(_) => {
             Endpoint::Proxy
         }
-        Action::ClientRequest(client) => Endpoint::Client(*client),
+        Action::ClientRequest(client)
+        | Action::ClientPause(client)
+        | Action::ClientResume(client) => Endpoint::Client(*client),
+        // The lease clock is the host's and sends nothing. No trace event maps to a lease
+        // step yet, so replay never takes it.
+        Action::Tick => Endpoint::Proxy,
     }
 }
 
