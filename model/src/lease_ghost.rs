@@ -96,17 +96,13 @@ impl Step<'_> {
             },
             _ => LeaseEffect::None,
         };
-        if let LeaseEffect::Ended { lease, .. } = effect {
+        if let LeaseEffect::Ended { lease, expired } = effect {
             if !store.keys_of(lease).is_empty() {
                 self.state.lease.ghost.ephemeral_outlived = true;
             }
-        }
-        if let LeaseEffect::Ended {
-            lease,
-            expired: true,
-        } = effect
-        {
-            self.record_expiry(slot, lease, result);
+            if expired {
+                self.record_expiry(slot, lease, result);
+            }
         }
         effect
     }
