@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -310,6 +310,7 @@ impl TraceSink {
             file.write_all(&line).map_err(io_error)?;
             Resume::default()
         } else {
+            drop_torn_tail(&mut file).map_err(io_error)?;
             file_resume_point(&mut file, path)?
         };
         let (batches, receiver) = mpsc::channel(TRACE_BATCHES_MAX);
@@ -436,6 +437,37 @@ fn resume_point(first: &str, last: Option<&str>, path: &Path) -> Result<Resume, 
     }
 }
 
+/// Cuts a last line without its newline (a write the machine lost part of, e.g. at a power
+/// loss) so that the file continues after its last whole event; a torn event is one whose
+/// input's sends never left (`record` returns only once its events are written).
+fn drop_torn_tail(file: &mut File) -> std::io::Result<()> {
+    let length = file.seek(SeekFrom::End(0))?;
+    if length == 0 {
+        return Ok(());
+    }
+    let mut window = TAIL_WINDOW_BYTES.min(length);
+    loop {
+        file.seek(SeekFrom::Start(length - window))?;
+        let mut tail = Vec::with_capacity(window as usize);
+        Read::by_ref(file).take(window).read_to_end(&mut tail)?;
+        if tail.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        match tail.iter().rposition(|byte| *byte == b'\n') {
+            Some(newline) => {
+                let kept = length - window + newline as u64 + 1;
+                tracing::warn!(
+                    dropped_bytes = length - kept,
+                    "trace file ended in a torn line; continuing after its last whole event"
+                );
+                return file.set_len(kept);
+            }
+            None if window == length => return Ok(()),
+            None => window = (window * 2).min(length),
+        }
+    }
+}
+
 /// The file's last non-empty line, reading backwards from its end a window at a time.
 fn last_line(file: &mut File) -> std::io::Result<Option<String>> {
     let length = file.seek(SeekFrom::End(0))?;
@@ -478,15 +510,19 @@ fn write_loop(
         path: path.to_path_buf(),
         source,
     };
-    let mut writer = BufWriter::new(file);
+    let mut file = file;
+    let mut buffer = Vec::new();
     while let Some((batch, written)) = batches.blocking_recv() {
+        // One input's events in one `write`: a write to a regular file is not cut short by a
+        // signal, so a SIGKILLed master leaves whole inputs in its file, never part of one.
+        buffer.clear();
         for event in batch {
-            serde_json::to_writer(&mut writer, &event).map_err(|error| io_error(error.into()))?;
-            writer.write_all(b"\n").map_err(io_error)?;
+            serde_json::to_writer(&mut buffer, &event).map_err(|error| io_error(error.into()))?;
+            buffer.push(b'\n');
         }
-        writer.flush().map_err(io_error)?;
+        file.write_all(&buffer).map_err(io_error)?;
         // The recorder may be gone (its node stopped): nothing waits, nothing to do.
         let _ = written.send(());
     }
-    writer.flush().map_err(io_error)
+    file.flush().map_err(io_error)
 }

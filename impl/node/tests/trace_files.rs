@@ -105,3 +105,58 @@ async fn a_recorded_batch_is_in_the_file_before_record_returns() {
     }
     sink.close().await.unwrap();
 }
+
+/// A trace file that ends in a torn line (a write the machine lost part of) is continued after
+/// its last whole event: the torn bytes are cut, the clock continues from that event, and the
+/// file parses whole.
+#[tokio::test]
+async fn a_torn_last_line_is_cut_and_the_file_continues() {
+    use std::io::Write;
+    use vigil::trace_sink::{TraceHeader, TraceSink};
+    use vigil_core::{LedgerCounters, Origin, PostState, Timer, TraceEvent, TraceKind};
+
+    let event = |sequence| TraceEvent {
+        origin: Origin::Proxy(1),
+        sequence,
+        kind: TraceKind::Timeout {
+            timer: Timer::Request,
+        },
+        post: PostState::Proxy(LedgerCounters::default()),
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("p1.ndjson");
+    let header = TraceHeader::new("p1".to_string(), None, vigil_core::Config::default());
+    let mut sink = TraceSink::create(&path, &header).unwrap();
+    for sequence in 0..3 {
+        sink.record(vec![event(sequence)], None).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(br#"{"lamport":4,"input":"#).unwrap();
+    drop(file);
+    let mut sink = TraceSink::create(&path, &header).unwrap();
+    sink.record(vec![event(3)], None).await.unwrap();
+    sink.close().await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with(&whole),
+        "the whole events stay as they were"
+    );
+    let lamports: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            value["lamport"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(lamports.len(), 4, "{text}");
+    assert!(
+        lamports.windows(2).all(|pair| pair[0] < pair[1]),
+        "{lamports:?}"
+    );
+}
