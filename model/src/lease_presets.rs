@@ -3,7 +3,7 @@
 //! three-master base of `crate::presets`, with the clock bounded and one client pause. One
 //! preset keeps the first leader (`ci-lease`), one adds a leader change (`ci-lease-election`).
 
-use crate::config::{Budget, ClientScript, Config, KvClientScript, KvStep};
+use crate::config::{Budget, Bug, ClientScript, Config, KvClientScript, KvStep};
 use crate::kv_types::{KvOperation, PutRequest};
 use crate::lease_types::{LeaseId, Tick};
 use crate::presets::{exhaustive, Preset, CLUSTER};
@@ -79,4 +79,19 @@ pub fn ci_lease_election() -> Preset {
             "deposed_expiry_without_effect",
         ],
     )
+}
+
+/// The preset that shows a lease's seeded bug (`presets::for_bug` switches it on).
+pub fn lease_bug_preset(bug: Bug) -> Preset {
+    let (name, preset) = match bug {
+        Bug::ExpireByDeposedLeader => ("bug-expire-by-deposed-leader", ci_lease_election()),
+        Bug::TtlNotRenewedOnElection => ("bug-ttl-not-renewed-on-election", ci_lease_election()),
+        Bug::EphemeralOutlivesLease => ("bug-ephemeral-outlives-lease", ci_lease()),
+        other => unreachable!("not a lease's seeded bug: {other:?}"),
+    };
+    Preset {
+        name,
+        witnesses: vec![],
+        ..preset
+    }
 }

@@ -531,22 +531,44 @@ impl Step<'_> {
                 self.forward_lost(request_id);
             }
             Action::ClientRequest(client) => self.client_request(client),
+            Action::Persist(node) => self.persist(node),
+            Action::Pause(_) | Action::Resume(_) | Action::Crash(_) | Action::Restart(_) => {
+                self.perform_process_fault(action);
+            }
+            Action::CloseConnection(node) => {
+                self.state.used.connections_closed =
+                    self.state.used.connections_closed.saturating_add(1);
+                self.subscription_connection_lost(node);
+            }
+            Action::Tick
+            | Action::LeaseExpiryTimeout(..)
+            | Action::ClientPause(_)
+            | Action::ClientResume(_) => self.perform_lease_time(action),
+        }
+        self.close_write();
+    }
+
+    /// A master process's faults: a stop-the-world pause and its end, a crash and its restart.
+    fn perform_process_fault(&mut self, action: Action) {
+        match action {
             Action::Pause(node) => {
                 self.state.used.pauses = self.state.used.pauses.saturating_add(1);
                 self.pause(node);
             }
-            Action::Persist(node) => self.persist(node),
             Action::Resume(node) => self.resume(node),
             Action::Crash(node) => {
                 self.state.used.crashes = self.state.used.crashes.saturating_add(1);
                 self.crash(node);
             }
             Action::Restart(node) => self.restart(node),
-            Action::CloseConnection(node) => {
-                self.state.used.connections_closed =
-                    self.state.used.connections_closed.saturating_add(1);
-                self.subscription_connection_lost(node);
-            }
+            other => unreachable!("not a process fault: {other:?}"),
+        }
+    }
+
+    /// The actions of the leases' time (§20): the clock's tick, a leader's expiry timer, and a
+    /// lease holder's pause and resume.
+    fn perform_lease_time(&mut self, action: Action) {
+        match action {
             Action::Tick => {
                 self.state.used.ticks = self.state.used.ticks.saturating_add(1);
                 self.tick();
@@ -557,8 +579,8 @@ impl Step<'_> {
                 self.client_pause(client);
             }
             Action::ClientResume(client) => self.client_resume(client),
+            other => unreachable!("not an action of the leases' time: {other:?}"),
         }
-        self.close_write();
     }
 
     /// What a lost message loses besides itself: a subscription message's connection

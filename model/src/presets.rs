@@ -296,21 +296,9 @@ pub fn for_bug(bug: Bug) -> Preset {
         | Bug::WatchLeakOnError
         | Bug::CompactionSkipsWatch
         | Bug::WatchNowBeforeReport => revisioned_bug_preset(bug),
-        Bug::ExpireByDeposedLeader => Preset {
-            name: "bug-expire-by-deposed-leader",
-            witnesses: vec![],
-            ..lease_presets::ci_lease_election()
-        },
-        Bug::TtlNotRenewedOnElection => Preset {
-            name: "bug-ttl-not-renewed-on-election",
-            witnesses: vec![],
-            ..lease_presets::ci_lease_election()
-        },
-        Bug::EphemeralOutlivesLease => Preset {
-            name: "bug-ephemeral-outlives-lease",
-            witnesses: vec![],
-            ..lease_presets::ci_lease()
-        },
+        Bug::ExpireByDeposedLeader | Bug::TtlNotRenewedOnElection | Bug::EphemeralOutlivesLease => {
+            lease_presets::lease_bug_preset(bug)
+        }
         Bug::PausedHeartbeat => {
             let mut config = base(vec![]);
             config.budget = Budget {
